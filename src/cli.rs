@@ -1,0 +1,225 @@
+//! Command-line arguments (clap) and their resolution into settings.
+//!
+//! Commands receive resolved settings, never clap types; destructuring here
+//! means a new flag that is not handled fails to compile.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::printer::{Printer, Verbosity};
+
+/// Pin container images in a lockfile; sync exactly those blobs into an OCI store.
+#[derive(Debug, Parser)]
+#[command(name = "imagelock", version, about, propagate_version = true)]
+#[command(
+    after_help = "Examples:\n  imagelock init\n  imagelock add big --docker 127.0.0.1:5000/test/big:v1 --platform linux/amd64 --insecure\n  imagelock lock\n  imagelock sync --locked\n  imagelock sync --frozen --offline"
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+    /// Options every command takes.
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The manifest to use [default: ./images.toml]; the lock is images.lock beside it.
+    #[arg(long, global = true, value_name = "PATH")]
+    pub manifest: Option<PathBuf>,
+    /// The store directory (overrides [store] path in the manifest).
+    #[arg(long, global = true, env = "IMAGELOCK_STORE", value_name = "DIR")]
+    pub store: Option<PathBuf>,
+    /// Extra CA certificate bundle (PEM) to trust for HTTPS, besides the system roots and SSL_CERT_FILE.
+    #[arg(long, global = true, env = "IMAGELOCK_CA_FILE", value_name = "FILE")]
+    pub ca_file: Vec<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print per-image detail.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Write a commented images.toml in the current directory.
+    Init {
+        /// Overwrite an existing manifest.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Add an image to the manifest, keeping its comments and order.
+    #[command(
+        after_help = "Examples:\n  imagelock add alpine --docker alpine:3.20 --platform linux/amd64 --platform linux/arm64 --insecure\n  imagelock add hello --path examples/hello:1.0 --insecure --lock"
+    )]
+    Add(AddArgs),
+    /// Remove images from the manifest (and the lock, on the next `lock`).
+    Remove {
+        /// The image IDs to remove.
+        #[arg(required = true)]
+        ids: Vec<String>,
+    },
+    /// Resolve new or changed manifest entries and write images.lock.
+    Lock {
+        /// Do not write; exit 1 if the lock is stale (for CI).
+        #[arg(long)]
+        check: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Fetch exactly the locked blobs into the store.
+    Sync(SyncArgs),
+}
+
+/// `imagelock add`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["docker", "name", "url", "path"])))]
+pub struct AddArgs {
+    /// The ID to give the image in images.toml.
+    pub id: String,
+    /// An OCI registry reference, e.g. docker.io/library/alpine:3.20.
+    #[arg(long, value_name = "REF")]
+    pub docker: Option<String>,
+    /// An appc image name (resolved by name discovery).
+    #[arg(long, value_name = "NAME")]
+    pub name: Option<String>,
+    /// A direct ACI URL.
+    #[arg(long, value_name = "URL")]
+    pub url: Option<String>,
+    /// A local OCI layout (DIR or DIR:REF) or ACI file.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// An appc label (repeatable), e.g. version=1.2.
+    #[arg(long = "label", value_name = "KEY=VALUE", requires = "name")]
+    pub labels: Vec<String>,
+    /// A platform to pin (repeatable), e.g. linux/arm64.
+    #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+    pub platforms: Vec<String>,
+    /// Accept the image without a signature (recorded as unverified in the lock).
+    #[arg(long)]
+    pub insecure: bool,
+    /// Lock the new entry right away.
+    #[arg(long)]
+    pub lock: bool,
+}
+
+/// `imagelock sync`.
+#[derive(Debug, Args)]
+pub struct SyncArgs {
+    /// Fail if images.lock does not match images.toml (instead of re-locking).
+    #[arg(long)]
+    pub locked: bool,
+    /// Use images.lock as it is, without looking at images.toml; implies --locked.
+    #[arg(long)]
+    pub frozen: bool,
+    /// Use no network: the store and local sources only.
+    #[arg(long)]
+    pub offline: bool,
+    /// Show what would be fetched without fetching it.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// How `sync` treats the lock, as uv's `LockMode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockMode {
+    /// Re-lock stale entries, then sync.
+    Write,
+    /// Fail when the lock is stale.
+    Locked,
+    /// Use the lock without reading the manifest.
+    Frozen,
+}
+
+/// Resolved settings shared by every command.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The manifest path.
+    pub manifest: PathBuf,
+    /// `--store` / `IMAGELOCK_STORE`, if given.
+    pub store_override: Option<PathBuf>,
+    /// Extra CA files.
+    pub ca_files: Vec<PathBuf>,
+    /// Output routing.
+    pub printer: Printer,
+}
+
+impl Settings {
+    /// Resolves global flags; `json` is the command's `--json`.
+    pub fn resolve(global: GlobalArgs, json: bool) -> Settings {
+        let GlobalArgs {
+            manifest,
+            store,
+            ca_file,
+            quiet,
+            verbose,
+        } = global;
+        let verbosity = match (quiet, verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, true) => Verbosity::Verbose,
+            (false, false) => Verbosity::Normal,
+        };
+        Settings {
+            manifest: manifest.unwrap_or_else(|| PathBuf::from(crate::manifest::MANIFEST_FILE)),
+            store_override: store.filter(|s| !s.as_os_str().is_empty()),
+            ca_files: ca_file,
+            printer: Printer { verbosity, json },
+        }
+    }
+}
+
+/// Resolved `sync` settings.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncSettings {
+    /// Lock handling.
+    pub mode: LockMode,
+    /// No network.
+    pub offline: bool,
+    /// Plan only.
+    pub dry_run: bool,
+}
+
+impl SyncSettings {
+    /// Resolves `sync` flags (`--frozen` = `--locked` without reading the manifest).
+    pub fn resolve(args: &SyncArgs) -> SyncSettings {
+        let SyncArgs {
+            locked,
+            frozen,
+            offline,
+            dry_run,
+            json: _,
+        } = *args;
+        let mode = match (frozen, locked) {
+            (true, _) => LockMode::Frozen,
+            (false, true) => LockMode::Locked,
+            (false, false) => LockMode::Write,
+        };
+        SyncSettings {
+            mode,
+            offline,
+            dry_run,
+        }
+    }
+}
+
+/// The per-user default store: `$XDG_DATA_HOME/imagelock/store`, else `~/.local/share/imagelock/store`.
+pub fn default_store() -> PathBuf {
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    env("XDG_DATA_HOME")
+        .or_else(|| env("HOME").map(|h| h.join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from(".imagelock"))
+        .join("imagelock/store")
+}

@@ -1,0 +1,200 @@
+//! Format-preserving edits of `images.toml` (`init`, `add`, `remove`).
+//!
+//! Invariant: everything the edit does not touch — comments, key order,
+//! whitespace, quoting — is kept byte for byte, because the file is the user's.
+
+use toml_edit::{DocumentMut, Item, Table, value};
+
+/// The commented manifest `imagelock init` writes.
+pub const INIT_TEMPLATE: &str = r#"#:schema https://imagelock.dev/schema/images.schema.json
+# imagelock manifest: the container images this project needs.
+# `imagelock lock` resolves them into images.lock (commit both files);
+# `imagelock sync` fetches exactly the locked blobs into the store.
+
+# [store]
+# path = ".imagelock/store"      # default: --store, $IMAGELOCK_STORE, else the per-user data dir
+
+# Registries that may be reached over plain HTTP (only those you name):
+# [registries."127.0.0.1:5000"]
+# insecure-http = true
+
+# Keys trusted for a name prefix; the most specific prefix wins.
+# [trust."registry.example.com/team/"]
+# keys = ["keys/team.asc"]
+
+# An image from an OCI registry; `platforms` defaults to this machine's.
+# [images.alpine]
+# docker = "docker.io/library/alpine:3.20"
+# platforms = ["linux/amd64", "linux/arm64"]
+# insecure = true                # no trusted key covers it: accept it unverified
+"#;
+
+/// What `add` puts into a new `[images.ID]` table, in key order.
+#[derive(Debug, Default)]
+pub struct NewImage {
+    /// Source key (`docker`, `name`, `url` or `path`) and its value.
+    pub source: (&'static str, String),
+    /// appc labels.
+    pub labels: Vec<(String, String)>,
+    /// Platforms, as written.
+    pub platforms: Vec<String>,
+    /// `insecure = true`.
+    pub insecure: bool,
+}
+
+/// Why an edit was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum EditError {
+    /// Not TOML.
+    #[error("cannot edit: the manifest is not valid TOML\n{0}")]
+    Parse(String),
+    /// `[images]` is something other than a table.
+    #[error("cannot edit: `images` is not a table")]
+    ImagesNotTable,
+    /// `add` of an ID that exists.
+    #[error("image `{0}` is already in the manifest")]
+    Exists(String),
+    /// `remove` of an ID that does not exist.
+    #[error("image `{0}` is not in the manifest")]
+    Unknown(String),
+}
+
+/// Adds `[images.ID]` at the end of the images, keeping everything else as it is.
+pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let images = doc
+        .entry("images")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or(EditError::ImagesNotTable)?;
+    if images.contains_key(id) {
+        return Err(EditError::Exists(id.to_owned()));
+    }
+    let mut table = Table::new();
+    table.insert(image.source.0, value(image.source.1.as_str()));
+    if !image.labels.is_empty() {
+        let mut labels = toml_edit::InlineTable::new();
+        for (k, v) in &image.labels {
+            labels.insert(k, v.as_str().into());
+        }
+        table.insert("labels", value(labels));
+    }
+    if !image.platforms.is_empty() {
+        let platforms: toml_edit::Array = image.platforms.iter().map(String::as_str).collect();
+        table.insert("platforms", value(platforms));
+    }
+    if image.insecure {
+        table.insert("insecure", value(true));
+    }
+    // A blank line before the new table, unless the file is empty so far.
+    if !text.trim().is_empty() {
+        table.decor_mut().set_prefix("\n");
+    }
+    // Place it after every existing table so it lands at the end of the file.
+    let position = doc
+        .iter()
+        .filter_map(|(_, item)| item.as_table())
+        .flat_map(|t| {
+            std::iter::once(t.position()).chain(
+                t.iter()
+                    .filter_map(|(_, i)| i.as_table())
+                    .map(|t| t.position()),
+            )
+        })
+        .flatten()
+        .max()
+        .map_or(0, |p| p + 1);
+    table.set_position(position);
+    doc["images"]
+        .as_table_mut()
+        .expect("images was just checked to be a table")
+        .insert(id, Item::Table(table));
+    Ok(doc.to_string())
+}
+
+/// Removes `[images.ID]` (with the comments attached above it).
+pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let images = doc
+        .get_mut("images")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(|| EditError::Unknown(id.to_owned()))?;
+    if images.remove(id).is_none() {
+        return Err(EditError::Unknown(id.to_owned()));
+    }
+    Ok(doc.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USER_FILE: &str = "# my images\n[store]\npath   =   \"store\"   # odd spacing kept\n\n[images.zeta]  # last alphabetically, first in file\ndocker = 'zeta:1'\ninsecure = true\n\n# the base image\n[images.alpha]\ndocker = \"alpine:3.20\"\ninsecure = true\n";
+
+    fn docker(reference: &str) -> NewImage {
+        NewImage {
+            source: ("docker", reference.to_owned()),
+            platforms: vec!["linux/amd64".into()],
+            insecure: true,
+            ..NewImage::default()
+        }
+    }
+
+    #[test]
+    fn add_appends_and_keeps_everything_else() {
+        let out = add_image(USER_FILE, "big", &docker("127.0.0.1:5000/test/big:v1")).expect("add");
+        let expected = format!(
+            "{USER_FILE}\n[images.big]\ndocker = \"127.0.0.1:5000/test/big:v1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+        );
+        assert_eq!(out, expected);
+    }
+
+    #[test]
+    fn add_to_empty_and_unterminated_files() {
+        let out = add_image("", "a", &docker("a:1")).expect("add");
+        assert_eq!(
+            out,
+            "[images.a]\ndocker = \"a:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+        );
+        let out = add_image("[store]\npath = \"s\"", "a", &docker("a:1")).expect("add");
+        assert!(
+            out.starts_with("[store]\npath = \"s\"\n\n[images.a]\n"),
+            "{out}"
+        );
+    }
+
+    #[test]
+    fn add_refuses_duplicates_and_remove_round_trips() {
+        assert!(matches!(
+            add_image(USER_FILE, "alpha", &docker("x")),
+            Err(EditError::Exists(_))
+        ));
+        let added = add_image(USER_FILE, "big", &docker("b:1")).expect("add");
+        assert_eq!(remove_image(&added, "big").expect("remove"), USER_FILE);
+        let removed = remove_image(USER_FILE, "zeta").expect("remove");
+        assert_eq!(
+            removed,
+            "# my images\n[store]\npath   =   \"store\"   # odd spacing kept\n\n# the base image\n[images.alpha]\ndocker = \"alpine:3.20\"\ninsecure = true\n"
+        );
+        assert!(matches!(
+            remove_image(USER_FILE, "nope"),
+            Err(EditError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn init_template_is_a_valid_empty_manifest() {
+        let m =
+            crate::manifest::Manifest::parse(std::path::Path::new("images.toml"), INIT_TEMPLATE)
+                .expect("valid");
+        assert!(m.images.is_empty());
+    }
+}

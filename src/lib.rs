@@ -1,0 +1,25 @@
+//! imagelock: pin container images in a lockfile and sync exactly those blobs
+//! into a content-addressed OCI image layout.
+//!
+//! The binary (`src/main.rs`) parses arguments into settings and calls
+//! [`commands`]; everything else is library code with strict module borders.
+
+pub mod cli;
+pub mod commands;
+pub mod credentials;
+pub mod digest;
+pub mod edit;
+pub mod errors;
+pub mod fsutil;
+pub mod limits;
+pub mod lockfile;
+pub mod manifest;
+pub mod oci;
+pub mod platform;
+pub mod printer;
+pub mod reference;
+pub mod registry;
+pub mod resolve;
+pub mod schema;
+pub mod store;
+pub mod sync;

@@ -1,0 +1,108 @@
+//! The `imagelock` binary: parse arguments, resolve settings, run a command,
+//! and turn errors into `error:` / `Caused by:` / `hint:` and an exit code
+//! (0 ok, 1 failure, 2 usage — clap exits 2 on its own).
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use imagelock::cli::{Cli, Command, Settings, SyncSettings};
+use imagelock::commands::{self, AddRequest};
+use imagelock::edit::NewImage;
+use imagelock::errors::Hinted;
+
+fn main() -> ExitCode {
+    let Cli { command, global } = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(command, global)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&e);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Result<()> {
+    match command {
+        Command::Init { force } => commands::init(&Settings::resolve(global, false), force),
+        Command::Add(args) => {
+            let settings = Settings::resolve(global, false);
+            commands::add(&settings, add_request(args)?).await
+        }
+        Command::Remove { ids } => commands::remove(&Settings::resolve(global, false), &ids),
+        Command::Lock { check, json } => {
+            commands::lock(&Settings::resolve(global, json), check).await
+        }
+        Command::Sync(args) => {
+            let options = SyncSettings::resolve(&args);
+            commands::sync(&Settings::resolve(global, args.json), options).await
+        }
+    }
+}
+
+fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
+    let imagelock::cli::AddArgs {
+        id,
+        docker,
+        name,
+        url,
+        path,
+        labels,
+        platforms,
+        insecure,
+        lock,
+    } = args;
+    let source = match (docker, name, url, path) {
+        (Some(v), None, None, None) => ("docker", v),
+        (None, Some(v), None, None) => ("name", v),
+        (None, None, Some(v), None) => ("url", v),
+        (None, None, None, Some(v)) => ("path", v),
+        _ => anyhow::bail!("give exactly one of --docker, --name, --url, --path"),
+    };
+    let labels = labels
+        .iter()
+        .map(|l| {
+            l.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| anyhow::anyhow!("--label `{l}` is not KEY=VALUE"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(AddRequest {
+        id,
+        image: NewImage {
+            source,
+            labels,
+            platforms,
+            insecure,
+        },
+        lock,
+    })
+}
+
+fn report(error: &anyhow::Error) {
+    eprintln!("error: {error}");
+    let mut hint = None;
+    for cause in error.chain() {
+        if let Some(h) = cause.downcast_ref::<Hinted>() {
+            hint.get_or_insert_with(|| h.hint.clone());
+        }
+    }
+    for cause in error.chain().skip(1) {
+        let text = cause.to_string();
+        if !error.to_string().contains(&text) {
+            eprintln!("  Caused by: {text}");
+        }
+    }
+    if let Some(hint) = hint {
+        eprintln!("hint: {hint}");
+    }
+}

@@ -1,0 +1,685 @@
+//! A client for OCI distribution registries: manifests and blobs by digest or
+//! tag, with anonymous, Bearer-token and Basic authentication.
+//!
+//! Invariants: nothing from the network is trusted. Manifest bodies are capped
+//! and hashed over the exact bytes received, and must match both the digest that
+//! was asked for and any `Docker-Content-Digest` the registry sent. Blob bodies
+//! are handed out as streams; their callers hash and size-check them (see
+//! `store`). Tokens are cached per (registry, scope) and never sent to another
+//! host (reqwest strips `Authorization` on cross-host redirects).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+use crate::credentials::{self, Credential};
+use crate::digest::{Digest, Hasher};
+use crate::oci;
+
+/// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Read timeout between bytes: a registry silent this long is treated as gone.
+const READ_TIMEOUT: Duration = Duration::from_secs(120);
+/// Tokens are refreshed this long before they expire, so a request never races expiry.
+const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+/// Token servers may omit `expires_in`; the token spec says to assume 60 seconds.
+const DEFAULT_TOKEN_LIFETIME: u64 = 60;
+/// Token responses are small JSON; cap them so a hostile server can't exhaust memory.
+const MAX_TOKEN_BYTES: u64 = 1024 * 1024;
+/// Error bodies are only shown to users; a few KiB is plenty.
+const MAX_ERROR_BODY_BYTES: u64 = 16 * 1024;
+
+/// Options for building the HTTP client.
+#[derive(Debug, Clone, Default)]
+pub struct HttpOptions {
+    /// Extra CA certificates (PEM) to trust besides the system roots and `SSL_CERT_FILE`.
+    pub ca_files: Vec<PathBuf>,
+}
+
+/// A registry failure, with the URL and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// The client could not be built (bad CA file).
+    #[error("could not set up HTTPS: {0}")]
+    Setup(String),
+    /// Connecting or reading failed.
+    #[error("request to {url} failed: {message}")]
+    Network {
+        /// The URL.
+        url: String,
+        /// reqwest's description, with its causes.
+        message: String,
+    },
+    /// A non-success status.
+    #[error("{url} answered {status}{detail}")]
+    Status {
+        /// The URL.
+        url: String,
+        /// The HTTP status.
+        status: StatusCode,
+        /// The registry's error message, prefixed with ": ", or empty.
+        detail: String,
+    },
+    /// 401 with no usable credentials, or credentials refused.
+    #[error("{host} requires authentication and {problem}")]
+    Unauthorized {
+        /// The registry.
+        host: String,
+        /// What went wrong with credentials.
+        problem: String,
+    },
+    /// The body's digest is not the one asked for or announced.
+    #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// The URL.
+        url: String,
+        /// The digest we required.
+        expected: String,
+        /// The digest of the bytes received.
+        actual: Digest,
+    },
+    /// A body larger than allowed.
+    #[error("{url} sent more than {limit} bytes")]
+    TooLarge {
+        /// The URL.
+        url: String,
+        /// The cap.
+        limit: u64,
+    },
+    /// A manifest we cannot use.
+    #[error("manifest at {url}: {source}")]
+    Manifest {
+        /// The URL.
+        url: String,
+        /// What is wrong.
+        source: oci::ManifestError,
+    },
+    /// Reading credentials failed.
+    #[error(transparent)]
+    Credentials(#[from] credentials::CredentialError),
+}
+
+/// A manifest fetched from a registry, with its digest verified.
+#[derive(Debug, Clone)]
+pub struct FetchedManifest {
+    /// The exact bytes received.
+    pub bytes: Vec<u8>,
+    /// Its media type (from Content-Type, checked against the body).
+    pub media_type: String,
+    /// sha256 of `bytes`.
+    pub digest: Digest,
+}
+
+/// Where a repository lives: the endpoint base URL and the repository path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Repository {
+    /// `https://host[:port]` or `http://host[:port]`.
+    pub base: String,
+    /// The repository path, e.g. `library/alpine`.
+    pub path: String,
+}
+
+impl Repository {
+    /// The `host[:port]` part of the base URL.
+    pub fn host(&self) -> &str {
+        self.base
+            .split_once("://")
+            .map_or(self.base.as_str(), |(_, h)| h)
+    }
+
+    fn url(&self, kind: &str, reference: &str) -> String {
+        format!("{}/v2/{}/{kind}/{reference}", self.base, self.path)
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Token {
+    header: String,
+    expires: Instant,
+}
+
+/// The registry client; cheap to share behind an `Arc`.
+pub struct RegistryClient {
+    http: reqwest::Client,
+    /// Bearer tokens by (host, scope).
+    tokens: Mutex<HashMap<(String, String), Token>>,
+    /// Hosts that asked for Basic auth, with the header to send.
+    basic: Mutex<HashMap<String, String>>,
+}
+
+impl RegistryClient {
+    /// Builds a client trusting the system roots, `SSL_CERT_FILE` and `options.ca_files`.
+    pub fn new(options: &HttpOptions) -> Result<RegistryClient, RegistryError> {
+        let mut builder = reqwest::Client::builder()
+            .user_agent(concat!("imagelock/", env!("CARGO_PKG_VERSION")))
+            .connect_timeout(CONNECT_TIMEOUT)
+            .read_timeout(READ_TIMEOUT);
+        let mut ca_files = options.ca_files.clone();
+        if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
+            ca_files.push(PathBuf::from(f));
+        }
+        for file in &ca_files {
+            let pem = std::fs::read(file).map_err(|e| {
+                RegistryError::Setup(format!("cannot read CA file {}: {e}", file.display()))
+            })?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
+                RegistryError::Setup(format!("CA file {} is not PEM: {e}", file.display()))
+            })?;
+            if certs.is_empty() {
+                return Err(RegistryError::Setup(format!(
+                    "CA file {} holds no certificate",
+                    file.display()
+                )));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http = builder
+            .build()
+            .map_err(|e| RegistryError::Setup(error_chain(&e)))?;
+        Ok(RegistryClient {
+            http,
+            tokens: Mutex::new(HashMap::new()),
+            basic: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Fetches a manifest by tag or digest and verifies its digest.
+    pub async fn get_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<FetchedManifest, RegistryError> {
+        let url = repo.url("manifests", reference);
+        let response = self
+            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT))
+            .await?;
+        let headers = response.headers().clone();
+        let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
+        let digest = Digest::sha256_of(&bytes);
+        let wanted: Option<Digest> = reference.parse().ok();
+        check_digest(&url, &bytes, &digest, wanted.as_ref(), &headers)?;
+        let content_type = headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let media_type = oci::detect_media_type(content_type, &bytes).map_err(|source| {
+            RegistryError::Manifest {
+                url: url.clone(),
+                source,
+            }
+        })?;
+        Ok(FetchedManifest {
+            bytes,
+            media_type,
+            digest,
+        })
+    }
+
+    /// Starts a blob download, optionally from byte `offset`. The caller must
+    /// hash and size-check the body; `Docker-Content-Digest`, when sent, is
+    /// checked against `digest` here.
+    pub async fn get_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let url = repo.url("blobs", &digest.to_string());
+        let response = self.send(repo, Method::GET, &url, None).await?;
+        if let Some(announced) = header_str(response.headers(), "docker-content-digest")
+            && announced != digest.to_string()
+        {
+            return Err(RegistryError::DigestMismatch {
+                url,
+                expected: format!("{digest} (the registry announced {announced})"),
+                actual: announced.parse().unwrap_or_else(|_| digest.clone()),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Sends a request, authenticating on a 401 challenge and retrying once.
+    async fn send(
+        &self,
+        repo: &Repository,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let scope = format!("repository:{}:pull", repo.path);
+        let mut authorization = self.cached_auth(repo.host(), &scope);
+        for attempt in 0..2 {
+            let mut request = self.http.request(method.clone(), url);
+            if let Some(accept) = accept {
+                request = request.header(ACCEPT, accept);
+            }
+            if let Some(value) = &authorization {
+                request = request.header(AUTHORIZATION, value);
+            }
+            let response = request.send().await.map_err(|e| network(url, &e))?;
+            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+                authorization = Some(self.authenticate(repo, &scope, response.headers()).await?);
+                continue;
+            }
+            if response.status() == StatusCode::UNAUTHORIZED {
+                return Err(RegistryError::Unauthorized {
+                    host: repo.host().to_owned(),
+                    problem: format!("refused the credentials found ({})", describe_search_path()),
+                });
+            }
+            if !response.status().is_success() {
+                return Err(status_error(url, response).await);
+            }
+            return Ok(response);
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
+        if let Some(basic) = self
+            .basic
+            .lock()
+            .expect("basic-auth cache poisoned")
+            .get(host)
+        {
+            return Some(basic.clone());
+        }
+        let tokens = self.tokens.lock().expect("token cache poisoned");
+        tokens
+            .get(&(host.to_owned(), scope.to_owned()))
+            .filter(|t| t.expires > Instant::now())
+            .map(|t| t.header.clone())
+    }
+
+    /// Answers a 401 challenge; returns the Authorization header to retry with.
+    async fn authenticate(
+        &self,
+        repo: &Repository,
+        scope: &str,
+        headers: &HeaderMap,
+    ) -> Result<String, RegistryError> {
+        let host = repo.host();
+        let challenges: Vec<Challenge> = headers
+            .get_all(WWW_AUTHENTICATE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(parse_challenge)
+            .collect();
+        let credential = credentials::lookup(host)?;
+        if let Some(bearer) = challenges.iter().find(|c| c.scheme == "bearer") {
+            let realm = bearer
+                .params
+                .get("realm")
+                .ok_or_else(|| RegistryError::Unauthorized {
+                    host: host.to_owned(),
+                    problem: "its Bearer challenge names no realm".into(),
+                })?;
+            let scope = bearer
+                .params
+                .get("scope")
+                .map_or(scope, String::as_str)
+                .to_owned();
+            let token = self
+                .fetch_token(
+                    host,
+                    realm,
+                    bearer.params.get("service"),
+                    &scope,
+                    credential.as_ref(),
+                )
+                .await?;
+            let header = format!("Bearer {}", token.0);
+            let expires =
+                Instant::now() + Duration::from_secs(token.1).saturating_sub(TOKEN_EXPIRY_MARGIN);
+            self.tokens.lock().expect("token cache poisoned").insert(
+                (host.to_owned(), scope),
+                Token {
+                    header: header.clone(),
+                    expires,
+                },
+            );
+            return Ok(header);
+        }
+        if challenges.iter().any(|c| c.scheme == "basic") || challenges.is_empty() {
+            let credential = credential.ok_or_else(|| RegistryError::Unauthorized {
+                host: host.to_owned(),
+                problem: format!(
+                    "no credentials were found for it ({})\nhint: log in with `skopeo login {host}` or `docker login {host}`",
+                    describe_search_path()
+                ),
+            })?;
+            let header = credential.basic_header();
+            self.basic
+                .lock()
+                .expect("basic-auth cache poisoned")
+                .insert(host.to_owned(), header.clone());
+            return Ok(header);
+        }
+        Err(RegistryError::Unauthorized {
+            host: host.to_owned(),
+            problem: "asks for an authentication scheme imagelock does not support".into(),
+        })
+    }
+
+    /// GETs a token from `realm`; returns (token, lifetime in seconds).
+    async fn fetch_token(
+        &self,
+        host: &str,
+        realm: &str,
+        service: Option<&String>,
+        scope: &str,
+        credential: Option<&Credential>,
+    ) -> Result<(String, u64), RegistryError> {
+        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        if let Some(service) = service {
+            query.push(("service", service));
+        }
+        if let Some(c) = credential {
+            query.push(("account", &c.username));
+        }
+        let mut request = self.http.get(realm).query(&query);
+        if let Some(c) = credential {
+            request = request.header(AUTHORIZATION, c.basic_header());
+        }
+        let response = request.send().await.map_err(|e| network(realm, &e))?;
+        if response.status() == StatusCode::UNAUTHORIZED
+            || response.status() == StatusCode::FORBIDDEN
+        {
+            let problem = match credential {
+                Some(_) => format!(
+                    "its token server {realm} refused the credentials found ({})",
+                    describe_search_path()
+                ),
+                None => format!(
+                    "its token server {realm} refused anonymous access ({})\nhint: log in with `skopeo login {host}` or `docker login {host}`",
+                    describe_search_path()
+                ),
+            };
+            return Err(RegistryError::Unauthorized {
+                host: host.to_owned(),
+                problem,
+            });
+        }
+        if !response.status().is_success() {
+            return Err(status_error(realm, response).await);
+        }
+        let body = read_capped(response, realm, MAX_TOKEN_BYTES).await?;
+        #[derive(Deserialize)]
+        struct TokenResponse {
+            token: Option<String>,
+            access_token: Option<String>,
+            expires_in: Option<u64>,
+        }
+        let parsed: TokenResponse =
+            serde_json::from_slice(&body).map_err(|e| RegistryError::Unauthorized {
+                host: host.to_owned(),
+                problem: format!("its token server {realm} sent invalid JSON: {e}"),
+            })?;
+        let token = parsed
+            .token
+            .or(parsed.access_token)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| RegistryError::Unauthorized {
+                host: host.to_owned(),
+                problem: format!("its token server {realm} sent no token"),
+            })?;
+        Ok((
+            token,
+            parsed
+                .expires_in
+                .unwrap_or(DEFAULT_TOKEN_LIFETIME)
+                .max(DEFAULT_TOKEN_LIFETIME),
+        ))
+    }
+}
+
+fn describe_search_path() -> String {
+    let files: Vec<String> = credentials::search_path()
+        .iter()
+        .map(|p| p.display().to_string())
+        .collect();
+    format!("searched {}", files.join(", "))
+}
+
+/// Checks manifest bytes against the digest asked for and the one the registry announced.
+fn check_digest(
+    url: &str,
+    bytes: &[u8],
+    digest: &Digest,
+    wanted: Option<&Digest>,
+    headers: &HeaderMap,
+) -> Result<(), RegistryError> {
+    if let Some(wanted) = wanted {
+        let actual = if wanted.algorithm() == digest.algorithm() {
+            digest.clone()
+        } else {
+            let mut h = Hasher::new(wanted.algorithm());
+            h.update(bytes);
+            h.finish()
+        };
+        if &actual != wanted {
+            return Err(RegistryError::DigestMismatch {
+                url: url.to_owned(),
+                expected: wanted.to_string(),
+                actual,
+            });
+        }
+    }
+    if let Some(announced) = header_str(headers, "docker-content-digest") {
+        let announced_digest: Digest =
+            announced
+                .parse()
+                .map_err(|_| RegistryError::DigestMismatch {
+                    url: url.to_owned(),
+                    expected: format!("{announced} (Docker-Content-Digest, unparseable)"),
+                    actual: digest.clone(),
+                })?;
+        let mut h = Hasher::new(announced_digest.algorithm());
+        h.update(bytes);
+        let actual = h.finish();
+        if actual != announced_digest {
+            return Err(RegistryError::DigestMismatch {
+                url: url.to_owned(),
+                expected: format!("{announced} (Docker-Content-Digest)"),
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// Reads a whole body, refusing more than `limit` bytes.
+async fn read_capped(
+    mut response: reqwest::Response,
+    url: &str,
+    limit: u64,
+) -> Result<Vec<u8>, RegistryError> {
+    let too_large = || RegistryError::TooLarge {
+        url: url.to_owned(),
+        limit,
+    };
+    if response.content_length().is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let mut out = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| network(url, &e))? {
+        if out.len() as u64 + chunk.len() as u64 > limit {
+            return Err(too_large());
+        }
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
+    let status = response.status();
+    let body = read_capped(response, url, MAX_ERROR_BODY_BYTES)
+        .await
+        .unwrap_or_default();
+    #[derive(Deserialize)]
+    struct Errors {
+        errors: Vec<ErrorItem>,
+    }
+    #[derive(Deserialize)]
+    struct ErrorItem {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let detail = match serde_json::from_slice::<Errors>(&body) {
+        Ok(errors) => errors
+            .errors
+            .iter()
+            .map(|e| {
+                let code = e.code.as_deref().unwrap_or("ERROR");
+                match &e.message {
+                    Some(m) => format!("{code} ({m})"),
+                    None => code.to_owned(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        Err(_) => String::new(),
+    };
+    RegistryError::Status {
+        url: url.to_owned(),
+        status,
+        detail: if detail.is_empty() {
+            detail
+        } else {
+            format!(": {detail}")
+        },
+    }
+}
+
+/// Describes a reqwest error with its causes (reqwest's Display alone hides them).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}
+
+/// A network error for `url`.
+pub fn network(url: &str, e: &reqwest::Error) -> RegistryError {
+    RegistryError::Network {
+        url: url.to_owned(),
+        message: error_chain(e),
+    }
+}
+
+/// One parsed `WWW-Authenticate` challenge.
+#[derive(Debug, PartialEq, Eq)]
+struct Challenge {
+    scheme: String,
+    params: HashMap<String, String>,
+}
+
+/// Parses `Scheme k=v, k="quoted, with commas"`; scheme and keys lowercased.
+fn parse_challenge(header: &str) -> Option<Challenge> {
+    let header = header.trim();
+    let (scheme, rest) = header.split_once(' ').unwrap_or((header, ""));
+    if scheme.is_empty() {
+        return None;
+    }
+    let mut params = HashMap::new();
+    let mut chars = rest.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| *c == ',' || c.is_whitespace()) {
+            chars.next();
+        }
+        let key: String = chars
+            .by_ref()
+            .take_while(|c| *c != '=')
+            .collect::<String>()
+            .trim()
+            .to_ascii_lowercase();
+        if key.is_empty() {
+            break;
+        }
+        let mut value = String::new();
+        if chars.peek() == Some(&'"') {
+            chars.next();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => value.extend(chars.next()),
+                    '"' => break,
+                    c => value.push(c),
+                }
+            }
+        } else {
+            while let Some(c) = chars.peek().copied() {
+                if c == ',' {
+                    break;
+                }
+                value.push(c);
+                chars.next();
+            }
+            value = value.trim().to_owned();
+        }
+        params.insert(key, value);
+    }
+    Some(Challenge {
+        scheme: scheme.to_ascii_lowercase(),
+        params,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_parse() {
+        let c = parse_challenge(r#"Bearer realm="http://127.0.0.1:5126/token",service="test-registry",scope="repository:test/img:pull,push""#)
+            .expect("parses");
+        assert_eq!(c.scheme, "bearer");
+        assert_eq!(c.params["realm"], "http://127.0.0.1:5126/token");
+        assert_eq!(c.params["service"], "test-registry");
+        assert_eq!(c.params["scope"], "repository:test/img:pull,push");
+        let c = parse_challenge(r#"Basic realm="test realm""#).expect("parses");
+        assert_eq!(
+            (c.scheme.as_str(), c.params["realm"].as_str()),
+            ("basic", "test realm")
+        );
+        let c = parse_challenge("Bearer realm=https://auth.example/token, service=reg")
+            .expect("parses");
+        assert_eq!(c.params["service"], "reg");
+    }
+
+    #[test]
+    fn manifest_digests_are_checked() {
+        let bytes = b"{}";
+        let digest = Digest::sha256_of(bytes);
+        let mut headers = HeaderMap::new();
+        assert!(check_digest("u", bytes, &digest, Some(&digest), &headers).is_ok());
+        let other = Digest::sha256_of(b"x");
+        assert!(check_digest("u", bytes, &digest, Some(&other), &headers).is_err());
+        headers.insert(
+            "docker-content-digest",
+            other.to_string().parse().expect("header"),
+        );
+        assert!(check_digest("u", bytes, &digest, None, &headers).is_err());
+        headers.insert(
+            "docker-content-digest",
+            digest.to_string().parse().expect("header"),
+        );
+        assert!(check_digest("u", bytes, &digest, None, &headers).is_ok());
+    }
+}

@@ -1,0 +1,403 @@
+//! The content-addressed store: an OCI image layout that skopeo, podman and
+//! umoci can read as it is.
+//!
+//! On disk:
+//! ```text
+//! STORE/oci-layout            {"imageLayoutVersion":"1.0.0"}
+//! STORE/index.json            one descriptor per synced image, named by
+//!                             org.opencontainers.image.ref.name = canonical reference
+//! STORE/blobs/<alg>/<hex>     content; always hashes to its name
+//! STORE/ingest/               downloads in progress (temporary files)
+//! STORE/imagelock.lock        shared by syncs, exclusive for maintenance
+//! STORE/index.json.lock       held while index.json is read, changed and replaced
+//! ```
+//! Invariants: a blob is written to `ingest/`, hashed and size-counted while it
+//! streams, and renamed into `blobs/` only when digest and size match, so no
+//! file under `blobs/` ever holds bytes that don't hash to its name; "already
+//! exists" is success because the name is the hash. `index.json` is only ever
+//! replaced atomically, under its lock file, so concurrent processes never
+//! corrupt it or lose each other's entries.
+
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::digest::{Digest, Hasher};
+use crate::fsutil::write_atomic;
+use crate::lockfile::Blob;
+use crate::oci::{self, Descriptor, ImageIndex};
+
+/// The `oci-layout` file's content.
+const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
+
+/// A store failure, naming the file or digest.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A filesystem operation failed.
+    #[error("{action} {}: {source}", path.display())]
+    Io {
+        /// What we were doing.
+        action: &'static str,
+        /// On which path.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// More or fewer bytes than the descriptor says.
+    #[error("size mismatch for {digest}: expected {expected} bytes, got {actual}{more}", more = if *.actual > *.expected { " or more" } else { "" })]
+    SizeMismatch {
+        /// The blob.
+        digest: Digest,
+        /// From the lock.
+        expected: u64,
+        /// Counted.
+        actual: u64,
+    },
+    /// The bytes hash to something else.
+    #[error("digest mismatch: expected {expected}, the bytes received hash to {actual}")]
+    DigestMismatch {
+        /// From the lock.
+        expected: Digest,
+        /// Computed.
+        actual: Digest,
+    },
+    /// index.json is not an image index.
+    #[error("{} is corrupt: {message}\nhint: move it aside; `imagelock sync` writes a new one", path.display())]
+    CorruptIndex {
+        /// The index path.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+fn io_err(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + use<> {
+    let path = path.to_owned();
+    move |source| StoreError::Io {
+        action,
+        path,
+        source,
+    }
+}
+
+/// An opened store.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// A held store lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    _file: File,
+}
+
+impl Store {
+    /// Opens the store at `root`, creating the layout if needed.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        let store = Store {
+            root: root.to_owned(),
+        };
+        for dir in [
+            store.root.join("blobs/sha256"),
+            store.root.join("blobs/sha512"),
+            store.ingest_dir(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(io_err("cannot create", &dir))?;
+        }
+        let layout = store.root.join("oci-layout");
+        if !layout.exists() {
+            write_atomic(&layout, OCI_LAYOUT.as_bytes())
+                .map_err(io_err("cannot write", &layout))?;
+        }
+        let index = store.index_path();
+        if !index.exists() {
+            let _guard = store.lock_file("index.json.lock", true)?;
+            if !index.exists() {
+                write_index(&index, &empty_index())?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// Opens an existing store without creating anything; `None` if there is none.
+    pub fn open_existing(root: &Path) -> Option<Store> {
+        root.join("oci-layout").is_file().then(|| Store {
+            root: root.to_owned(),
+        })
+    }
+
+    /// The store's root directory.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn ingest_dir(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+
+    fn index_path(&self) -> PathBuf {
+        self.root.join("index.json")
+    }
+
+    fn lock_file(&self, name: &str, exclusive: bool) -> Result<StoreLock, StoreError> {
+        let path = self.root.join(name);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io_err("cannot open lock file", &path))?;
+        let locked = if exclusive {
+            file.lock()
+        } else {
+            file.lock_shared()
+        };
+        locked.map_err(io_err("cannot lock", &path))?;
+        Ok(StoreLock { _file: file })
+    }
+
+    /// Takes the store lock shared (syncs, which may run side by side).
+    pub fn lock_shared(&self) -> Result<StoreLock, StoreError> {
+        self.lock_file("imagelock.lock", false)
+    }
+
+    /// Where the blob with `digest` lives.
+    pub fn blob_path(&self, digest: &Digest) -> PathBuf {
+        self.root
+            .join("blobs")
+            .join(digest.algorithm().as_str())
+            .join(digest.hex())
+    }
+
+    /// Whether the blob is present with the right size (the name vouches for the content).
+    pub fn contains(&self, blob: &Blob) -> bool {
+        std::fs::metadata(self.blob_path(&blob.digest))
+            .is_ok_and(|m| m.is_file() && m.len() == blob.size)
+    }
+
+    /// Starts writing `blob`; bytes go to a temporary file until [`BlobWriter::commit`].
+    pub fn ingest(&self, blob: &Blob) -> Result<BlobWriter, StoreError> {
+        let dir = self.ingest_dir();
+        let file = tempfile::Builder::new()
+            .prefix(&format!("{}-", blob.digest.hex()))
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        Ok(BlobWriter {
+            file,
+            hasher: Hasher::new(blob.digest.algorithm()),
+            written: 0,
+            expected: blob.clone(),
+            dest: self.blob_path(&blob.digest),
+        })
+    }
+
+    /// Stores bytes already in memory (manifests), verifying digest and size.
+    pub fn insert_bytes(&self, blob: &Blob, bytes: &[u8]) -> Result<(), StoreError> {
+        if self.contains(blob) {
+            return Ok(());
+        }
+        let mut writer = self.ingest(blob)?;
+        writer.write(bytes)?;
+        writer.commit()
+    }
+
+    /// Names images in `index.json`: each (ref name, root blob) replaces any entry
+    /// with that ref name. Returns whether the file changed.
+    pub fn set_refs(&self, refs: &[(String, Blob)]) -> Result<bool, StoreError> {
+        let path = self.index_path();
+        let current = self.read_index()?;
+        if refs
+            .iter()
+            .all(|(name, blob)| has_ref(&current, name, blob))
+        {
+            return Ok(false);
+        }
+        let _guard = self.lock_file("index.json.lock", true)?;
+        let mut index = self.read_index()?;
+        let mut named: BTreeMap<String, Descriptor> = BTreeMap::new();
+        let mut unnamed = Vec::new();
+        for d in index.manifests.drain(..) {
+            match d.annotations.get(oci::REF_NAME_ANNOTATION) {
+                Some(name) => {
+                    named.insert(name.clone(), d);
+                }
+                None => unnamed.push(d),
+            }
+        }
+        for (name, blob) in refs {
+            let descriptor = Descriptor {
+                media_type: blob.media_type.clone(),
+                digest: blob.digest.clone(),
+                size: blob.size,
+                platform: None,
+                annotations: BTreeMap::from([(oci::REF_NAME_ANNOTATION.to_owned(), name.clone())]),
+                urls: Vec::new(),
+            };
+            named.insert(name.clone(), descriptor);
+        }
+        index.manifests = unnamed.into_iter().chain(named.into_values()).collect();
+        write_index(&path, &index)?;
+        Ok(true)
+    }
+
+    /// Reads `index.json`.
+    pub fn read_index(&self) -> Result<ImageIndex, StoreError> {
+        let path = self.index_path();
+        let bytes = std::fs::read(&path).map_err(io_err("cannot read", &path))?;
+        oci::parse_index(&bytes).map_err(|e| StoreError::CorruptIndex {
+            path: path.clone(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn has_ref(index: &ImageIndex, name: &str, blob: &Blob) -> bool {
+    index.manifests.iter().any(|d| {
+        d.digest == blob.digest
+            && d.annotations
+                .get(oci::REF_NAME_ANNOTATION)
+                .is_some_and(|n| n == name)
+    })
+}
+
+fn empty_index() -> ImageIndex {
+    ImageIndex {
+        schema_version: 2,
+        media_type: Some(oci::OCI_INDEX.to_owned()),
+        manifests: Vec::new(),
+        annotations: BTreeMap::new(),
+    }
+}
+
+fn write_index(path: &Path, index: &ImageIndex) -> Result<(), StoreError> {
+    let mut bytes = serde_json::to_vec_pretty(index).expect("an index serialises");
+    bytes.push(b'\n');
+    write_atomic(path, &bytes).map_err(io_err("cannot write", path))
+}
+
+/// A blob being written: hashed and counted as it streams.
+pub struct BlobWriter {
+    file: tempfile::NamedTempFile,
+    hasher: Hasher,
+    written: u64,
+    expected: Blob,
+    dest: PathBuf,
+}
+
+impl BlobWriter {
+    /// Appends bytes, refusing more than the descriptor's size.
+    pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
+        let written = self.written + bytes.len() as u64;
+        if written > self.expected.size {
+            return Err(StoreError::SizeMismatch {
+                digest: self.expected.digest.clone(),
+                expected: self.expected.size,
+                actual: written,
+            });
+        }
+        self.hasher.update(bytes);
+        let path = self.file.path().to_owned();
+        self.file
+            .write_all(bytes)
+            .map_err(io_err("cannot write", &path))?;
+        self.written = written;
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Checks size and digest, then gives the blob its name. On any mismatch the
+    /// temporary file is deleted and nothing lands in `blobs/`.
+    pub fn commit(self) -> Result<(), StoreError> {
+        if self.written != self.expected.size {
+            return Err(StoreError::SizeMismatch {
+                digest: self.expected.digest,
+                expected: self.expected.size,
+                actual: self.written,
+            });
+        }
+        let actual = self.hasher.finish();
+        if actual != self.expected.digest {
+            return Err(StoreError::DigestMismatch {
+                expected: self.expected.digest,
+                actual,
+            });
+        }
+        let dest = self.dest;
+        self.file
+            .persist(&dest)
+            .map_err(|e| e.error)
+            .map_err(io_err("cannot move a verified blob to", &dest))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blob_of(bytes: &[u8]) -> Blob {
+        Blob {
+            digest: Digest::sha256_of(bytes),
+            size: bytes.len() as u64,
+            media_type: oci::OCI_MANIFEST.into(),
+        }
+    }
+
+    #[test]
+    fn only_verified_bytes_get_a_name() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let good = blob_of(b"hello");
+        store.insert_bytes(&good, b"hello").expect("stores");
+        assert!(store.contains(&good));
+        let wrong = blob_of(b"world");
+        assert!(matches!(
+            store.insert_bytes(&wrong, b"WORLD"),
+            Err(StoreError::DigestMismatch { .. })
+        ));
+        assert!(matches!(
+            store.insert_bytes(&wrong, b"worl"),
+            Err(StoreError::SizeMismatch { .. })
+        ));
+        assert!(matches!(
+            store.insert_bytes(&wrong, b"world!"),
+            Err(StoreError::SizeMismatch { .. })
+        ));
+        assert!(!store.blob_path(&wrong.digest).exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("ingest"))
+                .expect("ingest")
+                .count(),
+            0
+        );
+    }
+
+    #[test]
+    fn refs_replace_by_name_and_keep_others() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let a = blob_of(b"a");
+        let b = blob_of(b"b");
+        assert!(
+            store
+                .set_refs(&[("r/x:1".into(), a.clone()), ("r/y:1".into(), a.clone())])
+                .expect("set")
+        );
+        assert!(!store.set_refs(&[("r/x:1".into(), a.clone())]).expect("set"));
+        assert!(store.set_refs(&[("r/x:1".into(), b.clone())]).expect("set"));
+        let index = store.read_index().expect("read");
+        let names: Vec<(&str, &Digest)> = index
+            .manifests
+            .iter()
+            .map(|d| (d.annotations[oci::REF_NAME_ANNOTATION].as_str(), &d.digest))
+            .collect();
+        assert_eq!(names, vec![("r/x:1", &b.digest), ("r/y:1", &a.digest)]);
+    }
+}

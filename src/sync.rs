@@ -1,0 +1,327 @@
+//! Sync: materialise exactly the locked blobs in the store.
+//!
+//! A sync is a pure [`Plan`] (what is present, what is missing, how many bytes)
+//! followed by [`execute`], the only step with side effects. Missing blobs are
+//! deduplicated by digest across images and fetched largest first with bounded
+//! parallelism; bytes are hashed and written on blocking threads, never on the
+//! async reactor. A plan with nothing missing touches no network at all.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::Semaphore;
+
+use crate::limits;
+use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::oci;
+use crate::registry::{RegistryClient, Repository};
+use crate::store::Store;
+
+/// Progress callbacks; the binary implements them with indicatif.
+pub trait Reporter: Send + Sync {
+    /// Fetching is about to start: this many blobs and bytes.
+    fn start(&self, _blobs: usize, _bytes: u64) {}
+    /// `n` more bytes arrived.
+    fn bytes(&self, _n: u64) {}
+    /// One blob is verified and stored.
+    fn blob_done(&self, _blob: &Blob) {}
+    /// Fetching is over.
+    fn finish(&self) {}
+}
+
+/// A reporter that reports nothing.
+pub struct Silent;
+impl Reporter for Silent {}
+
+/// Where a missing blob will be fetched from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BlobSource {
+    /// A registry repository.
+    Registry(Repository),
+    /// A local OCI layout directory.
+    Layout(PathBuf),
+}
+
+/// A blob the store lacks, and where to get it.
+#[derive(Debug, Clone)]
+pub struct MissingBlob {
+    /// The blob.
+    pub blob: Blob,
+    /// Where it comes from.
+    pub source: BlobSource,
+    /// IDs of the images that need it.
+    pub images: Vec<String>,
+}
+
+/// What a sync would do.
+#[derive(Debug, Default)]
+pub struct Plan {
+    /// Images in the lock.
+    pub images: usize,
+    /// Distinct blobs the lock references.
+    pub blobs: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Blobs already present.
+    pub present: usize,
+    /// Blobs to fetch, largest first.
+    pub missing: Vec<MissingBlob>,
+    /// (store name, root blob) for every image, to record in index.json.
+    pub refs: Vec<(String, Blob)>,
+}
+
+impl Plan {
+    /// Bytes still to fetch.
+    pub fn missing_bytes(&self) -> u64 {
+        self.missing.iter().map(|m| m.blob.size).sum()
+    }
+
+    /// Missing blobs that need the network.
+    pub fn needs_network(&self) -> impl Iterator<Item = &MissingBlob> {
+        self.missing
+            .iter()
+            .filter(|m| matches!(m.source, BlobSource::Registry(_)))
+    }
+}
+
+fn source_of(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<BlobSource> {
+    match image.source {
+        SourceKind::Docker => {
+            let (Some(base), Some(reference)) = (&image.registry, &image.reference) else {
+                anyhow::bail!("lock entry `{}` lacks `registry` or `reference`", image.id);
+            };
+            let parsed = crate::reference::Reference::parse(reference)
+                .with_context(|| format!("lock entry `{}` has an invalid reference", image.id))?;
+            Ok(BlobSource::Registry(Repository {
+                base: base.clone(),
+                path: parsed.path().to_owned(),
+            }))
+        }
+        SourceKind::OciLayout => {
+            let dir = image
+                .path
+                .as_ref()
+                .with_context(|| format!("lock entry `{}` lacks `path`", image.id))?;
+            Ok(BlobSource::Layout(lock_dir.join(dir)))
+        }
+    }
+}
+
+/// Works out what is present and what must be fetched. Reads only file metadata.
+pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan> {
+    let mut plan = Plan {
+        images: lock.images.len(),
+        ..Plan::default()
+    };
+    let mut seen: BTreeMap<crate::digest::Digest, usize> = BTreeMap::new();
+    for image in lock.images.values() {
+        plan.refs.push((image.store_name(), image.root()));
+        let mut source = None;
+        for blob in image.blobs() {
+            if let Some(&i) = seen.get(&blob.digest) {
+                if let Some(m) = plan
+                    .missing
+                    .get_mut(i)
+                    .filter(|m| m.blob.digest == blob.digest)
+                {
+                    m.images.push(image.id.clone());
+                }
+                continue;
+            }
+            plan.blobs += 1;
+            plan.bytes += blob.size;
+            if store.contains(&blob) {
+                seen.insert(blob.digest.clone(), usize::MAX);
+                plan.present += 1;
+                continue;
+            }
+            let source = match &source {
+                Some(s) => s,
+                None => source.insert(source_of(image, lock_dir)?),
+            };
+            seen.insert(blob.digest.clone(), plan.missing.len());
+            plan.missing.push(MissingBlob {
+                blob,
+                source: source.clone(),
+                images: vec![image.id.clone()],
+            });
+        }
+    }
+    plan.missing.sort_by(|a, b| {
+        b.blob
+            .size
+            .cmp(&a.blob.size)
+            .then_with(|| a.blob.digest.cmp(&b.blob.digest))
+    });
+    Ok(plan)
+}
+
+/// Fetches every missing blob into the store and records the image names.
+pub async fn execute(
+    plan: &Plan,
+    store: &Store,
+    client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
+    reporter: Arc<dyn Reporter>,
+) -> anyhow::Result<()> {
+    if !plan.missing.is_empty() {
+        let client = if plan.needs_network().next().is_some() {
+            Some(client()?)
+        } else {
+            None
+        };
+        reporter.start(plan.missing.len(), plan.missing_bytes());
+        let permits = Arc::new(Semaphore::new(limits::PARALLEL_DOWNLOADS));
+        let mut tasks = tokio::task::JoinSet::new();
+        for missing in plan.missing.iter().cloned() {
+            let permits = permits.clone();
+            let store = store.clone();
+            let client = client.clone();
+            let reporter = reporter.clone();
+            tasks.spawn(async move {
+                let _permit = permits
+                    .acquire_owned()
+                    .await
+                    .expect("the semaphore is never closed");
+                let result = fetch(&missing, &store, client.as_deref(), reporter.as_ref()).await;
+                result.with_context(|| {
+                    format!(
+                        "cannot fetch blob {} ({}, {} bytes) for image `{}`",
+                        missing.blob.digest,
+                        missing.blob.media_type,
+                        missing.blob.size,
+                        missing.images.join("`, `")
+                    )
+                })
+            });
+        }
+        let mut first_error = None;
+        while let Some(joined) = tasks.join_next().await {
+            match joined.context("a download task panicked")? {
+                Ok(()) => {}
+                Err(e) => {
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                        tasks.abort_all();
+                    }
+                }
+            }
+        }
+        reporter.finish();
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+    }
+    let refs = plan.refs.clone();
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.set_refs(&refs))
+        .await
+        .context("the index writer panicked")??;
+    Ok(())
+}
+
+async fn fetch(
+    missing: &MissingBlob,
+    store: &Store,
+    client: Option<&RegistryClient>,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let blob = &missing.blob;
+    match &missing.source {
+        BlobSource::Layout(dir) => {
+            let path = dir
+                .join("blobs")
+                .join(blob.digest.algorithm().as_str())
+                .join(blob.digest.hex());
+            let store = store.clone();
+            let blob = blob.clone();
+            let copied = tokio::task::spawn_blocking(move || copy_file(&path, &blob, &store))
+                .await
+                .context("a copy task panicked")??;
+            reporter.bytes(copied);
+        }
+        BlobSource::Registry(repo) => {
+            let client = client.expect("a client exists whenever a registry blob is missing");
+            if oci::manifest_kind(&blob.media_type).is_some() {
+                let fetched = client.get_manifest(repo, &blob.digest.to_string()).await?;
+                reporter.bytes(fetched.bytes.len() as u64);
+                store.insert_bytes(blob, &fetched.bytes)?;
+            } else {
+                download(client, repo, blob, store, reporter).await?;
+            }
+        }
+    }
+    reporter.blob_done(blob);
+    Ok(())
+}
+
+fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
+    use std::io::Read;
+    let mut file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut writer = store.ingest(blob)?;
+    let mut buffer = vec![0u8; limits::COPY_BUFFER_BYTES];
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        writer.write(&buffer[..n])?;
+    }
+    let written = writer.written();
+    writer
+        .commit()
+        .with_context(|| format!("{} does not match the lock", path.display()))?;
+    Ok(written)
+}
+
+async fn download(
+    client: &RegistryClient,
+    repo: &Repository,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
+    let mut response = client.get_blob(repo, &blob.digest).await?;
+    if let Some(length) = response.content_length().filter(|n| *n != blob.size) {
+        anyhow::bail!(
+            "the registry announced {length} bytes, the lock says {}",
+            blob.size
+        );
+    }
+    let mut writer = store.ingest(blob)?;
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(limits::CHUNKS_IN_FLIGHT);
+    let sink = tokio::task::spawn_blocking(move || {
+        while let Some(chunk) = rx.blocking_recv() {
+            writer.write(&chunk)?;
+        }
+        writer.commit()
+    });
+    let url = format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest);
+    let mut network_error = None;
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                reporter.bytes(chunk.len() as u64);
+                if tx.send(chunk).await.is_err() {
+                    break; // the writer stopped early; its error says why
+                }
+            }
+            Ok(None) => break,
+            Err(e) => {
+                network_error = Some(crate::registry::network(&url, &e));
+                break;
+            }
+        }
+    }
+    drop(tx);
+    let written = sink.await.context("a blob writer panicked")?;
+    if let Some(e) = network_error {
+        return Err(e.into());
+    }
+    written?;
+    Ok(())
+}
