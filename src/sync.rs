@@ -198,14 +198,16 @@ pub async fn execute(
         }
         let mut first_error = None;
         while let Some(joined) = tasks.join_next().await {
-            match joined.context("a download task panicked")? {
-                Ok(()) => {}
-                Err(e) => {
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                        tasks.abort_all();
-                    }
-                }
+            let result = match joined {
+                Ok(result) => result,
+                Err(e) if e.is_cancelled() => continue, // aborted after an earlier failure
+                Err(e) => Err(anyhow::anyhow!("a download task panicked: {e}")),
+            };
+            if let Err(e) = result
+                && first_error.is_none()
+            {
+                first_error = Some(e);
+                tasks.abort_all();
             }
         }
         reporter.finish();

@@ -1,0 +1,514 @@
+//! Test harness: runs the real binary in a hermetic temp home, starts real
+//! `docker-registry` instances on free loopback ports, builds OCI layouts and
+//! pushes them with real `skopeo`.
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use sha2::Digest as _;
+
+/// Whether a peer binary is available. With `IMAGELOCK_REQUIRE_PEERS=1` (CI) a
+/// missing peer is a test failure, never a silent skip.
+pub fn peer(name: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
+        .unwrap_or(false);
+    if !found {
+        if std::env::var_os("IMAGELOCK_REQUIRE_PEERS").is_some_and(|v| v == "1") {
+            panic!(
+                "`{name}` is required (IMAGELOCK_REQUIRE_PEERS=1) but not on PATH; .ci/run installs it"
+            );
+        }
+        eprintln!(
+            "SKIPPED: `{name}` is not installed (set IMAGELOCK_REQUIRE_PEERS=1 to make this fatal)"
+        );
+    }
+    found
+}
+
+/// The result of running the binary.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Run {
+        assert_eq!(
+            self.code, code,
+            "expected exit {code}\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+}
+
+/// A project directory with its own HOME, store and credentials.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+    pub env: BTreeMap<String, String>,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(home.join("project")).expect("mkdir");
+        let mut env = BTreeMap::new();
+        env.insert("HOME".into(), home.display().to_string());
+        env.insert(
+            "XDG_DATA_HOME".into(),
+            home.join(".local/share").display().to_string(),
+        );
+        env.insert(
+            "XDG_CONFIG_HOME".into(),
+            home.join(".config").display().to_string(),
+        );
+        env.insert(
+            "DOCKER_CONFIG".into(),
+            home.join(".docker").display().to_string(),
+        );
+        env.insert("IMAGELOCK_NO_PROGRESS".into(), "1".into());
+        Project { dir, env }
+    }
+
+    /// The project directory (cwd of every run).
+    pub fn root(&self) -> PathBuf {
+        self.dir.path().join("home/project")
+    }
+
+    /// The default store for runs without `--store`.
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("home/.local/share/imagelock/store")
+    }
+
+    pub fn write(&self, name: &str, text: &str) {
+        let path = self.root().join(name);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+        std::fs::write(path, text).expect("write");
+    }
+
+    pub fn read(&self, name: &str) -> String {
+        std::fs::read_to_string(self.root().join(name))
+            .unwrap_or_else(|e| panic!("read {name}: {e}"))
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelock"));
+        cmd.args(args).current_dir(self.root()).env_clear();
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        let out = cmd.stdin(Stdio::null()).output().expect("run imagelock");
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+
+    /// Every blob file under `store/blobs`, as (name, sha256 of its bytes).
+    pub fn store_blobs(&self, store: &Path) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        for alg in ["sha256", "sha512"] {
+            let Ok(entries) = std::fs::read_dir(store.join("blobs").join(alg)) else {
+                continue;
+            };
+            for e in entries {
+                let e = e.expect("entry");
+                let bytes = std::fs::read(e.path()).expect("read blob");
+                let actual = match alg {
+                    "sha256" => hex::encode(sha2::Sha256::digest(&bytes)),
+                    _ => hex::encode(sha2::Sha512::digest(&bytes)),
+                };
+                out.push((e.file_name().to_string_lossy().into_owned(), actual));
+            }
+        }
+        out.sort();
+        out
+    }
+
+    /// Asserts every blob hashes to its name; returns how many there are.
+    #[track_caller]
+    pub fn assert_store_valid(&self, store: &Path) -> usize {
+        let blobs = self.store_blobs(store);
+        for (name, actual) in &blobs {
+            assert_eq!(name, actual, "blob {name} does not hash to its name");
+        }
+        blobs.len()
+    }
+}
+
+/// A free loopback port (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// A running `docker-registry serve`, killed on drop.
+pub struct Registry {
+    child: Child,
+    pub port: u16,
+    pub _data: tempfile::TempDir,
+}
+
+/// Extra config for a registry.
+#[derive(Default)]
+pub struct RegistryOptions {
+    /// htpasswd users (user, password) for Basic auth.
+    pub users: Vec<(&'static str, &'static str)>,
+    /// (cert.pem, key.pem) for HTTPS.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+impl Registry {
+    pub fn start(options: RegistryOptions) -> Registry {
+        for _attempt in 0..5 {
+            let data = tempfile::tempdir().expect("tempdir");
+            let port = free_port();
+            let mut config = format!(
+                "version: 0.1\nlog: {{level: error, accesslog: {{disabled: true}}}}\nstorage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: imagelock-test-secret\n",
+                data.path().join("storage").display()
+            );
+            if let Some((cert, key)) = &options.tls {
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    cert.display(),
+                    key.display()
+                ));
+            }
+            if !options.users.is_empty() {
+                let htpasswd = data.path().join("htpasswd");
+                for (i, (user, pass)) in options.users.iter().enumerate() {
+                    let mut cmd = Command::new("htpasswd");
+                    cmd.arg("-bB");
+                    if i == 0 {
+                        cmd.arg("-c");
+                    }
+                    let status = cmd
+                        .arg(&htpasswd)
+                        .arg(user)
+                        .arg(pass)
+                        .stderr(Stdio::null())
+                        .status()
+                        .expect("htpasswd");
+                    assert!(status.success(), "htpasswd failed");
+                }
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                    htpasswd.display()
+                ));
+            }
+            let config_path = data.path().join("config.yml");
+            std::fs::write(&config_path, config).expect("write config");
+            let child = Command::new("docker-registry")
+                .arg("serve")
+                .arg(&config_path)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn docker-registry");
+            let mut registry = Registry {
+                child,
+                port,
+                _data: data,
+            };
+            if registry.wait_ready() {
+                return registry;
+            }
+        }
+        panic!("docker-registry did not start");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Stops the registry (for offline checks).
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Pushes `oci:LAYOUT:REF` to `docker://DEST` with skopeo (plain HTTP, optional credentials).
+pub fn skopeo_push(layout: &Path, reference: &str, dest: &str, extra: &[&str]) {
+    let out = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .args(extra)
+        .arg(format!("oci:{}:{reference}", layout.display()))
+        .arg(format!("docker://{dest}"))
+        .output()
+        .expect("run skopeo");
+    assert!(
+        out.status.success(),
+        "skopeo copy failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Builds OCI image layouts for tests.
+pub struct LayoutBuilder {
+    pub dir: PathBuf,
+    index: Vec<serde_json::Value>,
+}
+
+/// A descriptor as JSON.
+pub type Desc = serde_json::Value;
+
+impl LayoutBuilder {
+    pub fn new(dir: &Path) -> LayoutBuilder {
+        std::fs::create_dir_all(dir.join("blobs/sha256")).expect("mkdir");
+        std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).expect("write");
+        LayoutBuilder {
+            dir: dir.to_owned(),
+            index: Vec::new(),
+        }
+    }
+
+    pub fn blob(&self, bytes: &[u8], media_type: &str) -> Desc {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(self.dir.join("blobs/sha256").join(&hex), bytes).expect("write blob");
+        serde_json::json!({"mediaType": media_type, "digest": format!("sha256:{hex}"), "size": bytes.len()})
+    }
+
+    /// A gzip layer holding `files`.
+    pub fn layer(&self, files: &[(&str, &[u8])]) -> Desc {
+        let mut tar = tar::Builder::new(Vec::new());
+        for (name, content) in files {
+            let mut header = tar::Header::new_ustar();
+            header.set_size(content.len() as u64);
+            header.set_mode(0o644);
+            header.set_mtime(0);
+            header.set_cksum();
+            tar.append_data(&mut header, name, *content).expect("tar");
+        }
+        let raw = tar.into_inner().expect("tar");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&raw).expect("gzip");
+        self.blob(
+            &gz.finish().expect("gzip"),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+        )
+    }
+
+    /// An image manifest for (os, arch) with `layers`; returns its descriptor.
+    pub fn image(&self, os: &str, arch: &str, layers: &[Desc]) -> Desc {
+        let config = serde_json::json!({
+            "architecture": arch, "os": os,
+            "rootfs": {"type": "layers", "diff_ids": []},
+            "history": [{"created_by": "imagelock tests"}],
+        });
+        let config = self.blob(
+            config.to_string().as_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": layers,
+        });
+        let mut desc = self.blob(
+            manifest.to_string().as_bytes(),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        desc["platform"] = serde_json::json!({"os": os, "architecture": arch});
+        desc
+    }
+
+    /// An index over `manifests`; returns its descriptor.
+    pub fn index(&self, manifests: &[Desc]) -> Desc {
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": manifests,
+        });
+        self.blob(
+            index.to_string().as_bytes(),
+            "application/vnd.oci.image.index.v1+json",
+        )
+    }
+
+    /// Names `desc` in the layout's index.json.
+    pub fn tag(&mut self, name: &str, desc: &Desc) -> &mut LayoutBuilder {
+        let mut d = desc.clone();
+        if let Some(obj) = d.as_object_mut() {
+            obj.remove("platform");
+        }
+        d["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
+        self.index.push(d);
+        let top = serde_json::json!({"schemaVersion": 2, "manifests": self.index});
+        std::fs::write(self.dir.join("index.json"), top.to_string()).expect("write index.json");
+        self
+    }
+}
+
+/// A minimal HTTP/1.1 server for hostile cases: each path maps to a canned
+/// response; anything else is 404. One thread per connection, stops on drop.
+pub struct HostileServer {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    routes: Routes,
+}
+
+type Routes = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Canned>>>;
+
+/// A canned response.
+#[derive(Clone)]
+pub struct Canned {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// Send only this many body bytes, then close (Content-Length stays full).
+    pub truncate_at: Option<usize>,
+}
+
+impl Canned {
+    pub fn ok(body: &[u8], headers: &[(&str, &str)]) -> Canned {
+        Canned {
+            status: 200,
+            headers: headers
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            body: body.to_vec(),
+            truncate_at: None,
+        }
+    }
+}
+
+impl HostileServer {
+    pub fn start(routes: BTreeMap<String, Canned>) -> HostileServer {
+        let routes: Routes = std::sync::Arc::new(std::sync::Mutex::new(routes));
+        let shared = routes.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        let routes = shared.clone();
+                        std::thread::spawn(move || serve(stream, &routes));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        HostileServer { port, stop, routes }
+    }
+
+    /// Replaces (or adds) the response for `path`.
+    pub fn set(&self, path: &str, canned: Canned) {
+        self.routes
+            .lock()
+            .expect("routes")
+            .insert(path.to_owned(), canned);
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for HostileServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+fn serve(mut stream: TcpStream, routes: &Routes) {
+    let _ = stream.set_nonblocking(false);
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    loop {
+        let mut request = Vec::new();
+        let mut byte = [0u8; 1];
+        while !request.ends_with(b"\r\n\r\n") {
+            match stream.read(&mut byte) {
+                Ok(1) => request.push(byte[0]),
+                _ => return,
+            }
+        }
+        let text = String::from_utf8_lossy(&request);
+        let path = text
+            .split_whitespace()
+            .nth(1)
+            .unwrap_or("/")
+            .split('?')
+            .next()
+            .unwrap_or("/")
+            .to_owned();
+        let canned = routes
+            .lock()
+            .expect("routes")
+            .get(&path)
+            .cloned()
+            .unwrap_or(Canned {
+                status: 404,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: br#"{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}"#.to_vec(),
+                truncate_at: None,
+            });
+        let mut head = format!(
+            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
+            canned.status,
+            canned.body.len()
+        );
+        for (k, v) in &canned.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        let body = &canned.body[..canned.truncate_at.unwrap_or(canned.body.len())];
+        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
+            return;
+        }
+        if canned.truncate_at.is_some() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! Commands that need no network: init/add/remove, manifest errors, local
+//! OCI layouts, --locked/--frozen/--offline semantics.
+
+use crate::harness::{LayoutBuilder, Project};
+
+fn hello_layout(project: &Project) {
+    let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+    let layer = layout.layer(&[("hello.txt", b"hi\n")]);
+    let amd = layout.image("linux", "amd64", std::slice::from_ref(&layer));
+    let arm = layout.image("linux", "arm64", &[layer]);
+    let index = layout.index(&[amd, arm]);
+    layout.tag("1.0", &index);
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let project = Project::new();
+    let run = project.run(&["frobnicate"]).failure(2);
+    assert!(
+        run.stderr.contains("unrecognized subcommand"),
+        "{}",
+        run.stderr
+    );
+    project.run(&["add", "x"]).failure(2);
+}
+
+#[test]
+fn init_add_remove_keep_the_file_byte_for_byte() {
+    let project = Project::new();
+    project.run(&["init"]).success();
+    let template = project.read("images.toml");
+    assert!(template.contains("# imagelock manifest"));
+    let again = project.run(&["init"]).failure(1);
+    assert!(
+        again.stderr.contains("already exists") && again.stderr.contains("hint: "),
+        "{}",
+        again.stderr
+    );
+
+    let user = "# ours\n[store]\npath = \"s\"  # keep me\n\n[images.zz]\ndocker = 'zz:1'   # first\ninsecure = true\n";
+    project.write("images.toml", user);
+    project
+        .run(&[
+            "add",
+            "big",
+            "--docker",
+            "127.0.0.1:5000/test/big:v1",
+            "--platform",
+            "linux/amd64",
+            "--insecure",
+        ])
+        .success();
+    let added = project.read("images.toml");
+    assert_eq!(
+        added,
+        format!(
+            "{user}\n[images.big]\ndocker = \"127.0.0.1:5000/test/big:v1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+        )
+    );
+    let dup = project.run(&["add", "big", "--docker", "x:1"]).failure(1);
+    assert!(
+        dup.stderr.contains("already in the manifest")
+            && dup.stderr.contains("imagelock remove big"),
+        "{}",
+        dup.stderr
+    );
+    let bad = project
+        .run(&["add", "bad", "--docker", "library/Alpine"])
+        .failure(1);
+    assert!(bad.stderr.contains("images.bad.docker"), "{}", bad.stderr);
+    assert_eq!(
+        project.read("images.toml"),
+        added,
+        "a refused add must not touch the file"
+    );
+    project.run(&["remove", "big"]).success();
+    assert_eq!(project.read("images.toml"), user);
+    let missing = project.run(&["remove", "nope"]).failure(1);
+    assert!(
+        missing.stderr.contains("`nope` is not in the manifest"),
+        "{}",
+        missing.stderr
+    );
+}
+
+#[test]
+fn manifest_errors_name_file_line_and_key() {
+    let project = Project::new();
+    project.write(
+        "images.toml",
+        "[images.a]\ndocker = \"alpine\"\ninsecure = true\ncolour = \"red\"\n",
+    );
+    let run = project.run(&["lock"]).failure(1);
+    assert!(run.stderr.contains("images.toml"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("line 4") && run.stderr.contains("colour"),
+        "{}",
+        run.stderr
+    );
+    project.write(
+        "images.toml",
+        "[images.a]\ndocker = \"alpine\"\nplatforms = [\"linux\"]\ninsecure = true\n",
+    );
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("images.toml:3: `images.a.platforms`"),
+        "{}",
+        run.stderr
+    );
+    let run = Project::new().run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("no manifest at images.toml") && run.stderr.contains("imagelock init"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn secure_by_default_refuses_unverified_images() {
+    let project = Project::new();
+    hello_layout(&project);
+    project.write("images.toml", "[images.hello]\npath = \"layout:1.0\"\n");
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("not covered by any [trust] prefix"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("insecure = true"), "{}", run.stderr);
+    assert!(!project.root().join("images.lock").exists());
+}
+
+#[test]
+fn local_layout_lock_sync_and_offline_semantics() {
+    let project = Project::new();
+    hello_layout(&project);
+    project.write(
+        "images.toml",
+        "[store]\npath = \"store\"\n\n[images.hello]\npath = \"layout:1.0\"\nplatforms = [\"linux/arm64\", \"linux/amd64\"]\ninsecure = true\n",
+    );
+    let sync_without_lock = project.run(&["sync", "--locked"]).failure(1);
+    assert!(
+        sync_without_lock.stderr.contains("no lock file"),
+        "{}",
+        sync_without_lock.stderr
+    );
+
+    let locked = project.run(&["lock", "--json"]).success();
+    let json: serde_json::Value = serde_json::from_str(&locked.stdout).expect("lock --json");
+    assert_eq!(json["images"][0]["status"], "added");
+    let lock = project.read("images.lock");
+    assert!(lock.starts_with("# This file is @generated by imagelock"));
+    assert!(lock.contains("verified = false"));
+    assert!(
+        lock.find("platform = \"linux/arm64\"") < lock.find("platform = \"linux/amd64\""),
+        "platform order follows the manifest"
+    );
+    project.run(&["lock"]).success();
+    assert_eq!(
+        project.read("images.lock"),
+        lock,
+        "relocking an unchanged world is byte-identical"
+    );
+    project.run(&["lock", "--check"]).success();
+
+    let store = project.root().join("store");
+    let run = project.run(&["sync", "--dry-run", "--json"]).success();
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(
+        (plan["fetch"].as_u64(), plan["present"].as_u64()),
+        (Some(6), Some(0))
+    );
+    assert_eq!(
+        project.assert_store_valid(&store),
+        0,
+        "--dry-run fetches nothing"
+    );
+
+    let run = project.run(&["sync"]).success();
+    assert!(
+        run.stderr.contains("Synced 1 image, 6 blobs"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(project.assert_store_valid(&store), 6);
+    let run = project.run(&["sync", "--frozen", "--offline"]).success();
+    assert!(
+        run.stderr.contains("all 6 blobs already in the store"),
+        "{}",
+        run.stderr
+    );
+    let index = std::fs::read_to_string(store.join("index.json")).expect("index.json");
+    assert!(
+        index.contains("\"org.opencontainers.image.ref.name\": \"imagelock.local/hello\""),
+        "{index}"
+    );
+
+    // A changed entry makes the lock stale: --check and --locked refuse, naming it.
+    let manifest = project
+        .read("images.toml")
+        .replace("[\"linux/arm64\", \"linux/amd64\"]", "[\"linux/amd64\"]");
+    project.write("images.toml", &manifest);
+    for args in [
+        &["lock", "--check"][..],
+        &["sync", "--locked"],
+        &["sync", "--offline"],
+    ] {
+        let run = project.run(args).failure(1);
+        assert!(
+            run.stderr.contains("changed: hello"),
+            "{args:?}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("hint: ") && run.stderr.contains("imagelock lock"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    assert_eq!(
+        project.read("images.lock"),
+        lock,
+        "refusals leave the lock alone"
+    );
+    // --frozen ignores the manifest and uses the lock as written.
+    project.run(&["sync", "--frozen"]).success();
+    // A plain sync re-locks the stale entry (local source: no network needed).
+    let run = project.run(&["sync"]).success();
+    assert!(
+        run.stderr.contains("Updated images.lock (changed: hello)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.read("images.lock").contains("linux/arm64"));
+}
+
+#[test]
+fn a_corrupt_layout_blob_never_lands_in_the_store() {
+    let project = Project::new();
+    hello_layout(&project);
+    project.write(
+        "images.toml",
+        "[images.hello]\npath = \"layout:1.0\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n",
+    );
+    project.run(&["lock"]).success();
+    // Flip the layer's bytes after locking.
+    let lock = project.read("images.lock");
+    let layer = lock
+        .split("layers = [")
+        .nth(1)
+        .expect("layers")
+        .split('"')
+        .nth(1)
+        .expect("digest")
+        .to_owned();
+    let hex = layer.trim_start_matches("sha256:");
+    let path = project.root().join("layout/blobs/sha256").join(hex);
+    let mut bytes = std::fs::read(&path).expect("read");
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, bytes).expect("write");
+    let store = project.store();
+    let run = project.run(&["sync"]).failure(1);
+    assert!(
+        run.stderr.contains(&layer) && run.stderr.contains("digest mismatch"),
+        "{}",
+        run.stderr
+    );
+    assert!(!store.join("blobs/sha256").join(hex).exists());
+    project.assert_store_valid(&store);
+}

@@ -1,0 +1,7 @@
+//! Integration tests: the real `imagelock` binary against real peers
+//! (docker-registry, skopeo) and hostile in-test servers.
+
+mod harness;
+mod hostile;
+mod local;
+mod registry;
