@@ -17,10 +17,10 @@ fn fixtures(project: &Project) -> std::path::PathBuf {
     let app = layout.layer(&[("app/bin", &[7u8; 4096][..])]);
     let single = layout.image("linux", "amd64", &[base.clone(), app.clone()]);
     layout.tag("single", &single);
-    let amd = layout.image("linux", "amd64", &[base.clone()]);
+    let amd = layout.image("linux", "amd64", std::slice::from_ref(&base));
     let mut arm = layout.image("linux", "arm64", &[base.clone(), app]);
     arm["platform"]["variant"] = "v8".into();
-    let mut unknown = layout.image("unknown", "unknown", &[base.clone()]);
+    let mut unknown = layout.image("unknown", "unknown", std::slice::from_ref(&base));
     unknown["platform"] = serde_json::json!({"os": "unknown", "architecture": "unknown"});
     let index = layout.index(&[amd, arm, unknown]);
     layout.tag("multi", &index);
