@@ -268,3 +268,17 @@ fn a_corrupt_layout_blob_never_lands_in_the_store() {
     assert!(!store.join("blobs/sha256").join(hex).exists());
     project.assert_store_valid(&store);
 }
+
+#[test]
+fn the_bundled_example_is_locked_and_syncs_offline() {
+    let project = Project::new();
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let manifest = format!("{repo}/images.toml");
+    project.run(&["lock", "--check", "--manifest", &manifest]).success();
+    let store = project.dir.path().join("example-store");
+    let run = project
+        .run(&["sync", "--locked", "--offline", "--manifest", &manifest, "--store", store.to_str().expect("utf8")])
+        .success();
+    assert!(run.stderr.contains("Synced 1 image, 6 blobs"), "{}", run.stderr);
+    assert_eq!(project.assert_store_valid(&store), 6);
+}
