@@ -391,7 +391,10 @@ pub struct HostileServer {
     pub port: u16,
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     routes: Routes,
+    hits: Hits,
 }
+
+type Hits = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
 
 type Routes = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Canned>>>;
 
@@ -403,6 +406,8 @@ pub struct Canned {
     pub body: Vec<u8>,
     /// Send only this many body bytes, then close (Content-Length stays full).
     pub truncate_at: Option<usize>,
+    /// (required Authorization header, WWW-Authenticate challenge sent with the 401 otherwise).
+    pub auth: Option<(String, String)>,
 }
 
 impl Canned {
@@ -415,7 +420,14 @@ impl Canned {
                 .collect(),
             body: body.to_vec(),
             truncate_at: None,
+            auth: None,
         }
+    }
+
+    /// The same response, only for requests carrying `authorization`.
+    pub fn requiring(mut self, authorization: &str, challenge: &str) -> Canned {
+        self.auth = Some((authorization.to_owned(), challenge.to_owned()));
+        self
     }
 }
 
@@ -423,6 +435,8 @@ impl HostileServer {
     pub fn start(routes: BTreeMap<String, Canned>) -> HostileServer {
         let routes: Routes = std::sync::Arc::new(std::sync::Mutex::new(routes));
         let shared = routes.clone();
+        let hits: Hits = Default::default();
+        let counted = hits.clone();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -433,13 +447,29 @@ impl HostileServer {
                 match listener.accept() {
                     Ok((stream, _)) => {
                         let routes = shared.clone();
-                        std::thread::spawn(move || serve(stream, &routes));
+                        let hits = counted.clone();
+                        std::thread::spawn(move || serve(stream, &routes, &hits));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
         });
-        HostileServer { port, stop, routes }
+        HostileServer {
+            port,
+            stop,
+            routes,
+            hits,
+        }
+    }
+
+    /// How many requests `path` has had.
+    pub fn hits(&self, path: &str) -> usize {
+        self.hits
+            .lock()
+            .expect("hits")
+            .get(path)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Replaces (or adds) the response for `path`.
@@ -461,7 +491,7 @@ impl Drop for HostileServer {
     }
 }
 
-fn serve(mut stream: TcpStream, routes: &Routes) {
+fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     loop {
@@ -482,7 +512,13 @@ fn serve(mut stream: TcpStream, routes: &Routes) {
             .next()
             .unwrap_or("/")
             .to_owned();
-        let canned = routes
+        *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
+        let authorization = text.lines().find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+                .map(|(_, v)| v.trim().to_owned())
+        });
+        let mut canned = routes
             .lock()
             .expect("routes")
             .get(&path)
@@ -492,7 +528,21 @@ fn serve(mut stream: TcpStream, routes: &Routes) {
                 headers: vec![("Content-Type".into(), "application/json".into())],
                 body: br#"{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}"#.to_vec(),
                 truncate_at: None,
+                auth: None,
             });
+        if let Some((required, challenge)) = &canned.auth
+            && authorization.as_deref() != Some(required.as_str())
+        {
+            canned = Canned {
+                status: 401,
+                headers: vec![("WWW-Authenticate".into(), challenge.clone())],
+                body:
+                    br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#
+                        .to_vec(),
+                truncate_at: None,
+                auth: None,
+            };
+        }
         let mut head = format!(
             "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
             canned.status,

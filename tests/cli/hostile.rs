@@ -153,6 +153,7 @@ fn server_errors_are_reported_with_status() {
             headers: vec![("Content-Type".into(), "application/json".into())],
             body: br#"{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}"#.to_vec(),
             truncate_at: None,
+            auth: None,
         },
     );
     sync_fails_cleanly(&f, "500 Internal Server Error: UNKNOWN (disk on fire)");
@@ -202,4 +203,71 @@ fn oversized_manifests_are_refused() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn bearer_token_flow_with_credentials() {
+    use base64::Engine as _;
+    let f = locked_fixture();
+    let host = f.server.host();
+    let challenge = format!(
+        r#"Bearer realm="http://{host}/token",service="test-registry",scope="repository:test/img:pull""#
+    );
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    for path in ["/v2/test/img/manifests/v1".to_owned(), f.layer_path.clone()] {
+        let mut canned = Canned::ok(
+            if path == f.layer_path {
+                &f.layer
+            } else {
+                &f.manifest
+            },
+            &[("Content-Type", OCI_MANIFEST)],
+        );
+        if path == f.layer_path {
+            canned.headers.clear();
+        }
+        f.server
+            .set(&path, canned.requiring("Bearer tok-123", &challenge));
+    }
+    f.server.set(
+        "/token",
+        Canned::ok(
+            br#"{"access_token":"tok-123","expires_in":300}"#,
+            &[("Content-Type", "application/json")],
+        )
+        .requiring(&basic, r#"Basic realm="token""#),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("refused anonymous access")
+            && run.stderr.contains(&format!("skopeo login {host}")),
+        "{}",
+        run.stderr
+    );
+
+    // Credentials from containers auth.json via REGISTRY_AUTH_FILE.
+    let auth_file = f.project.dir.path().join("auth.json");
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+    std::fs::write(
+        &auth_file,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .expect("write");
+    let mut project = f.project;
+    project
+        .env
+        .insert("REGISTRY_AUTH_FILE".into(), auth_file.display().to_string());
+    let before = f.server.hits("/token");
+    project.run(&["lock"]).success();
+    assert_eq!(
+        f.server.hits("/token") - before,
+        1,
+        "one token per run and scope"
+    );
+    project.run(&["sync"]).success();
+    assert_eq!(project.assert_store_valid(&project.store()), 3);
 }

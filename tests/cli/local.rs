@@ -274,11 +274,67 @@ fn the_bundled_example_is_locked_and_syncs_offline() {
     let project = Project::new();
     let repo = env!("CARGO_MANIFEST_DIR");
     let manifest = format!("{repo}/images.toml");
-    project.run(&["lock", "--check", "--manifest", &manifest]).success();
+    project
+        .run(&["lock", "--check", "--manifest", &manifest])
+        .success();
     let store = project.dir.path().join("example-store");
     let run = project
-        .run(&["sync", "--locked", "--offline", "--manifest", &manifest, "--store", store.to_str().expect("utf8")])
+        .run(&[
+            "sync",
+            "--locked",
+            "--offline",
+            "--manifest",
+            &manifest,
+            "--store",
+            store.to_str().expect("utf8"),
+        ])
         .success();
-    assert!(run.stderr.contains("Synced 1 image, 6 blobs"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Synced 1 image, 6 blobs"),
+        "{}",
+        run.stderr
+    );
     assert_eq!(project.assert_store_valid(&store), 6);
+}
+
+#[test]
+fn concurrent_syncs_into_one_store_keep_every_ref() {
+    let shared_store = tempfile::tempdir().expect("tempdir");
+    let projects: Vec<Project> = (0..4)
+        .map(|i| {
+            let project = Project::new();
+            let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+            let shared = layout.layer(&[("common", b"shared by all four")]);
+            let own = layout.layer(&[("own", format!("project {i}").as_bytes())]);
+            let image = layout.image("linux", "amd64", &[shared, own]);
+            layout.tag("1", &image);
+            project.write(
+                "images.toml",
+                &format!("[images.img{i}]\npath = \"layout:1\"\ninsecure = true\n"),
+            );
+            project.run(&["lock"]).success();
+            project
+        })
+        .collect();
+    let store = shared_store.path().to_str().expect("utf8").to_owned();
+    std::thread::scope(|scope| {
+        for project in &projects {
+            let store = store.clone();
+            scope.spawn(move || {
+                project
+                    .run(&["sync", "--locked", "--store", &store])
+                    .success()
+            });
+        }
+    });
+    let index =
+        std::fs::read_to_string(shared_store.path().join("index.json")).expect("index.json");
+    for i in 0..4 {
+        assert!(
+            index.contains(&format!("imagelock.local/img{i}\"")),
+            "img{i} missing from {index}"
+        );
+    }
+    // 4 manifests + 4 own layers, one config and one layer shared by all (deduplicated by digest)
+    assert_eq!(projects[0].assert_store_valid(shared_store.path()), 10);
 }

@@ -1,0 +1,294 @@
+#!/usr/bin/env bash
+# Benchmark: imagelock sync vs skopeo copy/sync against one local docker-registry.
+#
+# Usage: bench/sync.sh [PATH-TO-IMAGELOCK]      (default: target/release/imagelock)
+# Env:   BENCH_RUNS        cold-sync repetitions per case (default 5)
+#        BENCH_NOOP_RUNS   no-op sync repetitions (default 10)
+#        BENCH_KEEP=1      keep the temp dir (printed) instead of deleting it
+#        TMPDIR            where the temp dir is created (default /tmp)
+# See bench/README.md for what is measured and how to read the table.
+set -euo pipefail
+
+REPO_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+IMAGELOCK=${1:-$REPO_ROOT/target/release/imagelock}
+RUNS=${BENCH_RUNS:-5}
+NOOP_RUNS=${BENCH_NOOP_RUNS:-10}
+CMD_TIMEOUT=600      # seconds, any single command
+export IMAGELOCK_NO_PROGRESS=1
+export LC_ALL=C
+
+die() { echo "bench: $*" >&2; exit 1; }
+
+[[ -x $IMAGELOCK ]] || die "imagelock binary not found at $IMAGELOCK (run: cargo build --release)"
+IMAGELOCK=$(cd "$(dirname "$IMAGELOCK")" && pwd)/$(basename "$IMAGELOCK")
+for tool in python3 skopeo docker-registry curl timeout; do
+    command -v "$tool" >/dev/null || die "missing tool: $tool"
+done
+[[ -x /usr/bin/time ]] || die "missing /usr/bin/time (apt-get install time)"
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
+[[ $NOOP_RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_NOOP_RUNS must be a positive integer"
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/imagelock-bench.XXXXXX")
+REG_PID=
+cleanup() {
+    if [[ -n $REG_PID ]]; then
+        kill "$REG_PID" 2>/dev/null || true
+        wait "$REG_PID" 2>/dev/null || true
+    fi
+    if [[ ${BENCH_KEEP:-} == 1 ]]; then
+        echo "bench: kept $T" >&2
+    else
+        rm -rf "$T"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+mkdir -p "$T/results" "$T/logs"
+log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# ---------------------------------------------------------------- registry
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+HOST=127.0.0.1:$PORT
+cat >"$T/registry.yml" <<EOF
+version: 0.1
+log: {level: error, accesslog: {disabled: true}}
+storage:
+  filesystem: {rootdirectory: $T/registry-data}
+http:
+  addr: $HOST
+  secret: bench-secret
+EOF
+docker-registry serve "$T/registry.yml" >"$T/logs/registry.log" 2>&1 &
+REG_PID=$!
+for _ in $(seq 100); do
+    curl -s -m 1 -o /dev/null "http://$HOST/v2/" && break
+    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited: $(cat "$T/logs/registry.log")"
+    sleep 0.1
+done
+curl -sf -m 2 -o /dev/null "http://$HOST/v2/" || die "docker-registry did not answer on $HOST"
+log "registry on $HOST (data under $T)"
+
+# ---------------------------------------------------------------- fixtures
+log "generating OCI layout (1 x ~193 MiB, 30 small images)"
+python3 - "$T/layout" <<'PY'
+import hashlib, io, json, os, random, sys, tarfile
+
+out = sys.argv[1]
+blobs = os.path.join(out, "blobs", "sha256")
+os.makedirs(blobs, exist_ok=True)
+MiB, KiB = 1 << 20, 1 << 10
+
+def put(data):
+    d = hashlib.sha256(data).hexdigest()
+    with open(os.path.join(blobs, d), "wb") as f:
+        f.write(data)
+    return "sha256:" + d, len(data)
+
+def layer(seed, size):
+    payload = random.Random(seed).randbytes(size)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        info = tarfile.TarInfo(f"data-{seed}.bin")
+        info.size, info.mtime, info.mode = size, 0, 0o644
+        tar.addfile(info, io.BytesIO(payload))
+    return put(buf.getvalue())
+
+def image(ref, layers):
+    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
+             for d, n in layers]
+    config = {"architecture": "amd64", "os": "linux", "config": {},
+              "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}
+    cd, cn = put(json.dumps(config, sort_keys=True).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+                "layers": descs}
+    md, mn = put(json.dumps(manifest, sort_keys=True).encode())
+    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+            "annotations": {"org.opencontainers.image.ref.name": ref}}
+
+entries = [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
+rng = random.Random(42)
+for i in range(1, 31):
+    entries.append(image(f"small-{i}", [layer(1000 + 2 * i + j, rng.randrange(64, 513) * KiB)
+                                        for j in range(2)]))
+with open(os.path.join(out, "index.json"), "w") as f:
+    json.dump({"schemaVersion": 2, "manifests": entries}, f)
+with open(os.path.join(out, "oci-layout"), "w") as f:
+    json.dump({"imageLayoutVersion": "1.0.0"}, f)
+PY
+BIG_BYTES=$(python3 -c '
+import json,sys,os
+idx=json.load(open(sys.argv[1]+"/index.json"))
+d=idx["manifests"][0]["digest"].split(":")[1]
+m=json.load(open(sys.argv[1]+"/blobs/sha256/"+d))
+print(sum(l["size"] for l in m["layers"])+m["config"]["size"]+idx["manifests"][0]["size"])' "$T/layout")
+log "big image: $BIG_BYTES bytes; pushing 31 images with skopeo"
+SMALL=$(seq 1 30)
+push() {
+    timeout "$CMD_TIMEOUT" skopeo copy -q --dest-tls-verify=false \
+        "oci:$T/layout:$1" "docker://$HOST/bench/$1:v1" >>"$T/logs/push.log" 2>&1 \
+        || die "push of $1 failed: $(tail -5 "$T/logs/push.log")"
+}
+push big
+for i in $SMALL; do push "small-$i"; done
+rm -rf "$T/layout"
+
+# ---------------------------------------------------------------- manifests
+registries_table() { printf '[registries."%s"]\ninsecure-http = true\n\n' "$HOST"; }
+entry() { printf '[images.%s]\ndocker = "%s/bench/%s:v1"\nplatforms = ["linux/amd64"]\ninsecure = true\n\n' "$1" "$HOST" "$2"; }
+
+mkdir -p "$T/m-big" "$T/m-all" "$T/m-1000"
+{ registries_table; entry big big; } >"$T/m-big/images.toml"
+{ registries_table; entry big big; for i in $SMALL; do entry "small-$i" "small-$i"; done; } >"$T/m-all/images.toml"
+{ registries_table; for n in $(seq 1 1000); do entry "img-$n" "small-$(( (n - 1) % 30 + 1 ))"; done; } >"$T/m-1000/images.toml"
+
+cat >"$T/skopeo-sync.yml" <<EOF
+$HOST:
+  tls-verify: false
+  images:
+    bench/big: [v1]
+$(for i in $SMALL; do echo "    bench/small-$i: [v1]"; done)
+EOF
+
+# ---------------------------------------------------------------- helpers
+now_ns() { python3 -c 'import time; print(time.monotonic_ns())'; }
+# timed NAME LOG CMD...: runs CMD under /usr/bin/time (peak RSS), appends
+# wall-clock seconds to results/NAME.t and KiB to results/NAME.rss.
+# Wall clock is taken from bash's EPOCHREALTIME around the command.
+timed() {
+    local name=$1 logf=$2; shift 2
+    local start end rc=0
+    start=$EPOCHREALTIME
+    /usr/bin/time -o "$T/results/.rss" -f %M timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
+    end=$EPOCHREALTIME
+    python3 -c "print(f'{$end - $start:.6f}')" >>"$T/results/$name.t"
+    tail -n 1 "$T/results/.rss" >>"$T/results/$name.rss"
+    if (( rc != 0 )); then
+        echo "bench: $name failed (exit $rc); last output:" >&2
+        tail -n 20 "$logf" >&2
+        return "$rc"
+    fi
+    printf '  %-28s run %2d: %8.3f s  rss %s KiB\n' "$name" "$(wc -l <"$T/results/$name.t")" \
+        "$(tail -n 1 "$T/results/$name.t")" "$(tail -n 1 "$T/results/$name.rss")" >&2
+}
+il() { (cd "$1" && shift && "$IMAGELOCK" "$@"); }
+prep() { # NAME LOG CMD...: one untimed step, with its wall time logged
+    local name=$1 logf=$2 start rc=0; shift 2
+    start=$EPOCHREALTIME
+    timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
+    python3 -c "print(f'  {\"$name\":<28} {$EPOCHREALTIME - $start:8.3f} s (untimed setup)')" >&2
+    (( rc == 0 )) || { tail -n 20 "$logf" >&2; die "$name failed (exit $rc)"; }
+}
+
+# ---------------------------------------------------------------- 1. big image
+log "locking (untimed)"
+prep "lock big" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-big/images.toml" lock
+prep "lock 31" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-all/images.toml" lock
+
+log "cold sync, big image, $RUNS runs each (interleaved)"
+for r in $(seq "$RUNS"); do
+    rm -rf "$T/dest"
+    timed il-big "$T/logs/il-big.log" "$IMAGELOCK" --manifest "$T/m-big/images.toml" sync --store "$T/dest"
+    rm -rf "$T/dest"
+    timed sk-big "$T/logs/sk-big.log" skopeo copy -q --src-tls-verify=false \
+        "docker://$HOST/bench/big:v1" "oci:$T/dest:big"
+done
+rm -rf "$T/dest"
+
+# ---------------------------------------------------------------- 2. 31 images
+log "cold sync, 31 images, $RUNS runs each (interleaved)"
+for r in $(seq "$RUNS"); do
+    rm -rf "$T/dest"
+    timed il-31 "$T/logs/il-31.log" "$IMAGELOCK" --manifest "$T/m-all/images.toml" sync --store "$T/dest"
+    rm -rf "$T/dest"; mkdir -p "$T/dest"
+    timed sk-31 "$T/logs/sk-31.log" skopeo sync -q --src yaml --dest dir --src-tls-verify=false \
+        "$T/skopeo-sync.yml" "$T/dest"
+done
+rm -rf "$T/dest"
+
+# ---------------------------------------------------------------- 3. no-op over 1000
+log "no-op sync over 1,000 locked images"
+prep "lock 1000" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" lock
+prep "first sync 1000" "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --store "$T/store-1000"
+for r in $(seq "$NOOP_RUNS"); do
+    timed il-noop "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync -q --store "$T/store-1000"
+done
+for r in $(seq "$NOOP_RUNS"); do
+    timed il-noop-frozen "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --frozen --offline -q --store "$T/store-1000"
+done
+NOOP_CONNECTS=n/a
+if command -v strace >/dev/null; then
+    timeout "$CMD_TIMEOUT" strace -f -qq -e trace=connect -o "$T/logs/noop.strace" \
+        "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync -q --store "$T/store-1000" >/dev/null 2>&1 || true
+    NOOP_CONNECTS=$(grep -c "htons($PORT)" "$T/logs/noop.strace" || true)
+fi
+NOOP_OUT=$(wc -c <"$T/logs/noop.log")
+
+# ---------------------------------------------------------------- 4. SHA-256 reference
+log "SHA-256 reference rate"
+OPENSSL_RATE=$(timeout 60 openssl speed -evp sha256 -bytes 1048576 -seconds 2 2>/dev/null \
+    | awk '/^sha256/ {v=$NF; sub(/k$/,"",v); printf "%.0f", v*1000/1e6}' || true)
+PY_RATE=$(python3 -c '
+import hashlib, os, time
+buf = os.urandom(1 << 20); h = hashlib.sha256(); t = time.perf_counter()
+for _ in range(256): h.update(buf)
+print(f"{256 * (1 << 20) / (time.perf_counter() - t) / 1e6:.0f}")')
+
+# ---------------------------------------------------------------- report
+echo
+echo "imagelock: $IMAGELOCK ($("$IMAGELOCK" --version 2>/dev/null || echo '?'))"
+echo "skopeo:    $(skopeo --version)"
+echo "machine:   $(nproc) cores, $(uname -r); runs: cold=$RUNS no-op=$NOOP_RUNS; registry $HOST (loopback)"
+echo
+python3 - "$T/results" "$BIG_BYTES" "${OPENSSL_RATE:-}" "$PY_RATE" "$NOOP_CONNECTS" "$NOOP_OUT" <<'PY'
+import os, statistics, sys
+res, big_bytes, ossl, pyrate, connects, noop_out = sys.argv[1:]
+big_bytes = int(big_bytes)
+
+def load(name, ext):
+    p = os.path.join(res, f"{name}.{ext}")
+    if not os.path.exists(p):
+        return []
+    return [float(x) for x in open(p).read().split()]
+
+def med(name): v = load(name, "t"); return statistics.median(v) if v else None
+def rss(name): v = load(name, "rss"); return max(v) / 1024 if v else None
+def s(x): return "-" if x is None else f"{x:.3f} s"
+def ms(x): return "-" if x is None else f"{x * 1000:.1f} ms"
+def mb(x): return "-" if x is None else f"{x:.1f} MiB"
+
+rows = [("cold sync, 1 image 193 MiB", "il-big", "sk-big", "skopeo copy"),
+        ("cold sync, 31 images", "il-31", "sk-31", "skopeo sync")]
+hdr = f"{'case':<34} {'imagelock':>12} {'skopeo':>12} {'ratio':>7} {'RSS imagelock':>14} {'RSS skopeo':>11}"
+print(hdr); print("-" * len(hdr))
+for label, a, b, _ in rows:
+    ma, mb_ = med(a), med(b)
+    ratio = f"{mb_ / ma:.2f}x" if ma and mb_ else "-"
+    print(f"{label:<34} {s(ma):>12} {s(mb_):>12} {ratio:>7} {mb(rss(a)):>14} {mb(rss(b)):>11}")
+for label, a in (("no-op sync, 1,000 images", "il-noop"),
+                 ("no-op sync --frozen --offline", "il-noop-frozen")):
+    v = load(a, "t")
+    cell = f"{ms(statistics.median(v))} (max {ms(max(v)).replace(' ms', '')})" if v else "-"
+    print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a)):>14}")
+print()
+print("ratio = skopeo median / imagelock median (>1: imagelock faster); RSS = max over runs")
+for a in ("il-big", "sk-big", "il-31", "sk-31", "il-noop", "il-noop-frozen"):
+    print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")))
+ib = med("il-big")
+if ib:
+    print(f"imagelock cold big sync throughput: {big_bytes / ib / 1e6:.0f} MB/s ({big_bytes} bytes)")
+sb = med("sk-big")
+if sb:
+    print(f"skopeo copy throughput:             {big_bytes / sb / 1e6:.0f} MB/s")
+print(f"SHA-256 reference (1 core): openssl {ossl or '?'} MB/s, python hashlib {pyrate} MB/s")
+print(f"no-op sync: connect() calls to the registry port under strace: {connects}; "
+      f"bytes printed by the -q no-op runs: {noop_out}")
+PY
+echo
+echo "logs (first lines of imagelock output, cold big sync):"
+head -n 5 "$T/logs/il-big.log" | sed 's/^/  /'
+if [[ -s $T/logs/noop.log ]]; then
+    echo "no-op sync output (first lines):"
+    head -n 5 "$T/logs/noop.log" | sed 's/^/  /'
+fi
