@@ -152,7 +152,6 @@ $(for i in $SMALL; do echo "    bench/small-$i: [v1]"; done)
 EOF
 
 # ---------------------------------------------------------------- helpers
-now_ns() { python3 -c 'import time; print(time.monotonic_ns())'; }
 # timed NAME LOG CMD...: runs CMD under /usr/bin/time (peak RSS), appends
 # wall-clock seconds to results/NAME.t and KiB to results/NAME.rss.
 # Wall clock is taken from bash's EPOCHREALTIME around the command.
@@ -172,13 +171,32 @@ timed() {
     printf '  %-28s run %2d: %8.3f s  rss %s KiB\n' "$name" "$(wc -l <"$T/results/$name.t")" \
         "$(tail -n 1 "$T/results/$name.t")" "$(tail -n 1 "$T/results/$name.rss")" >&2
 }
-il() { (cd "$1" && shift && "$IMAGELOCK" "$@"); }
 prep() { # NAME LOG CMD...: one untimed step, with its wall time logged
     local name=$1 logf=$2 start rc=0; shift 2
     start=$EPOCHREALTIME
     timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
     python3 -c "print(f'  {\"$name\":<28} {$EPOCHREALTIME - $start:8.3f} s (untimed setup)')" >&2
     (( rc == 0 )) || { tail -n 20 "$logf" >&2; die "$name failed (exit $rc)"; }
+}
+
+# verify_store DIR MIN_BYTES: every blob in the OCI layout DIR hashes to its name
+# and blobs total at least MIN_BYTES (untimed; run after the first cold sync).
+verify_store() {
+    python3 - "$1" "$2" <<'VPY' >&2 || die "store verification failed for $1"
+import hashlib, os, sys
+d, need = os.path.join(sys.argv[1], "blobs", "sha256"), int(sys.argv[2])
+total = n = 0
+for name in os.listdir(d):
+    h = hashlib.sha256()
+    with open(os.path.join(d, name), "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk); total += len(chunk)
+    if h.hexdigest() != name:
+        sys.exit(f"  blob {name} hashes to {h.hexdigest()}")
+    n += 1
+print(f"  verified {sys.argv[1]}: {n} blobs, {total} bytes, all digests match")
+sys.exit(0 if total >= need else f"  only {total} bytes, expected >= {need}")
+VPY
 }
 
 # ---------------------------------------------------------------- 1. big image
@@ -190,6 +208,7 @@ log "cold sync, big image, $RUNS runs each (interleaved)"
 for r in $(seq "$RUNS"); do
     rm -rf "$T/dest"
     timed il-big "$T/logs/il-big.log" "$IMAGELOCK" --manifest "$T/m-big/images.toml" sync --store "$T/dest"
+    (( r == 1 )) && verify_store "$T/dest" "$BIG_BYTES"
     rm -rf "$T/dest"
     timed sk-big "$T/logs/sk-big.log" skopeo copy -q --src-tls-verify=false \
         "docker://$HOST/bench/big:v1" "oci:$T/dest:big"
@@ -201,8 +220,9 @@ log "cold sync, 31 images, $RUNS runs each (interleaved)"
 for r in $(seq "$RUNS"); do
     rm -rf "$T/dest"
     timed il-31 "$T/logs/il-31.log" "$IMAGELOCK" --manifest "$T/m-all/images.toml" sync --store "$T/dest"
+    (( r == 1 )) && verify_store "$T/dest" "$BIG_BYTES"
     rm -rf "$T/dest"; mkdir -p "$T/dest"
-    timed sk-31 "$T/logs/sk-31.log" skopeo sync -q --src yaml --dest dir --src-tls-verify=false \
+    timed sk-31 "$T/logs/sk-31.log" skopeo sync --src yaml --dest dir --src-tls-verify=false \
         "$T/skopeo-sync.yml" "$T/dest"
 done
 rm -rf "$T/dest"
@@ -210,7 +230,7 @@ rm -rf "$T/dest"
 # ---------------------------------------------------------------- 3. no-op over 1000
 log "no-op sync over 1,000 locked images"
 prep "lock 1000" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" lock
-prep "first sync 1000" "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --store "$T/store-1000"
+prep "first sync 1000" "$T/logs/sync-1000.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --store "$T/store-1000"
 for r in $(seq "$NOOP_RUNS"); do
     timed il-noop "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync -q --store "$T/store-1000"
 done

@@ -266,23 +266,35 @@ impl Lock {
             path: path.to_owned(),
             message,
         };
-        #[derive(Deserialize)]
-        struct VersionOnly {
-            version: Option<u32>,
-        }
-        let probe: VersionOnly = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
-        match probe.version {
-            Some(LOCK_VERSION) => {}
-            Some(found) if found > LOCK_VERSION => {
-                return Err(LockError::FutureVersion {
-                    path: path.to_owned(),
-                    found,
+        // Parse once; only when that fails, look at the version to explain why.
+        let file: LockFile = match toml::from_str(text) {
+            Ok(file) => file,
+            Err(e) => {
+                #[derive(Deserialize)]
+                struct VersionOnly {
+                    version: Option<u32>,
+                }
+                let version = toml::from_str::<VersionOnly>(text)
+                    .ok()
+                    .and_then(|v| v.version);
+                return Err(match version {
+                    Some(found) if found > LOCK_VERSION => LockError::FutureVersion {
+                        path: path.to_owned(),
+                        found,
+                    },
+                    _ => invalid(e.to_string()),
                 });
             }
-            Some(found) => return Err(invalid(format!("unknown lock format version {found}"))),
-            None => return Err(invalid("missing `version`".into())),
+        };
+        if file.version != LOCK_VERSION {
+            return Err(match file.version {
+                found if found > LOCK_VERSION => LockError::FutureVersion {
+                    path: path.to_owned(),
+                    found,
+                },
+                found => invalid(format!("unknown lock format version {found}")),
+            });
         }
-        let file: LockFile = toml::from_str(text).map_err(|e| invalid(e.to_string()))?;
         let mut images = BTreeMap::new();
         for image in file.images {
             if image.manifests.is_empty() {
