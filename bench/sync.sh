@@ -117,13 +117,7 @@ with open(os.path.join(out, "index.json"), "w") as f:
 with open(os.path.join(out, "oci-layout"), "w") as f:
     json.dump({"imageLayoutVersion": "1.0.0"}, f)
 PY
-BIG_BYTES=$(python3 -c '
-import json,sys,os
-idx=json.load(open(sys.argv[1]+"/index.json"))
-d=idx["manifests"][0]["digest"].split(":")[1]
-m=json.load(open(sys.argv[1]+"/blobs/sha256/"+d))
-print(sum(l["size"] for l in m["layers"])+m["config"]["size"]+idx["manifests"][0]["size"])' "$T/layout")
-log "big image: $BIG_BYTES bytes; pushing 31 images with skopeo"
+log "pushing 31 images with skopeo"
 SMALL=$(seq 1 30)
 push() {
     timeout "$CMD_TIMEOUT" skopeo copy -q --dest-tls-verify=false \
@@ -133,6 +127,17 @@ push() {
 push big
 for i in $SMALL; do push "small-$i"; done
 rm -rf "$T/layout"
+# skopeo compresses uncompressed layers when pushing to a registry, so the
+# registry holds tar+gzip layers (random data: gzip output ~ input size).
+# BIG_BYTES = what a sync of bench/big:v1 must store (manifest+config+layers).
+BIG_BYTES=$(curl -sf -m 10 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+    "http://$HOST/v2/bench/big/manifests/v1" | python3 -c '
+import json, sys
+raw = sys.stdin.buffer.read(); m = json.loads(raw)
+print(len(raw) + m["config"]["size"] + sum(l["size"] for l in m["layers"]))
+print(" ".join(sorted({l["mediaType"] for l in m["layers"]})), file=sys.stderr)') \
+    || die "cannot read bench/big:v1 back from the registry"
+log "big image in the registry: $BIG_BYTES bytes"
 
 # ---------------------------------------------------------------- manifests
 registries_table() { printf '[registries."%s"]\ninsecure-http = true\n\n' "$HOST"; }
@@ -153,23 +158,36 @@ EOF
 
 # ---------------------------------------------------------------- helpers
 # timed NAME LOG CMD...: runs CMD under /usr/bin/time (peak RSS), appends
-# wall-clock seconds to results/NAME.t and KiB to results/NAME.rss.
-# Wall clock is taken from bash's EPOCHREALTIME around the command.
+# wall-clock seconds to results/NAME.t, peak RSS KiB to results/NAME.rss and
+# user+sys CPU seconds (of the command and its children) to results/NAME.cpu.
+# Wall clock is taken from bash's EPOCHREALTIME around the command, so it
+# includes fork/exec of `timeout` and /usr/bin/time (~2-3 ms here); with
+# NO_RSS=1 /usr/bin/time is left out (~1 ms overhead) and no RSS is recorded.
 timed() {
     local name=$1 logf=$2; shift 2
     local start end rc=0
     start=$EPOCHREALTIME
-    /usr/bin/time -o "$T/results/.rss" -f %M timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
-    end=$EPOCHREALTIME
+    if [[ -n ${NO_RSS:-} ]]; then
+        timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
+        end=$EPOCHREALTIME
+        echo '- -' >"$T/results/.res"
+    else
+        /usr/bin/time -o "$T/results/.res" -f '%M %U %S' timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
+        end=$EPOCHREALTIME
+        tail -n 1 "$T/results/.res" | awk '{printf "%s %.2f\n", $1, $2 + $3}' >"$T/results/.res2"
+        mv "$T/results/.res2" "$T/results/.res"
+        awk '{print $1}' "$T/results/.res" >>"$T/results/$name.rss"
+        awk '{print $2}' "$T/results/.res" >>"$T/results/$name.cpu"
+    fi
     python3 -c "print(f'{$end - $start:.6f}')" >>"$T/results/$name.t"
-    tail -n 1 "$T/results/.rss" >>"$T/results/$name.rss"
     if (( rc != 0 )); then
         echo "bench: $name failed (exit $rc); last output:" >&2
         tail -n 20 "$logf" >&2
         return "$rc"
     fi
-    printf '  %-28s run %2d: %8.3f s  rss %s KiB\n' "$name" "$(wc -l <"$T/results/$name.t")" \
-        "$(tail -n 1 "$T/results/$name.t")" "$(tail -n 1 "$T/results/$name.rss")" >&2
+    read -r rss_kib cpu_s <"$T/results/.res"
+    printf '  %-28s run %2d: %8.3f s  rss %s KiB  cpu(user+sys) %s s\n' "$name" \
+        "$(wc -l <"$T/results/$name.t")" "$(tail -n 1 "$T/results/$name.t")" "$rss_kib" "$cpu_s" >&2
 }
 prep() { # NAME LOG CMD...: one untimed step, with its wall time logged
     local name=$1 logf=$2 start rc=0; shift 2
@@ -204,6 +222,12 @@ log "locking (untimed)"
 prep "lock big" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-big/images.toml" lock
 prep "lock 31" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-all/images.toml" lock
 
+CURL_ARGS=()
+for d in $(curl -sf -m 10 -H 'Accept: application/vnd.oci.image.manifest.v1+json' \
+        "http://$HOST/v2/bench/big/manifests/v1" \
+        | python3 -c 'import json,sys; print(*[l["digest"] for l in json.load(sys.stdin)["layers"]])'); do
+    CURL_ARGS+=(-o "$T/dest/${d#sha256:}" "http://$HOST/v2/bench/big/blobs/$d")
+done
 log "cold sync, big image, $RUNS runs each (interleaved)"
 for r in $(seq "$RUNS"); do
     rm -rf "$T/dest"
@@ -212,6 +236,10 @@ for r in $(seq "$RUNS"); do
     rm -rf "$T/dest"
     timed sk-big "$T/logs/sk-big.log" skopeo copy -q --src-tls-verify=false \
         "docker://$HOST/bench/big:v1" "oci:$T/dest:big"
+    # reference floor: the three layer blobs fetched in parallel by curl into
+    # files, no hashing, no manifest/config (what the registry + loopback allow)
+    rm -rf "$T/dest"; mkdir -p "$T/dest"
+    timed curl-big "$T/logs/curl-big.log" curl -sf --parallel --parallel-max 3 "${CURL_ARGS[@]}"
 done
 rm -rf "$T/dest"
 
@@ -231,12 +259,13 @@ rm -rf "$T/dest"
 log "no-op sync over 1,000 locked images"
 prep "lock 1000" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" lock
 prep "first sync 1000" "$T/logs/sync-1000.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --store "$T/store-1000"
-for r in $(seq "$NOOP_RUNS"); do
-    timed il-noop "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync -q --store "$T/store-1000"
-done
-for r in $(seq "$NOOP_RUNS"); do
-    timed il-noop-frozen "$T/logs/noop.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --frozen --offline -q --store "$T/store-1000"
-done
+NOOP=("$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync -q --store "$T/store-1000")
+FROZEN=("$IMAGELOCK" --manifest "$T/m-1000/images.toml" sync --frozen --offline -q --store "$T/store-1000")
+for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop "$T/logs/noop.log" "${NOOP[@]}"; done
+for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop-frozen "$T/logs/noop.log" "${FROZEN[@]}"; done
+# one extra run of each under /usr/bin/time for peak RSS (not in the timings)
+timed il-noop-rss "$T/logs/noop.log" "${NOOP[@]}"
+timed il-noop-frozen-rss "$T/logs/noop.log" "${FROZEN[@]}"
 NOOP_CONNECTS=n/a
 if command -v strace >/dev/null; then
     timeout "$CMD_TIMEOUT" strace -f -qq -e trace=connect -o "$T/logs/noop.strace" \
@@ -274,6 +303,7 @@ def load(name, ext):
 
 def med(name): v = load(name, "t"); return statistics.median(v) if v else None
 def rss(name): v = load(name, "rss"); return max(v) / 1024 if v else None
+def cpu(name): v = load(name, "cpu"); return statistics.median(v) if v else None
 def s(x): return "-" if x is None else f"{x:.3f} s"
 def ms(x): return "-" if x is None else f"{x * 1000:.1f} ms"
 def mb(x): return "-" if x is None else f"{x:.1f} MiB"
@@ -290,11 +320,17 @@ for label, a in (("no-op sync, 1,000 images", "il-noop"),
                  ("no-op sync --frozen --offline", "il-noop-frozen")):
     v = load(a, "t")
     cell = f"{ms(statistics.median(v))} (max {ms(max(v)).replace(' ms', '')})" if v else "-"
-    print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a)):>14}")
+    print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a + '-rss')):>14}")
 print()
 print("ratio = skopeo median / imagelock median (>1: imagelock faster); RSS = max over runs")
-for a in ("il-big", "sk-big", "il-31", "sk-31", "il-noop", "il-noop-frozen"):
-    print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")))
+for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-noop", "il-noop-frozen"):
+    c = cpu(a)
+    extra = f"   (median cpu user+sys {c:.2f} s)" if c is not None else ""
+    print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")) + extra)
+cb = med("curl-big")
+if cb:
+    print(f"reference: curl, 3 big layers in parallel to files, no hashing: {s(cb)} median "
+          f"(skopeo/curl = {med('sk-big') / cb:.2f}x)")
 ib = med("il-big")
 if ib:
     print(f"imagelock cold big sync throughput: {big_bytes / ib / 1e6:.0f} MB/s ({big_bytes} bytes)")
