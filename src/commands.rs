@@ -9,9 +9,9 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
+use crate::concurrency;
 use crate::edit::{self, NewImage};
 use crate::errors::{hinted, with_hint};
-use crate::limits;
 use crate::lockfile::{Lock, Staleness, lock_path_for};
 use crate::manifest::{Manifest, ManifestError};
 use crate::printer::{human_bytes, human_duration, plural};
@@ -183,18 +183,11 @@ async fn relock(
     for id in &stale.removed {
         new.images.remove(id);
     }
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits::PARALLEL_RESOLVES));
-    let mut tasks = tokio::task::JoinSet::new();
-    for id in stale.added.iter().chain(&stale.changed) {
+    let jobs = stale.added.iter().chain(&stale.changed).map(|id| {
         let manifest = manifest.clone();
         let id = id.clone();
         let client = client.clone();
-        let permits = permits.clone();
-        tasks.spawn(async move {
-            let _permit = permits
-                .acquire_owned()
-                .await
-                .expect("the semaphore is never closed");
+        async move {
             let spec = &manifest.images[&id];
             let result = crate::resolve::resolve(&manifest, spec, || client.get()).await;
             result.with_context(|| {
@@ -205,10 +198,9 @@ async fn relock(
                     spec.line
                 )
             })
-        });
-    }
-    while let Some(joined) = tasks.join_next().await {
-        let image = joined.context("a resolver task panicked")??;
+        }
+    });
+    for image in concurrency::run_bounded(concurrency::PARALLEL_RESOLVES, jobs).await? {
         new.images.insert(image.id.clone(), image);
     }
     Ok(new)

@@ -6,12 +6,12 @@
 
 pub mod cli;
 pub mod commands;
+pub mod concurrency;
 pub mod credentials;
 pub mod digest;
 pub mod edit;
 pub mod errors;
 pub mod fsutil;
-pub mod limits;
 pub mod lockfile;
 pub mod manifest;
 pub mod oci;

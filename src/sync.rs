@@ -10,14 +10,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context as _;
-use tokio::sync::Semaphore;
-
-use crate::limits;
+use crate::concurrency;
 use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
+use anyhow::Context as _;
 
 /// Progress callbacks; the binary implements them with indicatif.
 pub trait Reporter: Send + Sync {
@@ -172,18 +170,11 @@ pub async fn execute(
             None
         };
         reporter.start(plan.missing.len(), plan.missing_bytes());
-        let permits = Arc::new(Semaphore::new(limits::PARALLEL_DOWNLOADS));
-        let mut tasks = tokio::task::JoinSet::new();
-        for missing in plan.missing.iter().cloned() {
-            let permits = permits.clone();
+        let jobs = plan.missing.iter().cloned().map(|missing| {
             let store = store.clone();
             let client = client.clone();
             let reporter = reporter.clone();
-            tasks.spawn(async move {
-                let _permit = permits
-                    .acquire_owned()
-                    .await
-                    .expect("the semaphore is never closed");
+            async move {
                 let result = fetch(&missing, &store, client.as_deref(), reporter.as_ref()).await;
                 result.with_context(|| {
                     format!(
@@ -194,26 +185,11 @@ pub async fn execute(
                         missing.images.join("`, `")
                     )
                 })
-            });
-        }
-        let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
-            let result = match joined {
-                Ok(result) => result,
-                Err(e) if e.is_cancelled() => continue, // aborted after an earlier failure
-                Err(e) => Err(anyhow::anyhow!("a download task panicked: {e}")),
-            };
-            if let Err(e) = result
-                && first_error.is_none()
-            {
-                first_error = Some(e);
-                tasks.abort_all();
             }
-        }
+        });
+        let fetched = concurrency::run_bounded(concurrency::PARALLEL_DOWNLOADS, jobs).await;
         reporter.finish();
-        if let Some(e) = first_error {
-            return Err(e);
-        }
+        fetched?;
     }
     let refs = plan.refs.clone();
     let store = store.clone();
@@ -263,7 +239,7 @@ fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut writer = store.ingest(blob)?;
-    let mut buffer = vec![0u8; limits::COPY_BUFFER_BYTES];
+    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
     loop {
         let n = file
             .read(&mut buffer)
@@ -295,7 +271,7 @@ async fn download(
         );
     }
     let mut writer = store.ingest(blob)?;
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(limits::CHUNKS_IN_FLIGHT);
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency::CHUNKS_IN_FLIGHT);
     let sink = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
             writer.write(&chunk)?;

@@ -1,0 +1,54 @@
+//! Concurrency knobs, in one place so they can be tuned together, and the one
+//! bounded fan-out helper every parallel step uses.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Blob downloads in flight at once. Registries and CDNs serve many streams
+/// well; 8 keeps two cores busy hashing without tripping per-client limits
+/// (skopeo uses 6 per image, hauler 16).
+pub const PARALLEL_DOWNLOADS: usize = 8;
+/// Images resolved at once by `lock`: manifest fetches are small and latency-bound.
+pub const PARALLEL_RESOLVES: usize = 8;
+/// Chunks buffered between a download and the thread hashing and writing it.
+pub const CHUNKS_IN_FLIGHT: usize = 32;
+/// Read size when copying blobs from a local OCI layout.
+pub const COPY_BUFFER_BYTES: usize = 1024 * 1024;
+
+/// Runs `jobs` on the runtime with at most `limit` in flight. Returns their
+/// results (in completion order), or the first error, in which case the jobs
+/// still running are aborted.
+pub async fn run_bounded<T, F>(
+    limit: usize,
+    jobs: impl IntoIterator<Item = F>,
+) -> anyhow::Result<Vec<T>>
+where
+    F: Future<Output = anyhow::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limit));
+    let mut tasks = JoinSet::new();
+    for job in jobs {
+        let permits = permits.clone();
+        tasks.spawn(async move {
+            let _permit = permits
+                .acquire_owned()
+                .await
+                .expect("the semaphore is never closed");
+            job.await
+        });
+    }
+    let mut results = Vec::with_capacity(tasks.len());
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok(Ok(value)) => results.push(value),
+            // Dropping the set on return aborts whatever is still running.
+            Ok(Err(e)) => return Err(e),
+            Err(e) => return Err(anyhow::anyhow!("a task panicked: {e}")),
+        }
+    }
+    Ok(results)
+}
