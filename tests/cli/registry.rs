@@ -29,6 +29,15 @@ fn fixtures(project: &Project) -> std::path::PathBuf {
     dir
 }
 
+/// A project, a fresh registry, the fixture layout and the registry's host:port.
+fn setup(options: RegistryOptions) -> (Project, Registry, std::path::PathBuf, String) {
+    let project = Project::new();
+    let registry = Registry::start(options);
+    let layout = fixtures(&project);
+    let host = registry.host();
+    (project, registry, layout, host)
+}
+
 fn manifest(registry: &Registry, images: &str) -> String {
     format!(
         "[registries.\"{}\"]\ninsecure-http = true\n\n{images}",
@@ -41,10 +50,7 @@ fn lock_and_sync_from_a_registry_then_offline() {
     if !peers() {
         return;
     }
-    let project = Project::new();
-    let mut registry = Registry::start(RegistryOptions::default());
-    let layout = fixtures(&project);
-    let host = registry.host();
+    let (project, mut registry, layout, host) = setup(RegistryOptions::default());
     skopeo_push(&layout, "single", &format!("{host}/test/big:v1"), &[]);
 
     project.run(&["init"]).success();
@@ -153,10 +159,7 @@ fn multi_platform_index_pins_each_platform_and_skips_attestations() {
     if !peers() {
         return;
     }
-    let project = Project::new();
-    let registry = Registry::start(RegistryOptions::default());
-    let layout = fixtures(&project);
-    let host = registry.host();
+    let (project, registry, layout, host) = setup(RegistryOptions::default());
     skopeo_push(
         &layout,
         "multi",
@@ -227,10 +230,7 @@ fn docker_schema2_images_lock_and_sync() {
     if !peers() {
         return;
     }
-    let project = Project::new();
-    let registry = Registry::start(RegistryOptions::default());
-    let layout = fixtures(&project);
-    let host = registry.host();
+    let (project, registry, layout, host) = setup(RegistryOptions::default());
     skopeo_push(
         &layout,
         "single",
@@ -299,13 +299,10 @@ fn basic_auth_uses_docker_config_credentials() {
     if !(peers() && peer("htpasswd")) {
         return;
     }
-    let project = Project::new();
-    let registry = Registry::start(RegistryOptions {
+    let (project, registry, layout, host) = setup(RegistryOptions {
         users: vec![("alice", "s3cret")],
         ..RegistryOptions::default()
     });
-    let layout = fixtures(&project);
-    let host = registry.host();
     skopeo_push(
         &layout,
         "single",
