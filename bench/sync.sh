@@ -108,6 +108,22 @@ def image(ref, layers):
             "annotations": {"org.opencontainers.image.ref.name": ref}}
 
 entries = [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
+if os.environ.get("BENCH_HUGE", "1") != "0":
+    # One 1 GiB layer, gzip "stored" (level 0) so skopeo pushes it as it is:
+    # the peak-memory case (memory must not grow with blob size).
+    import gzip, zlib
+    rng7 = random.Random(7)
+    payload = b"".join(rng7.randbytes(64 * MiB) for _ in range(16))
+    d, n = put(gzip.compress(payload, compresslevel=0, mtime=0))
+    del payload
+    config = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
+    cd, cn = put(json.dumps(config, sort_keys=True).encode())
+    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
+                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}]}
+    md, mn = put(json.dumps(manifest, sort_keys=True).encode())
+    entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
+                    "annotations": {"org.opencontainers.image.ref.name": "huge"}})
 rng = random.Random(42)
 for i in range(1, 31):
     entries.append(image(f"small-{i}", [layer(1000 + 2 * i + j, rng.randrange(64, 513) * KiB)
@@ -126,6 +142,7 @@ push() {
 }
 push big
 for i in $SMALL; do push "small-$i"; done
+[[ ${BENCH_HUGE:-1} != 0 ]] && push huge
 rm -rf "$T/layout"
 # skopeo compresses uncompressed layers when pushing to a registry, so the
 # registry holds tar+gzip layers (random data: gzip output ~ input size).
@@ -143,7 +160,8 @@ log "big image in the registry: $BIG_BYTES bytes"
 registries_table() { printf '[registries."%s"]\ninsecure-http = true\n\n' "$HOST"; }
 entry() { printf '[images.%s]\ndocker = "%s/bench/%s:v1"\nplatforms = ["linux/amd64"]\ninsecure = true\n\n' "$1" "$HOST" "$2"; }
 
-mkdir -p "$T/m-big" "$T/m-all" "$T/m-1000"
+mkdir -p "$T/m-big" "$T/m-all" "$T/m-1000" "$T/m-huge"
+{ registries_table; entry huge huge; } >"$T/m-huge/images.toml"
 { registries_table; entry big big; } >"$T/m-big/images.toml"
 { registries_table; entry big big; for i in $SMALL; do entry "small-$i" "small-$i"; done; } >"$T/m-all/images.toml"
 { registries_table; for n in $(seq 1 1000); do entry "img-$n" "small-$(( (n - 1) % 30 + 1 ))"; done; } >"$T/m-1000/images.toml"
@@ -166,6 +184,8 @@ EOF
 timed() {
     local name=$1 logf=$2; shift 2
     local start end rc=0
+    # Flush dirty pages left by the previous run, so no run pays for another's writeback.
+    sync
     start=$EPOCHREALTIME
     if [[ -n ${NO_RSS:-} ]]; then
         timeout "$CMD_TIMEOUT" "$@" >>"$logf" 2>&1 || rc=$?
@@ -255,6 +275,18 @@ for r in $(seq "$RUNS"); do
 done
 rm -rf "$T/dest"
 
+# ---------------------------------------------------------------- 2b. 1 GiB blob (peak memory)
+if [[ ${BENCH_HUGE:-1} != 0 ]]; then
+    log "cold sync of a 1 GiB blob, once each (peak memory)"
+    prep "lock huge" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-huge/images.toml" lock
+    rm -rf "$T/dest"
+    timed il-huge "$T/logs/il-huge.log" "$IMAGELOCK" --manifest "$T/m-huge/images.toml" sync --store "$T/dest"
+    rm -rf "$T/dest"
+    timed sk-huge "$T/logs/sk-huge.log" skopeo copy -q --src-tls-verify=false \
+        "docker://$HOST/bench/huge:v1" "oci:$T/dest:huge"
+    rm -rf "$T/dest"
+fi
+
 # ---------------------------------------------------------------- 3. no-op over 1000
 log "no-op sync over 1,000 locked images"
 prep "lock 1000" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-1000/images.toml" lock
@@ -309,7 +341,8 @@ def ms(x): return "-" if x is None else f"{x * 1000:.1f} ms"
 def mb(x): return "-" if x is None else f"{x:.1f} MiB"
 
 rows = [("cold sync, 1 image 193 MiB", "il-big", "sk-big", "skopeo copy"),
-        ("cold sync, 31 images", "il-31", "sk-31", "skopeo sync")]
+        ("cold sync, 31 images", "il-31", "sk-31", "skopeo sync"),
+        ("cold sync, one 1 GiB blob (1 run)", "il-huge", "sk-huge", "skopeo copy")]
 hdr = f"{'case':<34} {'imagelock':>12} {'skopeo':>12} {'ratio':>7} {'RSS imagelock':>14} {'RSS skopeo':>11}"
 print(hdr); print("-" * len(hdr))
 for label, a, b, _ in rows:
@@ -323,7 +356,7 @@ for label, a in (("no-op sync, 1,000 images", "il-noop"),
     print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a + '-rss')):>14}")
 print()
 print("ratio = skopeo median / imagelock median (>1: imagelock faster); RSS = max over runs")
-for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-noop", "il-noop-frozen"):
+for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-huge", "sk-huge", "il-noop", "il-noop-frozen"):
     c = cpu(a)
     extra = f"   (median cpu user+sys {c:.2f} s)" if c is not None else ""
     print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")) + extra)

@@ -299,10 +299,9 @@ impl BlobWriter {
             });
         }
         self.hasher.update(bytes);
-        let path = self.file.path().to_owned();
-        self.file
-            .write_all(bytes)
-            .map_err(io_err("cannot write", &path))?;
+        if let Err(e) = self.file.write_all(bytes) {
+            return Err(io_err("cannot write", self.file.path())(e));
+        }
         self.written = written;
         Ok(())
     }
