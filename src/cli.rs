@@ -36,6 +36,16 @@ pub struct GlobalArgs {
     /// Extra CA certificate bundle (PEM) to trust for HTTPS, besides the system roots and SSL_CERT_FILE.
     #[arg(long, global = true, env = "IMAGELOCK_CA_FILE", value_name = "FILE")]
     pub ca_file: Vec<PathBuf>,
+    /// Send requests for HOST to ADDR:PORT instead of what DNS says (repeatable), keeping HOST for TLS
+    /// verification; e.g. an internal discovery server. Also `IMAGELOCK_RESOLVE=HOST=ADDR:PORT,...`.
+    #[arg(
+        long,
+        global = true,
+        value_name = "HOST=ADDR:PORT",
+        env = "IMAGELOCK_RESOLVE",
+        value_delimiter = ','
+    )]
+    pub resolve: Vec<String>,
     /// Print only errors.
     #[arg(short, long, global = true, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -149,32 +159,57 @@ pub struct Settings {
     pub store_override: Option<PathBuf>,
     /// Extra CA files.
     pub ca_files: Vec<PathBuf>,
+    /// Host → address overrides.
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// Output routing.
     pub printer: Printer,
 }
 
 impl Settings {
     /// Resolves global flags; `json` is the command's `--json`.
-    pub fn resolve(global: GlobalArgs, json: bool) -> Settings {
+    pub fn resolve(global: GlobalArgs, json: bool) -> anyhow::Result<Settings> {
         let GlobalArgs {
             manifest,
             store,
             ca_file,
+            resolve,
             quiet,
             verbose,
         } = global;
+        let resolve = resolve
+            .iter()
+            .filter(|r| !r.is_empty())
+            .map(|r| parse_resolve(r))
+            .collect::<anyhow::Result<_>>()?;
         let verbosity = match (quiet, verbose) {
             (true, _) => Verbosity::Quiet,
             (false, true) => Verbosity::Verbose,
             (false, false) => Verbosity::Normal,
         };
-        Settings {
+        Ok(Settings {
             manifest: manifest.unwrap_or_else(|| PathBuf::from(crate::manifest::MANIFEST_FILE)),
             store_override: store.filter(|s| !s.as_os_str().is_empty()),
             ca_files: ca_file,
+            resolve,
             printer: Printer { verbosity, json },
-        }
+        })
     }
+}
+
+/// Parses `HOST=ADDR:PORT`.
+fn parse_resolve(spec: &str) -> anyhow::Result<(String, std::net::SocketAddr)> {
+    let (host, addr) = spec
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("--resolve `{spec}` is not HOST=ADDR:PORT"))?;
+    let addr = addr.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "--resolve `{spec}`: `{addr}` is not an IP address with a port, e.g. 127.0.0.1:8443"
+        )
+    })?;
+    if host.is_empty() || host.contains(['/', ':']) {
+        anyhow::bail!("--resolve `{spec}`: `{host}` is not a host name");
+    }
+    Ok((host.to_ascii_lowercase(), addr))
 }
 
 /// Resolved `sync` settings.

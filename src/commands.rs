@@ -209,6 +209,7 @@ async fn relock(
 fn http_options(settings: &Settings) -> HttpOptions {
     HttpOptions {
         ca_files: settings.ca_files.clone(),
+        resolve: settings.resolve.clone(),
     }
 }
 

@@ -66,27 +66,118 @@ pub struct LockedImage {
     /// For `oci-layout` sources: the ref name picked in the layout's index.json.
     #[serde(default, skip_serializing_if = "Option::is_none", rename = "ref")]
     pub ref_name: Option<String>,
+    /// For ACI sources: the image's appc name (from its manifest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// For appc sources: the labels discovery used (requested, with os/arch defaulted).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// For ACI sources: where the ACI was fetched from (URL, or path relative to images.toml).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+    /// For ACI sources: the ACI image ID, `sha512-` + the SHA-512 of the uncompressed tar.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_id: Option<String>,
+    /// For ACI sources: the ACI file exactly as served.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aci: Option<Blob>,
+    /// The verified detached signature, for signed ACIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<LockedSignature>,
+    /// IDs of the lock entries this ACI depends on, in its manifest's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dependencies: Vec<String>,
+    /// For dependency entries: the ID of the manifest entry that pulled this one in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dependency_of: Option<String>,
     /// The image index the reference resolved to, when it is multi-platform.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub index: Option<Blob>,
-    /// The pinned image manifests: one per selected platform.
-    #[serde(rename = "manifest")]
+    /// The pinned image manifests: one per selected platform (OCI sources).
+    #[serde(default, rename = "manifest", skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<LockedManifest>,
 }
 
+/// A detached signature pinned in the lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedSignature {
+    /// Where it was fetched from (URL, or path relative to images.toml).
+    pub url: String,
+    /// Digest of the signature file's exact bytes.
+    pub digest: Digest,
+    /// Its size in bytes.
+    pub size: u64,
+    /// The `[trust]` prefix whose keys verified it.
+    pub prefix: String,
+    /// Fingerprint of the trusted (primary) key.
+    pub signed_by: String,
+    /// Fingerprint of the key that made the signature (a signing subkey, or the primary key).
+    pub key: String,
+}
+
+/// Media type given to ACIs in the store.
+pub const ACI_MEDIA_TYPE: &str = "application/vnd.appc.aci";
+/// Media type given to detached OpenPGP signatures in the store.
+pub const SIGNATURE_MEDIA_TYPE: &str = "application/pgp-signature";
+
+impl LockedSignature {
+    /// The signature file as a blob.
+    pub fn blob(&self) -> Blob {
+        Blob {
+            digest: self.digest.clone(),
+            size: self.size,
+            media_type: SIGNATURE_MEDIA_TYPE.to_owned(),
+        }
+    }
+}
+
 impl LockedImage {
-    /// The blob the image's name points at: the index if any, else the manifest.
+    /// An entry with only its identity filled in; resolution adds the pins.
+    pub fn new(id: &str, source: SourceKind, request: String, entry_hash: Digest) -> LockedImage {
+        LockedImage {
+            id: id.to_owned(),
+            source,
+            request,
+            entry_hash,
+            verified: false,
+            registry: None,
+            reference: None,
+            path: None,
+            ref_name: None,
+            name: None,
+            labels: BTreeMap::new(),
+            url: None,
+            image_id: None,
+            aci: None,
+            signature: None,
+            dependencies: Vec::new(),
+            dependency_of: None,
+            index: None,
+            manifests: Vec::new(),
+        }
+    }
+
+    /// Whether this is an OCI image (registry or layout), named in the store's index.json.
+    pub fn is_oci(&self) -> bool {
+        matches!(self.source, SourceKind::Docker | SourceKind::OciLayout)
+    }
+
+    /// The blob the image's name points at: the index if any, else the
+    /// manifest; for an ACI, the ACI file.
     pub fn root(&self) -> Blob {
-        match &self.index {
-            Some(index) => index.clone(),
-            None => self.manifests[0].manifest_blob(),
+        match (&self.index, self.manifests.first(), &self.aci) {
+            (Some(index), _, _) => index.clone(),
+            (None, Some(manifest), _) => manifest.manifest_blob(),
+            (None, None, Some(aci)) => aci.clone(),
+            (None, None, None) => unreachable!("Lock::parse refuses entries that pin nothing"),
         }
     }
 
     /// Every blob sync must fetch, root first, without duplicates.
     pub fn blobs(&self) -> Vec<Blob> {
         let mut out: Vec<Blob> = Vec::new();
-        let all = self
+        let oci = self
             .index
             .iter()
             .cloned()
@@ -95,6 +186,12 @@ impl LockedImage {
                     .into_iter()
                     .chain(m.layers.iter().cloned())
             }));
+        let aci = self
+            .aci
+            .iter()
+            .cloned()
+            .chain(self.signature.iter().map(LockedSignature::blob));
+        let all = oci.chain(aci);
         for blob in all {
             if !out.iter().any(|b| b.digest == blob.digest) {
                 out.push(blob);
@@ -125,6 +222,12 @@ pub enum SourceKind {
     Docker,
     /// A local OCI image layout directory.
     OciLayout,
+    /// An ACI found by appc name discovery.
+    Appc,
+    /// An ACI at a URL given in the manifest.
+    AciUrl,
+    /// A local ACI file.
+    AciFile,
 }
 
 impl SourceKind {
@@ -132,6 +235,9 @@ impl SourceKind {
         match self {
             SourceKind::Docker => "docker",
             SourceKind::OciLayout => "oci-layout",
+            SourceKind::Appc => "appc",
+            SourceKind::AciUrl => "aci-url",
+            SourceKind::AciFile => "aci-file",
         }
     }
 }
@@ -297,8 +403,16 @@ impl Lock {
         }
         let mut images = BTreeMap::new();
         for image in file.images {
-            if image.manifests.is_empty() {
-                return Err(invalid(format!("image `{}` pins no manifest", image.id)));
+            let pins = if image.is_oci() {
+                !image.manifests.is_empty()
+            } else {
+                image.aci.is_some()
+            };
+            if !pins {
+                return Err(invalid(format!(
+                    "image `{}` pins no manifest or ACI",
+                    image.id
+                )));
             }
             let id = image.id.clone();
             if images.insert(id.clone(), image).is_some() {
@@ -324,9 +438,9 @@ impl Lock {
         }
         out.removed = self
             .images
-            .keys()
-            .filter(|id| !seen.contains(&id.as_str()))
-            .cloned()
+            .values()
+            .filter(|image| image.dependency_of.is_none() && !seen.contains(&image.id.as_str()))
+            .map(|image| image.id.clone())
             .collect();
         out
     }
@@ -378,15 +492,49 @@ fn render_image(out: &mut String, image: &LockedImage) {
     );
     let _ = writeln!(out, "verified = {}", image.verified);
     let optional = [
+        ("dependency-of", &image.dependency_of),
         ("registry", &image.registry),
         ("reference", &image.reference),
         ("path", &image.path),
         ("ref", &image.ref_name),
+        ("name", &image.name),
     ];
     for (key, value) in optional {
         if let Some(value) = value {
             let _ = writeln!(out, "{key} = {}", quoted(value));
         }
+    }
+    if !image.labels.is_empty() {
+        let pairs: Vec<String> = image
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{} = {}", quoted(k), quoted(v)))
+            .collect();
+        let _ = writeln!(out, "labels = {{ {} }}", pairs.join(", "));
+    }
+    for (key, value) in [("url", &image.url), ("image-id", &image.image_id)] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key} = {}", quoted(value));
+        }
+    }
+    if let Some(aci) = &image.aci {
+        let _ = writeln!(out, "aci = {}", blob_inline(aci));
+    }
+    if let Some(sig) = &image.signature {
+        let _ = writeln!(
+            out,
+            "signature = {{ url = {}, digest = {}, size = {}, prefix = {}, signed-by = {}, key = {} }}",
+            quoted(&sig.url),
+            quoted(&sig.digest.to_string()),
+            sig.size,
+            quoted(&sig.prefix),
+            quoted(&sig.signed_by),
+            quoted(&sig.key)
+        );
+    }
+    if !image.dependencies.is_empty() {
+        let ids: Vec<String> = image.dependencies.iter().map(|d| quoted(d)).collect();
+        let _ = writeln!(out, "dependencies = [{}]", ids.join(", "));
     }
     if let Some(index) = &image.index {
         let _ = writeln!(out, "index = {}", blob_inline(index));
@@ -436,6 +584,14 @@ mod tests {
             reference: Some(format!("127.0.0.1:5000/test/{id}:v1")),
             path: None,
             ref_name: None,
+            name: None,
+            labels: BTreeMap::new(),
+            url: None,
+            image_id: None,
+            aci: None,
+            signature: None,
+            dependencies: Vec::new(),
+            dependency_of: None,
             index: Some(blob(1, crate::oci::OCI_INDEX)),
             manifests: vec![LockedManifest {
                 platform: Some("linux/amd64".into()),
@@ -464,6 +620,42 @@ mod tests {
         assert_eq!(parsed, lock);
         assert_eq!(parsed.render(), text);
         assert_eq!(lock.images["alpha"].blobs().len(), 5);
+    }
+
+    #[test]
+    fn aci_entries_round_trip() {
+        let mut aci = image("etcd");
+        aci.source = SourceKind::Appc;
+        aci.registry = None;
+        aci.reference = None;
+        aci.index = None;
+        aci.manifests.clear();
+        aci.verified = true;
+        aci.name = Some("example.com/etcd".into());
+        aci.labels = BTreeMap::from([
+            ("os".into(), "linux".into()),
+            ("version".into(), "3.1.0".into()),
+        ]);
+        aci.url = Some("https://example.com/etcd-3.1.0.aci".into());
+        aci.image_id = Some(format!("sha512-{}", "ab".repeat(64)));
+        aci.aci = Some(blob(9, ACI_MEDIA_TYPE));
+        aci.signature = Some(LockedSignature {
+            url: "https://example.com/etcd-3.1.0.aci.asc".into(),
+            digest: Digest::sha256_of(b"sig"),
+            size: 3,
+            prefix: "example.com/".into(),
+            signed_by: "A".repeat(40),
+            key: "B".repeat(40),
+        });
+        aci.dependencies = vec!["etcd/base".into()];
+        let mut lock = Lock::default();
+        lock.images.insert(aci.id.clone(), aci);
+        let text = lock.render();
+        assert_eq!(
+            Lock::parse(Path::new("images.lock"), &text).expect("parses"),
+            lock
+        );
+        assert_eq!(lock.images["etcd"].blobs().len(), 2);
     }
 
     #[test]

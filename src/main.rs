@@ -33,18 +33,18 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Result<()> {
     match command {
-        Command::Init { force } => commands::init(&Settings::resolve(global, false), force),
+        Command::Init { force } => commands::init(&Settings::resolve(global, false)?, force),
         Command::Add(args) => {
-            let settings = Settings::resolve(global, false);
+            let settings = Settings::resolve(global, false)?;
             commands::add(&settings, add_request(args)?).await
         }
-        Command::Remove { ids } => commands::remove(&Settings::resolve(global, false), &ids),
+        Command::Remove { ids } => commands::remove(&Settings::resolve(global, false)?, &ids),
         Command::Lock { check, json } => {
-            commands::lock(&Settings::resolve(global, json), check).await
+            commands::lock(&Settings::resolve(global, json)?, check).await
         }
         Command::Sync(args) => {
             let options = SyncSettings::resolve(&args);
-            commands::sync(&Settings::resolve(global, args.json), options).await
+            commands::sync(&Settings::resolve(global, args.json)?, options).await
         }
     }
 }

@@ -330,8 +330,8 @@ impl Manifest {
     pub fn trust_for(&self, name: &str) -> Option<(&str, &TrustTable)> {
         self.trust
             .iter()
-            .filter(|(prefix, _)| name.starts_with(prefix.as_str()))
-            .max_by_key(|(prefix, _)| prefix.len())
+            .filter(|(prefix, _)| prefix_covers(prefix, name))
+            .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len())
             .map(|(prefix, table)| (prefix.as_str(), table))
     }
 
@@ -474,6 +474,19 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
     })
 }
 
+/// Whether trust prefix `prefix` covers `name`, path component by path
+/// component: `example.com/app` (or `example.com/app/`) covers
+/// `example.com/app` and `example.com/app/x`, not `example.com/apple`. An
+/// empty prefix covers everything.
+pub fn prefix_covers(prefix: &str, name: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    prefix.is_empty()
+        || name == prefix
+        || name
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/'))
+}
+
 /// Splits `DIR:REF` into its parts; a path without `:` names the whole layout.
 pub fn split_layout_path(written: &str) -> (String, Option<String>) {
     match written.rsplit_once(':') {
@@ -565,6 +578,30 @@ insecure = true
             Some("example.com/")
         );
         assert_eq!(m.images["etcd"].line, 11);
+    }
+
+    #[test]
+    fn trust_prefixes_match_whole_path_components() {
+        let cases = [
+            ("example.com/", "example.com/etcd", true),
+            ("example.com/app", "example.com/app", true),
+            ("example.com/app/", "example.com/app/x", true),
+            ("example.com/app", "example.com/apple", false),
+            ("example.com/etc/", "example.com/etcd", false),
+            ("", "anything.org/x", true),
+            (
+                "registry.example.com/team/",
+                "registry.example.com/teamx/api",
+                false,
+            ),
+        ];
+        for (prefix, name, want) in cases {
+            assert_eq!(
+                prefix_covers(prefix, name),
+                want,
+                "{prefix:?} covers {name:?}"
+            );
+        }
     }
 
     #[test]

@@ -39,6 +39,8 @@ const MAX_ERROR_BODY_BYTES: u64 = 16 * 1024;
 pub struct HttpOptions {
     /// Extra CA certificates (PEM) to trust besides the system roots and `SSL_CERT_FILE`.
     pub ca_files: Vec<PathBuf>,
+    /// Host → socket address overrides (`--resolve`); TLS still verifies the host name.
+    pub resolve: Vec<(String, std::net::SocketAddr)>,
 }
 
 /// A registry failure, with the URL and what to do.
@@ -239,6 +241,27 @@ impl RegistryClient {
             });
         }
         Ok(response)
+    }
+
+    /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
+    /// registry credentials; a non-success status is an error.
+    pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| network(url, &e))?;
+        if !response.status().is_success() {
+            return Err(status_error(url, response).await);
+        }
+        Ok(response)
+    }
+
+    /// GETs a plain URL and reads the whole body, refusing more than `limit` bytes.
+    pub async fn get_url_capped(&self, url: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
+        let response = self.get_url(url).await?;
+        read_capped(response, url, limit).await
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying once.

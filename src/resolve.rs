@@ -136,19 +136,12 @@ pub async fn resolve(
 ) -> anyhow::Result<LockedImage> {
     check_trust(manifest, spec)?;
     let wanted = spec.wanted_platforms();
-    let base = LockedImage {
-        id: spec.id.clone(),
-        source: SourceKind::Docker,
-        request: spec.request(),
-        entry_hash: spec.entry_hash.clone(),
-        verified: false,
-        registry: None,
-        reference: None,
-        path: None,
-        ref_name: None,
-        index: None,
-        manifests: Vec::new(),
-    };
+    let base = LockedImage::new(
+        &spec.id,
+        SourceKind::Docker,
+        spec.request(),
+        spec.entry_hash.clone(),
+    );
     match &spec.source {
         Source::Docker(reference) => {
             let repo = Repository {

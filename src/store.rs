@@ -62,6 +62,12 @@ pub enum StoreError {
         /// Computed.
         actual: Digest,
     },
+    /// New content over its size limit.
+    #[error("more than {limit} bytes: refused (the size limit for this kind of content)")]
+    TooLarge {
+        /// The cap.
+        limit: u64,
+    },
     /// index.json is not an image index.
     #[error("{} is corrupt: {message}\nhint: move it aside; `imagelock sync` writes a new one", path.display())]
     CorruptIndex {
@@ -189,8 +195,35 @@ impl Store {
             file,
             hasher: Hasher::new(blob.digest.algorithm()),
             written: 0,
-            expected: blob.clone(),
-            dest: self.blob_path(&blob.digest),
+            expected: Expected::Known(blob.clone()),
+            store: self.clone(),
+        })
+    }
+
+    /// Starts writing content whose digest is not known yet (an ACI found by
+    /// discovery): it is hashed with `algorithm` as it streams, capped at
+    /// `limit` bytes, and named by its digest on commit.
+    pub fn ingest_new(
+        &self,
+        algorithm: crate::digest::Algorithm,
+        media_type: &str,
+        limit: u64,
+    ) -> Result<BlobWriter, StoreError> {
+        let dir = self.ingest_dir();
+        let file = tempfile::Builder::new()
+            .prefix("new-")
+            .suffix(".partial")
+            .tempfile_in(&dir)
+            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        Ok(BlobWriter {
+            file,
+            hasher: Hasher::new(algorithm),
+            written: 0,
+            expected: Expected::Unknown {
+                media_type: media_type.to_owned(),
+                limit,
+            },
+            store: self.clone(),
         })
     }
 
@@ -201,7 +234,7 @@ impl Store {
         }
         let mut writer = self.ingest(blob)?;
         writer.write(bytes)?;
-        writer.commit()
+        writer.commit().map(drop)
     }
 
     /// Names images in `index.json`: each (ref name, root blob) replaces any entry
@@ -283,20 +316,34 @@ pub struct BlobWriter {
     file: tempfile::NamedTempFile,
     hasher: Hasher,
     written: u64,
-    expected: Blob,
-    dest: PathBuf,
+    expected: Expected,
+    store: Store,
+}
+
+/// What a [`BlobWriter`] checks on commit.
+enum Expected {
+    /// A pinned blob: digest and size must match.
+    Known(Blob),
+    /// New content: at most `limit` bytes, named by what it hashes to.
+    Unknown { media_type: String, limit: u64 },
 }
 
 impl BlobWriter {
-    /// Appends bytes, refusing more than the descriptor's size.
+    /// Appends bytes, refusing more than the descriptor's size (or the limit).
     pub fn write(&mut self, bytes: &[u8]) -> Result<(), StoreError> {
         let written = self.written + bytes.len() as u64;
-        if written > self.expected.size {
-            return Err(StoreError::SizeMismatch {
-                digest: self.expected.digest.clone(),
-                expected: self.expected.size,
-                actual: written,
-            });
+        match &self.expected {
+            Expected::Known(blob) if written > blob.size => {
+                return Err(StoreError::SizeMismatch {
+                    digest: blob.digest.clone(),
+                    expected: blob.size,
+                    actual: written,
+                });
+            }
+            Expected::Unknown { limit, .. } if written > *limit => {
+                return Err(StoreError::TooLarge { limit: *limit });
+            }
+            _ => {}
         }
         self.hasher.update(bytes);
         if let Err(e) = self.file.write_all(bytes) {
@@ -306,34 +353,62 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// The size the content must have, when it is a pinned blob.
+    pub fn expected_size(&self) -> Option<u64> {
+        match &self.expected {
+            Expected::Known(blob) => Some(blob.size),
+            Expected::Unknown { .. } => None,
+        }
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
     }
 
-    /// Checks size and digest, then gives the blob its name. On any mismatch the
-    /// temporary file is deleted and nothing lands in `blobs/`.
-    pub fn commit(self) -> Result<(), StoreError> {
-        if self.written != self.expected.size {
-            return Err(StoreError::SizeMismatch {
-                digest: self.expected.digest,
-                expected: self.expected.size,
-                actual: self.written,
-            });
-        }
+    /// The temporary file, for checks that must read the content back before
+    /// it is committed (signatures, archive validation).
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// Checks size and digest (for a pinned blob), then gives the blob its
+    /// name and returns its descriptor. On any mismatch the temporary file is
+    /// deleted and nothing lands in `blobs/`.
+    pub fn commit(mut self) -> Result<Blob, StoreError> {
         let actual = self.hasher.finish();
-        if actual != self.expected.digest {
-            return Err(StoreError::DigestMismatch {
-                expected: self.expected.digest,
-                actual,
-            });
+        let blob = match self.expected {
+            Expected::Known(blob) => {
+                if self.written != blob.size {
+                    return Err(StoreError::SizeMismatch {
+                        digest: blob.digest,
+                        expected: blob.size,
+                        actual: self.written,
+                    });
+                }
+                if actual != blob.digest {
+                    return Err(StoreError::DigestMismatch {
+                        expected: blob.digest,
+                        actual,
+                    });
+                }
+                blob
+            }
+            Expected::Unknown { media_type, .. } => Blob {
+                digest: actual,
+                size: self.written,
+                media_type,
+            },
+        };
+        if let Err(e) = self.file.flush() {
+            return Err(io_err("cannot write", self.file.path())(e));
         }
-        let dest = self.dest;
+        let dest = self.store.blob_path(&blob.digest);
         self.file
             .persist(&dest)
             .map_err(|e| e.error)
             .map_err(io_err("cannot move a verified blob to", &dest))?;
-        Ok(())
+        Ok(blob)
     }
 }
 

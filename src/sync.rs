@@ -40,6 +40,10 @@ pub enum BlobSource {
     Registry(Repository),
     /// A local OCI layout directory.
     Layout(PathBuf),
+    /// An http(s) URL (ACIs and their signatures).
+    Url(String),
+    /// A local file (ACIs and their signatures).
+    File(PathBuf),
 }
 
 /// A blob the store lacks, and where to get it.
@@ -84,7 +88,27 @@ impl Plan {
     }
 }
 
-fn source_of(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<BlobSource> {
+/// Where a URL or path recorded in the lock points: network URLs as they
+/// are, `file://` URLs and relative paths (relative to the lock) as files.
+fn location(written: &str, lock_dir: &Path) -> BlobSource {
+    if written.starts_with("https://") || written.starts_with("http://") {
+        BlobSource::Url(written.to_owned())
+    } else if let Some(path) = written.strip_prefix("file://") {
+        BlobSource::File(PathBuf::from(path))
+    } else {
+        BlobSource::File(lock_dir.join(written))
+    }
+}
+
+/// Each blob of `image` with where to get it.
+fn blob_sources(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<Vec<(Blob, BlobSource)>> {
+    let everything_from = |source: BlobSource| {
+        image
+            .blobs()
+            .into_iter()
+            .map(|b| (b, source.clone()))
+            .collect()
+    };
     match image.source {
         SourceKind::Docker => {
             let (Some(base), Some(reference)) = (&image.registry, &image.reference) else {
@@ -92,17 +116,27 @@ fn source_of(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<BlobSource>
             };
             let parsed = crate::reference::Reference::parse(reference)
                 .with_context(|| format!("lock entry `{}` has an invalid reference", image.id))?;
-            Ok(BlobSource::Registry(Repository {
+            Ok(everything_from(BlobSource::Registry(Repository {
                 base: base.clone(),
                 path: parsed.path().to_owned(),
-            }))
+            })))
         }
         SourceKind::OciLayout => {
             let dir = image
                 .path
                 .as_ref()
                 .with_context(|| format!("lock entry `{}` lacks `path`", image.id))?;
-            Ok(BlobSource::Layout(lock_dir.join(dir)))
+            Ok(everything_from(BlobSource::Layout(lock_dir.join(dir))))
+        }
+        SourceKind::Appc | SourceKind::AciUrl | SourceKind::AciFile => {
+            let (Some(aci), Some(url)) = (&image.aci, &image.url) else {
+                anyhow::bail!("lock entry `{}` lacks `aci` or `url`", image.id);
+            };
+            let mut out = vec![(aci.clone(), location(url, lock_dir))];
+            if let Some(sig) = &image.signature {
+                out.push((sig.blob(), location(&sig.url, lock_dir)));
+            }
+            Ok(out)
         }
     }
 }
@@ -115,9 +149,10 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan>
     };
     let mut seen: BTreeMap<crate::digest::Digest, usize> = BTreeMap::new();
     for image in lock.images.values() {
-        plan.refs.push((image.store_name(), image.root()));
-        let mut source = None;
-        for blob in image.blobs() {
+        if image.is_oci() {
+            plan.refs.push((image.store_name(), image.root()));
+        }
+        for (blob, source) in blob_sources(image, lock_dir)? {
             if let Some(&i) = seen.get(&blob.digest) {
                 if let Some(m) = plan
                     .missing
@@ -135,14 +170,10 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan>
                 plan.present += 1;
                 continue;
             }
-            let source = match &source {
-                Some(s) => s,
-                None => source.insert(source_of(image, lock_dir)?),
-            };
             seen.insert(blob.digest.clone(), plan.missing.len());
             plan.missing.push(MissingBlob {
                 blob,
-                source: source.clone(),
+                source,
                 images: vec![image.id.clone()],
             });
         }
@@ -207,11 +238,15 @@ async fn fetch(
 ) -> anyhow::Result<()> {
     let blob = &missing.blob;
     match &missing.source {
-        BlobSource::Layout(dir) => {
-            let path = dir
-                .join("blobs")
-                .join(blob.digest.algorithm().as_str())
-                .join(blob.digest.hex());
+        BlobSource::Layout(_) | BlobSource::File(_) => {
+            let path = match &missing.source {
+                BlobSource::Layout(dir) => dir
+                    .join("blobs")
+                    .join(blob.digest.algorithm().as_str())
+                    .join(blob.digest.hex()),
+                BlobSource::File(path) => path.clone(),
+                _ => unreachable!("matched by the outer arm"),
+            };
             let store = store.clone();
             let blob = blob.clone();
             let copied = tokio::task::spawn_blocking(move || copy_file(&path, &blob, &store))
@@ -226,8 +261,15 @@ async fn fetch(
                 reporter.bytes(fetched.bytes.len() as u64);
                 store.insert_bytes(blob, &fetched.bytes)?;
             } else {
-                download(client, repo, blob, store, reporter).await?;
+                let response = client.get_blob(repo, &blob.digest).await?;
+                let url = format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest);
+                download(response, &url, store.ingest(blob)?, reporter).await?;
             }
+        }
+        BlobSource::Url(url) => {
+            let client = client.expect("a client exists whenever a URL blob is missing");
+            let response = client.get_url(url).await?;
+            download(response, url, store.ingest(blob)?, reporter).await?;
         }
     }
     reporter.blob_done(blob);
@@ -256,21 +298,19 @@ fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
     Ok(written)
 }
 
-async fn download(
-    client: &RegistryClient,
-    repo: &Repository,
-    blob: &Blob,
-    store: &Store,
+/// Streams a response body into `writer` (hashing and writing on a blocking
+/// thread) and commits it; returns the stored blob.
+pub async fn download(
+    mut response: reqwest::Response,
+    url: &str,
+    mut writer: crate::store::BlobWriter,
     reporter: &dyn Reporter,
-) -> anyhow::Result<()> {
-    let mut response = client.get_blob(repo, &blob.digest).await?;
-    if let Some(length) = response.content_length().filter(|n| *n != blob.size) {
-        anyhow::bail!(
-            "the registry announced {length} bytes, the lock says {}",
-            blob.size
-        );
+) -> anyhow::Result<Blob> {
+    if let Some(limit) = writer.expected_size()
+        && let Some(length) = response.content_length().filter(|n| *n != limit)
+    {
+        anyhow::bail!("{url} announced {length} bytes, the lock says {limit}");
     }
-    let mut writer = store.ingest(blob)?;
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency::CHUNKS_IN_FLIGHT);
     let sink = tokio::task::spawn_blocking(move || {
         while let Some(chunk) = rx.blocking_recv() {
@@ -278,7 +318,6 @@ async fn download(
         }
         writer.commit()
     });
-    let url = format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest);
     let mut network_error = None;
     loop {
         match response.chunk().await {
@@ -290,7 +329,7 @@ async fn download(
             }
             Ok(None) => break,
             Err(e) => {
-                network_error = Some(crate::registry::network(&url, &e));
+                network_error = Some(crate::registry::network(url, &e));
                 break;
             }
         }
@@ -300,6 +339,5 @@ async fn download(
     if let Some(e) = network_error {
         return Err(e.into());
     }
-    written?;
-    Ok(())
+    Ok(written?)
 }

@@ -140,7 +140,7 @@ fn too_many_bytes_are_refused() {
     let mut longer = f.layer.clone();
     longer.extend_from_slice(b"extra");
     f.server.set(&f.layer_path, Canned::ok(&longer, &[]));
-    sync_fails_cleanly(&f, "the registry announced");
+    sync_fails_cleanly(&f, "announced 200005 bytes, the lock says 200000");
 }
 
 #[test]
