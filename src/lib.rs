@@ -9,6 +9,7 @@ pub mod commands;
 pub mod concurrency;
 pub mod credentials;
 pub mod digest;
+pub mod discovery;
 pub mod edit;
 pub mod errors;
 pub mod fsutil;
