@@ -1562,6 +1562,8 @@ mod tests {
                 )),
                 pubkeys: Some(("example.com/myapp", KEYS)),
             },
+            // 11 (a label called `name`) is refused by check_labels here: see
+            // a_label_called_name_is_refused_before_any_request; rendering still ignores it.
             WalkCase {
                 what: "12: meta06, full labels",
                 name: "example.com/myapp",
@@ -1578,6 +1580,8 @@ mod tests {
                 pubkeys: Some(("example.com/myapp", KEYS)),
             },
         ];
+        // 13 (per-host auth headers) is the fetcher's job: see
+        // the_fetcher_is_asked_for_exactly_the_walked_urls.
         for case in &cases {
             // appc runs every case under each insecure option; only the HTTP one matters here
             // (TLS verification is the fetcher's business).
