@@ -16,6 +16,7 @@ pub mod fsutil;
 pub mod lockfile;
 pub mod manifest;
 pub mod oci;
+pub mod openpgp;
 pub mod platform;
 pub mod printer;
 pub mod reference;
