@@ -381,7 +381,7 @@ fn format_labels(labels: &BTreeMap<String, String>) -> String {
 }
 
 /// What reading an ACI yields.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AciInfo {
     /// `sha512-` + 128 lowercase hex digits: the SHA-512 of the uncompressed tar stream.
     pub image_id: String,
@@ -1030,10 +1030,10 @@ fn read_manifest<R: Read>(
 
 /// Reads an entry's `size` bytes; fewer means the archive is truncated.
 fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, size: u64) -> Result<Vec<u8>, ScanError> {
-    let capacity = usize::try_from(size).expect("size was checked against a small limit");
-    let mut data = Vec::with_capacity(capacity);
+    // `size` is within a limit already; the capacity is only a hint.
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     entry.read_to_end(&mut data)?;
-    if data.len() != capacity {
+    if data.len() as u64 != size {
         return Err(ScanError::Io(io::Error::new(
             io::ErrorKind::UnexpectedEof,
             format!(
@@ -1077,7 +1077,7 @@ fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
 }
 
 /// The image manifest (§2.3), validated.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ImageManifest {
     /// `acVersion`, a semantic version other than 0.0.0, as written.
     pub ac_version: String,
