@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) parses arguments into settings and calls
 //! [`commands`]; everything else is library code with strict module borders.
 
+pub mod aci;
 pub mod cli;
 pub mod commands;
 pub mod concurrency;
