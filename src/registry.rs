@@ -10,7 +10,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
@@ -41,7 +41,14 @@ pub struct HttpOptions {
     pub ca_files: Vec<PathBuf>,
     /// Host → socket address overrides (`--resolve`); TLS still verifies the host name.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
+    pub insecure_http: Vec<String>,
 }
+
+/// Redirects followed per request, as browsers and Go's client do; a loop fails fast.
+pub const MAX_REDIRECTS: usize = 10;
+/// Discovery pages are small HTML documents; cap them so a hostile server can't exhaust memory.
+pub const MAX_PAGE_BYTES: u64 = 1024 * 1024;
 
 /// A registry failure, with the URL and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +152,35 @@ struct Token {
     expires: Instant,
 }
 
+/// A registry client built on first use, so runs that need no network never
+/// pay for TLS setup.
+#[derive(Clone)]
+pub struct LazyClient {
+    options: HttpOptions,
+    cell: Arc<Mutex<Option<Arc<RegistryClient>>>>,
+}
+
+impl LazyClient {
+    /// A client with these options, not built yet.
+    pub fn new(options: HttpOptions) -> LazyClient {
+        LazyClient {
+            options,
+            cell: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// The client, built now if needed.
+    pub fn get(&self) -> anyhow::Result<Arc<RegistryClient>> {
+        let mut cell = self.cell.lock().expect("client cell poisoned");
+        if let Some(client) = cell.as_ref() {
+            return Ok(client.clone());
+        }
+        let client = Arc::new(RegistryClient::new(&self.options)?);
+        *cell = Some(client.clone());
+        Ok(client)
+    }
+}
+
 /// The registry client; cheap to share behind an `Arc`.
 pub struct RegistryClient {
     http: reqwest::Client,
@@ -157,10 +193,28 @@ pub struct RegistryClient {
 impl RegistryClient {
     /// Builds a client trusting the system roots, `SSL_CERT_FILE` and `options.ca_files`.
     pub fn new(options: &HttpOptions) -> Result<RegistryClient, RegistryError> {
+        let insecure_http = options.insecure_http.clone();
+        let redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > MAX_REDIRECTS {
+                return attempt.error(format!("more than {MAX_REDIRECTS} redirects"));
+            }
+            let url = attempt.url();
+            if url.scheme() == "http" && !insecure_http.iter().any(|h| *h == host_port(url)) {
+                let to = url.to_string();
+                return attempt.error(format!(
+                    "redirected to plain HTTP ({to}), which is allowed only for hosts listed with `insecure-http = true`"
+                ));
+            }
+            attempt.follow()
+        });
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("imagelock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT);
+            .read_timeout(READ_TIMEOUT)
+            .redirect(redirects);
+        for (host, addr) in &options.resolve {
+            builder = builder.resolve(host, *addr);
+        }
         let mut ca_files = options.ca_files.clone();
         if let Some(f) = std::env::var_os("SSL_CERT_FILE").filter(|f| !f.is_empty()) {
             ca_files.push(PathBuf::from(f));
@@ -262,6 +316,27 @@ impl RegistryClient {
     pub async fn get_url_capped(&self, url: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
         let response = self.get_url(url).await?;
         read_capped(response, url, limit).await
+    }
+
+    /// GETs a discovery page: only an exact 200 counts (appc treats every other
+    /// status as a miss); returns the final URL after redirects and the body.
+    pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
+        let response = self
+            .http
+            .get(url)
+            .send()
+            .await
+            .map_err(|e| network(url, &e))?;
+        if response.status() != StatusCode::OK {
+            return Err(RegistryError::Status {
+                url: url.to_owned(),
+                status: response.status(),
+                detail: String::new(),
+            });
+        }
+        let final_url = response.url().to_string();
+        let body = read_capped(response, url, MAX_PAGE_BYTES).await?;
+        Ok((final_url, body))
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying once.
@@ -581,6 +656,15 @@ async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
         } else {
             format!(": {detail}")
         },
+    }
+}
+
+/// `host[:port]` of a URL as users write it in `[registries]` (the port only when explicit).
+pub fn host_port(url: &reqwest::Url) -> String {
+    let host = url.host_str().unwrap_or_default();
+    match url.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
     }
 }
 
