@@ -5,6 +5,7 @@
 //! [`commands`]; everything else is library code with strict module borders.
 
 pub mod aci;
+pub mod appc;
 pub mod cli;
 pub mod commands;
 pub mod concurrency;
@@ -26,3 +27,5 @@ pub mod resolve;
 pub mod schema;
 pub mod store;
 pub mod sync;
+pub mod trust;
+pub mod verify;

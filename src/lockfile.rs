@@ -72,6 +72,9 @@ pub struct LockedImage {
     /// For appc sources: the labels discovery used (requested, with os/arch defaulted).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
+    /// For appc sources: the discovery page whose template gave `url` (its scheme shows whether plain HTTP was used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub discovery: Option<String>,
     /// For ACI sources: where the ACI was fetched from (URL, or path relative to images.toml).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
@@ -147,6 +150,7 @@ impl LockedImage {
             ref_name: None,
             name: None,
             labels: BTreeMap::new(),
+            discovery: None,
             url: None,
             image_id: None,
             aci: None,
@@ -422,6 +426,32 @@ impl Lock {
         Ok(Lock { images })
     }
 
+    /// The `host[:port]`s of every plain-HTTP URL the lock records (allowed when it was made).
+    pub fn plain_http_hosts(&self) -> Vec<String> {
+        let mut hosts: Vec<String> = self
+            .images
+            .values()
+            .flat_map(|i| {
+                [
+                    i.registry.as_deref(),
+                    i.url.as_deref(),
+                    i.signature.as_ref().map(|s| s.url.as_str()),
+                ]
+            })
+            .flatten()
+            .filter_map(|u| u.strip_prefix("http://"))
+            .map(|rest| {
+                rest.split(['/', '?', '#'])
+                    .next()
+                    .unwrap_or(rest)
+                    .to_owned()
+            })
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        hosts
+    }
+
     /// Which manifest entries the lock does not reflect.
     pub fn staleness<'a>(&self, specs: impl IntoIterator<Item = &'a ImageSpec>) -> Staleness {
         let mut out = Staleness::default();
@@ -512,7 +542,11 @@ fn render_image(out: &mut String, image: &LockedImage) {
             .collect();
         let _ = writeln!(out, "labels = {{ {} }}", pairs.join(", "));
     }
-    for (key, value) in [("url", &image.url), ("image-id", &image.image_id)] {
+    for (key, value) in [
+        ("discovery", &image.discovery),
+        ("url", &image.url),
+        ("image-id", &image.image_id),
+    ] {
         if let Some(value) = value {
             let _ = writeln!(out, "{key} = {}", quoted(value));
         }
@@ -586,6 +620,7 @@ mod tests {
             ref_name: None,
             name: None,
             labels: BTreeMap::new(),
+            discovery: None,
             url: None,
             image_id: None,
             aci: None,

@@ -193,6 +193,14 @@ impl ImageSpec {
         }
     }
 
+    /// Whether the entry is an ACI (appc name, URL or `.aci` file).
+    pub fn is_aci(&self) -> bool {
+        matches!(
+            self.source,
+            Source::Appc { .. } | Source::Url { .. } | Source::AciFile { .. }
+        )
+    }
+
     /// The platforms to pin: those asked for, or the host's.
     pub fn wanted_platforms(&self) -> Vec<Platform> {
         if self.platforms.is_empty() {
@@ -333,6 +341,15 @@ impl Manifest {
             .filter(|(prefix, _)| prefix_covers(prefix, name))
             .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len())
             .map(|(prefix, table)| (prefix.as_str(), table))
+    }
+
+    /// The `host[:port]`s the user allowed plain HTTP for.
+    pub fn insecure_http_hosts(&self) -> Vec<String> {
+        self.registries
+            .iter()
+            .filter(|(_, r)| r.insecure_http)
+            .map(|(host, _)| host.clone())
+            .collect()
     }
 
     /// Whether the user allowed plain HTTP for `host` (`host[:port]`).

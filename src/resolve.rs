@@ -16,7 +16,9 @@ use crate::lockfile::{Blob, LockedImage, LockedManifest, SourceKind};
 use crate::manifest::{ImageSpec, Manifest, Source};
 use crate::oci::{self, ManifestKind};
 use crate::platform::{self, Platform};
-use crate::registry::{FetchedManifest, RegistryClient, Repository};
+use crate::registry::{FetchedManifest, LazyClient, RegistryClient, Repository};
+use crate::store::Store;
+use crate::trust::TrustStore;
 
 /// Where manifests and blobs of one image come from.
 pub enum Origin {
@@ -91,21 +93,21 @@ pub fn registry_base(manifest: &Manifest, api_host: &str) -> String {
     }
 }
 
-/// Refuses entries that would be pinned without the verification the manifest asks for.
+/// Refuses OCI entries that would be pinned without the verification the
+/// manifest asks for (simple-signing verification of OCI images comes later).
 pub fn check_trust(manifest: &Manifest, spec: &ImageSpec) -> anyhow::Result<()> {
     if spec.insecure {
         return Ok(());
     }
     let name = match &spec.source {
         Source::Docker(reference) => reference.repository(),
-        Source::Appc { name, .. } => name.clone(),
         _ => String::new(),
     };
     let file = manifest.path.display();
     match manifest.trust_for(&name).filter(|_| !name.is_empty()) {
         Some((prefix, _)) => Err(hinted(
             format!(
-                "image `{}` ({}) is covered by [trust.\"{prefix}\"] in {file}, but this version of imagelock cannot verify signatures yet",
+                "image `{}` ({}) is covered by [trust.\"{prefix}\"] in {file}, but this version of imagelock cannot verify signatures of OCI images yet",
                 spec.id,
                 spec.request()
             ),
@@ -121,15 +123,52 @@ pub fn check_trust(manifest: &Manifest, spec: &ImageSpec) -> anyhow::Result<()> 
                 spec.request()
             ),
             format!(
-                "signature verification is not available in this version yet, so every image needs `insecure = true` under [images.{}] (line {}); the lock will record verified = false",
+                "OCI signature verification is not available in this version yet, so OCI images need `insecure = true` under [images.{}] (line {}); the lock will record verified = false",
                 spec.id, spec.line
             ),
         )),
     }
 }
 
-/// Resolves one entry into a lock entry.
-pub async fn resolve(
+/// What resolving entries needs: the manifest, its trusted keys, the store
+/// (verified ACIs are stored as they are pinned) and an HTTP client built on
+/// first use.
+pub struct Resolver {
+    /// The manifest.
+    pub manifest: Arc<Manifest>,
+    /// Its `[trust]` keys.
+    pub trust: TrustStore,
+    /// The store, when an entry to resolve is an ACI.
+    pub store: Option<Store>,
+    /// The HTTP client.
+    pub client: LazyClient,
+}
+
+impl Resolver {
+    /// Resolves one entry into lock entries: the entry itself, then (for ACIs) its dependencies.
+    pub async fn resolve(&self, spec: &ImageSpec) -> anyhow::Result<Vec<LockedImage>> {
+        match &spec.source {
+            Source::Docker(_) | Source::Layout { .. } => Ok(vec![
+                resolve_oci(&self.manifest, spec, || self.client.get()).await?,
+            ]),
+            Source::Appc { .. } | Source::Url { .. } | Source::AciFile { .. } => {
+                let resolver = crate::appc::AciResolver {
+                    manifest: &self.manifest,
+                    trust: &self.trust,
+                    client: self.client.get()?,
+                    store: self
+                        .store
+                        .clone()
+                        .expect("the store is opened whenever an ACI entry is resolved"),
+                };
+                resolver.resolve(spec).await
+            }
+        }
+    }
+}
+
+/// Resolves an OCI entry (registry or layout) into a lock entry.
+pub async fn resolve_oci(
     manifest: &Manifest,
     spec: &ImageSpec,
     client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
@@ -180,14 +219,9 @@ pub async fn resolve(
                 ..base
             })
         }
-        Source::Appc { .. } | Source::Url { .. } | Source::AciFile { .. } => Err(hinted(
-            format!(
-                "image `{}` ({}) is an ACI, which this version of imagelock cannot resolve yet",
-                spec.id,
-                spec.request()
-            ),
-            "ACI sources (appc `name`, `url`, `.aci` paths) arrive with appc discovery; use a `docker` or OCI layout `path` source for now",
-        )),
+        Source::Appc { .. } | Source::Url { .. } | Source::AciFile { .. } => {
+            unreachable!("ACI sources are resolved by appc::AciResolver")
+        }
     }
 }
 

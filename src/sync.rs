@@ -84,7 +84,7 @@ impl Plan {
     pub fn needs_network(&self) -> impl Iterator<Item = &MissingBlob> {
         self.missing
             .iter()
-            .filter(|m| matches!(m.source, BlobSource::Registry(_)))
+            .filter(|m| matches!(m.source, BlobSource::Registry(_) | BlobSource::Url(_)))
     }
 }
 
@@ -277,10 +277,22 @@ async fn fetch(
 }
 
 fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
+    let writer = copy_into(path, store.ingest(blob)?)?;
+    let written = writer.written();
+    writer
+        .commit()
+        .with_context(|| format!("{} does not match the lock", path.display()))?;
+    Ok(written)
+}
+
+/// Copies a local file into `writer` (hashing it); the caller commits.
+pub fn copy_into(
+    path: &Path,
+    mut writer: crate::store::BlobWriter,
+) -> anyhow::Result<crate::store::BlobWriter> {
     use std::io::Read;
     let mut file =
         std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut writer = store.ingest(blob)?;
     let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
     loop {
         let n = file
@@ -291,21 +303,31 @@ fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
         }
         writer.write(&buffer[..n])?;
     }
-    let written = writer.written();
-    writer
-        .commit()
-        .with_context(|| format!("{} does not match the lock", path.display()))?;
-    Ok(written)
+    Ok(writer)
 }
 
 /// Streams a response body into `writer` (hashing and writing on a blocking
 /// thread) and commits it; returns the stored blob.
 pub async fn download(
+    response: reqwest::Response,
+    url: &str,
+    writer: crate::store::BlobWriter,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Blob> {
+    let writer = stream_into(response, url, writer, reporter).await?;
+    Ok(tokio::task::spawn_blocking(move || writer.commit())
+        .await
+        .context("a blob writer panicked")??)
+}
+
+/// Streams a response body into `writer` (hashing and writing on a blocking
+/// thread) without committing it, so the caller can check the content first.
+pub async fn stream_into(
     mut response: reqwest::Response,
     url: &str,
     mut writer: crate::store::BlobWriter,
     reporter: &dyn Reporter,
-) -> anyhow::Result<Blob> {
+) -> anyhow::Result<crate::store::BlobWriter> {
     if let Some(limit) = writer.expected_size()
         && let Some(length) = response.content_length().filter(|n| *n != limit)
     {
@@ -316,7 +338,7 @@ pub async fn download(
         while let Some(chunk) = rx.blocking_recv() {
             writer.write(&chunk)?;
         }
-        writer.commit()
+        Ok::<_, crate::store::StoreError>(writer)
     });
     let mut network_error = None;
     loop {

@@ -1,0 +1,707 @@
+//! ACI resolution: appc name discovery, download, signature verification and
+//! dependencies, producing lock entries.
+//!
+//! Invariants:
+//! - An image whose name a `[trust]` prefix covers is pinned only after its
+//!   detached signature verified, over the exact bytes as served, with one of
+//!   that prefix's keys; `insecure = true` never overrides a covering prefix.
+//!   An image no prefix covers is pinned only when its entry says
+//!   `insecure = true`, and is recorded as unverified.
+//! - The ACI is streamed into the store's ingest area while its SHA-512 is
+//!   computed, then read back for the signature check and the archive check
+//!   (image ID, manifest name and labels); only when every check passed is it
+//!   renamed into `blobs/sha512/`. A refusal leaves nothing under `blobs/`.
+//! - Dependencies are resolved by discovery the same way, each checked against
+//!   the keys covering its own name; an `imageID` in the dependent's manifest
+//!   must equal what was fetched; cycles and depth are bounded.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use anyhow::{Context as _, bail};
+
+use crate::aci::{self, AciInfo};
+use crate::digest::{Algorithm, Digest};
+use crate::discovery::{self, Page};
+use crate::errors::hinted;
+use crate::lockfile::{ACI_MEDIA_TYPE, Blob, LockedImage, LockedSignature, SourceKind};
+use crate::manifest::{ImageSpec, Manifest, Source};
+use crate::openpgp::{self, Verified};
+use crate::registry::RegistryClient;
+use crate::store::{BlobWriter, Store};
+use crate::sync::Silent;
+use crate::trust::{TrustStore, Trusted};
+
+/// Largest ACI accepted, as served: far above real images, low enough that a
+/// hostile server cannot fill the disk.
+pub const MAX_ACI_BYTES: u64 = 8 * 1024 * 1024 * 1024;
+/// Largest detached signature accepted; real ones are under 1 KiB.
+pub const MAX_SIGNATURE_BYTES: u64 = 64 * 1024;
+/// How deep a dependency chain may go before it is treated as runaway.
+pub const MAX_DEPENDENCY_DEPTH: usize = 16;
+
+/// Everything resolution needs besides the entry itself.
+pub struct AciResolver<'a> {
+    /// The manifest (registries, paths).
+    pub manifest: &'a Manifest,
+    /// Trusted keys per prefix.
+    pub trust: &'a TrustStore,
+    /// The HTTP client.
+    pub client: Arc<RegistryClient>,
+    /// Where verified ACIs and signatures go.
+    pub store: Store,
+}
+
+/// Where an ACI or a signature is.
+#[derive(Debug, Clone)]
+enum Location {
+    /// An http(s) URL.
+    Url(String),
+    /// A local file; `written` is how the lock records it.
+    File { path: PathBuf, written: String },
+}
+
+impl Location {
+    fn recorded(&self) -> &str {
+        match self {
+            Location::Url(url) => url,
+            Location::File { written, .. } => written,
+        }
+    }
+}
+
+/// One ACI to fetch and check.
+struct Wanted {
+    /// The lock entry ID it becomes.
+    id: String,
+    kind: SourceKind,
+    /// The appc name asked for (discovery and dependencies); `None` for URLs and files.
+    name: Option<String>,
+    /// Labels the image's manifest must carry (as asked).
+    labels: BTreeMap<String, String>,
+    /// os/arch filled in from the host for discovery; the image must not
+    /// contradict them, but may omit them (a noarch image).
+    defaults: BTreeMap<String, String>,
+    /// The discovery page the location came from.
+    discovery: Option<String>,
+    aci: Location,
+    signature: Location,
+    /// The image ID a dependent requires.
+    image_id: Option<String>,
+    /// The size a dependent requires (of the ACI as served).
+    size: Option<u64>,
+    /// The entry opted out of verification (applies only where no prefix covers the name).
+    insecure: bool,
+}
+
+/// A verified (or explicitly unverified) ACI, stored.
+struct Fetched {
+    blob: Blob,
+    info: AciInfo,
+    signature: Option<LockedSignature>,
+}
+
+impl AciResolver<'_> {
+    /// Resolves an ACI entry: the entry itself first, then its dependencies.
+    pub async fn resolve(&self, spec: &ImageSpec) -> anyhow::Result<Vec<LockedImage>> {
+        let root = self.root_request(spec).await?;
+        let mut out: Vec<LockedImage> = Vec::new();
+        let mut chain: Vec<(String, BTreeMap<String, String>)> = Vec::new();
+        self.resolve_tree(spec, root, &mut chain, &mut out).await?;
+        Ok(out)
+    }
+
+    async fn root_request(&self, spec: &ImageSpec) -> anyhow::Result<Wanted> {
+        let dir = self.manifest.dir();
+        match &spec.source {
+            Source::Appc { name, labels } => {
+                self.discover(&spec.id, name, labels, spec.insecure).await
+            }
+            Source::Url { url, signature } => {
+                let aci = url_location(url);
+                let signature = match signature {
+                    Some(s) => url_location(s),
+                    None => url_location(&signature_url(url)),
+                };
+                Ok(Wanted {
+                    id: spec.id.clone(),
+                    kind: SourceKind::AciUrl,
+                    name: None,
+                    labels: BTreeMap::new(),
+                    defaults: BTreeMap::new(),
+                    discovery: None,
+                    aci,
+                    signature,
+                    image_id: None,
+                    size: None,
+                    insecure: spec.insecure,
+                })
+            }
+            Source::AciFile { file, signature } => {
+                let sig_written = signature.clone().unwrap_or_else(|| format!("{file}.asc"));
+                Ok(Wanted {
+                    id: spec.id.clone(),
+                    kind: SourceKind::AciFile,
+                    name: None,
+                    labels: BTreeMap::new(),
+                    defaults: BTreeMap::new(),
+                    discovery: None,
+                    aci: Location::File {
+                        path: dir.join(file),
+                        written: file.clone(),
+                    },
+                    signature: Location::File {
+                        path: dir.join(&sig_written),
+                        written: sig_written,
+                    },
+                    image_id: None,
+                    size: None,
+                    insecure: spec.insecure,
+                })
+            }
+            Source::Docker(_) | Source::Layout { .. } => {
+                unreachable!("OCI sources are resolved by resolve::resolve")
+            }
+        }
+    }
+
+    /// Discovers `name` with `labels` (os/arch defaulted to the host's, in appc's names).
+    async fn discover(
+        &self,
+        id: &str,
+        name: &str,
+        labels: &BTreeMap<String, String>,
+        insecure: bool,
+    ) -> anyhow::Result<Wanted> {
+        discovery::check_labels(labels)?;
+        let (os, arch) = aci::host_os_arch();
+        let defaults: BTreeMap<String, String> = [("os", os), ("arch", arch)]
+            .into_iter()
+            .filter(|(k, _)| !labels.contains_key(*k))
+            .map(|(k, v)| (k.to_owned(), v))
+            .collect();
+        let all: BTreeMap<String, String> = labels
+            .iter()
+            .chain(&defaults)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let allow_http = |host: &str| self.manifest.insecure_http(host);
+        let client = self.client.clone();
+        let fetch = move |url: String| {
+            let client = client.clone();
+            async move {
+                match client.get_page(&url).await {
+                    Ok((url, body)) => Page::Ok { url, body },
+                    Err(e) => Page::Miss {
+                        url,
+                        reason: miss_reason(&e),
+                    },
+                }
+            }
+        };
+        let found = discovery::discover_endpoints(name, &all, allow_http, fetch).await?;
+        let Some(endpoint) = discovery::first_fetchable(&found.found, allow_http) else {
+            let listed: Vec<&str> = found.found.iter().map(|e| e.aci.as_str()).collect();
+            return Err(hinted(
+                format!(
+                    "discovery of `{name}` at {} found only templates imagelock may not fetch: {}",
+                    found.url,
+                    listed.join(", ")
+                ),
+                "plain HTTP is used only for hosts listed in images.toml as `[registries.\"HOST\"] insecure-http = true`",
+            ));
+        };
+        Ok(Wanted {
+            id: id.to_owned(),
+            kind: SourceKind::Appc,
+            name: Some(name.to_owned()),
+            labels: labels.clone(),
+            defaults,
+            discovery: Some(found.url.clone()),
+            aci: Location::Url(endpoint.aci.clone()),
+            signature: Location::Url(endpoint.asc.clone()),
+            image_id: None,
+            size: None,
+            insecure,
+        })
+    }
+
+    /// Fetches `wanted` and, depth first, its dependencies; pushes lock entries to `out`.
+    fn resolve_tree<'s>(
+        &'s self,
+        spec: &'s ImageSpec,
+        wanted: Wanted,
+        chain: &'s mut Vec<(String, BTreeMap<String, String>)>,
+        out: &'s mut Vec<LockedImage>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 's>>
+    {
+        Box::pin(async move {
+            let what = match &wanted.name {
+                Some(name) => format!("`{name}` from {}", wanted.aci.recorded()),
+                None => wanted.aci.recorded().to_owned(),
+            };
+            let fetched = self
+                .fetch_verified(&wanted)
+                .await
+                .with_context(|| format!("cannot pin {what}"))?;
+            let mut entry = LockedImage::new(
+                &wanted.id,
+                wanted.kind,
+                wanted
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| wanted.aci.recorded().to_owned()),
+                spec.entry_hash.clone(),
+            );
+            entry.verified = fetched.signature.is_some();
+            entry.name = Some(fetched.info.manifest.name.clone());
+            entry.labels = wanted
+                .labels
+                .iter()
+                .chain(&wanted.defaults)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            entry.discovery = wanted.discovery.clone();
+            entry.url = Some(wanted.aci.recorded().to_owned());
+            entry.image_id = Some(fetched.info.image_id.clone());
+            entry.aci = Some(fetched.blob.clone());
+            entry.signature = fetched.signature.clone();
+            if wanted.id != spec.id {
+                entry.dependency_of = Some(spec.id.clone());
+            }
+            let index = out.len();
+            out.push(entry);
+
+            let manifest = &fetched.info.manifest;
+            chain.push((manifest.name.clone(), wanted.labels.clone()));
+            let mut dependency_ids = Vec::new();
+            for dependency in &manifest.dependencies {
+                if chain.len() > MAX_DEPENDENCY_DEPTH {
+                    bail!(
+                        "the dependency chain {} is deeper than {MAX_DEPENDENCY_DEPTH} images",
+                        chain_text(chain)
+                    );
+                }
+                if chain.iter().any(|(n, _)| *n == dependency.image_name) {
+                    bail!(
+                        "dependency cycle: {} → {}",
+                        chain_text(chain),
+                        dependency.image_name
+                    );
+                }
+                let id = format!("{}/{}", spec.id, dependency.image_name);
+                if let Some(done) = out.iter().find(|e| e.id == id) {
+                    check_dependency_pin(dependency, done)?;
+                    dependency_ids.push(id);
+                    continue;
+                }
+                let child = self
+                    .discover(
+                        &id,
+                        &dependency.image_name,
+                        &dependency.labels,
+                        wanted.insecure,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot resolve dependency `{}` of `{}`",
+                            dependency.image_name, manifest.name
+                        )
+                    })?;
+                let child_id = self
+                    .resolve_tree(
+                        spec,
+                        Wanted {
+                            image_id: dependency.image_id.clone(),
+                            size: dependency.size,
+                            ..child
+                        },
+                        chain,
+                        out,
+                    )
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "dependency `{}` of `{}`",
+                            dependency.image_name, manifest.name
+                        )
+                    })?;
+                dependency_ids.push(child_id);
+            }
+            chain.pop();
+            out[index].dependencies = dependency_ids;
+            Ok(wanted.id)
+        })
+    }
+
+    /// Downloads, verifies and stores one ACI and its signature.
+    async fn fetch_verified(&self, wanted: &Wanted) -> anyhow::Result<Fetched> {
+        // Decide up front when the name is known, so an untrusted image is
+        // refused before its (possibly large) download.
+        let early = match &wanted.name {
+            Some(name) => Some(self.decide(name, wanted)?),
+            None => None,
+        };
+        let needs_signature = !matches!(early, Some(None));
+        let signature = if needs_signature {
+            self.fetch_signature(&wanted.signature).await?
+        } else {
+            None
+        };
+        if let (Some(Some(trusted)), Some(sig)) = (&early, &signature) {
+            trusted
+                .keyring
+                .check_issuer(&sig.1)
+                .map_err(|e| refusal(wanted, trusted, &e.to_string(), wanted.name.as_deref()))?;
+        }
+        let mut signature = signature;
+        let writer = self.download(&wanted.aci).await?;
+        // When the signer is known before the archive is read (appc names), the
+        // signature is checked first, so a forged archive is never parsed.
+        let mut checked = match &early {
+            Some(Some(trusted)) => {
+                let name = wanted.name.as_deref().unwrap_or_default();
+                Some(
+                    self.check_signature(wanted, trusted, signature.take(), &writer, name)
+                        .await?,
+                )
+            }
+            _ => None,
+        };
+        let path = writer.path().to_owned();
+        let info = tokio::task::spawn_blocking(move || -> anyhow::Result<AciInfo> {
+            let file = std::fs::File::open(&path)
+                .with_context(|| format!("cannot read back {}", path.display()))?;
+            Ok(aci::read_aci(
+                std::io::BufReader::with_capacity(256 * 1024, file),
+                &aci::Limits::default(),
+            )?)
+        })
+        .await
+        .context("the ACI reader panicked")??;
+        if let Some(name) = &wanted.name {
+            aci::check_identity(&info.manifest, name, &wanted.labels)?;
+            for (key, value) in &wanted.defaults {
+                if let Some(has) = info.manifest.labels.get(key).filter(|has| *has != value) {
+                    return Err(hinted(
+                        format!(
+                            "`{name}` resolved to an image for {key}={has}, but this machine is {key}={value}"
+                        ),
+                        format!(
+                            "to pin that image anyway, set `labels = {{ {key} = \"{has}\" }}` in the entry"
+                        ),
+                    ));
+                }
+            }
+        }
+        if let Some(id) = &wanted.image_id
+            && *id != info.image_id
+        {
+            bail!(
+                "the dependent image requires image ID {id}, but {} has image ID {}",
+                wanted.aci.recorded(),
+                info.image_id
+            );
+        }
+        if let Some(size) = wanted.size
+            && size != writer.written()
+        {
+            bail!(
+                "the dependent image requires a size of {size} bytes, but {} has {} bytes",
+                wanted.aci.recorded(),
+                writer.written()
+            );
+        }
+        if early.is_none()
+            && let Some(trusted) = self.decide(&info.manifest.name, wanted)?
+        {
+            checked = Some(
+                self.check_signature(
+                    wanted,
+                    &trusted,
+                    signature.take(),
+                    &writer,
+                    &info.manifest.name,
+                )
+                .await?,
+            );
+        }
+        // Every check passed: only now does anything get a name in the store.
+        let store = self.store.clone();
+        let (blob, locked_signature) = tokio::task::spawn_blocking(move || {
+            let locked = match checked {
+                Some((locked, bytes)) => {
+                    store.insert_bytes(&locked.blob(), &bytes)?;
+                    Some(locked)
+                }
+                None => None,
+            };
+            Ok::<_, crate::store::StoreError>((writer.commit()?, locked))
+        })
+        .await
+        .context("the blob writer panicked")??;
+        Ok(Fetched {
+            blob,
+            info,
+            signature: locked_signature,
+        })
+    }
+
+    /// Verifies the detached signature of the downloaded ACI with `trusted`'s
+    /// keys; returns what the lock pins and the signature's bytes.
+    async fn check_signature(
+        &self,
+        wanted: &Wanted,
+        trusted: &Trusted,
+        signature: Option<(String, Vec<u8>)>,
+        writer: &BlobWriter,
+        name: &str,
+    ) -> anyhow::Result<(LockedSignature, Vec<u8>)> {
+        let Some((url, bytes)) = signature else {
+            return Err(hinted(
+                format!(
+                    "image `{name}` is covered by [trust.\"{}\"], but there is no signature at {}",
+                    trusted.prefix,
+                    wanted.signature.recorded()
+                ),
+                "publish the detached signature (`gpg --armor --detach-sign IMAGE.aci`) beside the image, or name it with `signature = \"...\"` in the entry",
+            ));
+        };
+        let verified = self
+            .verify(trusted, &bytes, writer.path())
+            .await
+            .map_err(|e| refusal(wanted, trusted, &e, Some(name)))?;
+        let locked = LockedSignature {
+            url,
+            digest: Digest::sha256_of(&bytes),
+            size: bytes.len() as u64,
+            prefix: trusted.prefix.clone(),
+            signed_by: verified.primary,
+            key: verified.signing_key,
+        };
+        Ok((locked, bytes))
+    }
+
+    /// Who must have signed `name`: `Some(keys)`, or `None` when the entry is
+    /// explicitly insecure and no prefix covers the name. Refuses otherwise.
+    fn decide(&self, name: &str, wanted: &Wanted) -> anyhow::Result<Option<Trusted>> {
+        if let Some(trusted) = self.trust.for_name(name)? {
+            return Ok(Some(trusted));
+        }
+        if wanted.insecure {
+            return Ok(None);
+        }
+        Err(hinted(
+            format!(
+                "image `{name}` is not covered by any [trust] prefix in {} and its entry is not marked insecure",
+                self.manifest.path.display()
+            ),
+            format!(
+                "trust its publisher's key with `imagelock trust add {} --key FILE` (or `--discover`), or accept it unverified with `insecure = true` under [images.{}]",
+                suggested_prefix(name),
+                wanted.id.split('/').next().unwrap_or(&wanted.id)
+            ),
+        ))
+    }
+
+    /// Reads the detached signature; `None` when it does not exist (404 / no file).
+    async fn fetch_signature(
+        &self,
+        location: &Location,
+    ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+        match location {
+            Location::Url(url) => {
+                match self.client.get_url_capped(url, MAX_SIGNATURE_BYTES).await {
+                    Ok(bytes) => Ok(Some((url.clone(), bytes))),
+                    Err(crate::registry::RegistryError::Status { status, .. })
+                        if status == reqwest::StatusCode::NOT_FOUND =>
+                    {
+                        Ok(None)
+                    }
+                    Err(e) => Err(e).with_context(|| format!("cannot fetch the signature {url}")),
+                }
+            }
+            Location::File { path, written } => match std::fs::metadata(path) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+                Ok(meta) if meta.len() > MAX_SIGNATURE_BYTES => bail!(
+                    "{} is {} bytes, too large for a detached signature",
+                    path.display(),
+                    meta.len()
+                ),
+                Ok(_) => {
+                    let bytes = std::fs::read(path)
+                        .with_context(|| format!("cannot read {}", path.display()))?;
+                    Ok(Some((written.clone(), bytes)))
+                }
+            },
+        }
+    }
+
+    /// Streams the ACI into the store's ingest area, hashing it; not committed yet.
+    async fn download(&self, location: &Location) -> anyhow::Result<BlobWriter> {
+        let writer = self
+            .store
+            .ingest_new(Algorithm::Sha512, ACI_MEDIA_TYPE, MAX_ACI_BYTES)?;
+        match location {
+            Location::Url(url) => {
+                let response = self.client.get_url(url).await?;
+                crate::sync::stream_into(response, url, writer, &Silent).await
+            }
+            Location::File { path, .. } => {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || crate::sync::copy_into(&path, writer))
+                    .await
+                    .context("a copy task panicked")?
+            }
+        }
+    }
+
+    async fn verify(
+        &self,
+        trusted: &Trusted,
+        signature: &[u8],
+        aci: &Path,
+    ) -> Result<Verified, String> {
+        let keyring = trusted.keyring.clone();
+        let signature = signature.to_vec();
+        let aci = aci.to_owned();
+        let verdict = tokio::task::spawn_blocking(move || {
+            let file = std::fs::File::open(&aci).map_err(|e| e.to_string())?;
+            keyring
+                .verify_detached(
+                    &signature,
+                    std::io::BufReader::with_capacity(256 * 1024, file),
+                    SystemTime::now(),
+                )
+                .map_err(|e| e.to_string())
+        })
+        .await;
+        verdict.map_err(|e| format!("the signature checker panicked: {e}"))?
+    }
+}
+
+/// A signature refusal naming the image, the prefix, the keys trusted and what was seen.
+fn refusal(wanted: &Wanted, trusted: &Trusted, problem: &str, name: Option<&str>) -> anyhow::Error {
+    let name = name.unwrap_or_else(|| wanted.aci.recorded());
+    let trusted_keys: Vec<String> = trusted
+        .keyring
+        .fingerprints()
+        .iter()
+        .map(|f| openpgp::format_fingerprint(f))
+        .collect();
+    hinted(
+        format!(
+            "signature check failed for image `{name}` (signature {}): {problem}\n  trusted for [trust.\"{}\"]: {}",
+            wanted.signature.recorded(),
+            trusted.prefix,
+            trusted_keys.join("; ")
+        ),
+        format!(
+            "if the image's publisher really signs with another key, verify its fingerprint out of band and add it with `imagelock trust add {} --key FILE`",
+            trusted.prefix
+        ),
+    )
+}
+
+/// Whether a dependency already pinned in this tree satisfies another dependent's pin.
+fn check_dependency_pin(dependency: &aci::Dependency, done: &LockedImage) -> anyhow::Result<()> {
+    if let (Some(want), Some(have)) = (&dependency.image_id, &done.image_id)
+        && want != have
+    {
+        bail!(
+            "dependency `{}` is required with image ID {want}, but was pinned as {have}",
+            dependency.image_name
+        );
+    }
+    if let Some(want) = &dependency
+        .labels
+        .iter()
+        .find(|(k, v)| done.labels.get(*k) != Some(*v))
+    {
+        bail!(
+            "dependency `{}` is required with {}={}, but was pinned with other labels",
+            dependency.image_name,
+            want.0,
+            want.1
+        );
+    }
+    Ok(())
+}
+
+fn chain_text(chain: &[(String, BTreeMap<String, String>)]) -> String {
+    chain
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(" → ")
+}
+
+/// The host part of an appc name with a trailing slash: the usual trust prefix.
+fn suggested_prefix(name: &str) -> String {
+    format!("{}/", name.split('/').next().unwrap_or(name))
+}
+
+/// A short reason for a discovery miss.
+fn miss_reason(e: &crate::registry::RegistryError) -> String {
+    match e {
+        crate::registry::RegistryError::Status { status, .. } => status.to_string(),
+        crate::registry::RegistryError::Network { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn url_location(written: &str) -> Location {
+    match written.strip_prefix("file://") {
+        Some(path) => Location::File {
+            path: PathBuf::from(path),
+            written: written.to_owned(),
+        },
+        None => Location::Url(written.to_owned()),
+    }
+}
+
+/// rkt's rule: the signature of `…/x.aci?q` is `…/x.aci.asc?q`; a URL not
+/// ending in `.aci` gets `.aci.asc`.
+pub fn signature_url(url: &str) -> String {
+    let (base, rest) = match url.find(['?', '#']) {
+        Some(i) => url.split_at(i),
+        None => (url, ""),
+    };
+    let base = base.strip_suffix(".aci").unwrap_or(base);
+    format!("{base}.aci.asc{rest}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signature_urls_follow_rkt() {
+        for (url, want) in [
+            (
+                "https://example.com/image.aci",
+                "https://example.com/image.aci.asc",
+            ),
+            (
+                "http://example.com/image.aci?foo=bar&baz=quux#blah",
+                "http://example.com/image.aci.asc?foo=bar&baz=quux#blah",
+            ),
+            (
+                "https://example.com/image",
+                "https://example.com/image.aci.asc",
+            ),
+        ] {
+            assert_eq!(signature_url(url), want, "{url}");
+        }
+    }
+
+    #[test]
+    fn suggested_prefixes_are_the_host() {
+        assert_eq!(suggested_prefix("example.com/etcd"), "example.com/");
+        assert_eq!(suggested_prefix("example.com"), "example.com/");
+    }
+}

@@ -1,0 +1,252 @@
+//! Trust: which OpenPGP keys may sign images under which name prefixes.
+//!
+//! The manifest's `[trust."PREFIX"]` tables map a name prefix to key files kept
+//! in the repository beside `images.toml`, so verification works offline. A
+//! prefix covers a name when it equals the name or is a whole-path-component
+//! prefix of it (`example.com/` covers `example.com/etcd`, not
+//! `example.com.evil/x`); the most specific covering prefix alone decides, as
+//! rkt's prefix keystore does. Key files are read once per run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context as _;
+
+use crate::discovery::{self, Page};
+use crate::errors::hinted;
+use crate::manifest::Manifest;
+use crate::openpgp::{self, Keyring};
+use crate::registry::RegistryClient;
+
+/// The keys of the manifest's trust prefixes, loaded on first use.
+pub struct TrustStore {
+    /// The manifest file (for messages).
+    manifest_path: PathBuf,
+    /// Directory key paths are relative to.
+    dir: PathBuf,
+    /// `[trust]`: prefix → key files as written.
+    prefixes: Vec<(String, Vec<String>)>,
+    loaded: Mutex<HashMap<String, Arc<Keyring>>>,
+}
+
+/// The keys that decide whether an image name is trusted.
+#[derive(Clone)]
+pub struct Trusted {
+    /// The `[trust]` prefix, as written in the manifest.
+    pub prefix: String,
+    /// Its keys.
+    pub keyring: Arc<Keyring>,
+}
+
+impl TrustStore {
+    /// The trust configuration of `manifest`.
+    pub fn new(manifest: &Manifest) -> TrustStore {
+        TrustStore {
+            manifest_path: manifest.path.clone(),
+            dir: manifest.dir().to_owned(),
+            prefixes: manifest
+                .trust
+                .iter()
+                .map(|(prefix, table)| (prefix.clone(), table.keys.clone()))
+                .collect(),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The most specific prefix covering `name`, with its keys; `None` when no prefix covers it.
+    pub fn for_name(&self, name: &str) -> anyhow::Result<Option<Trusted>> {
+        let best = self
+            .prefixes
+            .iter()
+            .filter(|(prefix, _)| crate::manifest::prefix_covers(prefix, name))
+            .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len());
+        match best {
+            None => Ok(None),
+            Some((prefix, _)) => Ok(Some(self.for_prefix(prefix)?)),
+        }
+    }
+
+    /// The keys of the `[trust]` table `prefix` (exactly as written).
+    pub fn for_prefix(&self, prefix: &str) -> anyhow::Result<Trusted> {
+        if let Some(keyring) = self
+            .loaded
+            .lock()
+            .expect("keyring cache poisoned")
+            .get(prefix)
+        {
+            return Ok(Trusted {
+                prefix: prefix.to_owned(),
+                keyring: keyring.clone(),
+            });
+        }
+        let Some((_, files)) = self.prefixes.iter().find(|(p, _)| p == prefix) else {
+            return Err(hinted(
+                format!(
+                    "{} has no [trust.\"{prefix}\"] table",
+                    self.manifest_path.display()
+                ),
+                format!("add the keys for it with `imagelock trust add {prefix} --key FILE`"),
+            ));
+        };
+        let mut keys = Vec::new();
+        for file in files {
+            let path = self.dir.join(file);
+            let found = openpgp::load_key_file(&path).map_err(|e| {
+                hinted(
+                    format!(
+                        "[trust.\"{prefix}\"] in {}: cannot use key file `{file}`: {e}",
+                        self.manifest_path.display()
+                    ),
+                    "key files are OpenPGP public keys (armored or binary), relative to images.toml; re-add one with `imagelock trust add PREFIX --key FILE`",
+                )
+            })?;
+            keys.extend(found);
+        }
+        if keys.is_empty() {
+            return Err(hinted(
+                format!(
+                    "[trust.\"{prefix}\"] in {} lists no keys",
+                    self.manifest_path.display()
+                ),
+                format!("add one with `imagelock trust add {prefix} --key FILE`"),
+            ));
+        }
+        let keyring = Arc::new(Keyring::new(keys));
+        self.loaded
+            .lock()
+            .expect("keyring cache poisoned")
+            .insert(prefix.to_owned(), keyring.clone());
+        Ok(Trusted {
+            prefix: prefix.to_owned(),
+            keyring,
+        })
+    }
+}
+
+/// Largest key file accepted from the network: key bundles are a few KiB.
+const MAX_KEY_BYTES: u64 = 1024 * 1024;
+
+/// Refuses prefixes that cannot be name prefixes (a URL, whitespace, empty).
+pub fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    if prefix.trim_end_matches('/').is_empty() {
+        return Err(hinted(
+            "the prefix is empty: trusting a key for every image is not supported",
+            "name the part of the namespace the key signs, e.g. `example.com/`",
+        ));
+    }
+    if prefix.contains("://") || prefix.chars().any(char::is_whitespace) {
+        return Err(hinted(
+            format!("`{prefix}` is not a name prefix"),
+            "write it as image names are written, without a scheme: e.g. `example.com/` or `registry.example.com/team/`",
+        ));
+    }
+    Ok(())
+}
+
+/// `path` relative to the manifest directory `dir`, when the file is inside it.
+pub fn repo_relative(dir: &Path, path: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+    .ok()?;
+    let file = std::fs::canonicalize(path).ok()?;
+    let relative = file.strip_prefix(&dir).ok()?;
+    relative.to_str().map(|s| s.replace('\\', "/"))
+}
+
+/// Uppercase hex without spaces, as [`openpgp::PublicKey::fingerprint`] gives it.
+pub fn normalise_fingerprint(written: &str) -> String {
+    written
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .trim_start_matches("0x")
+        .to_ascii_uppercase()
+}
+
+/// A key for humans: grouped fingerprint, user IDs, expiry.
+pub fn describe_key(key: &openpgp::PublicKey) -> String {
+    let mut out = format!("  {}", openpgp::format_fingerprint(key.fingerprint()));
+    for uid in key.user_ids() {
+        out.push_str(&format!("\n    {uid}"));
+    }
+    if let Some(expires) = key.expires() {
+        let days = expires
+            .duration_since(std::time::SystemTime::now())
+            .map(|d| d.as_secs() / 86_400);
+        match days {
+            Ok(days) => out.push_str(&format!("\n    expires in {days} days")),
+            Err(_) => out.push_str("\n    EXPIRED"),
+        }
+    }
+    if key.is_revoked() {
+        out.push_str("\n    REVOKED");
+    }
+    out
+}
+
+/// Writes `key` to `keys/<FINGERPRINT>.asc` beside the manifest; returns that relative path.
+pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<String> {
+    let relative = format!("keys/{}.asc", key.fingerprint());
+    let path = dir.join(&relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    let armored = key.armored()?;
+    crate::fsutil::write_atomic(&path, armored.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(relative)
+}
+
+/// Finds the keys a prefix publishes through appc discovery (`ac-discovery-pubkeys`)
+/// and downloads them. Plain HTTP only for hosts the manifest allows.
+pub async fn discover_keys(
+    manifest: &Manifest,
+    prefix: &str,
+    client: &Arc<RegistryClient>,
+) -> anyhow::Result<Vec<(String, openpgp::PublicKey)>> {
+    let name = prefix.trim_end_matches('/');
+    let allow_http = |host: &str| manifest.insecure_http(host);
+    let fetcher = client.clone();
+    let fetch = move |url: String| {
+        let client = fetcher.clone();
+        async move {
+            match client.get_page(&url).await {
+                Ok((url, body)) => Page::Ok { url, body },
+                Err(e) => Page::Miss {
+                    url,
+                    reason: e.to_string(),
+                },
+            }
+        }
+    };
+    let found = discovery::discover_pubkeys(name, allow_http, fetch).await?;
+    let mut keys = Vec::new();
+    for url in &found.found {
+        let allowed = url.starts_with("https://")
+            || (url.starts_with("http://")
+                && reqwest::Url::parse(url)
+                    .is_ok_and(|u| manifest.insecure_http(&crate::registry::host_port(&u))));
+        if !allowed {
+            return Err(hinted(
+                format!("`{name}` publishes its keys at {url}, which imagelock may not fetch"),
+                "keys are fetched over HTTPS, or plain HTTP for hosts listed with `insecure-http = true`; or download the key yourself and use `--key FILE`",
+            ));
+        }
+        let bytes = client
+            .get_url_capped(url, MAX_KEY_BYTES)
+            .await
+            .with_context(|| format!("cannot fetch the keys at {url}"))?;
+        let parsed = openpgp::parse_public_keys(&bytes)
+            .with_context(|| format!("{url} does not hold OpenPGP public keys"))?;
+        keys.extend(parsed.into_iter().map(|k| (url.clone(), k)));
+    }
+    if keys.is_empty() {
+        anyhow::bail!("discovery of `{name}` found key URLs but no keys in them");
+    }
+    Ok(keys)
+}
