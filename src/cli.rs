@@ -85,6 +85,46 @@ pub enum Command {
     },
     /// Fetch exactly the locked blobs into the store.
     Sync(SyncArgs),
+    /// Re-check the locked blobs in the store and their signatures, with no network.
+    #[command(
+        after_help = "Re-hashes every blob images.lock pins, recomputes ACI image IDs and re-verifies\nevery pinned signature against the keys listed in images.toml. Exits 1 on any mismatch.\n\nExamples:\n  imagelock verify\n  imagelock verify --json"
+    )]
+    Verify {
+        /// Print the per-image report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Manage the keys trusted for name prefixes.
+    #[command(subcommand)]
+    Trust(TrustCommand),
+}
+
+/// `imagelock trust ...`.
+#[derive(Debug, Subcommand)]
+pub enum TrustCommand {
+    /// Trust an OpenPGP key for a name prefix: from a file, or discovered from the prefix's
+    /// `ac-discovery-pubkeys`.
+    #[command(
+        after_help = "The key is kept in the repository (keys/<FINGERPRINT>.asc unless the file is\nalready beside images.toml) and listed under [trust.\"PREFIX\"] keys.\n\nExamples:\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust add example.com/ --discover\n  imagelock trust add example.com/ --discover --fingerprint 8B86DE38890DDB7291867B025210BD8888182190"
+    )]
+    Add(TrustAddArgs),
+}
+
+/// `imagelock trust add`.
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("from").required(true).args(["key", "discover"])))]
+pub struct TrustAddArgs {
+    /// The name prefix, e.g. `example.com/` or `registry.example.com/team/`.
+    pub prefix: String,
+    /// An OpenPGP public key file (armored or binary).
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// Fetch the prefix's keys by appc discovery (`ac-discovery-pubkeys`).
+    #[arg(long)]
+    pub discover: bool,
+    /// With --discover: the fingerprint you verified out of band; only that key is written.
+    #[arg(long, value_name = "FPR", requires = "discover")]
+    pub fingerprint: Option<String>,
 }
 
 /// `imagelock add`.

@@ -2,7 +2,7 @@
 //! report through the [`Printer`].
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
@@ -15,37 +15,10 @@ use crate::errors::{hinted, with_hint};
 use crate::lockfile::{Lock, Staleness, lock_path_for};
 use crate::manifest::{Manifest, ManifestError};
 use crate::printer::{human_bytes, human_duration, plural};
-use crate::registry::{HttpOptions, RegistryClient};
+use crate::registry::{HttpOptions, LazyClient};
+use crate::resolve::Resolver;
 use crate::store::Store;
-
-/// A registry client built on first use, so runs that need no network never
-/// pay for TLS setup.
-#[derive(Clone)]
-pub struct LazyClient {
-    options: HttpOptions,
-    cell: Arc<Mutex<Option<Arc<RegistryClient>>>>,
-}
-
-impl LazyClient {
-    /// A client with these options, not built yet.
-    pub fn new(options: HttpOptions) -> LazyClient {
-        LazyClient {
-            options,
-            cell: Arc::new(Mutex::new(None)),
-        }
-    }
-
-    /// The client, built now if needed.
-    pub fn get(&self) -> anyhow::Result<Arc<RegistryClient>> {
-        let mut cell = self.cell.lock().expect("client cell poisoned");
-        if let Some(client) = cell.as_ref() {
-            return Ok(client.clone());
-        }
-        let client = Arc::new(RegistryClient::new(&self.options)?);
-        *cell = Some(client.clone());
-        Ok(client)
-    }
-}
+use crate::trust::TrustStore;
 
 fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
     match Manifest::load(path) {
@@ -172,24 +145,22 @@ pub fn remove(settings: &Settings, ids: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves the stale entries of `old` against `manifest`; fresh entries are kept as they are.
-async fn relock(
-    manifest: Arc<Manifest>,
-    old: &Lock,
-    stale: &Staleness,
-    client: &LazyClient,
-) -> anyhow::Result<Lock> {
+/// Resolves the stale entries of `old`; fresh entries are kept as they are.
+/// Removed and re-resolved entries go together with the dependencies they pulled in.
+async fn relock(resolver: Arc<Resolver>, old: &Lock, stale: &Staleness) -> anyhow::Result<Lock> {
+    let redo: Vec<&String> = stale.added.iter().chain(&stale.changed).collect();
     let mut new = old.clone();
-    for id in &stale.removed {
-        new.images.remove(id);
-    }
-    let jobs = stale.added.iter().chain(&stale.changed).map(|id| {
-        let manifest = manifest.clone();
+    new.images.retain(|id, image| {
+        let root = image.dependency_of.as_ref().unwrap_or(id);
+        !stale.removed.contains(root) && !redo.contains(&root)
+    });
+    let jobs = redo.into_iter().map(|id| {
+        let resolver = resolver.clone();
         let id = id.clone();
-        let client = client.clone();
         async move {
+            let manifest = &resolver.manifest;
             let spec = &manifest.images[&id];
-            let result = crate::resolve::resolve(&manifest, spec, || client.get()).await;
+            let result = resolver.resolve(spec).await;
             result.with_context(|| {
                 format!(
                     "cannot lock image `{id}` ({}, {}:{})",
@@ -200,16 +171,59 @@ async fn relock(
             })
         }
     });
-    for image in concurrency::run_bounded(concurrency::PARALLEL_RESOLVES, jobs).await? {
-        new.images.insert(image.id.clone(), image);
+    for images in concurrency::run_bounded(concurrency::PARALLEL_RESOLVES, jobs).await? {
+        for image in images {
+            new.images.insert(image.id.clone(), image);
+        }
     }
     Ok(new)
 }
 
-fn http_options(settings: &Settings) -> HttpOptions {
+/// A resolver for `manifest`; the store is opened only when an entry to resolve is an ACI
+/// (verified ACIs are stored as they are pinned).
+fn resolver_for(
+    settings: &Settings,
+    manifest: Arc<Manifest>,
+    stale: &Staleness,
+) -> anyhow::Result<Arc<Resolver>> {
+    let needs_store = stale
+        .added
+        .iter()
+        .chain(&stale.changed)
+        .any(|id| manifest.images[id].is_aci());
+    let store = if needs_store {
+        Some(open_store(settings, manifest.store_path.clone())?.1)
+    } else {
+        None
+    };
+    Ok(Arc::new(Resolver {
+        trust: TrustStore::new(&manifest),
+        client: LazyClient::new(http_options(settings, manifest.insecure_http_hosts())),
+        manifest,
+        store,
+    }))
+}
+
+/// The store `--store` / `IMAGELOCK_STORE` / `[store] path` / the per-user default names, opened.
+fn open_store(
+    settings: &Settings,
+    manifest_store: Option<PathBuf>,
+) -> anyhow::Result<(PathBuf, Store)> {
+    let path = settings
+        .store_override
+        .clone()
+        .or(manifest_store)
+        .unwrap_or_else(crate::cli::default_store);
+    let store = Store::open(&path)
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    Ok((path, store))
+}
+
+fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions {
     HttpOptions {
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
+        insecure_http,
     }
 }
 
@@ -233,8 +247,8 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         printer.json(&json!({ "lock": lock_path, "fresh": true }));
         return Ok(());
     }
-    let client = LazyClient::new(http_options(settings));
-    let new = relock(manifest.clone(), &old, &stale, &client).await?;
+    let resolver = resolver_for(settings, manifest.clone(), &stale)?;
+    let new = relock(resolver, &old, &stale).await?;
     let written = new
         .write_if_changed(&lock_path)
         .with_context(|| format!("cannot write {}", lock_path.display()))?;
@@ -303,12 +317,13 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             "run `imagelock lock` to create it (and commit it)",
         )
     };
-    let client = LazyClient::new(http_options(settings));
-    let (lock, manifest_store) = match options.mode {
-        LockMode::Frozen => (
-            Lock::load(&lock_path)?.ok_or_else(missing_lock)?,
-            store_from_manifest_leniently(&settings.manifest),
-        ),
+    let (lock, manifest, insecure_http) = match options.mode {
+        LockMode::Frozen => {
+            let lock = Lock::load(&lock_path)?.ok_or_else(missing_lock)?;
+            // Without the manifest, plain HTTP is allowed only for the hosts the lock was made with.
+            let hosts = lock.plain_http_hosts();
+            (lock, None, hosts)
+        }
         LockMode::Locked | LockMode::Write => {
             let manifest = Arc::new(load_manifest(&settings.manifest)?);
             let old = Lock::load(&lock_path)?;
@@ -331,7 +346,8 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
                     "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
                 ));
             } else {
-                let new = relock(manifest.clone(), &old, &stale, &client).await?;
+                let resolver = resolver_for(settings, manifest.clone(), &stale)?;
+                let new = relock(resolver, &old, &stale).await?;
                 new.write_if_changed(&lock_path)
                     .with_context(|| format!("cannot write {}", lock_path.display()))?;
                 printer.status(format!(
@@ -341,16 +357,16 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
                 ));
                 new
             };
-            (lock, manifest.store_path.clone())
+            let hosts = manifest.insecure_http_hosts();
+            (lock, Some(manifest), hosts)
         }
     };
-    let store_path = settings
-        .store_override
-        .clone()
-        .or(manifest_store)
-        .unwrap_or_else(crate::cli::default_store);
-    let store = Store::open(&store_path)
-        .with_context(|| format!("cannot open the store at {}", store_path.display()))?;
+    let client = LazyClient::new(http_options(settings, insecure_http));
+    let manifest_store = match &manifest {
+        Some(m) => m.store_path.clone(),
+        None => store_from_manifest_leniently(&settings.manifest),
+    };
+    let (store_path, store) = open_store(settings, manifest_store)?;
     let _shared = store.lock_shared()?;
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
@@ -408,7 +424,18 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         }
     }
     crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
+    let signatures = match &manifest {
+        Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
+        None => 0,
+    };
     let took = human_duration(started.elapsed());
+    if signatures > 0 {
+        printer.status(format!(
+            "Verified {} with the keys in {}",
+            plural(signatures, "signature"),
+            settings.manifest.display()
+        ));
+    }
     if plan.missing.is_empty() {
         printer.status(format!(
             "Synced {}: all {} already in the store ({took})",
@@ -429,5 +456,252 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         ));
     }
     printer.json(&summary);
+    Ok(())
+}
+
+/// Re-verifies, with the manifest's keys, the signatures of the ACIs this sync
+/// fetched (blobs already in the store were verified when they were stored).
+async fn check_new_signatures(
+    lock: &Lock,
+    plan: &crate::sync::Plan,
+    store: &Store,
+    manifest: &Manifest,
+) -> anyhow::Result<usize> {
+    let fetched: std::collections::BTreeSet<&crate::digest::Digest> =
+        plan.missing.iter().map(|m| &m.blob.digest).collect();
+    let images: Vec<crate::lockfile::LockedImage> = lock
+        .images
+        .values()
+        .filter(|i| i.signature.is_some())
+        .filter(|i| i.blobs().iter().any(|b| fetched.contains(&b.digest)))
+        .cloned()
+        .collect();
+    if images.is_empty() {
+        return Ok(0);
+    }
+    let trust = TrustStore::new(manifest);
+    let store = store.clone();
+    let count = images.len();
+    tokio::task::spawn_blocking(move || {
+        for image in &images {
+            crate::verify::check_signature(image, &store, &trust).map_err(|problem| {
+                hinted(
+                    format!("image `{}`: {problem}", image.id),
+                    "check [trust] in images.toml; `imagelock verify` re-checks the whole store",
+                )
+            })?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .context("the signature checker panicked")??;
+    Ok(count)
+}
+
+/// `imagelock verify`.
+pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` to create it",
+        )
+    })?;
+    let store_path = settings
+        .store_override
+        .clone()
+        .or_else(|| manifest.store_path.clone())
+        .unwrap_or_else(crate::cli::default_store);
+    let store = Store::open_existing(&store_path).ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` to fill it",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let trust = Arc::new(TrustStore::new(&manifest));
+    let reports = crate::verify::verify(&lock, &store, trust).await?;
+    let mut blobs = 0;
+    let mut bytes = 0;
+    for report in &reports {
+        blobs += report.blobs;
+        bytes += report.bytes;
+        let how = match (&report.signed_by, &report.prefix) {
+            (Some(fpr), Some(prefix)) => format!(
+                "signed by {} ([trust.\"{prefix}\"])",
+                crate::openpgp::format_fingerprint(fpr)
+            ),
+            _ if report.verified => "signature not checked".to_owned(),
+            _ => "unverified (insecure)".to_owned(),
+        };
+        if report.ok() {
+            printer.status(format!(
+                "  ok      {}: {}, {}; {how}",
+                report.id,
+                plural(report.blobs, "blob"),
+                human_bytes(report.bytes)
+            ));
+        } else {
+            printer.warn(format!("  FAILED  {}:", report.id));
+            for problem in &report.problems {
+                printer.warn(format!("          {problem}"));
+            }
+        }
+    }
+    let failed: Vec<&str> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| r.id.as_str())
+        .collect();
+    printer.json(&json!({
+        "lock": lock_path,
+        "store": store_path,
+        "ok": failed.is_empty(),
+        "images": reports,
+    }));
+    if !failed.is_empty() {
+        return Err(hinted(
+            format!(
+                "verification failed for {} of {}: {}",
+                failed.len(),
+                plural(reports.len(), "image"),
+                failed.join(", ")
+            ),
+            "missing or corrupt blobs: run `imagelock sync` to fetch them again; signature or key problems: check [trust] in images.toml and run `imagelock lock`",
+        ));
+    }
+    printer.status(format!(
+        "Verified {}, {} ({}) in {}",
+        plural(reports.len(), "image"),
+        plural(blobs, "blob"),
+        human_bytes(bytes),
+        human_duration(started.elapsed())
+    ));
+    Ok(())
+}
+
+/// Where `trust add` gets keys from.
+pub enum KeySource {
+    /// A key file.
+    File(PathBuf),
+    /// The prefix's `ac-discovery-pubkeys`; write only the key with this fingerprint
+    /// (or, interactively, what the user confirms).
+    Discover {
+        /// The fingerprint verified out of band.
+        fingerprint: Option<String>,
+    },
+}
+
+/// `imagelock trust add`.
+pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> anyhow::Result<()> {
+    use std::io::IsTerminal as _;
+    let printer = settings.printer;
+    crate::trust::check_prefix(prefix)?;
+    let manifest = load_manifest(&settings.manifest)?;
+    let dir = manifest.dir().to_owned();
+    let (keys, in_repo) = match &source {
+        KeySource::File(path) => {
+            let keys = crate::openpgp::load_key_file(path).map_err(|e| {
+                with_hint(
+                    e,
+                    "export the key with `gpg --armor --export FINGERPRINT > key.asc`",
+                )
+            })?;
+            (keys, crate::trust::repo_relative(&dir, path))
+        }
+        KeySource::Discover { fingerprint } => {
+            let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts()));
+            let found = crate::trust::discover_keys(&manifest, prefix, &client.get()?).await?;
+            for (url, key) in &found {
+                printer.status(format!("Found at {url}:"));
+                printer.status(crate::trust::describe_key(key));
+            }
+            let keys: Vec<crate::openpgp::PublicKey> = match fingerprint {
+                Some(wanted) => {
+                    let wanted = crate::trust::normalise_fingerprint(wanted);
+                    let chosen: Vec<_> = found
+                        .into_iter()
+                        .map(|(_, k)| k)
+                        .filter(|k| k.fingerprint() == wanted)
+                        .collect();
+                    if chosen.is_empty() {
+                        return Err(hinted(
+                            format!(
+                                "none of the keys discovered for `{prefix}` has fingerprint {}",
+                                crate::openpgp::format_fingerprint(&wanted)
+                            ),
+                            "check the fingerprint with the image's publisher; the keys found are listed above",
+                        ));
+                    }
+                    chosen
+                }
+                None if std::io::stdin().is_terminal() && std::io::stderr().is_terminal() => {
+                    eprint!(
+                        "Trust {} for images under `{prefix}`? Only answer yes if you checked the fingerprints with the publisher. [yes/no] ",
+                        plural(found.len(), "key")
+                    );
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer)?;
+                    if answer.trim() != "yes" {
+                        anyhow::bail!("nothing written: the keys were not confirmed");
+                    }
+                    found.into_iter().map(|(_, k)| k).collect()
+                }
+                None => {
+                    return Err(hinted(
+                        format!(
+                            "nothing written: {} found for `{prefix}` but not confirmed",
+                            plural(found.len(), "key")
+                        ),
+                        format!(
+                            "check a fingerprint above with the publisher, then run `imagelock trust add {prefix} --discover --fingerprint FPR`"
+                        ),
+                    ));
+                }
+            };
+            (keys, None)
+        }
+    };
+    let files = match in_repo {
+        Some(relative) => vec![relative],
+        None => keys
+            .iter()
+            .map(|key| crate::trust::write_key_file(&dir, key))
+            .collect::<anyhow::Result<Vec<_>>>()?,
+    };
+    let mut text = std::fs::read_to_string(&settings.manifest)
+        .with_context(|| format!("cannot read {}", settings.manifest.display()))?;
+    let mut changed = false;
+    for file in &files {
+        if let Some(updated) = edit::add_trust_key(&text, prefix, file)? {
+            text = updated;
+            changed = true;
+        }
+    }
+    if changed {
+        Manifest::parse(&settings.manifest, &text).context("the new trust entry is not valid")?;
+        crate::fsutil::write_atomic(&settings.manifest, text.as_bytes())
+            .with_context(|| format!("cannot write {}", settings.manifest.display()))?;
+    }
+    for key in &keys {
+        printer.status(crate::trust::describe_key(key));
+    }
+    printer.status(format!(
+        "{} {} for `{prefix}` in {} ({})",
+        if changed {
+            "Trusted"
+        } else {
+            "Already trusted:"
+        },
+        plural(keys.len(), "key"),
+        settings.manifest.display(),
+        files.join(", ")
+    ));
+    if changed {
+        printer.status("Run `imagelock lock` to pin images signed with it.");
+    }
     Ok(())
 }

@@ -51,6 +51,9 @@ pub enum EditError {
     /// `[images]` is something other than a table.
     #[error("cannot edit: `images` is not a table")]
     ImagesNotTable,
+    /// Some other key that must be a table (or array) is not.
+    #[error("cannot edit: `{0}` is not a table")]
+    NotTable(&'static str),
     /// `add` of an ID that exists.
     #[error("image `{0}` is already in the manifest")]
     Exists(String),
@@ -118,6 +121,120 @@ pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditE
     Ok(doc.to_string())
 }
 
+/// Adds `key_file` to `[trust."PREFIX"] keys`, creating the table (before the
+/// images, after any other trust table) when needed. Returns `None` when the
+/// file is listed already.
+pub fn add_trust_key(
+    text: &str,
+    prefix: &str,
+    key_file: &str,
+) -> Result<Option<String>, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let trust = doc
+        .entry("trust")
+        .or_insert_with(|| {
+            let mut t = Table::new();
+            t.set_implicit(true);
+            Item::Table(t)
+        })
+        .as_table_mut()
+        .ok_or(EditError::NotTable("trust"))?;
+    if let Some(existing) = trust.get_mut(prefix) {
+        let table = existing
+            .as_table_like_mut()
+            .ok_or(EditError::NotTable("trust.PREFIX"))?;
+        let keys = table
+            .entry("keys")
+            .or_insert(value(toml_edit::Array::new()))
+            .as_array_mut()
+            .ok_or(EditError::NotTable("trust.PREFIX.keys"))?;
+        if keys.iter().any(|k| k.as_str() == Some(key_file)) {
+            return Ok(None);
+        }
+        keys.push(key_file);
+        return Ok(Some(doc.to_string()));
+    }
+    let mut table = Table::new();
+    let keys: toml_edit::Array = std::iter::once(key_file).collect();
+    table.insert("keys", value(keys));
+    // After the last trust table, else before the first image, else at the end.
+    let positions = |name: &str| -> Vec<isize> {
+        doc.get(name)
+            .and_then(Item::as_table)
+            .map(|t| {
+                t.iter()
+                    .filter_map(|(_, i)| i.as_table())
+                    .filter_map(Table::position)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let all: Vec<isize> = doc
+        .iter()
+        .filter_map(|(_, item)| item.as_table())
+        .flat_map(|t| {
+            std::iter::once(t.position()).chain(
+                t.iter()
+                    .filter_map(|(_, i)| i.as_table())
+                    .map(Table::position),
+            )
+        })
+        .flatten()
+        .collect();
+    let position = match (
+        positions("trust").iter().max(),
+        positions("images").iter().min(),
+    ) {
+        (Some(last_trust), _) => last_trust + 1,
+        (None, Some(first_image)) => *first_image,
+        (None, None) => all.iter().max().map_or(0, |p| p + 1),
+    };
+    // Make room: tables at or after `position` move down by one. The table
+    // that was at `position` hands over the file-header part of the comments
+    // above it (everything up to its last blank line) so the header stays on top.
+    let mut decor = if text.trim().is_empty() { "" } else { "\n" }.to_owned();
+    let mut shift = |t: &mut Table| {
+        let Some(p) = t.position().filter(|p| *p >= position) else {
+            return;
+        };
+        if p == position {
+            let above = t
+                .decor()
+                .prefix()
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(split) = above.rfind("\n\n") {
+                let (header, own) = above.split_at(split + 2);
+                decor = header.to_owned();
+                t.decor_mut().set_prefix(format!("\n{own}"));
+            } else if !above.starts_with('\n') {
+                t.decor_mut().set_prefix(format!("\n{above}"));
+            }
+        }
+        t.set_position(p + 1);
+    };
+    for (_, item) in doc.iter_mut() {
+        if let Some(t) = item.as_table_mut() {
+            for (_, child) in t.iter_mut() {
+                if let Some(c) = child.as_table_mut() {
+                    shift(c);
+                }
+            }
+            shift(t);
+        }
+    }
+    table.decor_mut().set_prefix(decor);
+    table.set_position(position);
+    doc["trust"]
+        .as_table_mut()
+        .expect("trust was just checked to be a table")
+        .insert(prefix, Item::Table(table));
+    Ok(Some(doc.to_string()))
+}
+
 /// Removes `[images.ID]` (with the comments attached above it).
 pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
     let mut doc: DocumentMut = text
@@ -136,6 +253,36 @@ pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trust_keys_are_added_in_place() {
+        let cases = [
+            ("", "[trust.\"a/\"]\nkeys = [\"k.asc\"]\n"),
+            (
+                "# header\n\n# about x\n[images.x]\npath = \"x\"\n",
+                "# header\n\n[trust.\"a/\"]\nkeys = [\"k.asc\"]\n\n# about x\n[images.x]\npath = \"x\"\n",
+            ),
+            (
+                "[store]\npath = \"s\"\n\n[trust.\"b/\"]  # b\nkeys = [\"b.asc\"]\n\n[images.x]\npath = \"x\"\n",
+                "[store]\npath = \"s\"\n\n[trust.\"b/\"]  # b\nkeys = [\"b.asc\"]\n\n[trust.\"a/\"]\nkeys = [\"k.asc\"]\n\n[images.x]\npath = \"x\"\n",
+            ),
+            (
+                "[trust.\"a/\"]\nkeys = [\"old.asc\"]  # keep\n",
+                "[trust.\"a/\"]\nkeys = [\"old.asc\", \"k.asc\"]  # keep\n",
+            ),
+        ];
+        for (before, after) in cases {
+            let edited = add_trust_key(before, "a/", "k.asc")
+                .expect("edits")
+                .expect("changes");
+            assert_eq!(edited, after, "from {before:?}");
+            assert_eq!(
+                add_trust_key(&edited, "a/", "k.asc").expect("edits"),
+                None,
+                "a second add changes nothing"
+            );
+        }
+    }
 
     const USER_FILE: &str = "# my images\n[store]\npath   =   \"store\"   # odd spacing kept\n\n[images.zeta]  # last alphabetically, first in file\ndocker = 'zeta:1'\ninsecure = true\n\n# the base image\n[images.alpha]\ndocker = \"alpine:3.20\"\ninsecure = true\n";
 

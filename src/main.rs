@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use imagelock::cli::{Cli, Command, Settings, SyncSettings};
+use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustCommand};
 use imagelock::commands::{self, AddRequest};
 use imagelock::edit::NewImage;
 use imagelock::errors::Hinted;
@@ -45,6 +45,20 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Sync(args) => {
             let options = SyncSettings::resolve(&args);
             commands::sync(&Settings::resolve(global, args.json)?, options).await
+        }
+        Command::Verify { json } => commands::verify(&Settings::resolve(global, json)?).await,
+        Command::Trust(TrustCommand::Add(args)) => {
+            let imagelock::cli::TrustAddArgs {
+                prefix,
+                key,
+                discover: _,
+                fingerprint,
+            } = args;
+            let source = match key {
+                Some(file) => commands::KeySource::File(file),
+                None => commands::KeySource::Discover { fingerprint },
+            };
+            commands::trust_add(&Settings::resolve(global, false)?, &prefix, source).await
         }
     }
 }

@@ -1,0 +1,236 @@
+//! Offline verification of what a lock pins: every locked blob is re-hashed
+//! from the store, every ACI's image ID is recomputed, and every pinned
+//! signature is re-verified against the keys in the repository.
+//!
+//! Nothing here touches the network. Blobs are hashed on blocking threads,
+//! as many at once as the machine has cores.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::aci;
+use crate::concurrency;
+use crate::digest::{Digest, Hasher};
+use crate::lockfile::{Blob, Lock, LockedImage};
+use crate::openpgp;
+use crate::store::Store;
+use crate::trust::TrustStore;
+
+/// What verification found for one image.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ImageReport {
+    /// The lock entry ID.
+    pub id: String,
+    /// Blobs checked.
+    pub blobs: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Whether the lock records a verified signature.
+    pub verified: bool,
+    /// Fingerprint of the key whose signature re-verified, if any.
+    pub signed_by: Option<String>,
+    /// The `[trust]` prefix whose keys were used.
+    pub prefix: Option<String>,
+    /// Everything that is wrong; empty means the image verified.
+    pub problems: Vec<String>,
+}
+
+impl ImageReport {
+    /// Whether nothing is wrong.
+    pub fn ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Hashes one stored blob; `Err` says what is wrong with it.
+fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
+    use std::io::Read;
+    let path = store.blob_path(&blob.digest);
+    let mut file = match std::fs::File::open(&path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "blob {} ({}, {} bytes) is missing from the store",
+                blob.digest, blob.media_type, blob.size
+            ));
+        }
+        Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
+    };
+    let mut hasher = Hasher::new(blob.digest.algorithm());
+    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
+    let mut size = 0u64;
+    loop {
+        let n = file
+            .read(&mut buffer)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+    let actual = hasher.finish();
+    if actual != blob.digest {
+        return Err(format!(
+            "blob {} is corrupt: its bytes hash to {actual}",
+            blob.digest
+        ));
+    }
+    if size != blob.size {
+        return Err(format!(
+            "blob {} has {size} bytes, the lock says {}",
+            blob.digest, blob.size
+        ));
+    }
+    Ok(())
+}
+
+/// Re-checks an ACI beyond its digest: the image ID and the pinned signature.
+fn check_aci(image: &LockedImage, store: &Store, trust: &TrustStore, report: &mut ImageReport) {
+    let Some(aci_blob) = &image.aci else {
+        return;
+    };
+    let path = store.blob_path(&aci_blob.digest);
+    let opened = std::fs::File::open(&path)
+        .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()));
+    match opened.and_then(|f| {
+        aci::read_aci(f, &aci::Limits::default()).map_err(|e| format!("the ACI is invalid: {e}"))
+    }) {
+        Ok(info) => {
+            if image.image_id.as_deref() != Some(info.image_id.as_str()) {
+                report.problems.push(format!(
+                    "image ID is {}, the lock says {}",
+                    info.image_id,
+                    image.image_id.as_deref().unwrap_or("nothing")
+                ));
+            }
+        }
+        Err(e) => report.problems.push(e),
+    }
+    if image.signature.is_none() {
+        if image.verified {
+            report
+                .problems
+                .push("the lock says verified but pins no signature".into());
+        }
+        return;
+    }
+    match check_signature(image, store, trust) {
+        Ok((prefix, signer)) => {
+            report.prefix = Some(prefix);
+            report.signed_by = Some(signer);
+        }
+        Err(problem) => report.problems.push(problem),
+    }
+}
+
+/// Re-verifies an ACI's pinned signature from the store with the keys the
+/// manifest trusts for its name now; returns (prefix, signer fingerprint).
+pub fn check_signature(
+    image: &LockedImage,
+    store: &Store,
+    trust: &TrustStore,
+) -> Result<(String, String), String> {
+    let (Some(sig), Some(aci_blob)) = (&image.signature, &image.aci) else {
+        return Err("the lock pins no signature for it".into());
+    };
+    let name = image.name.as_deref().unwrap_or(&image.id);
+    let trusted = match trust.for_name(name) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(format!(
+                "no [trust] prefix in the manifest covers `{name}` any more (it was verified under [trust.\"{}\"])",
+                sig.prefix
+            ));
+        }
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    let signature = std::fs::read(store.blob_path(&sig.digest))
+        .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
+    let path = store.blob_path(&aci_blob.digest);
+    let file = std::fs::File::open(&path)
+        .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let verified = trusted
+        .keyring
+        .verify_detached(&signature, file, SystemTime::now())
+        .map_err(|e| {
+            format!(
+                "signature {} does not verify with the keys of [trust.\"{}\"]: {e}",
+                sig.digest, trusted.prefix
+            )
+        })?;
+    if verified.primary != sig.signed_by {
+        return Err(format!(
+            "signature verifies with key {}, but the lock says it was signed by {}",
+            openpgp::format_fingerprint(&verified.primary),
+            openpgp::format_fingerprint(&sig.signed_by)
+        ));
+    }
+    Ok((trusted.prefix, verified.primary))
+}
+
+/// Verifies every image of `lock` against `store` and the keys of `trust`.
+/// Reports come back sorted by image ID.
+pub async fn verify(
+    lock: &Lock,
+    store: &Store,
+    trust: Arc<TrustStore>,
+) -> anyhow::Result<Vec<ImageReport>> {
+    // Each distinct blob is hashed once, however many images share it.
+    let mut distinct: BTreeMap<Digest, Blob> = BTreeMap::new();
+    for image in lock.images.values() {
+        for blob in image.blobs() {
+            distinct.entry(blob.digest.clone()).or_insert(blob);
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let jobs = distinct.into_values().map(|blob| {
+        let store = store.clone();
+        async move {
+            let digest = blob.digest.clone();
+            let result = tokio::task::spawn_blocking(move || check_blob(&store, &blob)).await?;
+            Ok((digest, result))
+        }
+    });
+    let hashed: BTreeMap<Digest, Result<(), String>> = concurrency::run_bounded(cores, jobs)
+        .await?
+        .into_iter()
+        .collect();
+    let hashed = Arc::new(hashed);
+    let jobs = lock.images.values().cloned().map(|image| {
+        let store = store.clone();
+        let trust = trust.clone();
+        let hashed = hashed.clone();
+        async move {
+            let report = tokio::task::spawn_blocking(move || {
+                let blobs = image.blobs();
+                let mut report = ImageReport {
+                    id: image.id.clone(),
+                    blobs: blobs.len(),
+                    bytes: blobs.iter().map(|b| b.size).sum(),
+                    verified: image.verified,
+                    signed_by: None,
+                    prefix: None,
+                    problems: Vec::new(),
+                };
+                for blob in &blobs {
+                    if let Some(Err(problem)) = hashed.get(&blob.digest) {
+                        report.problems.push(problem.clone());
+                    }
+                }
+                if report.problems.is_empty() {
+                    check_aci(&image, &store, &trust, &mut report);
+                }
+                report
+            })
+            .await?;
+            Ok(report)
+        }
+    });
+    let mut reports = concurrency::run_bounded(cores, jobs).await?;
+    reports.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(reports)
+}
