@@ -290,11 +290,26 @@ fn the_bundled_example_is_locked_and_syncs_offline() {
         ])
         .success();
     assert!(
-        run.stderr.contains("Synced 1 image, 6 blobs"),
+        run.stderr.contains("Synced 2 images, 8 blobs")
+            && run.stderr.contains("Verified 1 signature"),
         "{}",
         run.stderr
     );
-    assert_eq!(project.assert_store_valid(&store), 6);
+    assert_eq!(project.assert_store_valid(&store), 8);
+    let run = project
+        .run(&[
+            "verify",
+            "--manifest",
+            &manifest,
+            "--store",
+            store.to_str().expect("utf8"),
+        ])
+        .success();
+    assert!(
+        run.stderr.contains("ok      hello-aci") && run.stderr.contains("signed by"),
+        "{}",
+        run.stderr
+    );
 }
 
 #[test]

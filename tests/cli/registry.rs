@@ -360,67 +360,9 @@ fn https_registry_trusted_through_the_ca_option() {
         return;
     }
     let project = Project::new();
-    let certs = project.dir.path().join("certs");
-    std::fs::create_dir_all(&certs).expect("mkdir");
-    let openssl = |args: &[&str]| {
-        let out = Command::new("openssl")
-            .args(args)
-            .current_dir(&certs)
-            .output()
-            .expect("openssl");
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    openssl(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-days",
-        "2",
-        "-subj",
-        "/CN=imagelock test CA",
-        "-keyout",
-        "ca.key",
-        "-out",
-        "ca.pem",
-    ]);
-    openssl(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-subj",
-        "/CN=127.0.0.1",
-        "-keyout",
-        "server.key",
-        "-out",
-        "server.csr",
-    ]);
-    std::fs::write(certs.join("ext.cnf"), "subjectAltName=IP:127.0.0.1\n").expect("write");
-    openssl(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-        "-out",
-        "server.pem",
-    ]);
+    let certs = crate::peers::Certs::generate(&project.dir.path().join("certs"), &[]);
     let registry = Registry::start(RegistryOptions {
-        tls: Some((certs.join("server.pem"), certs.join("server.key"))),
+        tls: Some((certs.cert.clone(), certs.key.clone())),
         ..RegistryOptions::default()
     });
     let layout = fixtures(&project);
@@ -436,7 +378,7 @@ fn https_registry_trusted_through_the_ca_option() {
         "{}",
         run.stderr
     );
-    let ca = certs.join("ca.pem");
+    let ca = certs.ca.clone();
     project
         .run(&["lock", "--ca-file", ca.to_str().expect("utf8")])
         .success();
