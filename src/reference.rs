@@ -265,6 +265,16 @@ pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
     })
 }
 
+/// Whether `input` (a reference [`Reference::parse`] accepts) writes neither tag nor digest, so `latest` gets defaulted.
+///
+/// containers/image `reference.IsNameOnly` on the un-defaulted parse: a signed identity must
+/// not rely on the default tag.
+pub fn is_name_only(input: &str) -> bool {
+    // The domain may contain ':' (a port); the path never contains ':' or '@'.
+    let (_, remainder) = split_domain(input);
+    !remainder.contains([':', '@'])
+}
+
 impl fmt::Display for Reference {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut out = self.repository();
@@ -981,6 +991,30 @@ mod tests {
         assert_eq!(repinned.digest(), Some(SHA512));
         assert_eq!(repinned.repository(), reference.repository());
         assert_eq!(repinned.tag(), Some("1.36"));
+    }
+
+    #[test]
+    fn is_name_only_ignores_the_port() {
+        let cases = [
+            ("busybox", true),
+            ("docker.io/library/busybox", true),
+            ("127.0.0.1:5000/test/img", true),
+            ("localhost:5000/x", true),
+            ("[::1]:5000/x", true),
+            ("busybox:latest", false),
+            ("test.com:5000", false),
+            ("127.0.0.1:5000/test/img:v1", false),
+            ("[::1]:5000/x:v1", false),
+            (concat!("busybox@sha256:", hex64!()), false),
+            (concat!("localhost:5000/x@sha256:", hex64!()), false),
+        ];
+        for (input, expected) in cases {
+            assert!(
+                Reference::parse(input).is_ok(),
+                "{input} is a valid test input"
+            );
+            assert_eq!(is_name_only(input), expected, "{input}");
+        }
     }
 
     #[test]
