@@ -25,6 +25,7 @@ pub mod reference;
 pub mod registry;
 pub mod resolve;
 pub mod schema;
+pub mod simple_signing;
 pub mod store;
 pub mod sync;
 pub mod trust;
