@@ -145,6 +145,7 @@ impl schemars::JsonSchema for Digest {
 }
 
 /// An incremental hasher for one of the supported algorithms.
+#[derive(Clone)]
 pub enum Hasher {
     /// Hashing with SHA-256.
     Sha256(sha2::Sha256),

@@ -111,6 +111,16 @@ pub enum RegistryError {
     /// Reading credentials failed.
     #[error(transparent)]
     Credentials(#[from] credentials::CredentialError),
+    /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
+    #[error(
+        "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
+    )]
+    PlainHttp {
+        /// The URL.
+        url: String,
+        /// Its `host[:port]`.
+        host: String,
+    },
 }
 
 /// A manifest fetched from a registry, with its digest verified.
@@ -184,6 +194,8 @@ impl LazyClient {
 /// The registry client; cheap to share behind an `Arc`.
 pub struct RegistryClient {
     http: reqwest::Client,
+    /// `host[:port]`s plain HTTP is allowed for.
+    insecure_http: Vec<String>,
     /// Bearer tokens by (host, scope).
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Hosts that asked for Basic auth, with the header to send.
@@ -241,6 +253,7 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Setup(error_chain(&e)))?;
         Ok(RegistryClient {
             http,
+            insecure_http: options.insecure_http.clone(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
         })
@@ -300,6 +313,7 @@ impl RegistryClient {
     /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
     /// registry credentials; a non-success status is an error.
     pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
+        self.check_scheme(url)?;
         let response = self
             .http
             .get(url)
@@ -321,6 +335,7 @@ impl RegistryClient {
     /// GETs a discovery page: only an exact 200 counts (appc treats every other
     /// status as a miss); returns the final URL after redirects and the body.
     pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
+        self.check_scheme(url)?;
         let response = self
             .http
             .get(url)
@@ -339,6 +354,27 @@ impl RegistryClient {
         Ok((final_url, body))
     }
 
+    /// Refuses plain-HTTP URLs except for the hosts the user allowed (the
+    /// redirect policy applies the same rule to every hop).
+    fn check_scheme(&self, url: &str) -> Result<(), RegistryError> {
+        let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Network {
+            url: url.to_owned(),
+            message: format!("not a valid URL: {e}"),
+        })?;
+        match parsed.scheme() {
+            "https" => Ok(()),
+            "http" if self.insecure_http.contains(&host_port(&parsed)) => Ok(()),
+            "http" => Err(RegistryError::PlainHttp {
+                url: url.to_owned(),
+                host: host_port(&parsed),
+            }),
+            other => Err(RegistryError::Network {
+                url: url.to_owned(),
+                message: format!("the `{other}` scheme is not supported (use https://)"),
+            }),
+        }
+    }
+
     /// Sends a request, authenticating on a 401 challenge and retrying once.
     async fn send(
         &self,
@@ -347,6 +383,7 @@ impl RegistryClient {
         url: &str,
         accept: Option<&str>,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.check_scheme(url)?;
         let scope = format!("repository:{}:pull", repo.path);
         let mut authorization = self.cached_auth(repo.host(), &scope);
         for attempt in 0..2 {

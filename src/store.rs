@@ -361,6 +361,11 @@ impl BlobWriter {
         }
     }
 
+    /// The digest of the bytes written so far (for content not yet committed).
+    pub fn digest(&self) -> Digest {
+        self.hasher.clone().finish()
+    }
+
     /// Bytes written so far.
     pub fn written(&self) -> u64 {
         self.written
