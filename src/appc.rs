@@ -28,7 +28,7 @@ use crate::discovery::{self, Page};
 use crate::errors::hinted;
 use crate::lockfile::{ACI_MEDIA_TYPE, Blob, LockedImage, LockedSignature, SourceKind};
 use crate::manifest::{ImageSpec, Manifest, Source};
-use crate::openpgp::{self, Verified};
+use crate::openpgp::{self, SignatureError, Verified};
 use crate::registry::RegistryClient;
 use crate::store::{BlobWriter, Store};
 use crate::sync::Silent;
@@ -96,20 +96,61 @@ struct Wanted {
     insecure: bool,
 }
 
-/// A verified (or explicitly unverified) ACI, stored.
+/// A verified (or explicitly unverified) ACI, not yet named in the store.
 struct Fetched {
+    /// The ACI as a blob (its digest is known; the bytes wait in `ingest/`).
     blob: Blob,
     info: AciInfo,
     signature: Option<LockedSignature>,
+    pending: Pending,
+}
+
+/// Content that passed every check but gets its name in the store only once
+/// the whole dependency tree resolved, so a refusal anywhere stores nothing.
+struct Pending {
+    aci: BlobWriter,
+    signature: Option<(Blob, Vec<u8>)>,
+}
+
+/// Why a signature was refused, for choosing the hint.
+enum Refused {
+    /// The OpenPGP check failed.
+    Signature(SignatureError),
+    /// Reading the data failed.
+    Other(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Signature(e) => e.fmt(f),
+            Refused::Other(e) => f.write_str(e),
+        }
+    }
 }
 
 impl AciResolver<'_> {
     /// Resolves an ACI entry: the entry itself first, then its dependencies.
+    /// Nothing is stored unless the whole tree verified.
     pub async fn resolve(&self, spec: &ImageSpec) -> anyhow::Result<Vec<LockedImage>> {
         let root = self.root_request(spec).await?;
         let mut out: Vec<LockedImage> = Vec::new();
-        let mut chain: Vec<(String, BTreeMap<String, String>)> = Vec::new();
-        self.resolve_tree(spec, root, &mut chain, &mut out).await?;
+        let mut pending: Vec<Pending> = Vec::new();
+        let mut chain: Vec<String> = Vec::new();
+        self.resolve_tree(spec, root, &mut chain, &mut out, &mut pending)
+            .await?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            for p in pending {
+                if let Some((blob, bytes)) = &p.signature {
+                    store.insert_bytes(blob, bytes)?;
+                }
+                p.aci.commit()?;
+            }
+            Ok::<_, crate::store::StoreError>(())
+        })
+        .await
+        .context("the blob writer panicked")??;
         Ok(out)
     }
 
@@ -188,19 +229,7 @@ impl AciResolver<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let allow_http = |host: &str| self.manifest.insecure_http(host);
-        let client = self.client.clone();
-        let fetch = move |url: String| {
-            let client = client.clone();
-            async move {
-                match client.get_page(&url).await {
-                    Ok((url, body)) => Page::Ok { url, body },
-                    Err(e) => Page::Miss {
-                        url,
-                        reason: miss_reason(&e),
-                    },
-                }
-            }
-        };
+        let fetch = page_fetcher(self.client.clone());
         let found = discovery::discover_endpoints(name, &all, allow_http, fetch).await?;
         let Some(endpoint) = discovery::first_fetchable(&found.found, allow_http) else {
             let listed: Vec<&str> = found.found.iter().map(|e| e.aci.as_str()).collect();
@@ -228,13 +257,15 @@ impl AciResolver<'_> {
         })
     }
 
-    /// Fetches `wanted` and, depth first, its dependencies; pushes lock entries to `out`.
+    /// Fetches `wanted` and, depth first, its dependencies; pushes lock entries
+    /// to `out` and the content to store to `pending`.
     fn resolve_tree<'s>(
         &'s self,
         spec: &'s ImageSpec,
         wanted: Wanted,
-        chain: &'s mut Vec<(String, BTreeMap<String, String>)>,
+        chain: &'s mut Vec<String>,
         out: &'s mut Vec<LockedImage>,
+        pending: &'s mut Vec<Pending>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = anyhow::Result<String>> + Send + 's>>
     {
         Box::pin(async move {
@@ -255,7 +286,8 @@ impl AciResolver<'_> {
                     .unwrap_or_else(|| wanted.aci.recorded().to_owned()),
                 spec.entry_hash.clone(),
             );
-            entry.verified = fetched.signature.is_some();
+            let verified = fetched.signature.is_some();
+            entry.verified = verified;
             entry.name = Some(fetched.info.manifest.name.clone());
             entry.labels = wanted
                 .labels
@@ -273,23 +305,27 @@ impl AciResolver<'_> {
             }
             let index = out.len();
             out.push(entry);
+            pending.push(fetched.pending);
 
             let manifest = &fetched.info.manifest;
-            chain.push((manifest.name.clone(), wanted.labels.clone()));
+            chain.push(manifest.name.clone());
             let mut dependency_ids = Vec::new();
             for dependency in &manifest.dependencies {
-                if chain.len() > MAX_DEPENDENCY_DEPTH {
-                    bail!(
-                        "the dependency chain {} is deeper than {MAX_DEPENDENCY_DEPTH} images",
-                        chain_text(chain)
-                    );
+                let next = || format!("{} → {}", chain.join(" → "), dependency.image_name);
+                if chain.len() >= MAX_DEPENDENCY_DEPTH {
+                    return Err(hinted(
+                        format!(
+                            "the dependency chain {} is deeper than {MAX_DEPENDENCY_DEPTH} images",
+                            next()
+                        ),
+                        "this is almost certainly a publishing mistake; ask the image's publisher",
+                    ));
                 }
-                if chain.iter().any(|(n, _)| *n == dependency.image_name) {
-                    bail!(
-                        "dependency cycle: {} → {}",
-                        chain_text(chain),
-                        dependency.image_name
-                    );
+                if chain.contains(&dependency.image_name) {
+                    return Err(hinted(
+                        format!("dependency cycle: {}", next()),
+                        "an image cannot depend on itself; ask the image's publisher to fix the dependencies in its manifest",
+                    ));
                 }
                 let id = format!("{}/{}", spec.id, dependency.image_name);
                 if let Some(done) = out.iter().find(|e| e.id == id) {
@@ -297,13 +333,11 @@ impl AciResolver<'_> {
                     dependency_ids.push(id);
                     continue;
                 }
+                // A dependency is trusted on its own: only a tree that is
+                // unverified from its root may hold unverified dependencies.
+                let insecure = wanted.insecure && !verified;
                 let child = self
-                    .discover(
-                        &id,
-                        &dependency.image_name,
-                        &dependency.labels,
-                        wanted.insecure,
-                    )
+                    .discover(&id, &dependency.image_name, &dependency.labels, insecure)
                     .await
                     .with_context(|| {
                         format!(
@@ -321,6 +355,7 @@ impl AciResolver<'_> {
                         },
                         chain,
                         out,
+                        pending,
                     )
                     .await
                     .with_context(|| {
@@ -337,27 +372,35 @@ impl AciResolver<'_> {
         })
     }
 
-    /// Downloads, verifies and stores one ACI and its signature.
+    /// Downloads and checks one ACI and its signature; nothing is named in
+    /// the store yet (see [`Pending`]).
     async fn fetch_verified(&self, wanted: &Wanted) -> anyhow::Result<Fetched> {
-        // Decide up front when the name is known, so an untrusted image is
-        // refused before its (possibly large) download.
+        // Decide up front when the name is known, so an untrusted or unsigned
+        // image is refused before its (possibly large) download.
         let early = match &wanted.name {
             Some(name) => Some(self.decide(name, wanted)?),
             None => None,
         };
-        let needs_signature = !matches!(early, Some(None));
-        let signature = if needs_signature {
-            self.fetch_signature(&wanted.signature).await?
-        } else {
-            None
+        let mut signature = match &early {
+            Some(None) => None,
+            Some(Some(trusted)) => {
+                let name = wanted.name.as_deref().unwrap_or_default();
+                let Some(signature) = self.fetch_signature(&wanted.signature).await? else {
+                    return Err(no_signature(name, trusted, wanted));
+                };
+                trusted
+                    .keyring
+                    .check_issuer(&signature.1)
+                    .map_err(|e| refusal(wanted, trusted, &Refused::Signature(e), name))?;
+                Some(signature)
+            }
+            // Whether a signature is needed depends on the name inside the
+            // archive: a signature that cannot be fetched only matters then.
+            None => self
+                .fetch_signature(&wanted.signature)
+                .await
+                .unwrap_or(None),
         };
-        if let (Some(Some(trusted)), Some(sig)) = (&early, &signature) {
-            trusted
-                .keyring
-                .check_issuer(&sig.1)
-                .map_err(|e| refusal(wanted, trusted, &e.to_string(), wanted.name.as_deref()))?;
-        }
-        let mut signature = signature;
         let writer = self.download(&wanted.aci).await?;
         // When the signer is known before the archive is read (appc names), the
         // signature is checked first, so a forged archive is never parsed.
@@ -383,7 +426,12 @@ impl AciResolver<'_> {
         .await
         .context("the ACI reader panicked")??;
         if let Some(name) = &wanted.name {
-            aci::check_identity(&info.manifest, name, &wanted.labels)?;
+            aci::check_identity(&info.manifest, name, &wanted.labels).map_err(|e| {
+                hinted(
+                    e,
+                    "the server published another image under this name or version; check the entry's `name` and `labels`, or tell the publisher",
+                )
+            })?;
             for (key, value) in &wanted.defaults {
                 if let Some(has) = info.manifest.labels.get(key).filter(|has| *has != value) {
                     return Err(hinted(
@@ -398,22 +446,28 @@ impl AciResolver<'_> {
             }
         }
         if let Some(id) = &wanted.image_id
-            && *id != info.image_id
+            && !info.image_id.starts_with(id.as_str())
         {
-            bail!(
-                "the dependent image requires image ID {id}, but {} has image ID {}",
-                wanted.aci.recorded(),
-                info.image_id
-            );
+            return Err(hinted(
+                format!(
+                    "the dependent image requires image ID {id}, but {} has image ID {}",
+                    wanted.aci.recorded(),
+                    info.image_id
+                ),
+                "the dependency was republished since its dependent was built; the dependent's publisher must rebuild it",
+            ));
         }
         if let Some(size) = wanted.size
             && size != writer.written()
         {
-            bail!(
-                "the dependent image requires a size of {size} bytes, but {} has {} bytes",
-                wanted.aci.recorded(),
-                writer.written()
-            );
+            return Err(hinted(
+                format!(
+                    "the dependent image requires a size of {size} bytes, but {} has {} bytes",
+                    wanted.aci.recorded(),
+                    writer.written()
+                ),
+                "the dependency was republished since its dependent was built; the dependent's publisher must rebuild it",
+            ));
         }
         if early.is_none()
             && let Some(trusted) = self.decide(&info.manifest.name, wanted)?
@@ -429,24 +483,22 @@ impl AciResolver<'_> {
                 .await?,
             );
         }
-        // Every check passed: only now does anything get a name in the store.
-        let store = self.store.clone();
-        let (blob, locked_signature) = tokio::task::spawn_blocking(move || {
-            let locked = match checked {
-                Some((locked, bytes)) => {
-                    store.insert_bytes(&locked.blob(), &bytes)?;
-                    Some(locked)
-                }
-                None => None,
-            };
-            Ok::<_, crate::store::StoreError>((writer.commit()?, locked))
-        })
-        .await
-        .context("the blob writer panicked")??;
+        let (locked, signature) = match checked {
+            Some((locked, bytes)) => (Some(locked.clone()), Some((locked.blob(), bytes))),
+            None => (None, None),
+        };
         Ok(Fetched {
-            blob,
+            blob: Blob {
+                digest: writer.digest(),
+                size: writer.written(),
+                media_type: ACI_MEDIA_TYPE.to_owned(),
+            },
             info,
-            signature: locked_signature,
+            signature: locked,
+            pending: Pending {
+                aci: writer,
+                signature,
+            },
         })
     }
 
@@ -461,19 +513,12 @@ impl AciResolver<'_> {
         name: &str,
     ) -> anyhow::Result<(LockedSignature, Vec<u8>)> {
         let Some((url, bytes)) = signature else {
-            return Err(hinted(
-                format!(
-                    "image `{name}` is covered by [trust.\"{}\"], but there is no signature at {}",
-                    trusted.prefix,
-                    wanted.signature.recorded()
-                ),
-                "publish the detached signature (`gpg --armor --detach-sign IMAGE.aci`) beside the image, or name it with `signature = \"...\"` in the entry",
-            ));
+            return Err(no_signature(name, trusted, wanted));
         };
         let verified = self
             .verify(trusted, &bytes, writer.path())
             .await
-            .map_err(|e| refusal(wanted, trusted, &e, Some(name)))?;
+            .map_err(|e| refusal(wanted, trusted, &e, name))?;
         let locked = LockedSignature {
             url,
             digest: Digest::sha256_of(&bytes),
@@ -481,6 +526,7 @@ impl AciResolver<'_> {
             prefix: trusted.prefix.clone(),
             signed_by: verified.primary,
             key: verified.signing_key,
+            identity: None,
         };
         Ok((locked, bytes))
     }
@@ -565,84 +611,132 @@ impl AciResolver<'_> {
         trusted: &Trusted,
         signature: &[u8],
         aci: &Path,
-    ) -> Result<Verified, String> {
+    ) -> Result<Verified, Refused> {
         let keyring = trusted.keyring.clone();
         let signature = signature.to_vec();
         let aci = aci.to_owned();
         let verdict = tokio::task::spawn_blocking(move || {
-            let file = std::fs::File::open(&aci).map_err(|e| e.to_string())?;
+            let file = std::fs::File::open(&aci)
+                .map_err(|e| Refused::Other(format!("cannot read {}: {e}", aci.display())))?;
             keyring
                 .verify_detached(
                     &signature,
                     std::io::BufReader::with_capacity(256 * 1024, file),
                     SystemTime::now(),
                 )
-                .map_err(|e| e.to_string())
+                .map_err(Refused::Signature)
         })
         .await;
-        verdict.map_err(|e| format!("the signature checker panicked: {e}"))?
+        verdict.map_err(|e| Refused::Other(format!("the signature checker panicked: {e}")))?
     }
 }
 
-/// A signature refusal naming the image, the prefix, the keys trusted and what was seen.
-fn refusal(wanted: &Wanted, trusted: &Trusted, problem: &str, name: Option<&str>) -> anyhow::Error {
-    let name = name.unwrap_or_else(|| wanted.aci.recorded());
-    let trusted_keys: Vec<String> = trusted
-        .keyring
-        .fingerprints()
-        .iter()
-        .map(|f| openpgp::format_fingerprint(f))
-        .collect();
+/// The refusal for a signed-only image whose signature does not exist.
+fn no_signature(name: &str, trusted: &Trusted, wanted: &Wanted) -> anyhow::Error {
     hinted(
         format!(
-            "signature check failed for image `{name}` (signature {}): {problem}\n  trusted for [trust.\"{}\"]: {}",
-            wanted.signature.recorded(),
+            "image `{name}` is covered by [trust.\"{}\"], but there is no signature at {}",
             trusted.prefix,
-            trusted_keys.join("; ")
+            wanted.signature.recorded()
         ),
+        "publish the detached signature (`gpg --armor --detach-sign IMAGE.aci`) beside the image, or name it with `signature = \"...\"` in the entry",
+    )
+}
+
+/// A signature refusal naming the image, the prefix, the keys trusted and
+/// what was seen, with a hint that fits the reason.
+fn refusal(wanted: &Wanted, trusted: &Trusted, problem: &Refused, name: &str) -> anyhow::Error {
+    let prefix = &trusted.prefix;
+    let hint = match problem {
+        Refused::Signature(SignatureError::UnknownKey { .. }) => format!(
+            "if the image's publisher really signs with that key, check its fingerprint with them out of band, then add it with `imagelock trust add {prefix} --key FILE`"
+        ),
+        Refused::Signature(SignatureError::BadSignature { .. }) => "the image or its signature changed after signing: do not use it; re-publish or ask the publisher".to_owned(),
+        Refused::Signature(
+            SignatureError::Expired { .. }
+            | SignatureError::Revoked { .. }
+            | SignatureError::SignatureExpired { .. }
+            | SignatureError::MadeBeforeKey { .. }
+            | SignatureError::NotSigningKey { .. },
+        ) => format!(
+            "the signing key is not valid for this signature: the publisher must re-sign with a valid key, which you then add with `imagelock trust add {prefix} --key FILE`"
+        ),
+        _ => "the signature file must be a binary-mode OpenPGP detached signature of the image as served (`gpg --armor --detach-sign IMAGE.aci`)".to_owned(),
+    };
+    // UnknownKey already lists the trusted keys.
+    let trusted_keys = if matches!(
+        problem,
+        Refused::Signature(SignatureError::UnknownKey { .. })
+    ) {
+        String::new()
+    } else {
+        let keys: Vec<String> = trusted
+            .keyring
+            .fingerprints()
+            .iter()
+            .map(|f| openpgp::format_fingerprint(f))
+            .collect();
+        format!("\n  trusted for [trust.\"{prefix}\"]: {}", keys.join("; "))
+    };
+    hinted(
         format!(
-            "if the image's publisher really signs with another key, verify its fingerprint out of band and add it with `imagelock trust add {} --key FILE`",
-            trusted.prefix
+            "signature check failed for image `{name}` (signature {}, [trust.\"{prefix}\"]): {problem}{trusted_keys}",
+            wanted.signature.recorded(),
         ),
+        hint,
     )
 }
 
 /// Whether a dependency already pinned in this tree satisfies another dependent's pin.
 fn check_dependency_pin(dependency: &aci::Dependency, done: &LockedImage) -> anyhow::Result<()> {
     if let (Some(want), Some(have)) = (&dependency.image_id, &done.image_id)
-        && want != have
+        && !have.starts_with(want.as_str())
     {
-        bail!(
-            "dependency `{}` is required with image ID {want}, but was pinned as {have}",
-            dependency.image_name
-        );
+        return Err(hinted(
+            format!(
+                "dependency `{}` is required with image ID {want}, but was pinned as {have}",
+                dependency.image_name
+            ),
+            "two images in this tree need different builds of one dependency; their publishers must agree on one",
+        ));
     }
     if let Some(want) = &dependency
         .labels
         .iter()
         .find(|(k, v)| done.labels.get(*k) != Some(*v))
     {
-        bail!(
-            "dependency `{}` is required with {}={}, but was pinned with other labels",
-            dependency.image_name,
-            want.0,
-            want.1
-        );
+        return Err(hinted(
+            format!(
+                "dependency `{}` is required with {}={}, but was pinned with other labels",
+                dependency.image_name, want.0, want.1
+            ),
+            "two images in this tree need different versions of one dependency; their publishers must agree on one",
+        ));
     }
     Ok(())
-}
-
-fn chain_text(chain: &[(String, BTreeMap<String, String>)]) -> String {
-    chain
-        .iter()
-        .map(|(n, _)| n.as_str())
-        .collect::<Vec<_>>()
-        .join(" → ")
 }
 
 /// The host part of an appc name with a trailing slash: the usual trust prefix.
 fn suggested_prefix(name: &str) -> String {
     format!("{}/", name.split('/').next().unwrap_or(name))
+}
+
+/// Fetches discovery pages with `client` for [`discovery`]'s walks.
+pub fn page_fetcher(
+    client: Arc<RegistryClient>,
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Page> + Send>> + Clone {
+    move |url: String| {
+        let client = client.clone();
+        Box::pin(async move {
+            match client.get_page(&url).await {
+                Ok((url, body)) => Page::Ok { url, body },
+                Err(e) => Page::Miss {
+                    url,
+                    reason: miss_reason(&e),
+                },
+            }
+        })
+    }
 }
 
 /// A short reason for a discovery miss.

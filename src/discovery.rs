@@ -347,25 +347,7 @@ pub fn discovery_url(level: &str, scheme: Scheme) -> String {
     format!("{}://{level}?ac-discovery=1", scheme.as_str())
 }
 
-/// Whether `s` is an AC Identifier by the spec's regex `^[a-z0-9]+([-._~/][a-z0-9]+)*$`.
-///
-/// Stricter than appc's Go code, which allows `a//b`, `a/../b` and `a/~b`: names become key
-/// directories, and the spec's own regex is the safe one.
-pub fn is_ac_identifier(s: &str) -> bool {
-    let is_alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    let is_separator = |c: char| matches!(c, '-' | '.' | '_' | '~' | '/');
-    let mut previous_was_alnum = false;
-    for c in s.chars() {
-        if is_alnum(c) {
-            previous_was_alnum = true;
-        } else if is_separator(c) && previous_was_alnum {
-            previous_was_alnum = false;
-        } else {
-            return false;
-        }
-    }
-    previous_was_alnum
-}
+pub use crate::aci::is_ac_identifier;
 
 /// Checks labels before discovery: names are AC Identifiers other than `name` and `ext`, values
 /// are non-empty and brace-free.
@@ -1279,44 +1261,6 @@ mod tests {
             assert_eq!(parsed.host_str(), Some("example.com"));
             assert_eq!(parsed.path(), path);
             assert_eq!(parsed.query(), Some("ac-discovery=1"));
-        }
-    }
-
-    #[test]
-    fn ac_identifiers_follow_the_spec_regex() {
-        for good in [
-            "asdf",
-            "zab_rab_oof",
-            "my~database",
-            "example.com/bob/database",
-            "sub-domain.example.com/org/product/alice/release-1.0.0",
-            "a",
-            "0",
-        ] {
-            assert!(is_ac_identifier(good), "{good} is valid");
-        }
-        for bad in [
-            "",
-            "BAR",
-            "foo#",
-            "EXAMPLE.com",
-            "/app",
-            "app/",
-            "-app",
-            "app.",
-            "_app",
-            "~app",
-            "a//b",
-            "a/../b",
-            "a b",
-            "ä",
-            "example.com:443/app",
-            // appc's Go tests call these two good, but the spec regex allows one separator
-            // between alphanumerics, and `/~` is two.
-            "example.com/~bob/database",
-            "sub-domain.example.com/org/product/~alice/release-1.0.0",
-        ] {
-            assert!(!is_ac_identifier(bad), "{bad:?} is invalid");
         }
     }
 

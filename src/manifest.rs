@@ -72,23 +72,10 @@ pub struct TrustTable {
     /// Base URL of a simple-signing lookaside store.
     #[serde(default)]
     pub lookaside: Option<String>,
-    /// How a simple signature's identity must match the image reference.
+    /// How a simple signature's identity must match the image reference
+    /// (containers-policy.json `signedIdentity`; default `matchRepoDigestOrExact`).
     #[serde(default)]
-    pub identity: Option<IdentityRule>,
-}
-
-/// containers-policy.json `signedIdentity` rules.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
-pub enum IdentityRule {
-    /// The signed reference must equal the tag used, or name the same repository for digest references (default).
-    #[serde(rename = "matchRepoDigestOrExact")]
-    MatchRepoDigestOrExact,
-    /// The signed reference must equal the reference used.
-    #[serde(rename = "matchExact")]
-    MatchExact,
-    /// The signed reference must name the same repository.
-    #[serde(rename = "matchRepository")]
-    MatchRepository,
+    pub identity: Option<crate::simple_signing::IdentityRule>,
 }
 
 /// `[images.ID]`: exactly one of `docker`, `name`, `url`, `path`.
@@ -336,11 +323,10 @@ impl Manifest {
 
     /// The most specific `[trust]` prefix covering `name`, if any.
     pub fn trust_for(&self, name: &str) -> Option<(&str, &TrustTable)> {
+        let prefix = most_specific_prefix(self.trust.keys().map(String::as_str), name)?;
         self.trust
-            .iter()
-            .filter(|(prefix, _)| prefix_covers(prefix, name))
-            .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len())
-            .map(|(prefix, table)| (prefix.as_str(), table))
+            .get_key_value(prefix)
+            .map(|(p, t)| (p.as_str(), t))
     }
 
     /// The `host[:port]`s the user allowed plain HTTP for.
@@ -489,6 +475,16 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
         entry_hash: Digest::sha256_of(&canonical),
         line,
     })
+}
+
+/// The most specific of `prefixes` that covers `name` (see [`prefix_covers`]).
+pub fn most_specific_prefix<'p>(
+    prefixes: impl Iterator<Item = &'p str>,
+    name: &str,
+) -> Option<&'p str> {
+    prefixes
+        .filter(|prefix| prefix_covers(prefix, name))
+        .max_by_key(|prefix| prefix.trim_end_matches('/').len())
 }
 
 /// Whether trust prefix `prefix` covers `name`, path component by path

@@ -800,10 +800,12 @@ fn check_signature_packet(
         )));
     }
     match signature.typ() {
-        Some(SignatureType::Binary | SignatureType::Text) => {}
+        // Text-mode signatures hash the data with line endings normalised, so
+        // they would not bind the exact bytes as served: binary only.
+        Some(SignatureType::Binary) => {}
         other => {
             return Err(SignatureError::Unsupported(format!(
-                "a {} signature does not sign data; only binary or text document signatures are accepted",
+                "a {} signature does not bind exact bytes; only binary document signatures are accepted (`gpg --detach-sign` without --textmode)",
                 other.map_or_else(
                     || "typeless".to_owned(),
                     |t| format!("{t:?} (0x{:02x})", u8::from(t))
@@ -1137,7 +1139,7 @@ mod tests {
             ("rsa binary, binary key", &[fixture!("rsa.gpg")], fixture!("rsa.data.sig"), data, now, "ok rsa rsa"),
             ("ed25519 armored", &[ed], fixture!("ed25519.data.asc"), data, now, "ok ed25519 ed25519"),
             ("ed25519 binary", &[ed], fixture!("ed25519.data.sig"), data, now, "ok ed25519 ed25519"),
-            ("text mode", &[ed], fixture!("ed25519-text.data.asc"), data, now, "ok ed25519 ed25519"),
+            ("text mode", &[ed], fixture!("ed25519-text.data.asc"), data, now, "Unsupported"),
             ("several trusted keys", &[fixture!("rsa-and-ed25519.asc")], fixture!("ed25519.data.asc"), data, now, "ok ed25519 ed25519"),
             ("signing subkey", &[fixture!("subkey.asc")], fixture!("subkey.data.asc"), data, now, "ok subkey-primary subkey-signing"),
             ("other data", &[rsa], fixture!("rsa.data.asc"), b"imagelock test data?\n", now, "BadSignature rsa"),
@@ -1212,7 +1214,7 @@ mod tests {
         assert!(
             error
                 .to_string()
-                .contains("CertPositive (0x13) signature does not sign data"),
+                .contains("CertPositive (0x13) signature does not bind exact bytes"),
             "{error}"
         );
     }

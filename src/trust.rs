@@ -13,11 +13,12 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context as _;
 
-use crate::discovery::{self, Page};
+use crate::discovery;
 use crate::errors::hinted;
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, TrustTable};
 use crate::openpgp::{self, Keyring};
 use crate::registry::RegistryClient;
+use crate::simple_signing::IdentityRule;
 
 /// The keys of the manifest's trust prefixes, loaded on first use.
 pub struct TrustStore {
@@ -25,8 +26,8 @@ pub struct TrustStore {
     manifest_path: PathBuf,
     /// Directory key paths are relative to.
     dir: PathBuf,
-    /// `[trust]`: prefix → key files as written.
-    prefixes: Vec<(String, Vec<String>)>,
+    /// `[trust]`: prefix → its table.
+    prefixes: Vec<(String, TrustTable)>,
     loaded: Mutex<HashMap<String, Arc<Keyring>>>,
 }
 
@@ -37,6 +38,10 @@ pub struct Trusted {
     pub prefix: String,
     /// Its keys.
     pub keyring: Arc<Keyring>,
+    /// Where simple signatures of OCI images under the prefix are published.
+    pub lookaside: Option<String>,
+    /// How a simple signature's identity must match the reference locked.
+    pub identity: IdentityRule,
 }
 
 impl TrustStore {
@@ -48,7 +53,7 @@ impl TrustStore {
             prefixes: manifest
                 .trust
                 .iter()
-                .map(|(prefix, table)| (prefix.clone(), table.keys.clone()))
+                .map(|(prefix, table)| (prefix.clone(), table.clone()))
                 .collect(),
             loaded: Mutex::new(HashMap::new()),
         }
@@ -56,31 +61,18 @@ impl TrustStore {
 
     /// The most specific prefix covering `name`, with its keys; `None` when no prefix covers it.
     pub fn for_name(&self, name: &str) -> anyhow::Result<Option<Trusted>> {
-        let best = self
-            .prefixes
-            .iter()
-            .filter(|(prefix, _)| crate::manifest::prefix_covers(prefix, name))
-            .max_by_key(|(prefix, _)| prefix.trim_end_matches('/').len());
-        match best {
+        match crate::manifest::most_specific_prefix(
+            self.prefixes.iter().map(|(p, _)| p.as_str()),
+            name,
+        ) {
             None => Ok(None),
-            Some((prefix, _)) => Ok(Some(self.for_prefix(prefix)?)),
+            Some(prefix) => Ok(Some(self.for_prefix(prefix)?)),
         }
     }
 
     /// The keys of the `[trust]` table `prefix` (exactly as written).
     pub fn for_prefix(&self, prefix: &str) -> anyhow::Result<Trusted> {
-        if let Some(keyring) = self
-            .loaded
-            .lock()
-            .expect("keyring cache poisoned")
-            .get(prefix)
-        {
-            return Ok(Trusted {
-                prefix: prefix.to_owned(),
-                keyring: keyring.clone(),
-            });
-        }
-        let Some((_, files)) = self.prefixes.iter().find(|(p, _)| p == prefix) else {
+        let Some((_, table)) = self.prefixes.iter().find(|(p, _)| p == prefix) else {
             return Err(hinted(
                 format!(
                     "{} has no [trust.\"{prefix}\"] table",
@@ -89,8 +81,22 @@ impl TrustStore {
                 format!("add the keys for it with `imagelock trust add {prefix} --key FILE`"),
             ));
         };
+        let trusted = |keyring: Arc<Keyring>| Trusted {
+            prefix: prefix.to_owned(),
+            keyring,
+            lookaside: table.lookaside.clone(),
+            identity: table.identity.clone().unwrap_or_default(),
+        };
+        if let Some(keyring) = self
+            .loaded
+            .lock()
+            .expect("keyring cache poisoned")
+            .get(prefix)
+        {
+            return Ok(trusted(keyring.clone()));
+        }
         let mut keys = Vec::new();
-        for file in files {
+        for file in &table.keys {
             let path = self.dir.join(file);
             let found = openpgp::load_key_file(&path).map_err(|e| {
                 hinted(
@@ -117,10 +123,7 @@ impl TrustStore {
             .lock()
             .expect("keyring cache poisoned")
             .insert(prefix.to_owned(), keyring.clone());
-        Ok(Trusted {
-            prefix: prefix.to_owned(),
-            keyring,
-        })
+        Ok(trusted(keyring))
     }
 }
 
@@ -188,6 +191,27 @@ pub fn describe_key(key: &openpgp::PublicKey) -> String {
     out
 }
 
+/// Refuses keys that could not verify anything now: revoked or expired.
+pub fn check_usable(key: &openpgp::PublicKey) -> anyhow::Result<()> {
+    let fpr = openpgp::format_fingerprint(key.fingerprint());
+    if key.is_revoked() {
+        return Err(hinted(
+            format!("key {fpr} has been revoked by its owner"),
+            "ask the publisher for their current key",
+        ));
+    }
+    if key
+        .expires()
+        .is_some_and(|at| at <= std::time::SystemTime::now())
+    {
+        return Err(hinted(
+            format!("key {fpr} has expired"),
+            "ask the publisher for a key with a current expiry date (`gpg --quick-set-expire`), exported again",
+        ));
+    }
+    Ok(())
+}
+
 /// Writes `key` to `keys/<FINGERPRINT>.asc` beside the manifest; returns that relative path.
 pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<String> {
     let relative = format!("keys/{}.asc", key.fingerprint());
@@ -211,19 +235,7 @@ pub async fn discover_keys(
 ) -> anyhow::Result<Vec<(String, openpgp::PublicKey)>> {
     let name = prefix.trim_end_matches('/');
     let allow_http = |host: &str| manifest.insecure_http(host);
-    let fetcher = client.clone();
-    let fetch = move |url: String| {
-        let client = fetcher.clone();
-        async move {
-            match client.get_page(&url).await {
-                Ok((url, body)) => Page::Ok { url, body },
-                Err(e) => Page::Miss {
-                    url,
-                    reason: e.to_string(),
-                },
-            }
-        }
-    };
+    let fetch = crate::appc::page_fetcher(client.clone());
     let found = discovery::discover_pubkeys(name, allow_http, fetch).await?;
     let mut keys = Vec::new();
     for url in &found.found {
