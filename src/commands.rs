@@ -196,7 +196,10 @@ fn resolver_for(
     } else {
         None
     };
+    // Held for the whole resolution: gc must not run while ACIs are stored.
+    let store_lock = store.as_ref().map(Store::lock_shared).transpose()?;
     Ok(Arc::new(Resolver {
+        _store_lock: store_lock,
         trust: TrustStore::new(&manifest),
         client: LazyClient::new(http_options(settings, manifest.insecure_http_hosts())),
         manifest,
@@ -366,6 +369,27 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         Some(m) => m.store_path.clone(),
         None => store_from_manifest_leniently(&settings.manifest),
     };
+    if let Some(manifest) = &manifest {
+        let problems: Vec<String> = lock
+            .images
+            .values()
+            .filter_map(|image| {
+                crate::verify::policy_problem(image, &lock, manifest)
+                    .map(|p| format!("  {}: {p}", image.id))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(hinted(
+                format!(
+                    "{} does not satisfy the trust policy of {}:\n{}",
+                    lock_path.display(),
+                    manifest.path.display(),
+                    problems.join("\n")
+                ),
+                "re-lock the named images (remove them from images.lock, then `imagelock lock`), or change [trust] / `insecure` in images.toml",
+            ));
+        }
+    }
     let (store_path, store) = open_store(settings, manifest_store)?;
     let _shared = store.lock_shared()?;
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
@@ -426,7 +450,19 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
     let signatures = match &manifest {
         Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
-        None => 0,
+        None => {
+            let fetched_signed = plan.missing.iter().any(|m| {
+                m.images
+                    .iter()
+                    .any(|id| lock.images.get(id).is_some_and(|i| i.verified))
+            });
+            if fetched_signed {
+                printer.status(
+                    "Signatures not re-checked: --frozen does not read images.toml, where the keys are; run `imagelock verify`",
+                );
+            }
+            0
+        }
     };
     let took = human_duration(started.elapsed());
     if signatures > 0 {
@@ -472,7 +508,7 @@ async fn check_new_signatures(
     let images: Vec<crate::lockfile::LockedImage> = lock
         .images
         .values()
-        .filter(|i| i.signature.is_some())
+        .filter(|i| i.signature.is_some() || i.manifests.iter().any(|m| m.signature.is_some()))
         .filter(|i| i.blobs().iter().any(|b| fetched.contains(&b.digest)))
         .cloned()
         .collect();
@@ -484,7 +520,12 @@ async fn check_new_signatures(
     let count = images.len();
     tokio::task::spawn_blocking(move || {
         for image in &images {
-            crate::verify::check_signature(image, &store, &trust).map_err(|problem| {
+            let checked = if image.is_oci() {
+                crate::verify::check_simple_signatures(image, &store, &trust)
+            } else {
+                crate::verify::check_signature(image, &store, &trust)
+            };
+            checked.map_err(|problem| {
                 hinted(
                     format!("image `{}`: {problem}", image.id),
                     "check [trust] in images.toml; `imagelock verify` re-checks the whole store",
@@ -523,7 +564,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     })?;
     let _shared = store.lock_shared()?;
     let trust = Arc::new(TrustStore::new(&manifest));
-    let reports = crate::verify::verify(&lock, &store, trust).await?;
+    let reports = crate::verify::verify(&lock, &store, &manifest, trust).await?;
     let mut blobs = 0;
     let mut bytes = 0;
     for report in &reports {
@@ -665,6 +706,9 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
             (keys, None)
         }
     };
+    for key in &keys {
+        crate::trust::check_usable(key)?;
+    }
     let files = match in_repo {
         Some(relative) => vec![relative],
         None => keys

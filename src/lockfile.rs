@@ -117,12 +117,17 @@ pub struct LockedSignature {
     pub signed_by: String,
     /// Fingerprint of the key that made the signature (a signing subkey, or the primary key).
     pub key: String,
+    /// For simple signatures of OCI manifests: the `docker-reference` the signature claims.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// Media type given to ACIs in the store.
 pub const ACI_MEDIA_TYPE: &str = "application/vnd.appc.aci";
 /// Media type given to detached OpenPGP signatures in the store.
 pub const SIGNATURE_MEDIA_TYPE: &str = "application/pgp-signature";
+/// Media type given to simple-signing signatures ("atomic container signature") in the store.
+pub const SIMPLE_SIGNATURE_MEDIA_TYPE: &str = "application/vnd.containers.signature.v1+pgp";
 
 impl LockedSignature {
     /// The signature file as a blob.
@@ -130,7 +135,12 @@ impl LockedSignature {
         Blob {
             digest: self.digest.clone(),
             size: self.size,
-            media_type: SIGNATURE_MEDIA_TYPE.to_owned(),
+            media_type: if self.identity.is_some() {
+                SIMPLE_SIGNATURE_MEDIA_TYPE
+            } else {
+                SIGNATURE_MEDIA_TYPE
+            }
+            .to_owned(),
         }
     }
 }
@@ -189,6 +199,7 @@ impl LockedImage {
                 [m.manifest_blob(), m.config.clone()]
                     .into_iter()
                     .chain(m.layers.iter().cloned())
+                    .chain(m.signature.iter().map(LockedSignature::blob))
             }));
         let aci = self
             .aci
@@ -263,6 +274,9 @@ pub struct LockedManifest {
     pub config: Blob,
     /// The layers, base first.
     pub layers: Vec<Blob>,
+    /// The verified simple signature of this manifest (signed images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<LockedSignature>,
 }
 
 impl LockedManifest {
@@ -510,6 +524,22 @@ fn blob_inline(blob: &Blob) -> String {
     )
 }
 
+fn signature_inline(sig: &LockedSignature) -> String {
+    let identity = match &sig.identity {
+        Some(identity) => format!(", identity = {}", quoted(identity)),
+        None => String::new(),
+    };
+    format!(
+        "{{ url = {}, digest = {}, size = {}, prefix = {}, signed-by = {}, key = {}{identity} }}",
+        quoted(&sig.url),
+        quoted(&sig.digest.to_string()),
+        sig.size,
+        quoted(&sig.prefix),
+        quoted(&sig.signed_by),
+        quoted(&sig.key)
+    )
+}
+
 fn render_image(out: &mut String, image: &LockedImage) {
     let _ = writeln!(out, "\n[[image]]");
     let _ = writeln!(out, "id = {}", quoted(&image.id));
@@ -555,16 +585,7 @@ fn render_image(out: &mut String, image: &LockedImage) {
         let _ = writeln!(out, "aci = {}", blob_inline(aci));
     }
     if let Some(sig) = &image.signature {
-        let _ = writeln!(
-            out,
-            "signature = {{ url = {}, digest = {}, size = {}, prefix = {}, signed-by = {}, key = {} }}",
-            quoted(&sig.url),
-            quoted(&sig.digest.to_string()),
-            sig.size,
-            quoted(&sig.prefix),
-            quoted(&sig.signed_by),
-            quoted(&sig.key)
-        );
+        let _ = writeln!(out, "signature = {}", signature_inline(sig));
     }
     if !image.dependencies.is_empty() {
         let ids: Vec<String> = image.dependencies.iter().map(|d| quoted(d)).collect();
@@ -587,6 +608,9 @@ fn render_image(out: &mut String, image: &LockedImage) {
             let _ = writeln!(out, "    {},", blob_inline(layer));
         }
         let _ = writeln!(out, "]");
+        if let Some(sig) = &manifest.signature {
+            let _ = writeln!(out, "signature = {}", signature_inline(sig));
+        }
     }
 }
 
@@ -638,6 +662,7 @@ mod tests {
                     blob(4, "application/vnd.oci.image.layer.v1.tar+gzip"),
                     blob(5, "application/vnd.oci.image.layer.v1.tar+gzip"),
                 ],
+                signature: None,
             }],
         }
     }
@@ -655,6 +680,31 @@ mod tests {
         assert_eq!(parsed, lock);
         assert_eq!(parsed.render(), text);
         assert_eq!(lock.images["alpha"].blobs().len(), 5);
+
+        // A signed manifest pins its simple signature too.
+        let mut signed = image("signed");
+        signed.manifests[0].signature = Some(LockedSignature {
+            url: "https://sigs.example/test/signed@sha256=02/signature-1".into(),
+            digest: Digest::sha256_of(b"sig"),
+            size: 3,
+            prefix: "127.0.0.1:5000/test/".into(),
+            signed_by: "A".repeat(40),
+            key: "A".repeat(40),
+            identity: Some("127.0.0.1:5000/test/signed:v1".into()),
+        });
+        lock.images.insert("signed".into(), signed);
+        let text = lock.render();
+        assert!(
+            text.contains("identity = \"127.0.0.1:5000/test/signed:v1\" }"),
+            "{text}"
+        );
+        let parsed = Lock::parse(Path::new("images.lock"), &text).expect("parses");
+        assert_eq!(parsed, lock);
+        assert_eq!(parsed.images["signed"].blobs().len(), 6);
+        assert_eq!(
+            parsed.images["signed"].blobs()[5].media_type,
+            SIMPLE_SIGNATURE_MEDIA_TYPE
+        );
     }
 
     #[test]
@@ -681,6 +731,7 @@ mod tests {
             prefix: "example.com/".into(),
             signed_by: "A".repeat(40),
             key: "B".repeat(40),
+            identity: None,
         });
         aci.dependencies = vec!["etcd/base".into()];
         let mut lock = Lock::default();

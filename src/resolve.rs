@@ -12,13 +12,15 @@ use anyhow::{Context as _, bail};
 
 use crate::digest::Digest;
 use crate::errors::hinted;
-use crate::lockfile::{Blob, LockedImage, LockedManifest, SourceKind};
+use crate::lockfile::{Blob, LockedImage, LockedManifest, LockedSignature, SourceKind};
 use crate::manifest::{ImageSpec, Manifest, Source};
 use crate::oci::{self, ManifestKind};
 use crate::platform::{self, Platform};
+use crate::reference::Reference;
 use crate::registry::{FetchedManifest, LazyClient, RegistryClient, Repository};
+use crate::simple_signing;
 use crate::store::Store;
-use crate::trust::TrustStore;
+use crate::trust::{TrustStore, Trusted};
 
 /// Where manifests and blobs of one image come from.
 pub enum Origin {
@@ -93,42 +95,30 @@ pub fn registry_base(manifest: &Manifest, api_host: &str) -> String {
     }
 }
 
-/// Refuses OCI entries that would be pinned without the verification the
-/// manifest asks for (simple-signing verification of OCI images comes later).
-pub fn check_trust(manifest: &Manifest, spec: &ImageSpec) -> anyhow::Result<()> {
+/// Local OCI layouts carry no signatures imagelock can check: they are pinned
+/// only when the entry says `insecure = true`.
+fn check_layout_trust(manifest: &Manifest, spec: &ImageSpec) -> anyhow::Result<()> {
     if spec.insecure {
         return Ok(());
     }
-    let name = match &spec.source {
-        Source::Docker(reference) => reference.repository(),
-        _ => String::new(),
-    };
-    let file = manifest.path.display();
-    match manifest.trust_for(&name).filter(|_| !name.is_empty()) {
-        Some((prefix, _)) => Err(hinted(
-            format!(
-                "image `{}` ({}) is covered by [trust.\"{prefix}\"] in {file}, but this version of imagelock cannot verify signatures of OCI images yet",
-                spec.id,
-                spec.request()
-            ),
-            format!(
-                "to pin it unverified for now, add `insecure = true` under [images.{}] (line {}); the lock will record verified = false",
-                spec.id, spec.line
-            ),
-        )),
-        None => Err(hinted(
-            format!(
-                "image `{}` ({}) is not covered by any [trust] prefix in {file} and is not marked insecure",
-                spec.id,
-                spec.request()
-            ),
-            format!(
-                "OCI signature verification is not available in this version yet, so OCI images need `insecure = true` under [images.{}] (line {}); the lock will record verified = false",
-                spec.id, spec.line
-            ),
-        )),
-    }
+    Err(hinted(
+        format!(
+            "image `{}` ({}) is a local OCI layout, which carries no signature imagelock can verify, and its entry in {} is not marked insecure",
+            spec.id,
+            spec.request(),
+            manifest.path.display()
+        ),
+        format!(
+            "add `insecure = true` under [images.{}] (line {}); the lock will record verified = false",
+            spec.id, spec.line
+        ),
+    ))
 }
+
+/// Largest simple signature accepted (containers/image's limit).
+pub const MAX_SIMPLE_SIGNATURE_BYTES: u64 = 4 * 1024 * 1024;
+/// Lookaside signatures read per manifest before giving up (`signature-1` … this).
+pub const MAX_SIMPLE_SIGNATURES: usize = 64;
 
 /// What resolving entries needs: the manifest, its trusted keys, the store
 /// (verified ACIs are stored as they are pinned) and an HTTP client built on
@@ -140,6 +130,8 @@ pub struct Resolver {
     pub trust: TrustStore,
     /// The store, when an entry to resolve is an ACI.
     pub store: Option<Store>,
+    /// The store's shared lock, held while the resolver lives.
+    pub _store_lock: Option<crate::store::StoreLock>,
     /// The HTTP client.
     pub client: LazyClient,
 }
@@ -148,9 +140,23 @@ impl Resolver {
     /// Resolves one entry into lock entries: the entry itself, then (for ACIs) its dependencies.
     pub async fn resolve(&self, spec: &ImageSpec) -> anyhow::Result<Vec<LockedImage>> {
         match &spec.source {
-            Source::Docker(_) | Source::Layout { .. } => Ok(vec![
-                resolve_oci(&self.manifest, spec, || self.client.get()).await?,
-            ]),
+            Source::Docker(reference) => {
+                // Decide before any request, so an untrusted image costs nothing.
+                let trusted = self.oci_trust(spec, reference)?;
+                let mut image = resolve_oci(&self.manifest, spec, || self.client.get()).await?;
+                if let Some(trusted) = trusted {
+                    self.verify_simple_signatures(spec, reference, &trusted, &mut image)
+                        .await?;
+                    image.verified = true;
+                }
+                Ok(vec![image])
+            }
+            Source::Layout { .. } => {
+                check_layout_trust(&self.manifest, spec)?;
+                Ok(vec![
+                    resolve_oci(&self.manifest, spec, || self.client.get()).await?,
+                ])
+            }
             Source::Appc { .. } | Source::Url { .. } | Source::AciFile { .. } => {
                 let resolver = crate::appc::AciResolver {
                     manifest: &self.manifest,
@@ -167,13 +173,196 @@ impl Resolver {
     }
 }
 
-/// Resolves an OCI entry (registry or layout) into a lock entry.
+impl Resolver {
+    /// The keys that must have signed `reference`, or `None` when the entry is
+    /// explicitly insecure and no prefix covers it. Refuses otherwise.
+    fn oci_trust(
+        &self,
+        spec: &ImageSpec,
+        reference: &Reference,
+    ) -> anyhow::Result<Option<Trusted>> {
+        let name = reference.repository();
+        if let Some(trusted) = self.trust.for_name(&name)? {
+            return Ok(Some(trusted));
+        }
+        if spec.insecure {
+            return Ok(None);
+        }
+        Err(hinted(
+            format!(
+                "image `{}` ({reference}) is not covered by any [trust] prefix in {} and is not marked insecure",
+                spec.id,
+                self.manifest.path.display()
+            ),
+            format!(
+                "trust the key that signs it (`imagelock trust add {}/ --key FILE`, then set `lookaside = \"URL\"` in that [trust] table), or accept it unverified with `insecure = true` under [images.{}] (line {})",
+                reference.domain(),
+                spec.id,
+                spec.line
+            ),
+        ))
+    }
+
+    /// Finds, for every pinned platform manifest, a lookaside signature that
+    /// verifies with `trusted`'s keys and claims this manifest's digest and an
+    /// identity `trusted.identity` accepts for `reference` (as skopeo does:
+    /// per platform instance, with the top-level reference as identity; an
+    /// index's own signature is not required). Pins the first that passes.
+    async fn verify_simple_signatures(
+        &self,
+        spec: &ImageSpec,
+        reference: &Reference,
+        trusted: &Trusted,
+        image: &mut LockedImage,
+    ) -> anyhow::Result<()> {
+        let Some(base) = trusted.lookaside.as_deref() else {
+            return Err(hinted(
+                format!(
+                    "image `{}` ({reference}) must be signed by a key of [trust.\"{}\"], but that table names no `lookaside` to find signatures in",
+                    spec.id, trusted.prefix
+                ),
+                format!(
+                    "add `lookaside = \"https://...\"` (where `skopeo copy --sign-by` signatures are published) under [trust.\"{}\"] in {}",
+                    trusted.prefix,
+                    self.manifest.path.display()
+                ),
+            ));
+        };
+        if let Some(rest) = base.strip_prefix("http://") {
+            let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+            if !self.manifest.insecure_http(host) {
+                return Err(hinted(
+                    format!(
+                        "[trust.\"{}\"] lookaside {base} is plain HTTP, which is allowed only for hosts the manifest names",
+                        trusted.prefix
+                    ),
+                    format!(
+                        "use HTTPS, or add `[registries.\"{host}\"] insecure-http = true` to {}",
+                        self.manifest.path.display()
+                    ),
+                ));
+            }
+        }
+        let client = self.client.get()?;
+        for manifest in &mut image.manifests {
+            let mut rejected: Vec<String> = Vec::new();
+            let mut accepted = None;
+            for n in 1..=MAX_SIMPLE_SIGNATURES {
+                let url = simple_signing::lookaside_url(base, reference, &manifest.digest, n);
+                let Some(bytes) = fetch_lookaside(&client, &url).await? else {
+                    break;
+                };
+                match accept_simple_signature(trusted, &bytes, &manifest.digest, reference) {
+                    Ok((verified, claim)) => {
+                        accepted = Some(LockedSignature {
+                            url,
+                            digest: Digest::sha256_of(&bytes),
+                            size: bytes.len() as u64,
+                            prefix: trusted.prefix.clone(),
+                            signed_by: verified.primary,
+                            key: verified.signing_key,
+                            identity: Some(claim.docker_reference),
+                        });
+                        break;
+                    }
+                    Err(reason) => rejected.push(format!("signature-{n} ({url}): {reason}")),
+                }
+            }
+            let Some(signature) = accepted else {
+                let platform = manifest
+                    .platform
+                    .as_deref()
+                    .map(|p| format!(" ({p})"))
+                    .unwrap_or_default();
+                let trusted_keys: Vec<String> = trusted
+                    .keyring
+                    .fingerprints()
+                    .iter()
+                    .map(|f| crate::openpgp::format_fingerprint(f))
+                    .collect();
+                let found = if rejected.is_empty() {
+                    format!(
+                        "no signature exists at {}",
+                        simple_signing::lookaside_url(base, reference, &manifest.digest, 1)
+                    )
+                } else {
+                    rejected.join("\n    ")
+                };
+                return Err(hinted(
+                    format!(
+                        "image `{}` ({reference}): no signature of manifest {}{platform} is accepted for [trust.\"{}\"]\n  trusted keys: {}\n  identity rule: {}\n    {found}",
+                        spec.id,
+                        manifest.digest,
+                        trusted.prefix,
+                        trusted_keys.join("; "),
+                        trusted.identity
+                    ),
+                    format!(
+                        "sign it with `skopeo copy --sign-by FINGERPRINT ... docker://{reference}` and publish the signature under {base}; if its publisher signs with another key, check that key's fingerprint with them and add it with `imagelock trust add {} --key FILE`",
+                        trusted.prefix
+                    ),
+                ));
+            };
+            manifest.signature = Some(signature);
+        }
+        Ok(())
+    }
+}
+
+/// Checks one lookaside signature: a signed message by a trusted key whose
+/// claim names `digest` and an identity acceptable for `reference`.
+pub fn accept_simple_signature(
+    trusted: &Trusted,
+    bytes: &[u8],
+    digest: &Digest,
+    reference: &Reference,
+) -> Result<(crate::openpgp::Verified, simple_signing::Claim), String> {
+    let (verified, payload) = trusted
+        .keyring
+        .verify_message(bytes, std::time::SystemTime::now())
+        .map_err(|e| e.to_string())?;
+    let claim = simple_signing::accept(&payload, digest, reference, &trusted.identity)
+        .map_err(|e| e.to_string())?;
+    Ok((verified, claim))
+}
+
+/// Reads one lookaside signature; `None` when it does not exist (404 / no file),
+/// which ends the `signature-N` sequence.
+async fn fetch_lookaside(client: &RegistryClient, url: &str) -> anyhow::Result<Option<Vec<u8>>> {
+    if let Some(path) = url.strip_prefix("file://") {
+        let path = PathBuf::from(path);
+        return match std::fs::metadata(&path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+            Ok(meta) if meta.len() > MAX_SIMPLE_SIGNATURE_BYTES => bail!(
+                "{} is {} bytes, more than a signature may be ({MAX_SIMPLE_SIGNATURE_BYTES})",
+                path.display(),
+                meta.len()
+            ),
+            Ok(_) => {
+                Ok(Some(std::fs::read(&path).with_context(|| {
+                    format!("cannot read {}", path.display())
+                })?))
+            }
+        };
+    }
+    match client.get_url_capped(url, MAX_SIMPLE_SIGNATURE_BYTES).await {
+        Ok(bytes) => Ok(Some(bytes)),
+        Err(crate::registry::RegistryError::Status { status, .. })
+            if status == reqwest::StatusCode::NOT_FOUND =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(e).with_context(|| format!("cannot fetch the signature {url}")),
+    }
+}
+
+/// Resolves an OCI entry (registry or layout) into a lock entry; signatures are the caller's.
 pub async fn resolve_oci(
     manifest: &Manifest,
     spec: &ImageSpec,
     client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
 ) -> anyhow::Result<LockedImage> {
-    check_trust(manifest, spec)?;
     let wanted = spec.wanted_platforms();
     let base = LockedImage::new(
         &spec.id,
@@ -380,5 +569,6 @@ fn image_manifest(
         media_type: fetched.media_type.clone(),
         config: blob(&parsed.config),
         layers: parsed.layers.iter().map(blob).collect(),
+        signature: None,
     })
 }

@@ -116,10 +116,27 @@ fn blob_sources(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<Vec<(Blo
             };
             let parsed = crate::reference::Reference::parse(reference)
                 .with_context(|| format!("lock entry `{}` has an invalid reference", image.id))?;
-            Ok(everything_from(BlobSource::Registry(Repository {
+            let registry = BlobSource::Registry(Repository {
                 base: base.clone(),
                 path: parsed.path().to_owned(),
-            })))
+            });
+            // Simple signatures live in a lookaside store, not in the registry.
+            let signatures: Vec<(Blob, BlobSource)> = image
+                .manifests
+                .iter()
+                .filter_map(|m| m.signature.as_ref())
+                .map(|sig| (sig.blob(), location(&sig.url, lock_dir)))
+                .collect();
+            Ok(image
+                .blobs()
+                .into_iter()
+                .map(
+                    |blob| match signatures.iter().find(|(s, _)| s.digest == blob.digest) {
+                        Some((_, source)) => (blob, source.clone()),
+                        None => (blob, registry.clone()),
+                    },
+                )
+                .collect())
         }
         SourceKind::OciLayout => {
             let dir = image

@@ -12,7 +12,8 @@ use std::time::SystemTime;
 use crate::aci;
 use crate::concurrency;
 use crate::digest::{Digest, Hasher};
-use crate::lockfile::{Blob, Lock, LockedImage};
+use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::manifest::Manifest;
 use crate::openpgp;
 use crate::store::Store;
 use crate::trust::TrustStore;
@@ -86,8 +87,8 @@ fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-checks an ACI beyond its digest: the image ID and the pinned signature.
-fn check_aci(image: &LockedImage, store: &Store, trust: &TrustStore, report: &mut ImageReport) {
+/// Re-checks an ACI beyond its digest: the image ID.
+fn check_aci(image: &LockedImage, store: &Store, report: &mut ImageReport) {
     let Some(aci_blob) = &image.aci else {
         return;
     };
@@ -106,24 +107,113 @@ fn check_aci(image: &LockedImage, store: &Store, trust: &TrustStore, report: &mu
                     image.image_id.as_deref().unwrap_or("nothing")
                 ));
             }
+            if image.name.as_deref() != Some(info.manifest.name.as_str()) {
+                report.problems.push(format!(
+                    "the ACI is named `{}`, the lock says `{}`",
+                    info.manifest.name,
+                    image.name.as_deref().unwrap_or("nothing")
+                ));
+            }
+            for (key, value) in &image.labels {
+                let has = info.manifest.labels.get(key);
+                // os/arch were defaulted for discovery; a noarch image may omit them.
+                let optional = matches!(key.as_str(), "os" | "arch");
+                if has.is_some_and(|h| h != value) || (has.is_none() && !optional) {
+                    report.problems.push(format!(
+                        "the lock says {key}={value}, the ACI has {key}={}",
+                        has.map_or("(none)", String::as_str)
+                    ));
+                }
+            }
         }
         Err(e) => report.problems.push(e),
     }
-    if image.signature.is_none() {
+}
+
+/// Re-checks the signatures the lock pins for `image`, recording the signer.
+fn check_signatures(
+    image: &LockedImage,
+    store: &Store,
+    trust: &TrustStore,
+    report: &mut ImageReport,
+) {
+    let pinned = if image.is_oci() {
+        !image.manifests.is_empty() && image.manifests.iter().all(|m| m.signature.is_some())
+    } else {
+        image.signature.is_some()
+    };
+    if !pinned {
         if image.verified {
-            report
-                .problems
-                .push("the lock says verified but pins no signature".into());
+            report.problems.push(
+                "the lock says verified but does not pin a signature for every manifest".into(),
+            );
         }
         return;
     }
-    match check_signature(image, store, trust) {
+    let checked = if image.is_oci() {
+        check_simple_signatures(image, store, trust)
+    } else {
+        check_signature(image, store, trust)
+    };
+    match checked {
         Ok((prefix, signer)) => {
             report.prefix = Some(prefix);
             report.signed_by = Some(signer);
         }
         Err(problem) => report.problems.push(problem),
     }
+}
+
+/// Re-verifies the pinned simple signature of each manifest of an OCI image
+/// from the store: a trusted key, this manifest's digest, an identity the
+/// prefix's rule accepts for the locked reference, the signer the lock names.
+pub fn check_simple_signatures(
+    image: &LockedImage,
+    store: &Store,
+    trust: &TrustStore,
+) -> Result<(String, String), String> {
+    let written = image.reference.as_deref().unwrap_or(&image.request);
+    let reference = crate::reference::Reference::parse(written)
+        .map_err(|e| format!("the lock's reference `{written}` is invalid: {e}"))?;
+    let name = reference.repository();
+    let trusted = match trust.for_name(&name) {
+        Ok(Some(t)) => t,
+        Ok(None) => {
+            return Err(format!(
+                "no [trust] prefix in the manifest covers `{name}` any more"
+            ));
+        }
+        Err(e) => return Err(format!("{e:#}")),
+    };
+    let mut signer = String::new();
+    for manifest in &image.manifests {
+        let Some(sig) = &manifest.signature else {
+            return Err(format!(
+                "manifest {} has no pinned signature",
+                manifest.digest
+            ));
+        };
+        let bytes = std::fs::read(store.blob_path(&sig.digest))
+            .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
+        let (verified, _) =
+            crate::resolve::accept_simple_signature(&trusted, &bytes, &manifest.digest, &reference)
+                .map_err(|e| {
+                    format!(
+                        "signature {} of manifest {} is not accepted for [trust.\"{}\"]: {e}",
+                        sig.digest, manifest.digest, trusted.prefix
+                    )
+                })?;
+        if verified.primary != sig.signed_by {
+            return Err(format!(
+                "signature {} verifies with key {}, but the lock says it was signed by {}",
+                sig.digest,
+                openpgp::format_fingerprint(&verified.primary),
+                openpgp::format_fingerprint(&sig.signed_by)
+            ));
+        }
+        signer = verified.primary;
+    }
+    Ok((trusted.prefix, signer))
 }
 
 /// Re-verifies an ACI's pinned signature from the store with the keys the
@@ -172,11 +262,13 @@ pub fn check_signature(
     Ok((trusted.prefix, verified.primary))
 }
 
-/// Verifies every image of `lock` against `store` and the keys of `trust`.
+/// Verifies every image of `lock` against `store`, the trust policy of
+/// `manifest` and the keys of `trust`.
 /// Reports come back sorted by image ID.
 pub async fn verify(
     lock: &Lock,
     store: &Store,
+    manifest: &Manifest,
     trust: Arc<TrustStore>,
 ) -> anyhow::Result<Vec<ImageReport>> {
     // Each distinct blob is hashed once, however many images share it.
@@ -201,6 +293,7 @@ pub async fn verify(
         .collect();
     let hashed = Arc::new(hashed);
     let jobs = lock.images.values().cloned().map(|image| {
+        let policy = policy_problem(&image, lock, manifest);
         let store = store.clone();
         let trust = trust.clone();
         let hashed = hashed.clone();
@@ -214,7 +307,7 @@ pub async fn verify(
                     verified: image.verified,
                     signed_by: None,
                     prefix: None,
-                    problems: Vec::new(),
+                    problems: policy.into_iter().collect(),
                 };
                 for blob in &blobs {
                     if let Some(Err(problem)) = hashed.get(&blob.digest) {
@@ -222,7 +315,8 @@ pub async fn verify(
                     }
                 }
                 if report.problems.is_empty() {
-                    check_aci(&image, &store, &trust, &mut report);
+                    check_aci(&image, &store, &mut report);
+                    check_signatures(&image, &store, &trust, &mut report);
                 }
                 report
             })
@@ -233,4 +327,45 @@ pub async fn verify(
     let mut reports = concurrency::run_bounded(cores, jobs).await?;
     reports.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(reports)
+}
+
+/// What is wrong with `image` under the manifest's trust policy now, if
+/// anything: a name a `[trust]` prefix covers must be pinned verified; a name
+/// no prefix covers must come from an entry marked `insecure = true` (for a
+/// dependency: from a tree whose root was accepted unverified). This catches a
+/// lock edited by hand and a prefix added after an image was locked.
+pub fn policy_problem(image: &LockedImage, lock: &Lock, manifest: &Manifest) -> Option<String> {
+    let root_id = image.dependency_of.as_deref().unwrap_or(&image.id);
+    let Some(spec) = manifest.images.get(root_id) else {
+        return Some(format!(
+            "the lock pins it for `{root_id}`, which {} no longer has",
+            manifest.path.display()
+        ));
+    };
+    let name = match image.source {
+        SourceKind::Docker => image
+            .reference
+            .as_deref()
+            .and_then(|r| crate::reference::Reference::parse(r).ok())
+            .map(|r| r.repository()),
+        SourceKind::OciLayout => None,
+        SourceKind::Appc | SourceKind::AciUrl | SourceKind::AciFile => image.name.clone(),
+    };
+    let covering = name.as_deref().and_then(|n| manifest.trust_for(n));
+    match covering {
+        Some((prefix, _)) if !image.verified => Some(format!(
+            "[trust.\"{prefix}\"] covers `{}`, but the lock pins it unverified; run `imagelock lock` after removing the entry from the lock, or fix the lock",
+            name.unwrap_or_default()
+        )),
+        Some(_) => None,
+        None if image.verified => None,
+        None => {
+            let root_unverified = lock.images.get(root_id).is_some_and(|root| !root.verified);
+            (!(spec.insecure && root_unverified)).then(|| {
+                format!(
+                    "it is pinned unverified, but no [trust] prefix covers it and [images.{root_id}] is not marked insecure"
+                )
+            })
+        }
+    }
 }
