@@ -152,6 +152,7 @@ struct World {
     nginx: Nginx,
     gpg: Gpg,
     trusted: String,
+    mallory: String,
     work: PathBuf,
 }
 
@@ -174,11 +175,11 @@ impl World {
         let nginx = Nginx::start(
             &work.join("nginx"),
             &certs,
-            "    location = /loop.aci { return 302 /loop.aci; }\n    location = /loop.aci.asc { return 302 /loop.aci.asc; }",
+            "    location = /loop.aci { return 302 /loop.aci; }\n    location = /loop.aci.asc { return 302 /loop.aci.asc; }\n    location = /downgrade.aci { return 302 http://plain.test/plain.test/app-1.aci; }",
         );
         let gpg = Gpg::new(&work.join("gnupg"));
         let trusted = gpg.generate("release@example.com", "rsa3072", "1y", None);
-        gpg.generate("mallory@example.com", "ed25519", "1y", None);
+        let mallory = gpg.generate("mallory@example.com", "ed25519", "1y", None);
         let mut project = project;
         project
             .env
@@ -202,6 +203,7 @@ impl World {
             nginx,
             gpg,
             trusted,
+            mallory,
             work,
         }
     }
@@ -314,6 +316,36 @@ fn discovered_signed_aci_locks_syncs_and_verifies_offline() {
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["ok"], true);
     assert_eq!(report["images"][0]["signed_by"], world.trusted.as_str());
+
+    // Replacing the trusted key, or dropping the prefix, fails verification.
+    let manifest_text = project.read("images.toml");
+    std::fs::write(
+        project.root().join("keys/mallory.asc"),
+        world.gpg.export("mallory@example.com"),
+    )
+    .expect("write key");
+    project.write(
+        "images.toml",
+        &manifest_text.replace("keys/release.asc", "keys/mallory.asc"),
+    );
+    let run = project.run(&["verify", "--store", fresh_arg]).failure(1);
+    assert!(
+        run.stderr.contains("FAILED  etcd") && run.stderr.contains("not trusted here"),
+        "{}",
+        run.stderr
+    );
+    project.write(
+        "images.toml",
+        "[images.etcd]\nname = \"example.com/etcd\"\nlabels = { version = \"3.1.0\" }\ninsecure = true\n",
+    );
+    let run = project.run(&["verify", "--store", fresh_arg]).failure(1);
+    assert!(
+        run.stderr
+            .contains("no [trust] prefix in the manifest covers"),
+        "{}",
+        run.stderr
+    );
+    project.write("images.toml", &manifest_text);
 
     // A corrupted blob is named.
     let blob = fresh
@@ -468,8 +500,10 @@ fn refusals_name_the_problem_and_store_nothing() {
             manifest: None,
             expect: &[
                 "signature check failed",
-                "trusted for [trust.\"example.com/\"]",
+                "not trusted here",
+                "[trust.\"example.com/\"]",
                 "trust add",
+                "hint: ",
             ],
         },
         Case {
@@ -518,6 +552,12 @@ fn refusals_name_the_problem_and_store_nothing() {
             expect: &["no signature at", "etcd-2.7-"],
         },
         Case {
+            what: "insecure = true does not override a covering prefix",
+            version: "2.7",
+            manifest: Some(world.manifest(&(entry("2.7") + "insecure = true\n"))),
+            expect: &["no signature at", "[trust.\"example.com/\"]"],
+        },
+        Case {
             what: "no trust prefix, not insecure",
             version: "1.0",
             manifest: Some(entry("1.0")),
@@ -534,6 +574,9 @@ fn refusals_name_the_problem_and_store_nothing() {
             .unwrap_or_else(|| world.manifest(&entry(case.version)));
         project.write("images.toml", &text);
         let run = project.run(&["lock"]).failure(1);
+        if case.what == "untrusted signer" {
+            assert!(run.stderr.contains(&world.mallory), "{}", run.stderr);
+        }
         for needle in case.expect {
             assert!(
                 run.stderr.to_lowercase().contains(&needle.to_lowercase()),
@@ -600,13 +643,51 @@ fn plain_http_and_redirects_need_permission_and_limits() {
         "{lock}"
     );
 
-    // A redirect loop is cut off.
+    // A redirect loop on the image itself is cut off (its signature exists).
+    world.nginx.put("real.asc", b"not reached");
+    let allow = "[registries.\"plain.test\"]\ninsecure-http = true\n\n";
     project.write(
         "images.toml",
-        "[images.loop]\nurl = \"https://storage.example.com/loop.aci\"\ninsecure = true\n",
+        "[images.loop]\nurl = \"https://storage.example.com/loop.aci\"\nsignature = \"https://storage.example.com/real.asc\"\ninsecure = true\n",
     );
     let run = project.run(&["lock"]).failure(1);
-    assert!(run.stderr.contains("redirect"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("loop.aci") && run.stderr.contains("more than 10 redirects"),
+        "{}",
+        run.stderr
+    );
+    // A redirect from HTTPS to plain HTTP is refused unless the host is allowed.
+    let downgrade =
+        "[images.down]\nurl = \"https://storage.example.com/downgrade.aci\"\ninsecure = true\n";
+    project.write("images.toml", downgrade);
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("redirected to plain HTTP"),
+        "{}",
+        run.stderr
+    );
+    project.write("images.toml", &format!("{allow}{downgrade}"));
+    project.run(&["lock"]).success();
+    // A plain-HTTP URL source is refused unless the host is allowed.
+    let plain =
+        "[images.plain]\nurl = \"http://plain.test/plain.test/app-1.aci\"\ninsecure = true\n";
+    std::fs::remove_file(project.root().join("images.lock")).expect("rm lock");
+    project.write("images.toml", plain);
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("is plain HTTP") && run.stderr.contains("insecure-http = true"),
+        "{}",
+        run.stderr
+    );
+    project.write("images.toml", &format!("{allow}{plain}"));
+    project.run(&["lock"]).success();
+    // The same holds for sync, from what the lock says.
+    project.write("images.toml", plain);
+    let fresh = world.work.join("plain-store");
+    let run = project
+        .run(&["sync", "--store", fresh.to_str().expect("utf8")])
+        .failure(1);
+    assert!(run.stderr.contains("is plain HTTP"), "{}", run.stderr);
 }
 
 #[test]
@@ -693,10 +774,43 @@ fn dependencies_are_pinned_and_image_ids_checked() {
         run.stderr
     );
     assert!(run.stderr.contains("example.com/base"), "{}", run.stderr);
-    // The lock is untouched; the failed dependency left nothing under its name.
+    // The lock is untouched, and the refusal stored nothing of the tree.
     assert_eq!(lock_text(project), lock);
-    let digest = hex::encode(sha2::Sha512::digest(base2.gz()));
-    assert!(!store.join("blobs/sha512").join(digest).exists());
+    assert!(world.blobs(&store).is_empty(), "{:?}", world.blobs(&store));
+
+    // A cycle is refused.
+    let ping = Aci::new("example.com/ping", &labels("1")).depends_on(
+        "example.com/pong",
+        &[("version", "1")],
+        None,
+    );
+    let pong = Aci::new("example.com/pong", &labels("1")).depends_on(
+        "example.com/ping",
+        &[("version", "1")],
+        None,
+    );
+    for aci in [&ping, &pong] {
+        world.serve(
+            &World::aci_path(&aci.name, "1"),
+            &aci.gz(),
+            Some("release@example.com"),
+        );
+    }
+    project.write(
+        "images.toml",
+        &world
+            .manifest("[images.ping]\nname = \"example.com/ping\"\nlabels = { version = \"1\" }\n"),
+    );
+    let run = project
+        .run(&["lock", "--store", store.to_str().expect("utf8")])
+        .failure(1);
+    assert!(
+        run.stderr
+            .contains("dependency cycle: example.com/ping → example.com/pong → example.com/ping"),
+        "{}",
+        run.stderr
+    );
+    assert!(world.blobs(&store).is_empty());
 }
 
 #[test]

@@ -122,7 +122,7 @@ fn secure_by_default_refuses_unverified_images() {
     project.write("images.toml", "[images.hello]\npath = \"layout:1.0\"\n");
     let run = project.run(&["lock"]).failure(1);
     assert!(
-        run.stderr.contains("not covered by any [trust] prefix"),
+        run.stderr.contains("is not marked insecure"),
         "{}",
         run.stderr
     );

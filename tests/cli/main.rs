@@ -7,3 +7,4 @@ mod hostile;
 mod local;
 mod peers;
 mod registry;
+mod signing;
