@@ -97,6 +97,30 @@ pub enum Command {
     /// Manage the keys trusted for name prefixes.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Remove store blobs that no registered lockfile needs.
+    #[command(
+        after_help = "Every `sync` registers its lockfile in the store (STORE/roots/); a root whose\nlockfile was deleted is dead. gc keeps what live roots need and removes the rest.\n\nExamples:\n  imagelock gc --dry-run\n  imagelock gc"
+    )]
+    Gc {
+        /// Show what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the whole store: re-hash every blob, walk index.json, find what is missing.
+    #[command(
+        after_help = "Exits 1 when a blob is corrupt or missing. --repair moves corrupt blobs to\nSTORE/quarantine/ and fetches again what images.lock needs.\n\nExamples:\n  imagelock fsck\n  imagelock fsck --repair"
+    )]
+    Fsck {
+        /// Quarantine corrupt blobs and re-fetch what the lock needs.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `imagelock trust ...`.
@@ -174,6 +198,9 @@ pub struct SyncArgs {
     /// Show what would be fetched without fetching it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Afterwards, remove every store blob this lock does not need (other projects' too).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub prune: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -201,6 +228,8 @@ pub struct Settings {
     pub ca_files: Vec<PathBuf>,
     /// Host → address overrides.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Retries of transient HTTP failures (`IMAGELOCK_HTTP_RETRIES`, `IMAGELOCK_HTTP_RETRY_DELAY_MS`).
+    pub retry: crate::registry::RetryPolicy,
     /// Output routing.
     pub printer: Printer,
 }
@@ -231,6 +260,7 @@ impl Settings {
             store_override: store.filter(|s| !s.as_os_str().is_empty()),
             ca_files: ca_file,
             resolve,
+            retry: crate::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
             printer: Printer { verbosity, json },
         })
     }
@@ -261,6 +291,8 @@ pub struct SyncSettings {
     pub offline: bool,
     /// Plan only.
     pub dry_run: bool,
+    /// Remove what this lock does not need afterwards.
+    pub prune: bool,
 }
 
 impl SyncSettings {
@@ -271,6 +303,7 @@ impl SyncSettings {
             frozen,
             offline,
             dry_run,
+            prune,
             json: _,
         } = *args;
         let mode = match (frozen, locked) {
@@ -282,6 +315,7 @@ impl SyncSettings {
             mode,
             offline,
             dry_run,
+            prune,
         }
     }
 }

@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -23,7 +26,9 @@ use crate::oci;
 
 /// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Read timeout between bytes: a registry silent this long is treated as gone.
+/// Read timeout between bytes: a registry silent this long is treated as gone
+/// (the connection is then retried, resuming where it stopped);
+/// `IMAGELOCK_HTTP_READ_TIMEOUT_MS` overrides it.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// Tokens are refreshed this long before they expire, so a request never races expiry.
 const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
@@ -43,6 +48,117 @@ pub struct HttpOptions {
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
     pub insecure_http: Vec<String>,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+}
+
+/// The read timeout: [`READ_TIMEOUT`] unless `IMAGELOCK_HTTP_READ_TIMEOUT_MS` says otherwise.
+fn read_timeout() -> Duration {
+    std::env::var("IMAGELOCK_HTTP_READ_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(READ_TIMEOUT, Duration::from_millis)
+}
+
+/// Retries of transient failures: connection errors, timeouts, 5xx, 408 and
+/// 429 (honouring `Retry-After`), with capped exponential backoff and jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff delay; doubled per retry up to [`MAX_RETRY_DELAY`].
+    pub delay: Duration,
+}
+
+/// Retries by default: enough to ride out a registry restart or a CDN blip,
+/// few enough that a dead host fails within seconds (`IMAGELOCK_HTTP_RETRIES`).
+pub const DEFAULT_RETRIES: u32 = 4;
+/// First backoff delay by default (`IMAGELOCK_HTTP_RETRY_DELAY_MS`; tests use 0).
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Longest wait between attempts, including a server's `Retry-After`.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            retries: DEFAULT_RETRIES,
+            delay: DEFAULT_RETRY_DELAY,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, overridden by `IMAGELOCK_HTTP_RETRIES` and `IMAGELOCK_HTTP_RETRY_DELAY_MS`.
+    pub fn from_env() -> Result<RetryPolicy, String> {
+        let mut policy = RetryPolicy::default();
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}=`{v}` is not a whole number")),
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = number("IMAGELOCK_HTTP_RETRIES")? {
+            policy.retries =
+                u32::try_from(n).map_err(|_| "IMAGELOCK_HTTP_RETRIES is too large".to_owned())?;
+        }
+        if let Some(ms) = number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
+            policy.delay = Duration::from_millis(ms);
+        }
+        Ok(policy)
+    }
+
+    /// The wait before retry number `retry` (1-based): exponential, capped, with
+    /// up to 50% random jitter so a fleet of clients does not retry in step.
+    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let exponential = self
+            .delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(MAX_RETRY_DELAY);
+        let jitter = exponential.mul_f64(jitter_fraction() * 0.5);
+        retry_after
+            .map_or(exponential + jitter, |after| after.max(exponential))
+            .min(MAX_RETRY_DELAY)
+    }
+}
+
+/// A pseudo-random fraction in [0, 1) for jitter; quality does not matter.
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a status is worth retrying: the server is overloaded or failing.
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    header_str(headers, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Extra headers of a plain GET: a byte range to resume from, revalidation.
+#[derive(Debug, Default, Clone)]
+pub struct Conditions {
+    /// Ask for the bytes from this offset on (`Range: bytes=N-`).
+    pub from: Option<u64>,
+    /// `If-None-Match`.
+    pub etag: Option<String>,
+    /// `If-Modified-Since`.
+    pub last_modified: Option<String>,
 }
 
 /// Redirects followed per request, as browsers and Go's client do; a loop fails fast.
@@ -111,6 +227,14 @@ pub enum RegistryError {
     /// Reading credentials failed.
     #[error(transparent)]
     Credentials(#[from] credentials::CredentialError),
+    /// A transient failure that persisted through every retry.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<RegistryError>,
+    },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
         "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
@@ -194,6 +318,7 @@ impl LazyClient {
 /// The registry client; cheap to share behind an `Arc`.
 pub struct RegistryClient {
     http: reqwest::Client,
+    retry: RetryPolicy,
     /// `host[:port]`s plain HTTP is allowed for.
     insecure_http: Vec<String>,
     /// Bearer tokens by (host, scope).
@@ -222,7 +347,7 @@ impl RegistryClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("imagelock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(read_timeout())
             .redirect(redirects);
         for (host, addr) in &options.resolve {
             builder = builder.resolve(host, *addr);
@@ -253,6 +378,7 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Setup(error_chain(&e)))?;
         Ok(RegistryClient {
             http,
+            retry: options.retry,
             insecure_http: options.insecure_http.clone(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
@@ -267,7 +393,7 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         let url = repo.url("manifests", reference);
         let response = self
-            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT))
+            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT), None)
             .await?;
         let headers = response.headers().clone();
         let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
@@ -288,16 +414,18 @@ impl RegistryClient {
         })
     }
 
-    /// Starts a blob download, optionally from byte `offset`. The caller must
+    /// Starts a blob download, from byte `from` when given (a 206 answers;
+    /// a registry that ignores ranges answers 200 with the whole blob). The caller must
     /// hash and size-check the body; `Docker-Content-Digest`, when sent, is
     /// checked against `digest` here.
     pub async fn get_blob(
         &self,
         repo: &Repository,
         digest: &Digest,
+        from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let url = repo.url("blobs", &digest.to_string());
-        let response = self.send(repo, Method::GET, &url, None).await?;
+        let response = self.send(repo, Method::GET, &url, None, from).await?;
         if let Some(announced) = header_str(response.headers(), "docker-content-digest")
             && announced != digest.to_string()
         {
@@ -310,20 +438,84 @@ impl RegistryClient {
         Ok(response)
     }
 
+    /// How this client retries transient failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
     /// registry credentials; a non-success status is an error.
     pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
-        self.check_scheme(url)?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| network(url, &e))?;
+        let response = self.get_url_if(url, &Conditions::default()).await?;
         if !response.status().is_success() {
             return Err(status_error(url, response).await);
         }
         Ok(response)
+    }
+
+    /// GETs a plain URL with a range or revalidation headers. Returns 200,
+    /// 206 and 304 responses; other statuses are errors.
+    pub async fn get_url_if(
+        &self,
+        url: &str,
+        conditions: &Conditions,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.check_scheme(url)?;
+        let response = self
+            .with_retries(url, || {
+                let mut request = self.http.get(url);
+                if let Some(from) = conditions.from.filter(|n| *n > 0) {
+                    request = request.header(RANGE, format!("bytes={from}-"));
+                }
+                if let Some(etag) = &conditions.etag {
+                    request = request.header(IF_NONE_MATCH, etag);
+                }
+                if let Some(date) = &conditions.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, date);
+                }
+                request
+            })
+            .await?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            Ok(response)
+        } else {
+            Err(status_error(url, response).await)
+        }
+    }
+
+    /// Sends the request `build` makes, again after transient failures
+    /// (connection errors, timeouts, 5xx, 408, 429) with backoff; returns the
+    /// first other response, whatever its status.
+    async fn with_retries(
+        &self,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (last, after) = match build().send().await {
+                Ok(response) if !is_transient(response.status()) => return Ok(response),
+                Ok(response) => {
+                    let after = retry_after(response.headers());
+                    (status_error(url, response).await, after)
+                }
+                Err(e) if e.is_builder() || e.is_redirect() => return Err(network(url, &e)),
+                Err(e) => (network(url, &e), None),
+            };
+            if attempt > self.retry.retries {
+                return Err(if attempt > 1 {
+                    RegistryError::Exhausted {
+                        attempts: attempt,
+                        last: Box::new(last),
+                    }
+                } else {
+                    last
+                });
+            }
+            tokio::time::sleep(self.retry.backoff(attempt, after)).await;
+        }
     }
 
     /// GETs a plain URL and reads the whole body, refusing more than `limit` bytes.
@@ -336,12 +528,7 @@ impl RegistryClient {
     /// status as a miss); returns the final URL after redirects and the body.
     pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
         self.check_scheme(url)?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| network(url, &e))?;
+        let response = self.with_retries(url, || self.http.get(url)).await?;
         if response.status() != StatusCode::OK {
             return Err(RegistryError::Status {
                 url: url.to_owned(),
@@ -382,19 +569,27 @@ impl RegistryClient {
         method: Method,
         url: &str,
         accept: Option<&str>,
+        from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
         let scope = format!("repository:{}:pull", repo.path);
         let mut authorization = self.cached_auth(repo.host(), &scope);
         for attempt in 0..2 {
-            let mut request = self.http.request(method.clone(), url);
-            if let Some(accept) = accept {
-                request = request.header(ACCEPT, accept);
-            }
-            if let Some(value) = &authorization {
-                request = request.header(AUTHORIZATION, value);
-            }
-            let response = request.send().await.map_err(|e| network(url, &e))?;
+            let response = self
+                .with_retries(url, || {
+                    let mut request = self.http.request(method.clone(), url);
+                    if let Some(accept) = accept {
+                        request = request.header(ACCEPT, accept);
+                    }
+                    if let Some(value) = &authorization {
+                        request = request.header(AUTHORIZATION, value);
+                    }
+                    if let Some(from) = from.filter(|n| *n > 0) {
+                        request = request.header(RANGE, format!("bytes={from}-"));
+                    }
+                    request
+                })
+                .await?;
             if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
                 authorization = Some(self.authenticate(repo, &scope, response.headers()).await?);
                 continue;
@@ -515,11 +710,15 @@ impl RegistryClient {
         if let Some(c) = credential {
             query.push(("account", &c.username));
         }
-        let mut request = self.http.get(realm).query(&query);
-        if let Some(c) = credential {
-            request = request.header(AUTHORIZATION, c.basic_header());
-        }
-        let response = request.send().await.map_err(|e| network(realm, &e))?;
+        let response = self
+            .with_retries(realm, || {
+                let mut request = self.http.get(realm).query(&query);
+                if let Some(c) = credential {
+                    request = request.header(AUTHORIZATION, c.basic_header());
+                }
+                request
+            })
+            .await?;
         if response.status() == StatusCode::UNAUTHORIZED
             || response.status() == StatusCode::FORBIDDEN
         {
