@@ -227,6 +227,7 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
         insecure_http,
+        retry: settings.retry,
     }
 }
 
@@ -251,10 +252,20 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let resolver = resolver_for(settings, manifest.clone(), &stale)?;
+    let store = resolver.store.clone();
     let new = relock(resolver, &old, &stale).await?;
     let written = new
         .write_if_changed(&lock_path)
         .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    if let Some(store) = store {
+        // The ACIs just stored stay alive for gc until the next sync.
+        crate::gc::register(&store, &lock_path, &new).with_context(|| {
+            format!(
+                "cannot register {} as a root of the store",
+                lock_path.display()
+            )
+        })?;
+    }
     let status_of = |id: &str| {
         if stale.added.iter().any(|a| a == id) {
             "added"
@@ -391,7 +402,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         }
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
-    let _shared = store.lock_shared()?;
+    let shared = store.lock_shared()?;
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
     let summary = json!({
@@ -448,6 +459,12 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         }
     }
     crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
+    crate::gc::register(&store, &lock_path, &lock).with_context(|| {
+        format!(
+            "cannot register {} as a root of the store",
+            lock_path.display()
+        )
+    })?;
     let signatures = match &manifest {
         Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
         None => {
@@ -491,8 +508,169 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             }
         ));
     }
+    if options.prune {
+        drop(shared);
+        let _exclusive = store.lock_exclusive()?;
+        let keep = lock
+            .images
+            .values()
+            .flat_map(|i| i.blobs())
+            .map(|b| b.digest)
+            .collect();
+        let pruned = crate::gc::collect(&store, &keep, &[], false)?;
+        printer.status(format!(
+            "Pruned {} ({}) that {} does not need",
+            plural(pruned.blobs.len(), "blob"),
+            human_bytes(pruned.bytes()),
+            lock_path.display()
+        ));
+    }
     printer.json(&summary);
     Ok(())
+}
+
+/// `imagelock gc`.
+pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let store_path = settings
+        .store_override
+        .clone()
+        .or_else(|| store_from_manifest_leniently(&settings.manifest))
+        .unwrap_or_else(crate::cli::default_store);
+    let store = Store::open_existing(&store_path).ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "nothing to collect; `--store DIR` names another store",
+        )
+    })?;
+    let _exclusive = store.lock_exclusive()?;
+    let (keep, dead, live) = crate::gc::live_set(&store)?;
+    let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;
+    for (digest, size) in &collected.blobs {
+        printer.detail(format!("  {digest} ({})", human_bytes(*size)));
+    }
+    for root in &collected.dead_roots {
+        printer.detail(format!("  dead root {}", root.display()));
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    printer.status(format!(
+        "{verb} {} ({}), {}, {} and {} from {}; {} live",
+        plural(collected.blobs.len(), "blob"),
+        human_bytes(collected.bytes()),
+        plural(collected.refs.len(), "index ref"),
+        plural(collected.rendered.len(), "rendered tree"),
+        plural(collected.dead_roots.len(), "dead root"),
+        store_path.display(),
+        plural(live, "root")
+    ));
+    printer.json(&json!({
+        "store": store_path,
+        "dry_run": dry_run,
+        "live_roots": live,
+        "removed": collected,
+        "bytes_freed": collected.bytes(),
+    }));
+    Ok(())
+}
+
+/// `imagelock fsck`.
+pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let store_path = settings
+        .store_override
+        .clone()
+        .or_else(|| store_from_manifest_leniently(&settings.manifest))
+        .unwrap_or_else(crate::cli::default_store);
+    let store = Store::open_existing(&store_path).ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "`--store DIR` names another store",
+        )
+    })?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path).ok().flatten();
+    let needed = lock
+        .as_ref()
+        .map(crate::fsck::needed_by)
+        .unwrap_or_default();
+    let report = {
+        let _lock = if repair {
+            store.lock_exclusive()?
+        } else {
+            store.lock_shared()?
+        };
+        let report = crate::fsck::check(&store, &needed).await?;
+        if repair && !report.corrupt.is_empty() {
+            let moved = crate::fsck::quarantine(&store, &report)?;
+            printer.status(format!(
+                "Moved {} to {}",
+                plural(moved.len(), "corrupt blob"),
+                store.root().join("quarantine").display()
+            ));
+        }
+        report
+    };
+    for (digest, why) in &report.corrupt {
+        printer.warn(format!("  corrupt  {digest}: {why}"));
+    }
+    for (digest, who) in &report.missing {
+        printer.warn(format!("  missing  {digest} (needed by {who})"));
+    }
+    let rate = report.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    printer.status(format!(
+        "Checked {} ({}) in {} ({}/s): {} corrupt, {} missing",
+        plural(report.blobs, "blob"),
+        human_bytes(report.bytes),
+        human_duration(started.elapsed()),
+        human_bytes(rate as u64),
+        report.corrupt.len(),
+        report.missing.len()
+    ));
+    printer.json(&json!({ "store": store_path, "ok": report.ok(), "report": report }));
+    if report.ok() {
+        return Ok(());
+    }
+    if repair && lock.is_some() {
+        printer.status(format!("Fetching again what {} needs", lock_path.display()));
+        let options = SyncSettings {
+            mode: LockMode::Frozen,
+            offline: false,
+            dry_run: false,
+            prune: false,
+        };
+        let quiet = Settings {
+            printer: crate::printer::Printer {
+                json: false,
+                ..settings.printer
+            },
+            ..settings.clone()
+        };
+        sync(&quiet, options).await?;
+        let again = crate::fsck::check(&store, &needed).await?;
+        if again.corrupt.is_empty() && again.missing.is_empty() {
+            printer.status("Repaired: the store is sound");
+            return Ok(());
+        }
+        return Err(hinted(
+            format!(
+                "{} still has {} corrupt and {} missing blobs after the repair",
+                store_path.display(),
+                again.corrupt.len(),
+                again.missing.len()
+            ),
+            "blobs only index.json references (no lock needs them) cannot be fetched again; `imagelock gc` drops them",
+        ));
+    }
+    Err(hinted(
+        format!(
+            "{} has {} corrupt and {} missing blobs",
+            store_path.display(),
+            report.corrupt.len(),
+            report.missing.len()
+        ),
+        "`imagelock fsck --repair` quarantines corrupt blobs and fetches again what images.lock needs",
+    ))
 }
 
 /// Re-verifies, with the manifest's keys, the signatures of the ACIs this sync

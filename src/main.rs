@@ -47,6 +47,10 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             commands::sync(&Settings::resolve(global, args.json)?, options).await
         }
         Command::Verify { json } => commands::verify(&Settings::resolve(global, json)?).await,
+        Command::Gc { dry_run, json } => commands::gc(&Settings::resolve(global, json)?, dry_run),
+        Command::Fsck { repair, json } => {
+            commands::fsck(&Settings::resolve(global, json)?, repair).await
+        }
         Command::Trust(TrustCommand::Add(args)) => {
             let imagelock::cli::TrustAddArgs {
                 prefix,
