@@ -537,12 +537,14 @@ pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         .clone()
         .or_else(|| store_from_manifest_leniently(&settings.manifest))
         .unwrap_or_else(crate::cli::default_store);
-    let store = Store::open_existing(&store_path).ok_or_else(|| {
-        hinted(
-            format!("there is no store at {}", store_path.display()),
-            "nothing to collect; `--store DIR` names another store",
-        )
-    })?;
+    let Some(store) = Store::open_existing(&store_path) else {
+        printer.status(format!(
+            "There is no store at {}: nothing to collect",
+            store_path.display()
+        ));
+        printer.json(&json!({ "store": store_path, "dry_run": dry_run, "bytes_freed": 0 }));
+        return Ok(());
+    };
     let _exclusive = store.lock_exclusive()?;
     let (keep, dead, live) = crate::gc::live_set(&store)?;
     let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;

@@ -8,3 +8,4 @@ mod local;
 mod peers;
 mod registry;
 mod signing;
+mod store;
