@@ -17,7 +17,8 @@ python3 - "$store/blobs/sha256" "$files" "$mib" <<'PY'
 import hashlib, os, random, sys
 out, files, mib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 for i in range(files):
-    data = random.Random(i).randbytes(mib * 1024 * 1024)
+    rng = random.Random(i)
+    data = b"".join(rng.randbytes(1 << 20) for _ in range(mib))
     with open(os.path.join(out, hashlib.sha256(data).hexdigest()), "wb") as f:
         f.write(data)
 PY
