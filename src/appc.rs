@@ -112,7 +112,7 @@ struct Pending {
     aci: Option<BlobWriter>,
     signature: Option<(Blob, Vec<u8>)>,
     /// What to remember about the URL once the blob has its name.
-    revalidation: Option<(std::path::PathBuf, Validators)>,
+    revalidation: Option<Box<(std::path::PathBuf, Validators)>>,
 }
 
 /// What an ACI download produced.
@@ -120,7 +120,7 @@ enum Content {
     /// New bytes, waiting in `ingest/`.
     Fresh {
         writer: BlobWriter,
-        validators: Option<(std::path::PathBuf, Validators)>,
+        validators: Option<Box<(std::path::PathBuf, Validators)>>,
     },
     /// The server said the URL is unchanged (304): the stored blob.
     Stored {
@@ -205,7 +205,8 @@ impl AciResolver<'_> {
                     Some(writer) => Some(writer.commit()?),
                     None => None,
                 };
-                if let (Some(blob), Some((file, mut validators))) = (blob, p.revalidation) {
+                if let (Some(blob), Some(remembered)) = (blob, p.revalidation) {
+                    let (file, mut validators) = *remembered;
                     validators.digest = Some(blob.digest);
                     validators.size = Some(blob.size);
                     // Only an optimisation: a cache that cannot be written costs a download later.
@@ -704,7 +705,7 @@ impl AciResolver<'_> {
                     size: None,
                 };
                 let remember = (validators.etag.is_some() || validators.last_modified.is_some())
-                    .then_some((file, validators));
+                    .then(|| Box::new((file, validators)));
                 let writer = crate::sync::stream_into(response, url, writer, &Silent).await?;
                 Ok(Content::Fresh {
                     writer,
