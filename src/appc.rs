@@ -119,7 +119,7 @@ struct Pending {
 enum Content {
     /// New bytes, waiting in `ingest/`.
     Fresh {
-        writer: BlobWriter,
+        writer: Box<BlobWriter>,
         validators: Option<Box<(std::path::PathBuf, Validators)>>,
     },
     /// The server said the URL is unchanged (304): the stored blob.
@@ -555,7 +555,7 @@ impl AciResolver<'_> {
         };
         let blob = content.blob();
         let (aci, revalidation) = match content {
-            Content::Fresh { writer, validators } => (Some(writer), validators),
+            Content::Fresh { writer, validators } => (Some(*writer), validators),
             Content::Stored { .. } => (None, None),
         };
         Ok(Fetched {
@@ -708,7 +708,7 @@ impl AciResolver<'_> {
                     .then(|| Box::new((file, validators)));
                 let writer = crate::sync::stream_into(response, url, writer, &Silent).await?;
                 Ok(Content::Fresh {
-                    writer,
+                    writer: Box::new(writer),
                     validators: remember,
                 })
             }
@@ -719,7 +719,7 @@ impl AciResolver<'_> {
                         .await
                         .context("a copy task panicked")??;
                 Ok(Content::Fresh {
-                    writer,
+                    writer: Box::new(writer),
                     validators: None,
                 })
             }
