@@ -212,14 +212,29 @@ fn open_store(
     settings: &Settings,
     manifest_store: Option<PathBuf>,
 ) -> anyhow::Result<(PathBuf, Store)> {
-    let path = settings
-        .store_override
-        .clone()
-        .or(manifest_store)
-        .unwrap_or_else(crate::cli::default_store);
+    let path = store_location(settings, manifest_store);
     let store = Store::open(&path)
         .with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok((path, store))
+}
+
+/// The store the settings name, if one exists there (nothing is created).
+fn existing_store(
+    settings: &Settings,
+    manifest_store: Option<PathBuf>,
+) -> (PathBuf, Option<Store>) {
+    let path = store_location(settings, manifest_store);
+    let store = Store::open_existing(&path);
+    (path, store)
+}
+
+/// Where the store is: `--store` / `IMAGELOCK_STORE`, `[store] path`, the per-user default.
+fn store_location(settings: &Settings, manifest_store: Option<PathBuf>) -> PathBuf {
+    settings
+        .store_override
+        .clone()
+        .or(manifest_store)
+        .unwrap_or_else(crate::cli::default_store)
 }
 
 fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions {
@@ -532,12 +547,9 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
 /// `imagelock gc`.
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let printer = settings.printer;
-    let store_path = settings
-        .store_override
-        .clone()
-        .or_else(|| store_from_manifest_leniently(&settings.manifest))
-        .unwrap_or_else(crate::cli::default_store);
-    let Some(store) = Store::open_existing(&store_path) else {
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let Some(store) = store else {
         printer.status(format!(
             "There is no store at {}: nothing to collect",
             store_path.display()
@@ -579,12 +591,9 @@ pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
 pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
-    let store_path = settings
-        .store_override
-        .clone()
-        .or_else(|| store_from_manifest_leniently(&settings.manifest))
-        .unwrap_or_else(crate::cli::default_store);
-    let store = Store::open_existing(&store_path).ok_or_else(|| {
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let store = store.ok_or_else(|| {
         hinted(
             format!("there is no store at {}", store_path.display()),
             "`--store DIR` names another store",
@@ -731,12 +740,8 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
             "run `imagelock lock` to create it",
         )
     })?;
-    let store_path = settings
-        .store_override
-        .clone()
-        .or_else(|| manifest.store_path.clone())
-        .unwrap_or_else(crate::cli::default_store);
-    let store = Store::open_existing(&store_path).ok_or_else(|| {
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
         hinted(
             format!("there is no store at {}", store_path.display()),
             "run `imagelock sync` to fill it",

@@ -14,6 +14,7 @@ use serde::Serialize;
 
 use crate::concurrency;
 use crate::digest::{Algorithm, Digest, Hasher};
+
 use crate::oci::{self, ManifestKind};
 use crate::store::Store;
 
@@ -61,21 +62,10 @@ fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<(u
 pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut files = Vec::new();
-    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-        let dir = store.root().join("blobs").join(algorithm.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry?.path();
-            let name = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            match format!("{}:{name}", algorithm.as_str()).parse::<Digest>() {
-                Ok(digest) => files.push((digest, path)),
-                Err(_) => report.strays.push(path),
-            }
+    for (digest, path) in store.blob_files()? {
+        match digest {
+            Some(digest) => files.push((digest, path)),
+            None => report.strays.push(path),
         }
     }
     let cores = std::thread::available_parallelism().map_or(2, usize::from);

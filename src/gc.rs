@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::digest::{Algorithm, Digest};
+use crate::digest::Digest;
 use crate::fsutil::write_atomic;
 use crate::lockfile::Lock;
 use crate::oci;
@@ -131,28 +131,16 @@ pub fn collect(
     dry_run: bool,
 ) -> anyhow::Result<Collected> {
     let mut out = Collected::default();
-    for algorithm in [Algorithm::Sha256, Algorithm::Sha512] {
-        let dir = store.root().join("blobs").join(algorithm.as_str());
-        let Ok(entries) = std::fs::read_dir(&dir) else {
+    for (digest, path) in store.blob_files()? {
+        // A stray file (not named by a digest) is not ours: leave it.
+        let Some(digest) = digest.filter(|d| !keep.contains(d)) else {
             continue;
         };
-        for entry in entries {
-            let entry = entry?;
-            let name = entry.file_name();
-            let Ok(digest) =
-                format!("{}:{}", algorithm.as_str(), name.to_string_lossy()).parse::<Digest>()
-            else {
-                continue; // not ours (a quarantined or stray file): leave it
-            };
-            if keep.contains(&digest) {
-                continue;
-            }
-            let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
-            if !dry_run {
-                std::fs::remove_file(entry.path())?;
-            }
-            out.blobs.push((digest, size));
+        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        if !dry_run {
+            std::fs::remove_file(&path)?;
         }
+        out.blobs.push((digest, size));
     }
     out.blobs.sort();
     // index.json refs whose content is gone.

@@ -8,8 +8,9 @@
 //!                             org.opencontainers.image.ref.name = canonical reference
 //! STORE/blobs/<alg>/<hex>     content; always hashes to its name
 //! STORE/ingest/               downloads in progress: `<alg>-<hex>.partial`
-//!                             (resumable, locked by their writer) and private
-//!                             temporary files; stale ones are removed at open
+//!                             (resumable) and `tmp-*` private temporary files,
+//!                             both locked by their writer; at open, unlocked
+//!                             `tmp-*` files and week-old partials are removed
 //! STORE/roots/<hash>.json     lockfiles registered by sync, for gc (see `gc`)
 //! STORE/quarantine/           corrupt blobs moved aside by `fsck --repair`
 //! STORE/imagelock.lock        shared by syncs, exclusive for maintenance
@@ -35,9 +36,6 @@ use crate::oci::{self, Descriptor, ImageIndex};
 /// A resumable partial download untouched this long is abandoned: a week
 /// covers a laptop closed over a weekend and a long CI queue.
 pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
-/// A private temporary file this old belongs to a killed process (no write
-/// takes a day): nothing can resume it.
-pub const STALE_TEMP_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -139,9 +137,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Removes leftovers of killed processes from `ingest/`: resumable partial
-    /// downloads untouched for [`STALE_PARTIAL_AGE`] (unless a live process
-    /// holds them) and private temporary files older than [`STALE_TEMP_AGE`].
+    /// Removes leftovers of killed processes from `ingest/`: private temporary
+    /// files no live process holds (their writers lock them), and resumable
+    /// partial downloads untouched for [`STALE_PARTIAL_AGE`] and not in use.
     /// Best effort: a file that cannot be removed now is tried next time.
     fn clean_stale_ingest(&self) {
         let Ok(entries) = std::fs::read_dir(self.ingest_dir()) else {
@@ -150,23 +148,23 @@ impl Store {
         let now = std::time::SystemTime::now();
         for entry in entries.flatten() {
             let path = entry.path();
-            let age = entry
-                .metadata()
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .unwrap_or_default();
-            let resumable = path
+            let temporary = path
                 .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("sha"));
-            if resumable && age > STALE_PARTIAL_AGE {
-                // Only if no process is downloading into it right now.
-                if let Ok(file) = OpenOptions::new().write(true).open(&path)
-                    && file.try_lock().is_ok()
-                {
-                    let _ = std::fs::remove_file(&path);
-                }
-            } else if !resumable && age > STALE_TEMP_AGE {
+                .is_some_and(|n| n.to_string_lossy().starts_with("tmp-"));
+            let stale = temporary
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_PARTIAL_AGE);
+            if !stale {
+                continue;
+            }
+            // Only if no process is writing it right now.
+            if let Ok(file) = OpenOptions::new().write(true).open(&path)
+                && file.try_lock().is_ok()
+            {
                 let _ = std::fs::remove_file(&path);
             }
         }
@@ -240,6 +238,33 @@ impl Store {
             .join(digest.hex())
     }
 
+    /// Every file under `blobs/<alg>/`: its digest when the name is one
+    /// (`None` for a stray file), and its path.
+    pub fn blob_files(&self) -> std::io::Result<Vec<(Option<Digest>, PathBuf)>> {
+        let mut out = Vec::new();
+        for algorithm in [
+            crate::digest::Algorithm::Sha256,
+            crate::digest::Algorithm::Sha512,
+        ] {
+            let dir = self.root.join("blobs").join(algorithm.as_str());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let path = entry?.path();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let digest = format!("{}:{name}", algorithm.as_str()).parse().ok();
+                out.push((digest, path));
+            }
+        }
+        Ok(out)
+    }
+
     /// Whether the blob is present with the right size (the name vouches for the content).
     pub fn contains(&self, blob: &Blob) -> bool {
         std::fs::metadata(self.blob_path(&blob.digest))
@@ -248,12 +273,7 @@ impl Store {
 
     /// Starts writing `blob`; bytes go to a temporary file until [`BlobWriter::commit`].
     pub fn ingest(&self, blob: &Blob) -> Result<BlobWriter, StoreError> {
-        let dir = self.ingest_dir();
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{}-", blob.digest.hex()))
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        let file = self.temp_file(&format!("tmp-{}-", blob.digest.short()))?;
         Ok(BlobWriter {
             file: IngestFile::Temp(file),
             hasher: Hasher::new(blob.digest.algorithm()),
@@ -261,6 +281,20 @@ impl Store {
             expected: Expected::Known(blob.clone()),
             store: self.clone(),
         })
+    }
+
+    /// A private temporary file in `ingest/`, locked while it lives so that
+    /// [`Store::open`] can tell a killed process's leftovers from files in use.
+    fn temp_file(&self, prefix: &str) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.ingest_dir();
+        let file = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        file.as_file()
+            .lock()
+            .map_err(io_err("cannot lock", file.path()))?;
+        Ok(file)
     }
 
     /// Starts or resumes writing `blob`: bytes an interrupted download left in
@@ -327,12 +361,7 @@ impl Store {
         media_type: &str,
         limit: u64,
     ) -> Result<BlobWriter, StoreError> {
-        let dir = self.ingest_dir();
-        let file = tempfile::Builder::new()
-            .prefix("new-")
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        let file = self.temp_file("tmp-new-")?;
         Ok(BlobWriter {
             file: IngestFile::Temp(file),
             hasher: Hasher::new(algorithm),
