@@ -418,6 +418,10 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
     let shared = store.lock_shared()?;
+    let imported = match &options.from {
+        Some(bundle) => import_bundle(settings, &store, bundle).await?.digests,
+        None => Vec::new(),
+    };
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
     let summary = json!({
@@ -481,7 +485,15 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         )
     })?;
     let signatures = match &manifest {
-        Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
+        Some(manifest) => {
+            let fetched = plan
+                .missing
+                .iter()
+                .map(|m| m.blob.digest.clone())
+                .chain(imported)
+                .collect();
+            check_new_signatures(&lock, &fetched, &store, manifest).await?
+        }
         None => {
             let fetched_signed = plan.missing.iter().any(|m| {
                 m.images
@@ -541,6 +553,94 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         ));
     }
     printer.json(&summary);
+    Ok(())
+}
+
+/// Imports `bundle` into `store` on a blocking thread, reporting it.
+async fn import_bundle(
+    settings: &Settings,
+    store: &Store,
+    bundle: &Path,
+) -> anyhow::Result<crate::bundle::Imported> {
+    let started = Instant::now();
+    let (store, path) = (store.clone(), bundle.to_owned());
+    let (_, imported) = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
+        .await
+        .context("the bundle reader panicked")??;
+    settings.printer.status(format!(
+        "Imported {} from {}: {} ({}) stored, {} already present ({})",
+        plural(imported.images, "image"),
+        bundle.display(),
+        plural(imported.stored, "blob"),
+        human_bytes(imported.bytes),
+        imported.present,
+        human_duration(started.elapsed())
+    ));
+    Ok(imported)
+}
+
+/// `imagelock export`.
+pub fn export(
+    settings: &Settings,
+    file: &Path,
+    images: &[String],
+    platforms: &[String],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let stale = lock.staleness(manifest.images.values());
+    if !stale.is_fresh() {
+        return Err(stale_error(&lock_path, &stale, "`export`"));
+    }
+    let lock = crate::bundle::subset(&lock, images, platforms)?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first, so the bundle can carry the images",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let keys: Vec<(String, PathBuf)> = manifest
+        .trust
+        .values()
+        .flat_map(|t| t.keys.iter())
+        .map(|k| (k.clone(), manifest.dir().join(k)))
+        .collect();
+    let exported = crate::bundle::export(&store, &lock, &keys, file)?;
+    printer.status(format!(
+        "Exported {}, {} ({}) and {} to {} ({}) in {}",
+        plural(exported.images, "image"),
+        plural(exported.blobs, "blob"),
+        human_bytes(exported.bytes),
+        plural(exported.keys, "key file"),
+        file.display(),
+        human_bytes(exported.file_bytes),
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "bundle": file, "exported": exported }));
+    Ok(())
+}
+
+/// `imagelock import`.
+pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
+    let _shared = store.lock_shared()?;
+    let imported = import_bundle(settings, &store, file).await?;
+    settings
+        .printer
+        .status("Run `imagelock sync --offline` to check that the project's lock is satisfied.");
+    settings
+        .printer
+        .json(&json!({ "bundle": file, "imported": imported }));
     Ok(())
 }
 
@@ -649,6 +749,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             offline: false,
             dry_run: false,
             prune: false,
+            from: None,
         };
         let quiet = Settings {
             printer: crate::printer::Printer {
@@ -684,16 +785,15 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     ))
 }
 
-/// Re-verifies, with the manifest's keys, the signatures of the ACIs this sync
-/// fetched (blobs already in the store were verified when they were stored).
+/// Re-verifies, with the manifest's keys, the signatures of the images whose
+/// blobs this sync fetched or imported (blobs already in the store were
+/// verified when they were stored).
 async fn check_new_signatures(
     lock: &Lock,
-    plan: &crate::sync::Plan,
+    fetched: &std::collections::BTreeSet<crate::digest::Digest>,
     store: &Store,
     manifest: &Manifest,
 ) -> anyhow::Result<usize> {
-    let fetched: std::collections::BTreeSet<&crate::digest::Digest> =
-        plan.missing.iter().map(|m| &m.blob.digest).collect();
     let images: Vec<crate::lockfile::LockedImage> = lock
         .images
         .values()

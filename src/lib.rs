@@ -6,6 +6,7 @@
 
 pub mod aci;
 pub mod appc;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod concurrency;

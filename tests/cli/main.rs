@@ -2,6 +2,7 @@
 //! (docker-registry, skopeo) and hostile in-test servers.
 
 mod appc;
+mod bundle;
 mod harness;
 mod hostile;
 mod local;
