@@ -214,10 +214,10 @@ fn damaged_or_altered_bundles_are_refused_by_entry() {
     let mut archive = tar::Archive::new(&original[..]);
     for entry in archive.entries().expect("entries") {
         let mut entry = entry.expect("entry");
-        let mut header = entry.header().clone();
+        let header = entry.header().clone();
         let mut body = Vec::new();
         entry.read_to_end(&mut body).expect("read");
-        extra.append(&mut header, &body[..]).expect("append");
+        extra.append(&header, &body[..]).expect("append");
     }
     let stranger = b"not pinned";
     let mut header = tar::Header::new_gnu();
