@@ -126,6 +126,20 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Copy every locked image to a mirror registry (a CI fleet's shared cache).
+    #[command(
+        after_help = "An image from ORIGIN[:PORT]/REPO goes to PREFIX/ORIGIN[_PORT]/REPO (manifests as their exact bytes,\nchildren before indexes, blobs the mirror has are skipped); ACIs go to PREFIX/appc as OCI\nartifacts. Runners then `imagelock sync --mirror PREFIX`.\n\nExamples:\n  imagelock push registry.internal:5000/mirror\n  imagelock push registry.internal:5000/mirror --lookaside-staging /srv/sigstore"
+    )]
+    Push {
+        /// The mirror location, HOST[:PORT][/PATH].
+        prefix: String,
+        /// Write the images' simple signatures here, laid out as a lookaside store.
+        #[arg(long, value_name = "DIR")]
+        lookaside_staging: Option<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Read an airgap bundle into the store, verifying every blob before it gets its name.
     Import {
         /// The bundle to read.
@@ -229,6 +243,12 @@ pub struct SyncArgs {
     /// First import this airgap bundle (see `imagelock export`).
     #[arg(long, value_name = "BUNDLE")]
     pub from: Option<PathBuf>,
+    /// Read from this mirror (HOST[:PORT][/PATH], see `imagelock push`) before the origin; repeatable.
+    #[arg(long = "mirror", value_name = "PREFIX")]
+    pub mirrors: Vec<String>,
+    /// Never fall back to the origin registry.
+    #[arg(long)]
+    pub mirror_only: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -323,6 +343,10 @@ pub struct SyncSettings {
     pub prune: bool,
     /// A bundle to import first.
     pub from: Option<PathBuf>,
+    /// Mirrors given on the command line.
+    pub mirrors: Vec<String>,
+    /// Mirrors only.
+    pub mirror_only: bool,
 }
 
 impl SyncSettings {
@@ -335,6 +359,8 @@ impl SyncSettings {
             dry_run,
             prune,
             ref from,
+            ref mirrors,
+            mirror_only,
             json: _,
         } = *args;
         let mode = match (frozen, locked) {
@@ -348,6 +374,8 @@ impl SyncSettings {
             dry_run,
             prune,
             from: from.clone(),
+            mirrors: mirrors.clone(),
+            mirror_only,
         }
     }
 }

@@ -477,7 +477,8 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             ));
         }
     }
-    crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
+    let mirrors = sync_mirrors(&options, manifest.as_deref(), &lock)?;
+    crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
     crate::gc::register(&store, &lock_path, &lock).with_context(|| {
         format!(
             "cannot register {} as a root of the store",
@@ -644,6 +645,99 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The mirrors a sync reads from: `--mirror` first, then `[mirrors]`.
+fn sync_mirrors(
+    options: &SyncSettings,
+    manifest: Option<&Manifest>,
+    lock: &Lock,
+) -> anyhow::Result<crate::sync::Mirrors> {
+    let from_manifest = manifest.map(|m| m.mirrors.clone()).unwrap_or_default();
+    let plain = |host: &str| {
+        manifest.map_or_else(
+            || lock.plain_http_hosts().iter().any(|h| h == host),
+            |m| m.insecure_http(host),
+        )
+    };
+    let mirrors = options
+        .mirrors
+        .iter()
+        .chain(&from_manifest.prefixes)
+        .map(|p| crate::mirror::Mirror::parse(p, plain))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let only = options.mirror_only || from_manifest.only;
+    if only && mirrors.is_empty() {
+        return Err(hinted(
+            "--mirror-only needs a mirror",
+            "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
+        ));
+    }
+    Ok(crate::sync::Mirrors { mirrors, only })
+}
+
+/// `imagelock push`.
+pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first: push copies from the store",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let missing: Vec<String> = lock
+        .images
+        .values()
+        .flat_map(|i| i.blobs())
+        .filter(|b| !store.contains(b))
+        .map(|b| b.digest.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "the store lacks {} the lock pins (first: {})",
+                plural(missing.len(), "blob"),
+                missing[0]
+            ),
+            "run `imagelock sync` first: push copies from the store",
+        ));
+    }
+    let mut hosts = manifest.insecure_http_hosts();
+    hosts.extend(lock.plain_http_hosts());
+    let client = LazyClient::new(http_options(settings, hosts)).get()?;
+    let images: Vec<_> = lock.images.values().cloned().collect();
+    let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    printer.status(format!(
+        "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
+        plural(pushed.images, "image"),
+        mirror.base,
+        mirror.path,
+        plural(pushed.uploaded, "blob"),
+        human_bytes(pushed.bytes),
+        pushed.mounted,
+        pushed.present,
+        plural(pushed.manifests, "manifest"),
+        if pushed.signatures > 0 {
+            format!(", {}", plural(pushed.signatures, "signature"))
+        } else {
+            String::new()
+        },
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "mirror": prefix, "pushed": pushed }));
+    Ok(())
+}
+
 /// `imagelock gc`.
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let printer = settings.printer;
@@ -750,6 +844,8 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             dry_run: false,
             prune: false,
             from: None,
+            mirrors: Vec::new(),
+            mirror_only: false,
         };
         let quiet = Settings {
             printer: crate::printer::Printer {

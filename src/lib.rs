@@ -20,6 +20,7 @@ pub mod fsutil;
 pub mod gc;
 pub mod lockfile;
 pub mod manifest;
+pub mod mirror;
 pub mod oci;
 pub mod openpgp;
 pub mod platform;

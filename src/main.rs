@@ -58,6 +58,18 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             &images,
             &platforms,
         ),
+        Command::Push {
+            prefix,
+            lookaside_staging,
+            json,
+        } => {
+            commands::push(
+                &Settings::resolve(global, json)?,
+                &prefix,
+                lookaside_staging.as_deref(),
+            )
+            .await
+        }
         Command::Import { file, json } => {
             commands::import(&Settings::resolve(global, json)?, &file).await
         }

@@ -6,6 +6,7 @@ mod bundle;
 mod harness;
 mod hostile;
 mod local;
+mod mirror;
 mod peers;
 mod registry;
 mod signing;
