@@ -26,8 +26,8 @@ use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
 
-/// Upload chunk size: large enough that per-request overhead vanishes, small
-/// enough that a broken connection costs little to resume.
+/// Blobs up to this size go up in one request, read into memory (most
+/// configs, manifests and small layers); larger ones are streamed.
 pub const PUSH_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 /// The artifact type of an ACI pushed to a mirror.
 pub const ACI_ARTIFACT_TYPE: &str = "application/vnd.appc.aci";
@@ -460,8 +460,8 @@ async fn push_blob(
 }
 
 /// Uploads a store blob into an open session: in one request when it fits a
-/// chunk, else in resumable chunks (a failed chunk resumes where the registry
-/// says the upload stands).
+/// chunk, else streamed, resuming where the registry says the upload stands
+/// after a failure.
 async fn upload(
     client: &RegistryClient,
     store: &Store,
@@ -477,28 +477,86 @@ async fn upload(
             .await?;
         return Ok(());
     }
+    // One streamed PATCH of everything left; after a failure, ask the
+    // registry where the upload stands and stream the rest from there.
     let mut offset = 0u64;
     let mut stalls = 0;
     while offset < blob.size {
-        let length = (blob.size - offset).min(PUSH_CHUNK_BYTES as u64);
-        let chunk = read_chunk(&path, offset, length).await?;
-        match client.upload_chunk(repo, &location, offset, chunk).await {
+        let length = blob.size - offset;
+        let body = reqwest::Body::wrap_stream(FileStream::open(&path, offset));
+        match client
+            .upload_stream(repo, &location, offset, length, body)
+            .await
+        {
             Ok(next) => {
                 location = next;
-                offset += length;
-                stalls = 0;
+                offset = blob.size;
             }
             Err(e) => {
                 stalls += 1;
                 if stalls > client.retry_policy().retries {
                     return Err(e.into());
                 }
+                tokio::time::sleep(client.retry_policy().backoff(stalls, None)).await;
                 offset = client.upload_offset(repo, &location).await?;
             }
         }
     }
     client.finish_upload(repo, &location, &blob.digest).await?;
     Ok(())
+}
+
+/// A store file from an offset, as a stream of chunks read on a blocking
+/// thread (memory stays at a few chunks whatever the file's size).
+struct FileStream(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>);
+
+impl FileStream {
+    fn open(path: &Path, offset: u64) -> FileStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::concurrency::CHUNKS_IN_FLIGHT);
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let opened = std::fs::File::open(&path).and_then(|mut f| {
+                f.seek(std::io::SeekFrom::Start(offset))?;
+                Ok(f)
+            });
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut buffer = vec![0u8; crate::concurrency::COPY_BUFFER_BYTES];
+                match file.read(&mut buffer) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        if tx.blocking_send(Ok(bytes::Bytes::from(buffer))).is_err() {
+                            return; // the request was dropped
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        FileStream(rx)
+    }
+}
+
+impl futures_core::Stream for FileStream {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// Reads `length` bytes at `offset` of a store file, off the async reactor.

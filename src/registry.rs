@@ -709,23 +709,29 @@ impl RegistryClient {
         upload_location(repo, &url, &response)
     }
 
-    /// Sends one chunk of an upload (`PATCH`, `Content-Range: START-END`);
-    /// returns the session's next URL.
-    pub async fn upload_chunk(
+    /// Sends bytes `start..start+length` of an upload as one streamed `PATCH`
+    /// (bounded memory for any size). Not retried here: the body is a stream;
+    /// the caller resumes from [`RegistryClient::upload_offset`].
+    pub async fn upload_stream(
         &self,
         repo: &Repository,
         location: &str,
         start: u64,
-        chunk: bytes::Bytes,
+        length: u64,
+        body: reqwest::Body,
     ) -> Result<String, RegistryError> {
-        let end = start + chunk.len() as u64 - 1;
-        let response = self
-            .authorized(repo, &push_scope(repo), Method::PATCH, location, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
-                    .header("Content-Range", format!("{start}-{end}"))
-                    .body(chunk.clone())
-            })
-            .await?;
+        self.check_scheme(location)?;
+        let mut request = self
+            .http
+            .patch(location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .header("Content-Range", format!("{start}-{}", start + length - 1))
+            .body(body);
+        if let Some(value) = self.cached_auth(repo.host(), &push_scope(repo)) {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| network(location, &e))?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(status_error(location, response).await);
         }
