@@ -370,7 +370,7 @@ impl Settings {
 
 /// Parses `HOST=ADDR:PORT`.
 fn parse_resolve(spec: &str) -> anyhow::Result<(String, std::net::SocketAddr)> {
-    const EXAMPLE: &str = "write it as HOST=ADDR:PORT, e.g. `--resolve example.com=127.0.0.1:8443` (or IMAGELOCK_RESOLVE=example.com=127.0.0.1:8443)";
+    const EXAMPLE: &str = "write it as HOST=ADDR:PORT, e.g. `--resolve example.com=10.0.0.5:8443` (or IMAGELOCK_RESOLVE=example.com=10.0.0.5:8443)";
     let (host, addr) = spec.split_once('=').ok_or_else(|| {
         crate::errors::usage(format!("--resolve `{spec}` is not HOST=ADDR:PORT"), EXAMPLE)
     })?;
@@ -459,7 +459,7 @@ pub fn write_man_page(command: Option<&str>, out: &mut dyn std::io::Write) -> an
         Some(name) => {
             let names: Vec<String> = top
                 .get_subcommands()
-                .filter(|c| !c.is_hide_set())
+                .filter(|c| !c.is_hide_set() && c.get_name() != "help")
                 .map(|c| c.get_name().to_owned())
                 .collect();
             let sub = top.find_subcommand(name).cloned().ok_or_else(|| {

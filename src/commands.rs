@@ -345,6 +345,20 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
             lock_path.display(),
             plural(new.images.len(), "image")
         ));
+    } else if conflicted {
+        let redone: Vec<&str> = stale
+            .added
+            .iter()
+            .chain(&stale.changed)
+            .map(String::as_str)
+            .collect();
+        printer.status(format!(
+            "Resolved the merge conflict in {}: locked {} in {} (resolved again: {})",
+            lock_path.display(),
+            plural(new.images.len(), "image"),
+            human_duration(started.elapsed()),
+            redone.join(", ")
+        ));
     } else {
         printer.status(format!(
             "Locked {} in {} ({})",

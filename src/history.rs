@@ -73,8 +73,8 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLo
     if stderr.contains("not a git repository") {
         return Err(hinted(
             format!(
-                "{} is not in a git repository, so there is no `{rev}` to compare with",
-                dir.display()
+                "{} is not in a git repository, so there is no {label} to compare with",
+                lock_path.display()
             ),
             "compare with another lock file instead: `imagelock diff OTHER.lock`",
         ));
