@@ -2,6 +2,7 @@
 //! (docker-registry, skopeo) and hostile in-test servers.
 
 mod appc;
+mod everyday;
 mod harness;
 mod hostile;
 mod local;
