@@ -480,6 +480,10 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
     let shared = store.lock_shared()?;
+    let imported = match &options.from {
+        Some(bundle) => import_bundle(settings, &store, bundle).await?.digests,
+        None => Vec::new(),
+    };
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
     let summary = json!({
@@ -535,7 +539,8 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             ));
         }
     }
-    crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
+    let mirrors = sync_mirrors(&options, manifest.as_deref(), &lock)?;
+    crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
     crate::gc::register(&store, &lock_path, &lock).with_context(|| {
         format!(
             "cannot register {} as a root of the store",
@@ -543,7 +548,15 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         )
     })?;
     let signatures = match &manifest {
-        Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
+        Some(manifest) => {
+            let fetched = plan
+                .missing
+                .iter()
+                .map(|m| m.blob.digest.clone())
+                .chain(imported)
+                .collect();
+            check_new_signatures(&lock, &fetched, &store, manifest).await?
+        }
         None => {
             let fetched_signed = plan.missing.iter().any(|m| {
                 m.images
@@ -603,6 +616,189 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         ));
     }
     printer.json(&summary);
+    Ok(())
+}
+
+/// Imports `bundle` into `store` on a blocking thread, reporting it.
+async fn import_bundle(
+    settings: &Settings,
+    store: &Store,
+    bundle: &Path,
+) -> anyhow::Result<crate::bundle::Imported> {
+    let started = Instant::now();
+    let (store, path) = (store.clone(), bundle.to_owned());
+    let (_, imported) = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
+        .await
+        .context("the bundle reader panicked")??;
+    settings.printer.status(format!(
+        "Imported {} from {}: {} ({}) stored, {} already present ({})",
+        plural(imported.images, "image"),
+        bundle.display(),
+        plural(imported.stored, "blob"),
+        human_bytes(imported.bytes),
+        imported.present,
+        human_duration(started.elapsed())
+    ));
+    Ok(imported)
+}
+
+/// `imagelock export`.
+pub fn export(
+    settings: &Settings,
+    file: &Path,
+    images: &[String],
+    platforms: &[String],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let stale = lock.staleness(manifest.images.values());
+    if !stale.is_fresh() {
+        return Err(stale_error(
+            &lock_path, &lock, &manifest, &stale, "`export`",
+        ));
+    }
+    let lock = crate::bundle::subset(&lock, images, platforms)?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first, so the bundle can carry the images",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let keys: Vec<(String, PathBuf)> = manifest
+        .trust
+        .values()
+        .flat_map(|t| t.keys.iter())
+        .map(|k| (k.clone(), manifest.dir().join(k)))
+        .collect();
+    let exported = crate::bundle::export(&store, &lock, &keys, file)?;
+    printer.status(format!(
+        "Exported {}, {} ({}) and {} to {} ({}) in {}",
+        plural(exported.images, "image"),
+        plural(exported.blobs, "blob"),
+        human_bytes(exported.bytes),
+        plural(exported.keys, "key file"),
+        file.display(),
+        human_bytes(exported.file_bytes),
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "bundle": file, "exported": exported }));
+    Ok(())
+}
+
+/// `imagelock import`.
+pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
+    let _shared = store.lock_shared()?;
+    let imported = import_bundle(settings, &store, file).await?;
+    settings
+        .printer
+        .status("Run `imagelock sync --offline` to check that the project's lock is satisfied.");
+    settings
+        .printer
+        .json(&json!({ "bundle": file, "imported": imported }));
+    Ok(())
+}
+
+/// The mirrors a sync reads from: `--mirror` first, then `[mirrors]`.
+fn sync_mirrors(
+    options: &SyncSettings,
+    manifest: Option<&Manifest>,
+    lock: &Lock,
+) -> anyhow::Result<crate::sync::Mirrors> {
+    let from_manifest = manifest.map(|m| m.mirrors.clone()).unwrap_or_default();
+    let plain = |host: &str| {
+        manifest.map_or_else(
+            || lock.plain_http_hosts().iter().any(|h| h == host),
+            |m| m.insecure_http(host),
+        )
+    };
+    let mirrors = options
+        .mirrors
+        .iter()
+        .chain(&from_manifest.prefixes)
+        .map(|p| crate::mirror::Mirror::parse(p, plain))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let only = options.mirror_only || from_manifest.only;
+    if only && mirrors.is_empty() {
+        return Err(hinted(
+            "--mirror-only needs a mirror",
+            "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
+        ));
+    }
+    Ok(crate::sync::Mirrors { mirrors, only })
+}
+
+/// `imagelock push`.
+pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first: push copies from the store",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let missing: Vec<String> = lock
+        .images
+        .values()
+        .flat_map(|i| i.blobs())
+        .filter(|b| !store.contains(b))
+        .map(|b| b.digest.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "the store lacks {} the lock pins (first: {})",
+                plural(missing.len(), "blob"),
+                missing[0]
+            ),
+            "run `imagelock sync` first: push copies from the store",
+        ));
+    }
+    let mut hosts = manifest.insecure_http_hosts();
+    hosts.extend(lock.plain_http_hosts());
+    let client = LazyClient::new(http_options(settings, hosts)).get()?;
+    let images: Vec<_> = lock.images.values().cloned().collect();
+    let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    printer.status(format!(
+        "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
+        plural(pushed.images, "image"),
+        mirror.base,
+        mirror.path,
+        plural(pushed.uploaded, "blob"),
+        human_bytes(pushed.bytes),
+        pushed.mounted,
+        pushed.present,
+        plural(pushed.manifests, "manifest"),
+        if pushed.signatures > 0 {
+            format!(", {}", plural(pushed.signatures, "signature"))
+        } else {
+            String::new()
+        },
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "mirror": prefix, "pushed": pushed }));
     Ok(())
 }
 
@@ -711,6 +907,9 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             offline: false,
             dry_run: false,
             prune: false,
+            from: None,
+            mirrors: Vec::new(),
+            mirror_only: false,
         };
         let quiet = Settings {
             printer: crate::printer::Printer {
@@ -746,16 +945,15 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     ))
 }
 
-/// Re-verifies, with the manifest's keys, the signatures of the ACIs this sync
-/// fetched (blobs already in the store were verified when they were stored).
+/// Re-verifies, with the manifest's keys, the signatures of the images whose
+/// blobs this sync fetched or imported (blobs already in the store were
+/// verified when they were stored).
 async fn check_new_signatures(
     lock: &Lock,
-    plan: &crate::sync::Plan,
+    fetched: &std::collections::BTreeSet<crate::digest::Digest>,
     store: &Store,
     manifest: &Manifest,
 ) -> anyhow::Result<usize> {
-    let fetched: std::collections::BTreeSet<&crate::digest::Digest> =
-        plan.missing.iter().map(|m| &m.blob.digest).collect();
     let images: Vec<crate::lockfile::LockedImage> = lock
         .images
         .values()

@@ -6,6 +6,7 @@
 
 pub mod aci;
 pub mod appc;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod concurrency;
@@ -22,6 +23,7 @@ pub mod gc;
 pub mod history;
 pub mod lockfile;
 pub mod manifest;
+pub mod mirror;
 pub mod oci;
 pub mod openpgp;
 pub mod platform;

@@ -426,7 +426,10 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         let url = repo.url("blobs", &digest.to_string());
         let response = self.send(repo, Method::GET, &url, None, from).await?;
+        // A registry may announce its canonical (sha256) digest of a blob
+        // asked for by sha512; only a digest of the same algorithm can contradict.
         if let Some(announced) = header_str(response.headers(), "docker-content-digest")
+            && announced.starts_with(&format!("{}:", digest.algorithm().as_str()))
             && announced != digest.to_string()
         {
             return Err(RegistryError::DigestMismatch {
@@ -571,27 +574,49 @@ impl RegistryClient {
         accept: Option<&str>,
         from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
-        self.check_scheme(url)?;
         let scope = format!("repository:{}:pull", repo.path);
-        let mut authorization = self.cached_auth(repo.host(), &scope);
+        let response = self
+            .authorized(repo, &scope, method, url, |mut request| {
+                if let Some(accept) = accept {
+                    request = request.header(ACCEPT, accept);
+                }
+                if let Some(from) = from.filter(|n| *n > 0) {
+                    request = request.header(RANGE, format!("bytes={from}-"));
+                }
+                request
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(url, response).await);
+        }
+        Ok(response)
+    }
+
+    /// Sends `method url` with `decorate`'s headers and body, with the
+    /// credentials `scope` needs (answering a 401 challenge once), retrying
+    /// transient failures; returns whatever the registry answered then.
+    async fn authorized(
+        &self,
+        repo: &Repository,
+        scope: &str,
+        method: Method,
+        url: &str,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.check_scheme(url)?;
+        let mut authorization = self.cached_auth(repo.host(), scope);
         for attempt in 0..2 {
             let response = self
                 .with_retries(url, || {
-                    let mut request = self.http.request(method.clone(), url);
-                    if let Some(accept) = accept {
-                        request = request.header(ACCEPT, accept);
-                    }
+                    let mut request = decorate(self.http.request(method.clone(), url));
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value);
-                    }
-                    if let Some(from) = from.filter(|n| *n > 0) {
-                        request = request.header(RANGE, format!("bytes={from}-"));
                     }
                     request
                 })
                 .await?;
             if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
-                authorization = Some(self.authenticate(repo, &scope, response.headers()).await?);
+                authorization = Some(self.authenticate(repo, scope, response.headers()).await?);
                 continue;
             }
             if response.status() == StatusCode::UNAUTHORIZED {
@@ -600,12 +625,169 @@ impl RegistryClient {
                     problem: format!("refused the credentials found ({})", describe_search_path()),
                 });
             }
-            if !response.status().is_success() {
-                return Err(status_error(url, response).await);
-            }
             return Ok(response);
         }
         unreachable!("the loop returns on its second attempt")
+    }
+
+    /// The digest `repo` has under manifest `reference` (`HEAD`), if any.
+    pub async fn manifest_digest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = repo.url("manifests", reference);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::HEAD, &url, |r| {
+                r.header(ACCEPT, oci::MANIFEST_ACCEPT)
+            })
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(header_str(response.headers(), "docker-content-digest")
+                .and_then(|d| d.parse().ok())
+                .or_else(|| reference.parse().ok())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Whether `repo` has the blob (`HEAD`).
+    pub async fn has_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = repo.url("blobs", &digest.to_string());
+        let scope = push_scope(repo);
+        let response = self
+            .authorized(repo, &scope, Method::HEAD, &url, |r| r)
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Asks the registry to mount `digest` from repository `from` on the same
+    /// registry (no bytes move). `Ok(None)` when mounted; otherwise the upload
+    /// session URL the registry opened instead.
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+            repo.base, repo.path
+        );
+        let scope = format!("{} repository:{from}:pull", push_scope(repo));
+        let response = self
+            .authorized(repo, &scope, Method::POST, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(None),
+            StatusCode::ACCEPTED => Ok(Some(upload_location(repo, &url, &response)?)),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Opens an upload session; returns its URL.
+    pub async fn start_upload(&self, repo: &Repository) -> Result<String, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/uploads/", repo.base, repo.path);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::POST, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(&url, response).await);
+        }
+        upload_location(repo, &url, &response)
+    }
+
+    /// Sends one chunk of an upload (`PATCH`, `Content-Range: START-END`);
+    /// returns the session's next URL.
+    pub async fn upload_chunk(
+        &self,
+        repo: &Repository,
+        location: &str,
+        start: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<String, RegistryError> {
+        let end = start + chunk.len() as u64 - 1;
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PATCH, location, |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", format!("{start}-{end}"))
+                    .body(chunk.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(location, response).await);
+        }
+        upload_location(repo, location, &response)
+    }
+
+    /// How many bytes an upload session holds (`GET` on the session).
+    pub async fn upload_offset(
+        &self,
+        repo: &Repository,
+        location: &str,
+    ) -> Result<u64, RegistryError> {
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::GET, location, |r| r)
+            .await?;
+        if response.status() != StatusCode::NO_CONTENT {
+            return Err(status_error(location, response).await);
+        }
+        Ok(header_str(response.headers(), "range")
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|last| last.parse::<u64>().ok())
+            .map_or(0, |last| last + 1))
+    }
+
+    /// Completes an upload session (`PUT ?digest=`); the registry checks the digest.
+    pub async fn finish_upload(
+        &self,
+        repo: &Repository,
+        location: &str,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={digest}");
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
+    }
+
+    /// Uploads a manifest's exact bytes under `reference` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let url = repo.url("manifests", reference);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(CONTENT_TYPE, media_type).body(bytes.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
     }
 
     fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
@@ -892,6 +1074,30 @@ async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
         } else {
             format!(": {detail}")
         },
+    }
+}
+
+/// The token scope for pushing to `repo`.
+fn push_scope(repo: &Repository) -> String {
+    format!("repository:{}:pull,push", repo.path)
+}
+
+/// The absolute URL of an upload session from a response's `Location`
+/// (registries may answer with a path).
+fn upload_location(
+    repo: &Repository,
+    url: &str,
+    response: &reqwest::Response,
+) -> Result<String, RegistryError> {
+    let location =
+        header_str(response.headers(), "location").ok_or_else(|| RegistryError::Network {
+            url: url.to_owned(),
+            message: "the registry opened an upload session without a Location".into(),
+        })?;
+    if location.starts_with("http://") || location.starts_with("https://") {
+        Ok(location.to_owned())
+    } else {
+        Ok(format!("{}{location}", repo.base))
     }
 }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::concurrency;
-use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::lockfile::{Blob, Lock, LockedImage, SIMPLE_SIGNATURE_MEDIA_TYPE, SourceKind};
 use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
@@ -209,6 +209,7 @@ pub async fn execute(
     plan: &Plan,
     store: &Store,
     client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
+    mirrors: &Mirrors,
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<()> {
     if !plan.missing.is_empty() {
@@ -222,8 +223,16 @@ pub async fn execute(
             let store = store.clone();
             let client = client.clone();
             let reporter = reporter.clone();
+            let mirrors = mirrors.clone();
             async move {
-                let result = fetch(&missing, &store, client.as_deref(), reporter.as_ref()).await;
+                let result = fetch(
+                    &missing,
+                    &store,
+                    client.as_deref(),
+                    &mirrors,
+                    reporter.as_ref(),
+                )
+                .await;
                 result.with_context(|| {
                     format!(
                         "cannot fetch blob {} ({}, {} bytes) for image `{}`",
@@ -247,10 +256,20 @@ pub async fn execute(
     Ok(())
 }
 
+/// Registries to read from before the origin (`sync --mirror`, `[mirrors]`).
+#[derive(Debug, Clone, Default)]
+pub struct Mirrors {
+    /// Tried in order.
+    pub mirrors: Vec<crate::mirror::Mirror>,
+    /// Never fall back to the origin.
+    pub only: bool,
+}
+
 async fn fetch(
     missing: &MissingBlob,
     store: &Store,
     client: Option<&RegistryClient>,
+    mirrors: &Mirrors,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let blob = &missing.blob;
@@ -273,21 +292,94 @@ async fn fetch(
         }
         BlobSource::Registry(repo) => {
             let client = client.expect("a client exists whenever a registry blob is missing");
-            if oci::manifest_kind(&blob.media_type).is_some() {
-                let fetched = client.get_manifest(repo, &blob.digest.to_string()).await?;
-                reporter.bytes(fetched.bytes.len() as u64);
-                store.insert_bytes(blob, &fetched.bytes)?;
-            } else {
-                download_resumable(client, &Remote::Registry(repo), blob, store, reporter).await?;
-            }
+            let candidates: Vec<Repository> = mirrors
+                .mirrors
+                .iter()
+                .map(|m| m.repository_for(repo))
+                .collect();
+            from_mirrors(
+                client,
+                &candidates,
+                mirrors.only,
+                blob,
+                store,
+                reporter,
+                || fetch_from_registry(client, repo, blob, store, reporter),
+            )
+            .await?;
         }
         BlobSource::Url(url) => {
             let client = client.expect("a client exists whenever a URL blob is missing");
-            download_resumable(client, &Remote::Url(url), blob, store, reporter).await?;
+            // ACIs and their signatures are on mirrors by digest; simple
+            // signatures stay in their lookaside.
+            let candidates: Vec<Repository> = if blob.media_type == SIMPLE_SIGNATURE_MEDIA_TYPE {
+                Vec::new()
+            } else {
+                mirrors.mirrors.iter().map(|m| m.aci_repository()).collect()
+            };
+            let only = mirrors.only && !candidates.is_empty();
+            let remote = Remote::Url(url);
+            from_mirrors(client, &candidates, only, blob, store, reporter, || {
+                download_resumable(client, &remote, blob, store, reporter)
+            })
+            .await?;
         }
     }
     reporter.blob_done(blob);
     Ok(())
+}
+
+/// Tries each mirror repository in turn, then `origin` unless `only`.
+async fn from_mirrors<F, Fut>(
+    client: &RegistryClient,
+    candidates: &[Repository],
+    only: bool,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+    origin: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Blob>>,
+{
+    let mut misses = Vec::new();
+    for repo in candidates {
+        match fetch_from_registry(client, repo, blob, store, reporter).await {
+            Ok(_) => return Ok(()),
+            Err(e) => misses.push(format!("  {}/{}: {e:#}", repo.base, repo.path)),
+        }
+    }
+    if only {
+        return Err(crate::errors::hinted(
+            format!(
+                "no mirror has blob {} (--mirror-only):\n{}",
+                blob.digest,
+                misses.join("\n")
+            ),
+            "push the locked images to the mirror with `imagelock push PREFIX`, or sync without --mirror-only",
+        ));
+    }
+    origin().await.map(drop)
+}
+
+/// Fetches `blob` from a registry repository: manifests by digest (capped,
+/// hashed), other blobs resumably.
+async fn fetch_from_registry(
+    client: &RegistryClient,
+    repo: &Repository,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Blob> {
+    if oci::manifest_kind(&blob.media_type).is_some() {
+        let fetched = client.get_manifest(repo, &blob.digest.to_string()).await?;
+        reporter.bytes(fetched.bytes.len() as u64);
+        store.insert_bytes(blob, &fetched.bytes)?;
+        Ok(blob.clone())
+    } else {
+        download_resumable(client, &Remote::Registry(repo), blob, store, reporter).await
+    }
 }
 
 fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {

@@ -2,10 +2,12 @@
 //! (docker-registry, skopeo) and hostile in-test servers.
 
 mod appc;
+mod bundle;
 mod everyday;
 mod harness;
 mod hostile;
 mod local;
+mod mirror;
 mod peers;
 mod registry;
 mod signing;

@@ -242,10 +242,11 @@ fn syncs_killed_at_random_points_leave_a_valid_store_that_resumes() {
     p.run(&["sync"]).success();
     let full = started.elapsed();
     std::fs::remove_dir_all(&store).expect("rm store");
-    // Deterministic "random" kill points in [0, 90%] of a full sync.
-    let points: Vec<Duration> = noise(7, 60)
+    // Deterministic "random" kill points in [0, 60%] of a full sync (a sync
+    // resuming earlier progress is faster than a full one).
+    let points: Vec<Duration> = noise(7, 100)
         .iter()
-        .map(|b| full.mul_f64(f64::from(*b) / 255.0 * 0.9))
+        .map(|b| full.mul_f64(f64::from(*b) / 255.0 * 0.6))
         .collect();
     let mut killed = 0;
     for (i, point) in points.iter().enumerate() {
@@ -274,7 +275,7 @@ fn syncs_killed_at_random_points_leave_a_valid_store_that_resumes() {
             );
         }
     }
-    assert_eq!(killed, 20, "20 syncs killed mid-way within 60 tries");
+    assert_eq!(killed, 20, "20 syncs killed mid-way within 100 tries");
     p.run(&["sync"]).success();
     // a and b (6 blobs, see above), big: its manifest and four layers (the config is shared).
     assert_eq!(p.assert_store_valid(&store), 11);
