@@ -153,6 +153,9 @@ pub enum Command {
         json: bool,
     },
     /// Read an airgap bundle into the store, verifying every blob before it gets its name.
+    #[command(
+        after_help = "Examples:\n  imagelock import bundle.tar.zst\n  imagelock sync --offline --from bundle.tar.zst   # import, then sync, in one step"
+    )]
     Import {
         /// The bundle to read.
         file: PathBuf,
