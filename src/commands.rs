@@ -139,8 +139,12 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
 /// `imagelock remove`.
 pub fn remove(settings: &Settings, ids: &[String]) -> anyhow::Result<()> {
     let path = &settings.manifest;
-    let mut text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| {
+        with_hint(
+            anyhow::anyhow!("cannot read {}: {e}", path.display()),
+            "run it where images.toml is, point at it with `--manifest PATH`, or create one with `imagelock init`",
+        )
+    })?;
     for id in ids {
         text = edit::remove_image(&text, id).map_err(|e| match e {
             edit::EditError::Unknown(_) => with_hint(
