@@ -770,6 +770,29 @@ impl RegistryClient {
         Ok(())
     }
 
+    /// Completes an upload session with the whole blob in this one request
+    /// (`PUT ?digest=` with a body): one round trip for small blobs.
+    pub async fn finish_upload_with(
+        &self,
+        repo: &Repository,
+        location: &str,
+        digest: &Digest,
+        body: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={digest}");
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
+    }
+
     /// Uploads a manifest's exact bytes under `reference` (a tag or its digest).
     pub async fn put_manifest(
         &self,
