@@ -37,6 +37,10 @@ use crate::oci::{self, Descriptor, ImageIndex};
 /// covers a laptop closed over a weekend and a long CI queue.
 pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
+/// How old an unlocked temporary file must be before it counts as a killed
+/// process's leftover: its writer locks it microseconds after creating it.
+pub const TEMP_LOCK_GRACE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
 
@@ -151,13 +155,19 @@ impl Store {
             let temporary = path
                 .file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("tmp-"));
-            let stale = temporary
-                || entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| now.duration_since(t).ok())
-                    .is_some_and(|age| age > STALE_PARTIAL_AGE);
+            let age = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .unwrap_or_default();
+            // A temporary file is locked right after it is created; one that
+            // young may simply not be locked yet.
+            let stale = if temporary {
+                age > TEMP_LOCK_GRACE
+            } else {
+                age > STALE_PARTIAL_AGE
+            };
             if !stale {
                 continue;
             }
