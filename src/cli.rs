@@ -97,6 +97,87 @@ pub enum Command {
     /// Manage the keys trusted for name prefixes.
     #[command(subcommand)]
     Trust(TrustCommand),
+    /// Unpack a locked image's root filesystem from the store (no network), cached for next time.
+    #[command(
+        after_help = "OCI layers are applied with whiteouts; an ACI is rendered with its dependencies,\nhonouring pathWhitelist. Entries that would escape DIR (absolute paths, `..`, writes\nthrough symlinks, hard links outside the image) refuse the image. The tree is cached in\nthe store (STORE/rendered/) and hard-linked into DIR; --copy copies instead.\n\nExamples:\n  imagelock render big ./rootfs\n  imagelock render big ./rootfs --platform linux/arm64\n  imagelock render hello ./rootfs --copy\n  imagelock render big --format ext4 --output big.ext4"
+    )]
+    Render(RenderArgs),
+}
+
+/// `imagelock render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The image's ID in images.lock.
+    pub id: String,
+    /// The directory to render into (created if missing; must be empty unless --force).
+    #[arg(required_unless_present = "output")]
+    pub dir: Option<PathBuf>,
+    /// For an image pinned for several platforms: which one [default: this machine's].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Render over a non-empty DIR (or replace --output): entries in the image's way are replaced.
+    #[arg(long)]
+    pub force: bool,
+    /// Copy files out of the render cache instead of hard-linking them.
+    #[arg(long, conflicts_with = "output")]
+    pub copy: bool,
+    /// What to produce: a directory tree, or an ext4 image (with mkfs.ext4 -d, from e2fsprogs).
+    #[arg(long, value_enum, default_value_t = RenderFormat::Dir, requires_if("ext4", "output"))]
+    pub format: RenderFormat,
+    /// The file to write with `--format ext4`.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    pub output: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `imagelock render --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// A directory tree.
+    Dir,
+    /// An ext4 file-system image.
+    Ext4,
+}
+
+impl RenderArgs {
+    /// The render request these flags ask for.
+    pub fn request(self) -> anyhow::Result<crate::render::RenderRequest> {
+        let RenderArgs {
+            id,
+            dir,
+            platform,
+            force,
+            copy,
+            format,
+            output,
+            json: _,
+        } = self;
+        let output = match (format, dir, output) {
+            (RenderFormat::Dir, Some(path), None) => crate::render::Output::Dir {
+                path,
+                method: if copy {
+                    crate::render::Method::Copy
+                } else {
+                    crate::render::Method::Link
+                },
+            },
+            (RenderFormat::Ext4, None, Some(path)) => crate::render::Output::Ext4 { path },
+            (RenderFormat::Dir, _, _) => {
+                anyhow::bail!("give DIR (and no --output) to render a directory tree")
+            }
+            (RenderFormat::Ext4, _, _) => {
+                anyhow::bail!("`--format ext4` writes --output FILE and takes no DIR")
+            }
+        };
+        Ok(crate::render::RenderRequest {
+            id,
+            platform,
+            output,
+            force,
+        })
+    }
 }
 
 /// `imagelock trust ...`.

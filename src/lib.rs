@@ -23,6 +23,7 @@ pub mod platform;
 pub mod printer;
 pub mod reference;
 pub mod registry;
+pub mod render;
 pub mod resolve;
 pub mod schema;
 pub mod simple_signing;

@@ -47,6 +47,10 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             commands::sync(&Settings::resolve(global, args.json)?, options).await
         }
         Command::Verify { json } => commands::verify(&Settings::resolve(global, json)?).await,
+        Command::Render(args) => {
+            let settings = Settings::resolve(global, args.json)?;
+            commands::render(&settings, args.request()?).await
+        }
         Command::Trust(TrustCommand::Add(args)) => {
             let imagelock::cli::TrustAddArgs {
                 prefix,
