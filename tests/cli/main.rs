@@ -7,4 +7,5 @@ mod hostile;
 mod local;
 mod peers;
 mod registry;
+mod render;
 mod signing;
