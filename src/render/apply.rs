@@ -158,7 +158,7 @@ impl Extractor {
             rfs::fchmod(&fd, Mode::from_raw_mode(self.dir_mode(mode)))?;
             let t = rfs::Timespec {
                 tv_sec: mtime.0,
-                tv_nsec: i64::from(mtime.1).into(),
+                tv_nsec: i64::from(mtime.1),
             };
             rfs::futimens(
                 &fd,
@@ -589,5 +589,125 @@ fn copy_data(data: &mut dyn Read, out: &mut std::fs::File, buffer: &mut [u8]) ->
         };
         out.write_all(&buffer[..n])?;
         written += n as u64;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(path: &str, kind: tar::EntryType, data: &[u8]) -> (tar::Header, Vec<u8>) {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(kind);
+        h.set_mode(0o644);
+        h.set_mtime(1_600_000_000);
+        h.set_size(data.len() as u64);
+        h.set_path(path).expect("path");
+        h.set_cksum();
+        (h, data.to_vec())
+    }
+
+    fn tar_of(entries: &[(tar::Header, Vec<u8>)]) -> Vec<u8> {
+        let mut b = tar::Builder::new(Vec::new());
+        for (h, data) in entries {
+            b.append(h, data.as_slice()).expect("append");
+        }
+        b.into_inner().expect("tar")
+    }
+
+    fn extractor(dir: &std::path::Path, privileged: bool) -> Extractor {
+        Extractor::new(Tree::open(dir).expect("open"), privileged)
+    }
+
+    fn names(dir: &std::path::Path) -> Vec<String> {
+        let mut out: Vec<String> = walk(dir, dir);
+        out.sort();
+        out
+    }
+
+    fn walk(root: &std::path::Path, dir: &std::path::Path) -> Vec<String> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(dir).expect("read_dir") {
+            let path = e.expect("entry").path();
+            out.push(
+                path.strip_prefix(root)
+                    .expect("below")
+                    .display()
+                    .to_string(),
+            );
+            if path.is_dir() && !path.is_symlink() {
+                out.extend(walk(root, &path));
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn whiteouts_hide_lower_layers_only() {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), false);
+        let lower = tar_of(&[
+            entry("a/", D, b""),
+            entry("a/old", F, b"1"),
+            entry("a/sub/", D, b""),
+            entry("a/sub/old", F, b"1"),
+            entry("b", F, b"1"),
+        ]);
+        ex.apply_oci_layer(lower.as_slice(), 100).expect("lower");
+        // Entries before the opaque marker in the same layer survive it; a whiteout
+        // after a same-layer entry does not remove it.
+        let upper = tar_of(&[
+            entry("a/sub/new", F, b"2"),
+            entry("a/.wh..wh..opq", F, b""),
+            entry("a/new", F, b"2"),
+            entry("c", F, b"2"),
+            entry(".wh.c", F, b""),
+            entry(".wh.b", F, b""),
+        ]);
+        ex.apply_oci_layer(upper.as_slice(), 100).expect("upper");
+        let (_, counts) = ex.finish().expect("finish");
+        assert_eq!(names(dir.path()), ["a", "a/new", "a/sub", "a/sub/new", "c"]);
+        assert_eq!(counts.whiteouts, 3, "a/old, a/sub/old, b");
+    }
+
+    #[test]
+    fn devices_are_skipped_without_privileges_and_counted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), false);
+        let (mut null, _) = entry("dev/null", tar::EntryType::Char, b"");
+        null.set_device_major(1).expect("major");
+        null.set_device_minor(3).expect("minor");
+        null.set_cksum();
+        let layer = tar_of(&[
+            (null, Vec::new()),
+            entry("dev/pipe", tar::EntryType::Fifo, b""),
+        ]);
+        ex.apply_oci_layer(layer.as_slice(), 100).expect("layer");
+        let (_, counts) = ex.finish().expect("finish");
+        assert_eq!(counts.skipped_devices, 1);
+        assert_eq!(counts.nodes, 1, "fifos need no privileges");
+        assert!(!dir.path().join("dev/null").exists());
+        assert!(dir.path().join("dev/pipe").exists());
+    }
+
+    #[test]
+    fn entry_limits_and_dot_dot_whiteouts_refuse() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), false);
+        let layer = tar_of(&[
+            entry("a", tar::EntryType::Regular, b""),
+            entry("b", tar::EntryType::Regular, b""),
+        ]);
+        let err = ex.apply_oci_layer(layer.as_slice(), 1).expect_err("limit");
+        assert!(err.to_string().contains("more than 1 entries"), "{err}");
+        let mut ex = extractor(dir.path(), false);
+        let (mut h, _) = entry("x", tar::EntryType::Regular, b"");
+        h.as_old_mut().name[..6].copy_from_slice(b".wh..\0");
+        h.set_cksum();
+        let err = ex
+            .apply_oci_layer(tar_of(&[(h, Vec::new())]).as_slice(), 10)
+            .expect_err("refused");
+        assert!(err.to_string().contains("whiteout for `.`"), "{err}");
     }
 }

@@ -256,25 +256,43 @@ fn head_of<R: Read>(entry: &tar::Entry<'_, R>, ext: &Extended) -> Result<Head, A
         (None, None) => header.link_name_bytes().unwrap_or_default().into_owned(),
     };
     let mode = header.mode().map_err(|e| bad("mode", e))? & 0o7777;
+    // An empty numeric field (all NULs or spaces) reads as 0, as in Go's archive/tar.
+    let blank = |field: &[u8]| field.iter().all(|&b| b == 0 || b == b' ');
+    let old = header.as_old();
     let uid = match ext.pax(b"uid") {
         Some(v) => number(v).ok_or_else(|| unsupported(&path, "invalid PAX uid"))?,
+        None if blank(&old.uid) => 0,
         None => header.uid().map_err(|e| bad("uid", e))?,
     };
     let gid = match ext.pax(b"gid") {
         Some(v) => number(v).ok_or_else(|| unsupported(&path, "invalid PAX gid"))?,
+        None if blank(&old.gid) => 0,
         None => header.gid().map_err(|e| bad("gid", e))?,
     };
     let mtime = match ext.pax(b"mtime") {
         Some(v) => pax_time(v).ok_or_else(|| unsupported(&path, "invalid PAX mtime"))?,
+        None if blank(&old.mtime) => (0, 0),
         None => {
             let seconds = header.mtime().map_err(|e| bad("mtime", e))?;
             (i64::try_from(seconds).unwrap_or(i64::MAX), 0)
         }
     };
     let device = if kind.is_node() {
-        let major = header.device_major().map_err(|e| bad("device number", e))?;
-        let minor = header.device_minor().map_err(|e| bad("device number", e))?;
-        (major.unwrap_or(0), minor.unwrap_or(0))
+        let device = |field: &[u8], read: fn(&tar::Header) -> io::Result<Option<u32>>| {
+            if blank(field) {
+                Ok(0)
+            } else {
+                read(header)
+                    .map(Option::unwrap_or_default)
+                    .map_err(|e| bad("device number", e))
+            }
+        };
+        // ustar and GNU headers keep the numbers at the same offsets (329 and 337).
+        let raw = header.as_bytes();
+        (
+            device(&raw[329..337], tar::Header::device_major)?,
+            device(&raw[337..345], tar::Header::device_minor)?,
+        )
     } else {
         (0, 0)
     };

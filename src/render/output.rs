@@ -82,10 +82,7 @@ fn meta_of(st: &rfs::Stat, xattrs: Vec<(Vec<u8>, Vec<u8>)>) -> Meta {
         mode: st.st_mode & 0o7777,
         uid: st.st_uid,
         gid: st.st_gid,
-        mtime: (
-            st.st_mtime as i64,
-            u32::try_from(st.st_mtime_nsec).unwrap_or(0),
-        ),
+        mtime: (st.st_mtime, u32::try_from(st.st_mtime_nsec).unwrap_or(0)),
         xattrs,
     }
 }
@@ -214,7 +211,7 @@ impl Walk {
                 Err(e) => return Err(e.into()),
             }
         }
-        let inode = (st.st_dev as u64, st.st_ino as u64);
+        let inode = (st.st_dev, st.st_ino);
         if st.st_nlink > 1
             && let Some(first) = self.copies.get(&inode)
         {

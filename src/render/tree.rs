@@ -316,7 +316,7 @@ pub struct MetaMisses {
 fn timestamps(mtime: (i64, u32)) -> Timestamps {
     let t = Timespec {
         tv_sec: mtime.0,
-        tv_nsec: i64::from(mtime.1).into(),
+        tv_nsec: i64::from(mtime.1),
     };
     Timestamps {
         last_access: t,

@@ -360,7 +360,7 @@ fn oci_layers_render_like_umoci_and_are_cached() {
         "long PAX path"
     );
     let xattr = rustix::fs::getxattr(
-        &rootfs.join("usr/bin/capped"),
+        rootfs.join("usr/bin/capped"),
         "user.imagelock",
         &mut [0u8; 16],
     );
