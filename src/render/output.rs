@@ -71,7 +71,8 @@ pub fn materialize(
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::DIRECTORY | rustix::fs::OFlags::CLOEXEC,
         Mode::empty(),
     )?;
-    walk.dir(src.root(), dest_root.as_fd(), &mut Vec::new(), 0)?;
+    let empty = tree::read_dir_names(dest_root.as_fd())?.is_empty();
+    walk.dir(src.root(), dest_root.as_fd(), empty, &mut Vec::new(), 0)?;
     let st = rfs::fstat(src.root())?;
     apply_dir_meta(dest_root.as_fd(), &st, src.root(), privileged)?;
     Ok(walk.placed)
@@ -99,10 +100,13 @@ fn apply_dir_meta(
 }
 
 impl Walk {
+    /// Copies the entries of `src` into `dest`; `empty`: `dest` is known to be empty (made
+    /// by this walk), so nothing in it needs checking.
     fn dir(
         &mut self,
         src: BorrowedFd<'_>,
         dest: BorrowedFd<'_>,
+        empty: bool,
         path: &mut Vec<u8>,
         depth: usize,
     ) -> io::Result<()> {
@@ -118,7 +122,7 @@ impl Walk {
                 path.push(b'/');
             }
             path.extend_from_slice(&name);
-            self.entry(src, dest, &name, &st, path, depth)?;
+            self.entry((src, dest), empty, &name, &st, path, depth)?;
             path.truncate(len);
         }
         Ok(())
@@ -126,15 +130,19 @@ impl Walk {
 
     fn entry(
         &mut self,
-        src: BorrowedFd<'_>,
-        dest: BorrowedFd<'_>,
+        (src, dest): (BorrowedFd<'_>, BorrowedFd<'_>),
+        dest_empty: bool,
         name: &[u8],
         st: &rfs::Stat,
         path: &mut Vec<u8>,
         depth: usize,
     ) -> io::Result<()> {
         let file_type = tree::file_type(st);
-        let existing = tree::lstat(dest, name)?;
+        let existing = if dest_empty {
+            None
+        } else {
+            tree::lstat(dest, name)?
+        };
         let keep_dir = file_type == FileType::Directory
             && existing
                 .as_ref()
@@ -152,7 +160,13 @@ impl Walk {
                 let sub_dest = tree::open_dir(dest, name)?;
                 // Writable while it is filled; its own mode and times come last.
                 rfs::fchmod(&sub_dest, Mode::from_raw_mode(0o700))?;
-                self.dir(sub_src.as_fd(), sub_dest.as_fd(), path, depth + 1)?;
+                self.dir(
+                    sub_src.as_fd(),
+                    sub_dest.as_fd(),
+                    !keep_dir,
+                    path,
+                    depth + 1,
+                )?;
                 apply_dir_meta(sub_dest.as_fd(), st, sub_src.as_fd(), self.privileged)?;
                 self.placed.made += 1;
             }
