@@ -921,6 +921,22 @@ fn aci_with_a_dependency_and_a_path_whitelist() {
         "{}",
         again.stderr
     );
+
+    // The manifest inside the ACI is checked against what the lock says.
+    let lock = project.read("images.lock");
+    let tampered = lock.replacen("\"version\" = \"1\"", "\"version\" = \"2\"", 1);
+    assert_ne!(tampered, lock);
+    project.write("images.lock", &tampered);
+    let run = project.run(&["render", "app", "tampered"]).failure(1);
+    assert!(
+        run.stderr.contains("does not match images.lock")
+            && run
+                .stderr
+                .contains("version=2 in the lock, version=1 in the image"),
+        "{}",
+        run.stderr
+    );
+    project.write("images.lock", &lock);
     let refused = project
         .run(&["render", "app", "x", "--platform", "linux/amd64"])
         .failure(1);
@@ -928,5 +944,136 @@ fn aci_with_a_dependency_and_a_path_whitelist() {
         refused.stderr.contains("applies to OCI images"),
         "{}",
         refused.stderr
+    );
+}
+
+/// Without root: owners are the user's, device nodes are skipped and counted, directories
+/// stay u+rwx so the user can remove the tree, and the cached tree is not shared with root's.
+#[test]
+fn rootless_render_skips_devices_and_keeps_trees_removable() {
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+    let mut null = file("dev/null", b"", 0o666);
+    null.kind = tar::EntryType::Char;
+    let mut fifo = file("run/pipe", b"", 0o600);
+    fifo.kind = tar::EntryType::Fifo;
+    let descs = [layer(
+        &layout,
+        &[
+            dir("dev", 0o755),
+            null,
+            dir("run", 0o755),
+            fifo,
+            dir("ro", 0o555),
+            file("ro/f", b"read only\n", 0o444),
+        ],
+        GZIP,
+    )];
+    let image = image(&layout, &descs);
+    layout.tag("small", &image);
+    locked_project(&project, &["small"]);
+    let root = project.root();
+    let as_root = rustix::process::geteuid().is_root();
+    if as_root {
+        project.run(&["render", "small", "as-root"]).success();
+        assert!(
+            root.join("as-root/dev/null").exists(),
+            "root makes device nodes"
+        );
+        let mode = std::fs::metadata(root.join("as-root/ro"))
+            .expect("ro")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o555);
+        if !peer("setpriv") {
+            return;
+        }
+        // Hand the project (store included) to nobody, and let it into the temp dir.
+        let status = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(project.dir.path())
+            .status()
+            .expect("chown");
+        assert!(status.success());
+        std::fs::set_permissions(project.dir.path(), std::fs::Permissions::from_mode(0o755))
+            .expect("chmod");
+    }
+    // As an unprivileged user: nobody, when the tests run as root.
+    let unprivileged = |program: &str, args: &[&std::ffi::OsStr]| {
+        let mut cmd = if as_root {
+            let mut c = Command::new("setpriv");
+            c.args([
+                "--reuid",
+                "65534",
+                "--regid",
+                "65534",
+                "--clear-groups",
+                "--",
+            ])
+            .arg(program);
+            c
+        } else {
+            Command::new(program)
+        };
+        cmd.args(args).current_dir(&root).env_clear();
+        cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
+        for (k, v) in &project.env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("run")
+    };
+    let os = |s: &'static str| std::ffi::OsStr::new(s);
+    let out = unprivileged(
+        env!("CARGO_BIN_EXE_imagelock"),
+        &[os("render"), os("small"), os("rootless")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains("1 device node skipped (not root)"),
+        "{stderr}"
+    );
+    let rootless = root.join("rootless");
+    assert!(!rootless.join("dev/null").exists());
+    assert!(
+        rootless.join("run/pipe").exists(),
+        "fifos need no privileges"
+    );
+    let mode = std::fs::metadata(rootless.join("ro"))
+        .expect("ro")
+        .permissions()
+        .mode();
+    assert_eq!(
+        mode & 0o777,
+        0o755,
+        "directories stay u+rwx without privileges"
+    );
+    assert_eq!(
+        std::fs::read_to_string(rootless.join("ro/f")).expect("read"),
+        "read only\n"
+    );
+    let cached: Vec<_> = std::fs::read_dir(project.store().join("rendered"))
+        .expect("rendered")
+        .filter_map(|e| {
+            let name = e.expect("entry").file_name();
+            (!name.to_string_lossy().starts_with('.')).then_some(name)
+        })
+        .collect();
+    assert_eq!(cached.len(), if as_root { 2 } else { 1 }, "{cached:?}");
+    // The user can remove what it rendered, its cached tree included.
+    let mine = std::fs::read_dir(project.store().join("rendered"))
+        .expect("rendered")
+        .map(|e| e.expect("entry").path())
+        .find(|p| {
+            let record = std::fs::read(p.join("source.json")).unwrap_or_default();
+            serde_json::from_slice::<serde_json::Value>(&record)
+                .is_ok_and(|r| r["privileged"] == false)
+        })
+        .expect("the rootless tree is cached");
+    let rm = unprivileged("rm", &[os("-rf"), rootless.as_os_str(), mine.as_os_str()]);
+    assert!(
+        rm.status.success(),
+        "{}",
+        String::from_utf8_lossy(&rm.stderr)
     );
 }
