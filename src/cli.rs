@@ -110,7 +110,6 @@ pub struct RenderArgs {
     /// The image's ID in images.lock.
     pub id: String,
     /// The directory to render into (created if missing; must be empty unless --force).
-    #[arg(required_unless_present = "output")]
     pub dir: Option<PathBuf>,
     /// For an image pinned for several platforms: which one [default: this machine's].
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
@@ -122,7 +121,7 @@ pub struct RenderArgs {
     #[arg(long, conflicts_with = "output")]
     pub copy: bool,
     /// What to produce: a directory tree, or an ext4 image (with mkfs.ext4 -d, from e2fsprogs).
-    #[arg(long, value_enum, default_value_t = RenderFormat::Dir, requires_if("ext4", "output"))]
+    #[arg(long, value_enum, default_value_t = RenderFormat::Dir)]
     pub format: RenderFormat,
     /// The file to write with `--format ext4`.
     #[arg(long, value_name = "FILE", conflicts_with = "dir")]
@@ -142,8 +141,9 @@ pub enum RenderFormat {
 }
 
 impl RenderArgs {
-    /// The render request these flags ask for.
-    pub fn request(self) -> anyhow::Result<crate::render::RenderRequest> {
+    /// The render request these flags ask for; a usage error (exit 2) when DIR, `--format`
+    /// and `--output` do not fit together.
+    pub fn request(self) -> Result<crate::render::RenderRequest, clap::Error> {
         let RenderArgs {
             id,
             dir,
@@ -154,6 +154,10 @@ impl RenderArgs {
             output,
             json: _,
         } = self;
+        let usage = |message: &str| {
+            use clap::CommandFactory as _;
+            Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        };
         let output = match (format, dir, output) {
             (RenderFormat::Dir, Some(path), None) => crate::render::Output::Dir {
                 path,
@@ -165,10 +169,14 @@ impl RenderArgs {
             },
             (RenderFormat::Ext4, None, Some(path)) => crate::render::Output::Ext4 { path },
             (RenderFormat::Dir, _, _) => {
-                anyhow::bail!("give DIR (and no --output) to render a directory tree")
+                return Err(usage(
+                    "give the directory to render into: `imagelock render ID DIR` (or `--format ext4 --output FILE`)",
+                ));
             }
             (RenderFormat::Ext4, _, _) => {
-                anyhow::bail!("`--format ext4` writes --output FILE and takes no DIR")
+                return Err(usage(
+                    "`--format ext4` needs `--output FILE` and takes no DIR",
+                ));
             }
         };
         Ok(crate::render::RenderRequest {

@@ -49,7 +49,8 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Verify { json } => commands::verify(&Settings::resolve(global, json)?).await,
         Command::Render(args) => {
             let settings = Settings::resolve(global, args.json)?;
-            commands::render(&settings, args.request()?).await
+            let request = args.request().unwrap_or_else(|usage| usage.exit());
+            commands::render(&settings, request).await
         }
         Command::Trust(TrustCommand::Add(args)) => {
             let imagelock::cli::TrustAddArgs {
