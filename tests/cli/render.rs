@@ -742,6 +742,32 @@ fn ext4_images_via_mkfs() {
         ])
         .failure(1);
     assert!(again.stderr.contains("already exists"), "{}", again.stderr);
+    project
+        .run(&[
+            "render",
+            "small",
+            "--format",
+            "ext4",
+            "--output",
+            "small.ext4",
+            "--force",
+        ])
+        .success();
+    // Usage errors exit 2.
+    let usage = project
+        .run(&["render", "small", "--format", "ext4"])
+        .failure(2);
+    assert!(
+        usage.stderr.contains("needs `--output FILE`"),
+        "{}",
+        usage.stderr
+    );
+    let usage = project.run(&["render", "small"]).failure(2);
+    assert!(
+        usage.stderr.contains("give the directory"),
+        "{}",
+        usage.stderr
+    );
 }
 
 /// An ACI: name, labels, dependencies, pathWhitelist and files under rootfs/.
