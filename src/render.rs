@@ -60,11 +60,13 @@
 //! mtime: a later render recomputes it (a stat walk) and rebuilds a tree that changed —
 //! for example a file edited in place through a hard link in a rendered directory.
 //!
-//! For `gc`: a tree may be removed (with [`cache::remove`], which renames it aside first)
-//! when any digest in its `sources` is no longer referenced by a lock, when its record is
-//! missing or unreadable, or when `format` is not [`cache::FORMAT`]; `.tmp-*` directories
-//! not being written (older than any running render) may be removed too. Renders hold the
-//! store's shared lock ([`crate::store::Store::lock_shared`]) from start to end.
+//! For `gc` ([`cache::list`], [`cache::abandoned`], [`cache::remove`]): renders hold the
+//! store's shared lock ([`crate::store::Store::lock_shared`]) from start to end, so under
+//! the exclusive lock no render is running and every `.tmp-*` directory is abandoned. A
+//! tree may be removed when any digest in its `sources` is no longer referenced by a lock
+//! (or missing from `blobs/`), when its record is missing or unreadable, or when `format`
+//! is not [`cache::FORMAT`]. [`cache::remove`] renames an entry aside before deleting it,
+//! without following symlinks.
 //!
 //! # Output
 //! Files are hard-linked from the cache into the target (so they share inodes with it:

@@ -129,6 +129,26 @@ pub fn list(store_root: &Path) -> io::Result<Vec<Cached>> {
     Ok(out)
 }
 
+/// The `.tmp-*` directories under `store_root`'s cache: builds in progress, or abandoned by
+/// a crash (all of them, while the store's exclusive lock is held).
+pub fn abandoned(store_root: &Path) -> io::Result<Vec<PathBuf>> {
+    let dir = store_root.join(RENDERED_DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry?;
+        if entry.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            out.push(entry.path());
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// The record of the entry at `entry`, if present and readable.
 pub fn read_record(entry: &Path) -> Option<Record> {
     let bytes = std::fs::read(entry.join(RECORD_FILE)).ok()?;
@@ -237,4 +257,53 @@ fn walk_listing(
         path.truncate(len);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_cover_every_source_field_and_privileges() {
+        let source = Source {
+            digest: Digest::sha256_of(b"layer"),
+            media_type: "application/vnd.oci.image.layer.v1.tar+gzip".into(),
+            level: 0,
+            identity: None,
+        };
+        let base = key(&key_text("oci", true, std::slice::from_ref(&source)));
+        assert_eq!(base.len(), 64);
+        assert_ne!(
+            base,
+            key(&key_text("oci", false, std::slice::from_ref(&source)))
+        );
+        let other_type = Source {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            ..source.clone()
+        };
+        assert_ne!(base, key(&key_text("oci", true, &[other_type])));
+        let twice = [source.clone(), source.clone()];
+        assert_ne!(base, key(&key_text("oci", true, &twice)));
+    }
+
+    #[test]
+    fn list_remove_and_abandoned() {
+        let store = tempfile::tempdir().expect("tmp");
+        let rendered = store.path().join(RENDERED_DIR);
+        let entry = rendered.join("ab".repeat(32));
+        std::fs::create_dir_all(entry.join(TREE_DIR).join("sub")).expect("mkdir");
+        std::os::unix::fs::symlink("/", entry.join(TREE_DIR).join("sub/root")).expect("ln");
+        std::fs::create_dir_all(rendered.join(".tmp-build-x")).expect("mkdir");
+        let listed = list(store.path()).expect("list");
+        assert_eq!(listed.len(), 1);
+        assert!(listed[0].record.is_none(), "no source.json: damaged");
+        assert_eq!(abandoned(store.path()).expect("tmp").len(), 1);
+        remove(&entry).expect("remove");
+        assert!(!entry.exists());
+        assert!(
+            Path::new("/").exists(),
+            "symlinks are removed, not followed"
+        );
+        assert_eq!(list(store.path()).expect("list").len(), 0);
+    }
 }
