@@ -161,6 +161,13 @@ fn text_excerpt(head: &[u8]) -> String {
 /// Default [`Limits::max_uncompressed`]: 8 GiB. Real ACIs are tens to hundreds of MiB, so this
 /// refuses only bombs, after at most seconds of decompression.
 pub const DEFAULT_MAX_UNCOMPRESSED: u64 = 8 << 30;
+/// Most an archive may expand relative to its compressed size, once past
+/// [`RATIO_GRACE`]: gzip of ordinary files stays under 20:1 and even runs of zeros
+/// under ~1030:1 (deflate's ceiling), while bombs reach millions to one.
+pub const MAX_RATIO: u64 = 2048;
+/// Uncompressed bytes allowed before the ratio is checked, so tiny archives with
+/// a compressible manifest never trip it.
+pub const RATIO_GRACE: u64 = 64 << 20;
 /// Default [`Limits::max_manifest`]: 1 MiB. Real manifests are a few KiB of JSON.
 pub const DEFAULT_MAX_MANIFEST: u64 = 1 << 20;
 /// Default [`Limits::max_window`]: 128 MiB, the zstd CLI's own default decoding limit (window
@@ -399,9 +406,11 @@ pub struct AciInfo {
 /// decompresses, hashes every byte of the tar stream into the image ID, validates the layout,
 /// and finds and parses the manifest, which may be the last entry.
 pub fn read_aci(reader: impl Read, limits: &Limits) -> Result<AciInfo, AciError> {
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(0u64));
     let mut source = Source {
         inner: reader,
         failure: None,
+        consumed: consumed.clone(),
     };
     let mut head = Vec::with_capacity(DETECT_LEN);
     if let Err(error) = (&mut source).take(DETECT_LEN as u64).read_to_end(&mut head) {
@@ -417,6 +426,7 @@ pub fn read_aci(reader: impl Read, limits: &Limits) -> Result<AciInfo, AciError>
         size: 0,
         limit: limits.max_uncompressed,
         failure: None,
+        consumed,
     };
     let scanned = scan_archive(BufReader::with_capacity(READ_BUFFER, &mut stream), limits);
     // Dropping the decoder releases its borrow of `source`, whose failure decides how to report.
@@ -481,6 +491,12 @@ fn classify(
         Some(StreamFailure::TooLarge) => AciError::TooLarge {
             limit: limits.max_uncompressed,
         },
+        Some(StreamFailure::Ratio) => AciError::Corrupt {
+            compression,
+            detail: format!(
+                "it expands more than {MAX_RATIO} times its compressed size (a decompression bomb?): refused"
+            ),
+        },
         // The xz and zstd decoders report a window above the limit as OutOfMemory.
         Some(StreamFailure::Decoder) if error.kind() == io::ErrorKind::OutOfMemory => {
             AciError::WindowTooLarge {
@@ -529,11 +545,16 @@ fn xz_memory_limit_kib(max_window: u64) -> u32 {
 struct Source<R> {
     inner: R,
     failure: Option<io::Error>,
+    /// Compressed bytes read so far, shared with [`HashedStream`] for the ratio check.
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl<R: Read> Read for Source<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let result = self.inner.read(buf);
+        if let Ok(n) = &result {
+            self.consumed.set(self.consumed.get() + *n as u64);
+        }
         if let Err(error) = &result
             && error.kind() != io::ErrorKind::Interrupted
             && self.failure.is_none()
@@ -551,6 +572,8 @@ enum StreamFailure {
     Decoder,
     /// The stream went past [`Limits::max_uncompressed`].
     TooLarge,
+    /// The stream expanded more than [`MAX_RATIO`] times its compressed size.
+    Ratio,
 }
 
 /// The decompressed tar stream: every byte read through it is counted and hashed exactly once.
@@ -560,6 +583,8 @@ struct HashedStream<'a> {
     size: u64,
     limit: u64,
     failure: Option<StreamFailure>,
+    /// Compressed bytes the source has given, for the ratio check.
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
 }
 
 impl HashedStream<'_> {
@@ -587,6 +612,10 @@ impl Read for HashedStream<'_> {
         if self.size > self.limit {
             self.failure = Some(StreamFailure::TooLarge);
             return Err(io::Error::other("uncompressed size limit exceeded"));
+        }
+        if self.size > RATIO_GRACE && self.size / self.consumed.get().max(1) > MAX_RATIO {
+            self.failure = Some(StreamFailure::Ratio);
+            return Err(io::Error::other("decompression ratio limit exceeded"));
         }
         self.hasher.update(&buf[..read]);
         Ok(read)
@@ -2899,5 +2928,17 @@ mod tests {
         for (error, expected) in cases {
             assert_eq!(error.to_string(), expected);
         }
+    }
+
+    #[test]
+    fn an_archive_expanding_past_the_ratio_cap_is_refused() {
+        // 80 MiB of zeros in one file: bzip2 squeezes it thousands of times,
+        // past MAX_RATIO once the first RATIO_GRACE bytes are out.
+        let zeros = vec![0u8; 80 << 20];
+        let archive = tar_of(&[dir("rootfs"), file("rootfs/zeros", &zeros), manifest()]);
+        let error = read_aci(&bzip2(&archive)[..], &Limits::default()).expect_err("refused");
+        assert!(error.to_string().contains("decompression bomb"), "{error}");
+        // The same file gzip-compressed stays under the cap (deflate tops out near 1030:1).
+        assert!(read_aci(&gzip(&archive)[..], &Limits::default()).is_ok());
     }
 }

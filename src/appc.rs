@@ -108,8 +108,64 @@ struct Fetched {
 /// Content that passed every check but gets its name in the store only once
 /// the whole dependency tree resolved, so a refusal anywhere stores nothing.
 struct Pending {
-    aci: BlobWriter,
+    /// The ACI's bytes, unless the store has them already (a 304).
+    aci: Option<BlobWriter>,
     signature: Option<(Blob, Vec<u8>)>,
+    /// What to remember about the URL once the blob has its name.
+    revalidation: Option<Box<(std::path::PathBuf, Validators)>>,
+}
+
+/// What an ACI download produced.
+enum Content {
+    /// New bytes, waiting in `ingest/`.
+    Fresh {
+        writer: Box<BlobWriter>,
+        validators: Option<Box<(std::path::PathBuf, Validators)>>,
+    },
+    /// The server said the URL is unchanged (304): the stored blob.
+    Stored {
+        blob: Blob,
+        path: std::path::PathBuf,
+    },
+}
+
+impl Content {
+    fn path(&self) -> &Path {
+        match self {
+            Content::Fresh { writer, .. } => writer.path(),
+            Content::Stored { path, .. } => path,
+        }
+    }
+
+    fn size(&self) -> u64 {
+        match self {
+            Content::Fresh { writer, .. } => writer.written(),
+            Content::Stored { blob, .. } => blob.size,
+        }
+    }
+
+    fn blob(&self) -> Blob {
+        match self {
+            Content::Fresh { writer, .. } => Blob {
+                digest: writer.digest(),
+                size: writer.written(),
+                media_type: ACI_MEDIA_TYPE.to_owned(),
+            },
+            Content::Stored { blob, .. } => blob.clone(),
+        }
+    }
+}
+
+/// A URL's `ETag` and `Last-Modified`, and the blob they described, kept in
+/// `STORE/cache/http/<sha256 of the URL>.json` so that re-locking an unchanged
+/// URL costs a 304, not a download (rkt's `Remote`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+struct Validators {
+    url: String,
+    etag: Option<String>,
+    last_modified: Option<String>,
+    digest: Option<Digest>,
+    size: Option<u64>,
 }
 
 /// Why a signature was refused, for choosing the hint.
@@ -145,7 +201,17 @@ impl AciResolver<'_> {
                 if let Some((blob, bytes)) = &p.signature {
                     store.insert_bytes(blob, bytes)?;
                 }
-                p.aci.commit()?;
+                let blob = match p.aci {
+                    Some(writer) => Some(writer.commit()?),
+                    None => None,
+                };
+                if let (Some(blob), Some(remembered)) = (blob, p.revalidation) {
+                    let (file, mut validators) = *remembered;
+                    validators.digest = Some(blob.digest);
+                    validators.size = Some(blob.size);
+                    // Only an optimisation: a cache that cannot be written costs a download later.
+                    let _ = write_validators(&file, &validators);
+                }
             }
             Ok::<_, crate::store::StoreError>(())
         })
@@ -401,20 +467,20 @@ impl AciResolver<'_> {
                 .await
                 .unwrap_or(None),
         };
-        let writer = self.download(&wanted.aci).await?;
+        let content = self.download(&wanted.aci).await?;
         // When the signer is known before the archive is read (appc names), the
         // signature is checked first, so a forged archive is never parsed.
         let mut checked = match &early {
             Some(Some(trusted)) => {
                 let name = wanted.name.as_deref().unwrap_or_default();
                 Some(
-                    self.check_signature(wanted, trusted, signature.take(), &writer, name)
+                    self.check_signature(wanted, trusted, signature.take(), content.path(), name)
                         .await?,
                 )
             }
             _ => None,
         };
-        let path = writer.path().to_owned();
+        let path = content.path().to_owned();
         let info = tokio::task::spawn_blocking(move || -> anyhow::Result<AciInfo> {
             let file = std::fs::File::open(&path)
                 .with_context(|| format!("cannot read back {}", path.display()))?;
@@ -458,13 +524,13 @@ impl AciResolver<'_> {
             ));
         }
         if let Some(size) = wanted.size
-            && size != writer.written()
+            && size != content.size()
         {
             return Err(hinted(
                 format!(
                     "the dependent image requires a size of {size} bytes, but {} has {} bytes",
                     wanted.aci.recorded(),
-                    writer.written()
+                    content.size()
                 ),
                 "the dependency was republished since its dependent was built; the dependent's publisher must rebuild it",
             ));
@@ -477,7 +543,7 @@ impl AciResolver<'_> {
                     wanted,
                     &trusted,
                     signature.take(),
-                    &writer,
+                    content.path(),
                     &info.manifest.name,
                 )
                 .await?,
@@ -487,17 +553,19 @@ impl AciResolver<'_> {
             Some((locked, bytes)) => (Some(locked.clone()), Some((locked.blob(), bytes))),
             None => (None, None),
         };
+        let blob = content.blob();
+        let (aci, revalidation) = match content {
+            Content::Fresh { writer, validators } => (Some(*writer), validators),
+            Content::Stored { .. } => (None, None),
+        };
         Ok(Fetched {
-            blob: Blob {
-                digest: writer.digest(),
-                size: writer.written(),
-                media_type: ACI_MEDIA_TYPE.to_owned(),
-            },
+            blob,
             info,
             signature: locked,
             pending: Pending {
-                aci: writer,
+                aci,
                 signature,
+                revalidation,
             },
         })
     }
@@ -509,14 +577,14 @@ impl AciResolver<'_> {
         wanted: &Wanted,
         trusted: &Trusted,
         signature: Option<(String, Vec<u8>)>,
-        writer: &BlobWriter,
+        aci: &Path,
         name: &str,
     ) -> anyhow::Result<(LockedSignature, Vec<u8>)> {
         let Some((url, bytes)) = signature else {
             return Err(no_signature(name, trusted, wanted));
         };
         let verified = self
-            .verify(trusted, &bytes, writer.path())
+            .verify(trusted, &bytes, aci)
             .await
             .map_err(|e| refusal(wanted, trusted, &e, name))?;
         let locked = LockedSignature {
@@ -587,23 +655,83 @@ impl AciResolver<'_> {
         }
     }
 
-    /// Streams the ACI into the store's ingest area, hashing it; not committed yet.
-    async fn download(&self, location: &Location) -> anyhow::Result<BlobWriter> {
+    /// Streams the ACI into the store's ingest area, hashing it; not committed
+    /// yet. A URL fetched before is revalidated: when the server answers 304
+    /// and the store still has the blob, that blob is the content.
+    async fn download(&self, location: &Location) -> anyhow::Result<Content> {
         let writer = self
             .store
             .ingest_new(Algorithm::Sha512, ACI_MEDIA_TYPE, MAX_ACI_BYTES)?;
         match location {
             Location::Url(url) => {
-                let response = self.client.get_url(url).await?;
-                crate::sync::stream_into(response, url, writer, &Silent).await
+                let file = self.validators_file(url);
+                let known = read_validators(&file)
+                    .filter(|v| v.url == *url)
+                    .and_then(|v| {
+                        let blob = Blob {
+                            digest: v.digest.clone()?,
+                            size: v.size?,
+                            media_type: ACI_MEDIA_TYPE.to_owned(),
+                        };
+                        self.store.contains(&blob).then_some((v, blob))
+                    });
+                let conditions = crate::registry::Conditions {
+                    from: None,
+                    etag: known.as_ref().and_then(|(v, _)| v.etag.clone()),
+                    last_modified: known.as_ref().and_then(|(v, _)| v.last_modified.clone()),
+                };
+                let response = self.client.get_url_if(url, &conditions).await?;
+                if response.status() == reqwest::StatusCode::NOT_MODIFIED {
+                    let Some((_, blob)) = known else {
+                        bail!(
+                            "{url} answered 304 Not Modified to a request that was not conditional"
+                        );
+                    };
+                    let path = self.store.blob_path(&blob.digest);
+                    return Ok(Content::Stored { blob, path });
+                }
+                let header = |name: reqwest::header::HeaderName| {
+                    response
+                        .headers()
+                        .get(name)
+                        .and_then(|v| v.to_str().ok())
+                        .map(str::to_owned)
+                };
+                let validators = Validators {
+                    url: url.clone(),
+                    etag: header(reqwest::header::ETAG),
+                    last_modified: header(reqwest::header::LAST_MODIFIED),
+                    digest: None,
+                    size: None,
+                };
+                let remember = (validators.etag.is_some() || validators.last_modified.is_some())
+                    .then(|| Box::new((file, validators)));
+                let writer = crate::sync::stream_into(response, url, writer, &Silent).await?;
+                Ok(Content::Fresh {
+                    writer: Box::new(writer),
+                    validators: remember,
+                })
             }
             Location::File { path, .. } => {
                 let path = path.clone();
-                tokio::task::spawn_blocking(move || crate::sync::copy_into(&path, writer))
-                    .await
-                    .context("a copy task panicked")?
+                let writer =
+                    tokio::task::spawn_blocking(move || crate::sync::copy_into(&path, writer))
+                        .await
+                        .context("a copy task panicked")??;
+                Ok(Content::Fresh {
+                    writer: Box::new(writer),
+                    validators: None,
+                })
             }
         }
+    }
+
+    /// Where the validators of `url` are kept.
+    fn validators_file(&self, url: &str) -> std::path::PathBuf {
+        self.store
+            .root()
+            .join("cache/http")
+            .join(format!("{}.json", Digest::sha256_of(url.as_bytes()).hex()))
     }
 
     async fn verify(
@@ -629,6 +757,18 @@ impl AciResolver<'_> {
         .await;
         verdict.map_err(|e| Refused::Other(format!("the signature checker panicked: {e}")))?
     }
+}
+
+fn read_validators(file: &Path) -> Option<Validators> {
+    serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+}
+
+fn write_validators(file: &Path, validators: &Validators) -> std::io::Result<()> {
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let bytes = serde_json::to_vec_pretty(validators).expect("validators serialise");
+    crate::fsutil::write_atomic(file, &bytes)
 }
 
 /// The refusal for a signed-only image whose signature does not exist.

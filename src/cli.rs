@@ -102,6 +102,69 @@ pub enum Command {
         after_help = "OCI layers are applied with whiteouts; an ACI is rendered with its dependencies,\nhonouring pathWhitelist. Entries that would escape DIR (absolute paths, `..`, writes\nthrough symlinks, hard links outside the image) refuse the image. The tree is cached in\nthe store (STORE/rendered/) and hard-linked into DIR; --copy copies instead.\n\nExamples:\n  imagelock render big ./rootfs\n  imagelock render big ./rootfs --platform linux/arm64\n  imagelock render hello ./rootfs --copy\n  imagelock render big --format ext4 --output big.ext4"
     )]
     Render(RenderArgs),
+    /// Remove store blobs that no registered lockfile needs.
+    #[command(
+        after_help = "Every `sync` registers its lockfile in the store (STORE/roots/); a root whose\nlockfile was deleted is dead. gc keeps what live roots need and removes the rest.\n\nExamples:\n  imagelock gc --dry-run\n  imagelock gc"
+    )]
+    Gc {
+        /// Show what would be removed without removing it.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write an airgap bundle: the lock, every blob it pins, signatures and trusted keys.
+    #[command(
+        after_help = "The bundle is a zstd-compressed tar laid out as an OCI image layout plus\nimages.lock and keys/. Carry it across, then `imagelock sync --offline --from FILE`.\n\nExamples:\n  imagelock export bundle.tar.zst\n  imagelock export --image alpine --platform linux/amd64 alpine.tar.zst"
+    )]
+    Export {
+        /// The bundle to write.
+        file: PathBuf,
+        /// Only this image (repeatable; with its dependencies).
+        #[arg(long = "image", value_name = "ID")]
+        images: Vec<String>,
+        /// Only this platform of multi-platform images (repeatable).
+        #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
+        platforms: Vec<String>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Copy every locked image to a mirror registry (a CI fleet's shared cache).
+    #[command(
+        after_help = "An image from ORIGIN[:PORT]/REPO goes to PREFIX/ORIGIN[_PORT]/REPO (manifests as their exact bytes,\nchildren before indexes, blobs the mirror has are skipped); ACIs go to PREFIX/appc as OCI\nartifacts. Runners then `imagelock sync --mirror PREFIX`.\n\nExamples:\n  imagelock push registry.internal:5000/mirror\n  imagelock push registry.internal:5000/mirror --lookaside-staging /srv/sigstore"
+    )]
+    Push {
+        /// The mirror location, HOST[:PORT][/PATH].
+        prefix: String,
+        /// Write the images' simple signatures here, laid out as a lookaside store.
+        #[arg(long, value_name = "DIR")]
+        lookaside_staging: Option<PathBuf>,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read an airgap bundle into the store, verifying every blob before it gets its name.
+    Import {
+        /// The bundle to read.
+        file: PathBuf,
+        /// Print the result as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check the whole store: re-hash every blob, walk index.json, find what is missing.
+    #[command(
+        after_help = "Exits 1 when a blob is corrupt or missing. --repair moves corrupt blobs to\nSTORE/quarantine/ and fetches again what images.lock needs.\n\nExamples:\n  imagelock fsck\n  imagelock fsck --repair"
+    )]
+    Fsck {
+        /// Quarantine corrupt blobs and re-fetch what the lock needs.
+        #[arg(long)]
+        repair: bool,
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `imagelock render`.
@@ -263,6 +326,18 @@ pub struct SyncArgs {
     /// Show what would be fetched without fetching it.
     #[arg(long)]
     pub dry_run: bool,
+    /// Afterwards, remove every store blob this lock does not need (other projects' too).
+    #[arg(long, conflicts_with = "dry_run")]
+    pub prune: bool,
+    /// First import this airgap bundle (see `imagelock export`).
+    #[arg(long, value_name = "BUNDLE")]
+    pub from: Option<PathBuf>,
+    /// Read from this mirror (HOST[:PORT][/PATH], see `imagelock push`) before the origin; repeatable.
+    #[arg(long = "mirror", value_name = "PREFIX")]
+    pub mirrors: Vec<String>,
+    /// Never fall back to the origin registry.
+    #[arg(long)]
+    pub mirror_only: bool,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -290,6 +365,8 @@ pub struct Settings {
     pub ca_files: Vec<PathBuf>,
     /// Host → address overrides.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
+    /// Retries of transient HTTP failures (`IMAGELOCK_HTTP_RETRIES`, `IMAGELOCK_HTTP_RETRY_DELAY_MS`).
+    pub retry: crate::registry::RetryPolicy,
     /// Output routing.
     pub printer: Printer,
 }
@@ -320,6 +397,7 @@ impl Settings {
             store_override: store.filter(|s| !s.as_os_str().is_empty()),
             ca_files: ca_file,
             resolve,
+            retry: crate::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
             printer: Printer { verbosity, json },
         })
     }
@@ -342,7 +420,7 @@ fn parse_resolve(spec: &str) -> anyhow::Result<(String, std::net::SocketAddr)> {
 }
 
 /// Resolved `sync` settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct SyncSettings {
     /// Lock handling.
     pub mode: LockMode,
@@ -350,6 +428,14 @@ pub struct SyncSettings {
     pub offline: bool,
     /// Plan only.
     pub dry_run: bool,
+    /// Remove what this lock does not need afterwards.
+    pub prune: bool,
+    /// A bundle to import first.
+    pub from: Option<PathBuf>,
+    /// Mirrors given on the command line.
+    pub mirrors: Vec<String>,
+    /// Mirrors only.
+    pub mirror_only: bool,
 }
 
 impl SyncSettings {
@@ -360,6 +446,10 @@ impl SyncSettings {
             frozen,
             offline,
             dry_run,
+            prune,
+            ref from,
+            ref mirrors,
+            mirror_only,
             json: _,
         } = *args;
         let mode = match (frozen, locked) {
@@ -371,6 +461,10 @@ impl SyncSettings {
             mode,
             offline,
             dry_run,
+            prune,
+            from: from.clone(),
+            mirrors: mirrors.clone(),
+            mirror_only,
         }
     }
 }

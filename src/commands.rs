@@ -212,14 +212,29 @@ fn open_store(
     settings: &Settings,
     manifest_store: Option<PathBuf>,
 ) -> anyhow::Result<(PathBuf, Store)> {
-    let path = settings
-        .store_override
-        .clone()
-        .or(manifest_store)
-        .unwrap_or_else(crate::cli::default_store);
+    let path = store_location(settings, manifest_store);
     let store = Store::open(&path)
         .with_context(|| format!("cannot open the store at {}", path.display()))?;
     Ok((path, store))
+}
+
+/// The store the settings name, if one exists there (nothing is created).
+fn existing_store(
+    settings: &Settings,
+    manifest_store: Option<PathBuf>,
+) -> (PathBuf, Option<Store>) {
+    let path = store_location(settings, manifest_store);
+    let store = Store::open_existing(&path);
+    (path, store)
+}
+
+/// Where the store is: `--store` / `IMAGELOCK_STORE`, `[store] path`, the per-user default.
+fn store_location(settings: &Settings, manifest_store: Option<PathBuf>) -> PathBuf {
+    settings
+        .store_override
+        .clone()
+        .or(manifest_store)
+        .unwrap_or_else(crate::cli::default_store)
 }
 
 fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions {
@@ -227,6 +242,7 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
         insecure_http,
+        retry: settings.retry,
     }
 }
 
@@ -251,10 +267,20 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let resolver = resolver_for(settings, manifest.clone(), &stale)?;
+    let store = resolver.store.clone();
     let new = relock(resolver, &old, &stale).await?;
     let written = new
         .write_if_changed(&lock_path)
         .with_context(|| format!("cannot write {}", lock_path.display()))?;
+    if let Some(store) = store {
+        // The ACIs just stored stay alive for gc until the next sync.
+        crate::gc::register(&store, &lock_path, &new).with_context(|| {
+            format!(
+                "cannot register {} as a root of the store",
+                lock_path.display()
+            )
+        })?;
+    }
     let status_of = |id: &str| {
         if stale.added.iter().any(|a| a == id) {
             "added"
@@ -391,7 +417,11 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         }
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
-    let _shared = store.lock_shared()?;
+    let shared = store.lock_shared()?;
+    let imported = match &options.from {
+        Some(bundle) => import_bundle(settings, &store, bundle).await?.digests,
+        None => Vec::new(),
+    };
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
     let summary = json!({
@@ -447,9 +477,24 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             ));
         }
     }
-    crate::sync::execute(&plan, &store, || client.get(), printer.reporter()).await?;
+    let mirrors = sync_mirrors(&options, manifest.as_deref(), &lock)?;
+    crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
+    crate::gc::register(&store, &lock_path, &lock).with_context(|| {
+        format!(
+            "cannot register {} as a root of the store",
+            lock_path.display()
+        )
+    })?;
     let signatures = match &manifest {
-        Some(manifest) => check_new_signatures(&lock, &plan, &store, manifest).await?,
+        Some(manifest) => {
+            let fetched = plan
+                .missing
+                .iter()
+                .map(|m| m.blob.digest.clone())
+                .chain(imported)
+                .collect();
+            check_new_signatures(&lock, &fetched, &store, manifest).await?
+        }
         None => {
             let fetched_signed = plan.missing.iter().any(|m| {
                 m.images
@@ -491,20 +536,360 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             }
         ));
     }
+    if options.prune {
+        drop(shared);
+        let _exclusive = store.lock_exclusive()?;
+        let keep = lock
+            .images
+            .values()
+            .flat_map(|i| i.blobs())
+            .map(|b| b.digest)
+            .collect();
+        let pruned = crate::gc::collect(&store, &keep, &[], false)?;
+        printer.status(format!(
+            "Pruned {} ({}) that {} does not need",
+            plural(pruned.blobs.len(), "blob"),
+            human_bytes(pruned.bytes()),
+            lock_path.display()
+        ));
+    }
     printer.json(&summary);
     Ok(())
 }
 
-/// Re-verifies, with the manifest's keys, the signatures of the ACIs this sync
-/// fetched (blobs already in the store were verified when they were stored).
+/// Imports `bundle` into `store` on a blocking thread, reporting it.
+async fn import_bundle(
+    settings: &Settings,
+    store: &Store,
+    bundle: &Path,
+) -> anyhow::Result<crate::bundle::Imported> {
+    let started = Instant::now();
+    let (store, path) = (store.clone(), bundle.to_owned());
+    let (_, imported) = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
+        .await
+        .context("the bundle reader panicked")??;
+    settings.printer.status(format!(
+        "Imported {} from {}: {} ({}) stored, {} already present ({})",
+        plural(imported.images, "image"),
+        bundle.display(),
+        plural(imported.stored, "blob"),
+        human_bytes(imported.bytes),
+        imported.present,
+        human_duration(started.elapsed())
+    ));
+    Ok(imported)
+}
+
+/// `imagelock export`.
+pub fn export(
+    settings: &Settings,
+    file: &Path,
+    images: &[String],
+    platforms: &[String],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let stale = lock.staleness(manifest.images.values());
+    if !stale.is_fresh() {
+        return Err(stale_error(&lock_path, &stale, "`export`"));
+    }
+    let lock = crate::bundle::subset(&lock, images, platforms)?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first, so the bundle can carry the images",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let keys: Vec<(String, PathBuf)> = manifest
+        .trust
+        .values()
+        .flat_map(|t| t.keys.iter())
+        .map(|k| (k.clone(), manifest.dir().join(k)))
+        .collect();
+    let exported = crate::bundle::export(&store, &lock, &keys, file)?;
+    printer.status(format!(
+        "Exported {}, {} ({}) and {} to {} ({}) in {}",
+        plural(exported.images, "image"),
+        plural(exported.blobs, "blob"),
+        human_bytes(exported.bytes),
+        plural(exported.keys, "key file"),
+        file.display(),
+        human_bytes(exported.file_bytes),
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "bundle": file, "exported": exported }));
+    Ok(())
+}
+
+/// `imagelock import`.
+pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
+    let _shared = store.lock_shared()?;
+    let imported = import_bundle(settings, &store, file).await?;
+    settings
+        .printer
+        .status("Run `imagelock sync --offline` to check that the project's lock is satisfied.");
+    settings
+        .printer
+        .json(&json!({ "bundle": file, "imported": imported }));
+    Ok(())
+}
+
+/// The mirrors a sync reads from: `--mirror` first, then `[mirrors]`.
+fn sync_mirrors(
+    options: &SyncSettings,
+    manifest: Option<&Manifest>,
+    lock: &Lock,
+) -> anyhow::Result<crate::sync::Mirrors> {
+    let from_manifest = manifest.map(|m| m.mirrors.clone()).unwrap_or_default();
+    let plain = |host: &str| {
+        manifest.map_or_else(
+            || lock.plain_http_hosts().iter().any(|h| h == host),
+            |m| m.insecure_http(host),
+        )
+    };
+    let mirrors = options
+        .mirrors
+        .iter()
+        .chain(&from_manifest.prefixes)
+        .map(|p| crate::mirror::Mirror::parse(p, plain))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let only = options.mirror_only || from_manifest.only;
+    if only && mirrors.is_empty() {
+        return Err(hinted(
+            "--mirror-only needs a mirror",
+            "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
+        ));
+    }
+    Ok(crate::sync::Mirrors { mirrors, only })
+}
+
+/// `imagelock push`.
+pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first: push copies from the store",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let missing: Vec<String> = lock
+        .images
+        .values()
+        .flat_map(|i| i.blobs())
+        .filter(|b| !store.contains(b))
+        .map(|b| b.digest.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "the store lacks {} the lock pins (first: {})",
+                plural(missing.len(), "blob"),
+                missing[0]
+            ),
+            "run `imagelock sync` first: push copies from the store",
+        ));
+    }
+    let mut hosts = manifest.insecure_http_hosts();
+    hosts.extend(lock.plain_http_hosts());
+    let client = LazyClient::new(http_options(settings, hosts)).get()?;
+    let images: Vec<_> = lock.images.values().cloned().collect();
+    let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    printer.status(format!(
+        "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
+        plural(pushed.images, "image"),
+        mirror.base,
+        mirror.path,
+        plural(pushed.uploaded, "blob"),
+        human_bytes(pushed.bytes),
+        pushed.mounted,
+        pushed.present,
+        plural(pushed.manifests, "manifest"),
+        if pushed.signatures > 0 {
+            format!(", {}", plural(pushed.signatures, "signature"))
+        } else {
+            String::new()
+        },
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "mirror": prefix, "pushed": pushed }));
+    Ok(())
+}
+
+/// `imagelock gc`.
+pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let Some(store) = store else {
+        printer.status(format!(
+            "There is no store at {}: nothing to collect",
+            store_path.display()
+        ));
+        printer.json(&json!({ "store": store_path, "dry_run": dry_run, "bytes_freed": 0 }));
+        return Ok(());
+    };
+    let _exclusive = store.lock_exclusive()?;
+    let (keep, dead, live) = crate::gc::live_set(&store)?;
+    let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;
+    for (digest, size) in &collected.blobs {
+        printer.detail(format!("  {digest} ({})", human_bytes(*size)));
+    }
+    for root in &collected.dead_roots {
+        printer.detail(format!("  dead root {}", root.display()));
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    printer.status(format!(
+        "{verb} {} ({}), {}, {} and {} from {}; {} live",
+        plural(collected.blobs.len(), "blob"),
+        human_bytes(collected.bytes()),
+        plural(collected.refs.len(), "index ref"),
+        plural(collected.rendered.len(), "rendered tree"),
+        plural(collected.dead_roots.len(), "dead root"),
+        store_path.display(),
+        plural(live, "root")
+    ));
+    printer.json(&json!({
+        "store": store_path,
+        "dry_run": dry_run,
+        "live_roots": live,
+        "removed": collected,
+        "bytes_freed": collected.bytes(),
+    }));
+    Ok(())
+}
+
+/// `imagelock fsck`.
+pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "`--store DIR` names another store",
+        )
+    })?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path).ok().flatten();
+    let needed = lock
+        .as_ref()
+        .map(crate::fsck::needed_by)
+        .unwrap_or_default();
+    let report = {
+        let _lock = if repair {
+            store.lock_exclusive()?
+        } else {
+            store.lock_shared()?
+        };
+        let report = crate::fsck::check(&store, &needed).await?;
+        if repair && !report.corrupt.is_empty() {
+            let moved = crate::fsck::quarantine(&store, &report)?;
+            printer.status(format!(
+                "Moved {} to {}",
+                plural(moved.len(), "corrupt blob"),
+                store.root().join("quarantine").display()
+            ));
+        }
+        report
+    };
+    for (digest, why) in &report.corrupt {
+        printer.warn(format!("  corrupt  {digest}: {why}"));
+    }
+    for (digest, who) in &report.missing {
+        printer.warn(format!("  missing  {digest} (needed by {who})"));
+    }
+    let rate = report.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    printer.status(format!(
+        "Checked {} ({}) in {} ({}/s): {} corrupt, {} missing",
+        plural(report.blobs, "blob"),
+        human_bytes(report.bytes),
+        human_duration(started.elapsed()),
+        human_bytes(rate as u64),
+        report.corrupt.len(),
+        report.missing.len()
+    ));
+    printer.json(&json!({ "store": store_path, "ok": report.ok(), "report": report }));
+    if report.ok() {
+        return Ok(());
+    }
+    if repair && lock.is_some() {
+        printer.status(format!("Fetching again what {} needs", lock_path.display()));
+        let options = SyncSettings {
+            mode: LockMode::Frozen,
+            offline: false,
+            dry_run: false,
+            prune: false,
+            from: None,
+            mirrors: Vec::new(),
+            mirror_only: false,
+        };
+        let quiet = Settings {
+            printer: crate::printer::Printer {
+                json: false,
+                ..settings.printer
+            },
+            ..settings.clone()
+        };
+        sync(&quiet, options).await?;
+        let again = crate::fsck::check(&store, &needed).await?;
+        if again.corrupt.is_empty() && again.missing.is_empty() {
+            printer.status("Repaired: the store is sound");
+            return Ok(());
+        }
+        return Err(hinted(
+            format!(
+                "{} still has {} corrupt and {} missing blobs after the repair",
+                store_path.display(),
+                again.corrupt.len(),
+                again.missing.len()
+            ),
+            "blobs only index.json references (no lock needs them) cannot be fetched again; `imagelock gc` drops them",
+        ));
+    }
+    Err(hinted(
+        format!(
+            "{} has {} corrupt and {} missing blobs",
+            store_path.display(),
+            report.corrupt.len(),
+            report.missing.len()
+        ),
+        "`imagelock fsck --repair` quarantines corrupt blobs and fetches again what images.lock needs",
+    ))
+}
+
+/// Re-verifies, with the manifest's keys, the signatures of the images whose
+/// blobs this sync fetched or imported (blobs already in the store were
+/// verified when they were stored).
 async fn check_new_signatures(
     lock: &Lock,
-    plan: &crate::sync::Plan,
+    fetched: &std::collections::BTreeSet<crate::digest::Digest>,
     store: &Store,
     manifest: &Manifest,
 ) -> anyhow::Result<usize> {
-    let fetched: std::collections::BTreeSet<&crate::digest::Digest> =
-        plan.missing.iter().map(|m| &m.blob.digest).collect();
     let images: Vec<crate::lockfile::LockedImage> = lock
         .images
         .values()
@@ -551,12 +936,8 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
             "run `imagelock lock` to create it",
         )
     })?;
-    let store_path = settings
-        .store_override
-        .clone()
-        .or_else(|| manifest.store_path.clone())
-        .unwrap_or_else(crate::cli::default_store);
-    let store = Store::open_existing(&store_path).ok_or_else(|| {
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
         hinted(
             format!("there is no store at {}", store_path.display()),
             "run `imagelock sync` to fill it",

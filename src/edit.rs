@@ -62,20 +62,24 @@ pub enum EditError {
     Unknown(String),
 }
 
-/// Adds `[images.ID]` at the end of the images, keeping everything else as it is.
-pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
-    let images = doc
-        .entry("images")
+/// The top-level table `key` (created implicit, i.e. without a `[key]` header,
+/// when missing); `None` when `key` holds something else.
+fn implicit_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Table> {
+    doc.entry(key)
         .or_insert_with(|| {
             let mut t = Table::new();
             t.set_implicit(true);
             Item::Table(t)
         })
         .as_table_mut()
-        .ok_or(EditError::ImagesNotTable)?;
+}
+
+/// Adds `[images.ID]` at the end of the images, keeping everything else as it is.
+pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let images = implicit_table(&mut doc, "images").ok_or(EditError::ImagesNotTable)?;
     if images.contains_key(id) {
         return Err(EditError::Exists(id.to_owned()));
     }
@@ -132,15 +136,7 @@ pub fn add_trust_key(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
-    let trust = doc
-        .entry("trust")
-        .or_insert_with(|| {
-            let mut t = Table::new();
-            t.set_implicit(true);
-            Item::Table(t)
-        })
-        .as_table_mut()
-        .ok_or(EditError::NotTable("trust"))?;
+    let trust = implicit_table(&mut doc, "trust").ok_or(EditError::NotTable("trust"))?;
     if let Some(existing) = trust.get_mut(prefix) {
         let table = existing
             .as_table_like_mut()

@@ -6,6 +6,7 @@
 
 pub mod aci;
 pub mod appc;
+pub mod bundle;
 pub mod cli;
 pub mod commands;
 pub mod concurrency;
@@ -14,9 +15,12 @@ pub mod digest;
 pub mod discovery;
 pub mod edit;
 pub mod errors;
+pub mod fsck;
 pub mod fsutil;
+pub mod gc;
 pub mod lockfile;
 pub mod manifest;
+pub mod mirror;
 pub mod oci;
 pub mod openpgp;
 pub mod platform;

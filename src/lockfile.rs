@@ -437,6 +437,19 @@ impl Lock {
                 return Err(invalid(format!("image `{id}` is pinned twice")));
             }
         }
+        // Blob sizes are summed for reports and progress (`total_size`, sync's plan, verify).
+        // Found by fuzzing: three layers of 2^63-1 bytes overflowed those sums (a panic in
+        // debug builds, a wrong total in release). No real lock comes near, so refuse one whose
+        // sizes, counted over every entry, do not fit in a u64; every such sum is then safe.
+        let total = images
+            .values()
+            .flat_map(LockedImage::blobs)
+            .try_fold(0u64, |total, blob| total.checked_add(blob.size));
+        if total.is_none() {
+            return Err(invalid(
+                "the blob sizes add up to more than 2^64 bytes".to_owned(),
+            ));
+        }
         Ok(Lock { images })
     }
 
@@ -510,9 +523,13 @@ impl Lock {
     }
 }
 
-/// A TOML basic string (JSON string syntax is a subset TOML accepts).
+/// A TOML basic string. JSON string syntax is almost a subset TOML accepts, but serde_json
+/// leaves DEL (U+007F) raw, which TOML forbids in strings: found by fuzzing, a lock holding
+/// one (written `\u007f`) rendered to text that no longer parsed. So DEL is escaped too.
 fn quoted(s: &str) -> String {
-    serde_json::to_string(s).expect("strings serialise")
+    serde_json::to_string(s)
+        .expect("strings serialise")
+        .replace('\u{7f}', "\\u007f")
 }
 
 fn blob_inline(blob: &Blob) -> String {
@@ -742,6 +759,62 @@ mod tests {
             lock
         );
         assert_eq!(lock.images["etcd"].blobs().len(), 2);
+    }
+
+    /// A minimal lock around one value of `request`, written as TOML.
+    fn lock_with_request(request: &str) -> String {
+        format!(
+            "version = 1\n[[image]]\nid = \"a\"\nsource = \"aci-file\"\nrequest = \"{request}\"\n\
+             entry-hash = \"sha256:{hex}\"\nverified = false\n\
+             aci = {{ digest = \"sha256:{hex}\", size = 1, media-type = \"m\" }}\n",
+            hex = "a".repeat(64)
+        )
+    }
+
+    /// Fuzzing (fuzz/ target `lockfile`): DEL in a string rendered raw, which TOML refuses.
+    #[test]
+    fn fuzz_regression_del_in_string_round_trips() {
+        let text = lock_with_request("ex\\u007f\\u0001\\ud7ff");
+        let lock = Lock::parse(Path::new("images.lock"), &text).expect("parses");
+        assert_eq!(lock.images["a"].request, "ex\u{7f}\u{1}\u{d7ff}");
+        let rendered = lock.render();
+        assert!(
+            rendered.contains("request = \"ex\\u007f\\u0001\u{d7ff}\"\n"),
+            "{rendered}"
+        );
+        let again = Lock::parse(Path::new("images.lock"), &rendered).expect("rendered lock parses");
+        assert_eq!(again, lock);
+        assert_eq!(again.render(), rendered);
+    }
+
+    /// Fuzzing (fuzz/ target `lockfile`): sizes near 2^63 overflowed `total_size` and the sums
+    /// sync and verify make over a lock.
+    #[test]
+    fn fuzz_regression_sizes_beyond_u64_refused() {
+        let max = i64::MAX;
+        let lock_text = |manifest_size: i64, layers: &[(char, i64)]| {
+            let blob = |digit: char, size: i64| {
+                let hex = digit.to_string().repeat(64);
+                format!("{{ digest = \"sha256:{hex}\", size = {size}, media-type = \"m\" }}")
+            };
+            let layers: Vec<String> = layers.iter().map(|&(d, size)| blob(d, size)).collect();
+            format!(
+                "version = 1\n[[image]]\nid = \"a\"\nsource = \"docker\"\nrequest = \"r\"\n\
+                 entry-hash = \"sha256:{hex}\"\nverified = false\n\
+                 [[image.manifest]]\ndigest = \"sha256:{hex}\"\nsize = {manifest_size}\n\
+                 media-type = \"m\"\nconfig = {config}\nlayers = [{layers}]\n",
+                hex = "a".repeat(64),
+                config = blob('c', 1),
+                layers = layers.join(", "),
+            )
+        };
+        let text = lock_text(max, &[('b', max), ('d', max)]);
+        let error = Lock::parse(Path::new("images.lock"), &text).expect_err("refused");
+        assert!(error.to_string().contains("add up to more than"), "{error}");
+        // The largest size TOML can hold is fine while the total fits.
+        let text = lock_text(1, &[('b', max)]);
+        let lock = Lock::parse(Path::new("images.lock"), &text).expect("fits");
+        assert_eq!(lock.images["a"].total_size(), max as u64 + 2);
     }
 
     #[test]

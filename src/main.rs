@@ -52,6 +52,36 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             let request = args.request().unwrap_or_else(|usage| usage.exit());
             commands::render(&settings, request).await
         }
+        Command::Export {
+            file,
+            images,
+            platforms,
+            json,
+        } => commands::export(
+            &Settings::resolve(global, json)?,
+            &file,
+            &images,
+            &platforms,
+        ),
+        Command::Push {
+            prefix,
+            lookaside_staging,
+            json,
+        } => {
+            commands::push(
+                &Settings::resolve(global, json)?,
+                &prefix,
+                lookaside_staging.as_deref(),
+            )
+            .await
+        }
+        Command::Import { file, json } => {
+            commands::import(&Settings::resolve(global, json)?, &file).await
+        }
+        Command::Gc { dry_run, json } => commands::gc(&Settings::resolve(global, json)?, dry_run),
+        Command::Fsck { repair, json } => {
+            commands::fsck(&Settings::resolve(global, json)?, repair).await
+        }
         Command::Trust(TrustCommand::Add(args)) => {
             let imagelock::cli::TrustAddArgs {
                 prefix,

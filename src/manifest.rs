@@ -40,6 +40,9 @@ pub struct ManifestFile {
     /// Keys trusted for name prefixes; the most specific prefix wins.
     #[serde(default)]
     pub trust: BTreeMap<String, TrustTable>,
+    /// Registries to read locked images from before their origin.
+    #[serde(default)]
+    pub mirrors: Option<MirrorsTable>,
     /// The images, keyed by a short ID of the user's choice.
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, ImageTable>")]
@@ -61,6 +64,18 @@ pub struct RegistryTable {
     /// Talk plain HTTP to this registry (only because the user named it here).
     #[serde(default)]
     pub insecure_http: bool,
+}
+
+/// `[mirrors]`: where `imagelock push` put the locked images.
+#[derive(Debug, Clone, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorsTable {
+    /// Mirror locations (`HOST[:PORT][/PATH]`), tried in order before the origin.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    /// Never fall back to the origin.
+    #[serde(default)]
+    pub only: bool,
 }
 
 /// `[trust."PREFIX"]`.
@@ -209,6 +224,8 @@ pub struct Manifest {
     pub registries: BTreeMap<String, RegistryTable>,
     /// `[trust]`.
     pub trust: BTreeMap<String, TrustTable>,
+    /// `[mirrors]`.
+    pub mirrors: MirrorsTable,
     /// `[images]`, by ID.
     pub images: BTreeMap<String, ImageSpec>,
 }
@@ -312,6 +329,7 @@ impl Manifest {
             store_path: file.store.map(|s| dir.join(s.path)),
             registries: file.registries,
             trust: file.trust,
+            mirrors: file.mirrors.unwrap_or_default(),
             images,
         })
     }

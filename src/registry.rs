@@ -13,7 +13,10 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, IF_MODIFIED_SINCE, IF_NONE_MATCH, RANGE,
+    WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -23,7 +26,9 @@ use crate::oci;
 
 /// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
-/// Read timeout between bytes: a registry silent this long is treated as gone.
+/// Read timeout between bytes: a registry silent this long is treated as gone
+/// (the connection is then retried, resuming where it stopped);
+/// `IMAGELOCK_HTTP_READ_TIMEOUT_MS` overrides it.
 const READ_TIMEOUT: Duration = Duration::from_secs(120);
 /// Tokens are refreshed this long before they expire, so a request never races expiry.
 const TOKEN_EXPIRY_MARGIN: Duration = Duration::from_secs(10);
@@ -43,6 +48,117 @@ pub struct HttpOptions {
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
     pub insecure_http: Vec<String>,
+    /// How transient failures are retried.
+    pub retry: RetryPolicy,
+}
+
+/// The read timeout: [`READ_TIMEOUT`] unless `IMAGELOCK_HTTP_READ_TIMEOUT_MS` says otherwise.
+fn read_timeout() -> Duration {
+    std::env::var("IMAGELOCK_HTTP_READ_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .map_or(READ_TIMEOUT, Duration::from_millis)
+}
+
+/// Retries of transient failures: connection errors, timeouts, 5xx, 408 and
+/// 429 (honouring `Retry-After`), with capped exponential backoff and jitter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// Retries after the first attempt.
+    pub retries: u32,
+    /// The first backoff delay; doubled per retry up to [`MAX_RETRY_DELAY`].
+    pub delay: Duration,
+}
+
+/// Retries by default: enough to ride out a registry restart or a CDN blip,
+/// few enough that a dead host fails within seconds (`IMAGELOCK_HTTP_RETRIES`).
+pub const DEFAULT_RETRIES: u32 = 4;
+/// First backoff delay by default (`IMAGELOCK_HTTP_RETRY_DELAY_MS`; tests use 0).
+pub const DEFAULT_RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Longest wait between attempts, including a server's `Retry-After`.
+pub const MAX_RETRY_DELAY: Duration = Duration::from_secs(30);
+
+impl Default for RetryPolicy {
+    fn default() -> RetryPolicy {
+        RetryPolicy {
+            retries: DEFAULT_RETRIES,
+            delay: DEFAULT_RETRY_DELAY,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The defaults, overridden by `IMAGELOCK_HTTP_RETRIES` and `IMAGELOCK_HTTP_RETRY_DELAY_MS`.
+    pub fn from_env() -> Result<RetryPolicy, String> {
+        let mut policy = RetryPolicy::default();
+        let number = |name: &str| -> Result<Option<u64>, String> {
+            match std::env::var(name) {
+                Ok(v) if !v.is_empty() => v
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| format!("{name}=`{v}` is not a whole number")),
+                _ => Ok(None),
+            }
+        };
+        if let Some(n) = number("IMAGELOCK_HTTP_RETRIES")? {
+            policy.retries =
+                u32::try_from(n).map_err(|_| "IMAGELOCK_HTTP_RETRIES is too large".to_owned())?;
+        }
+        if let Some(ms) = number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
+            policy.delay = Duration::from_millis(ms);
+        }
+        Ok(policy)
+    }
+
+    /// The wait before retry number `retry` (1-based): exponential, capped, with
+    /// up to 50% random jitter so a fleet of clients does not retry in step.
+    pub fn backoff(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+        let exponential = self
+            .delay
+            .saturating_mul(1u32 << retry.saturating_sub(1).min(16))
+            .min(MAX_RETRY_DELAY);
+        let jitter = exponential.mul_f64(jitter_fraction() * 0.5);
+        retry_after
+            .map_or(exponential + jitter, |after| after.max(exponential))
+            .min(MAX_RETRY_DELAY)
+    }
+}
+
+/// A pseudo-random fraction in [0, 1) for jitter; quality does not matter.
+fn jitter_fraction() -> f64 {
+    use std::hash::{BuildHasher, Hasher as _};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Whether a status is worth retrying: the server is overloaded or failing.
+fn is_transient(status: StatusCode) -> bool {
+    status.is_server_error()
+        || status == StatusCode::TOO_MANY_REQUESTS
+        || status == StatusCode::REQUEST_TIMEOUT
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is treated as absent).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    header_str(headers, "retry-after")
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs)
+}
+
+/// Extra headers of a plain GET: a byte range to resume from, revalidation.
+#[derive(Debug, Default, Clone)]
+pub struct Conditions {
+    /// Ask for the bytes from this offset on (`Range: bytes=N-`).
+    pub from: Option<u64>,
+    /// `If-None-Match`.
+    pub etag: Option<String>,
+    /// `If-Modified-Since`.
+    pub last_modified: Option<String>,
 }
 
 /// Redirects followed per request, as browsers and Go's client do; a loop fails fast.
@@ -111,6 +227,14 @@ pub enum RegistryError {
     /// Reading credentials failed.
     #[error(transparent)]
     Credentials(#[from] credentials::CredentialError),
+    /// A transient failure that persisted through every retry.
+    #[error("{last} (gave up after {attempts} attempts)")]
+    Exhausted {
+        /// Attempts made.
+        attempts: u32,
+        /// The last failure.
+        last: Box<RegistryError>,
+    },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
         "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
@@ -194,6 +318,7 @@ impl LazyClient {
 /// The registry client; cheap to share behind an `Arc`.
 pub struct RegistryClient {
     http: reqwest::Client,
+    retry: RetryPolicy,
     /// `host[:port]`s plain HTTP is allowed for.
     insecure_http: Vec<String>,
     /// Bearer tokens by (host, scope).
@@ -222,7 +347,7 @@ impl RegistryClient {
         let mut builder = reqwest::Client::builder()
             .user_agent(concat!("imagelock/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(CONNECT_TIMEOUT)
-            .read_timeout(READ_TIMEOUT)
+            .read_timeout(read_timeout())
             .redirect(redirects);
         for (host, addr) in &options.resolve {
             builder = builder.resolve(host, *addr);
@@ -253,6 +378,7 @@ impl RegistryClient {
             .map_err(|e| RegistryError::Setup(error_chain(&e)))?;
         Ok(RegistryClient {
             http,
+            retry: options.retry,
             insecure_http: options.insecure_http.clone(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
@@ -267,7 +393,7 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         let url = repo.url("manifests", reference);
         let response = self
-            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT))
+            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT), None)
             .await?;
         let headers = response.headers().clone();
         let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
@@ -288,17 +414,22 @@ impl RegistryClient {
         })
     }
 
-    /// Starts a blob download, optionally from byte `offset`. The caller must
+    /// Starts a blob download, from byte `from` when given (a 206 answers;
+    /// a registry that ignores ranges answers 200 with the whole blob). The caller must
     /// hash and size-check the body; `Docker-Content-Digest`, when sent, is
     /// checked against `digest` here.
     pub async fn get_blob(
         &self,
         repo: &Repository,
         digest: &Digest,
+        from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let url = repo.url("blobs", &digest.to_string());
-        let response = self.send(repo, Method::GET, &url, None).await?;
+        let response = self.send(repo, Method::GET, &url, None, from).await?;
+        // A registry may announce its canonical (sha256) digest of a blob
+        // asked for by sha512; only a digest of the same algorithm can contradict.
         if let Some(announced) = header_str(response.headers(), "docker-content-digest")
+            && announced.starts_with(&format!("{}:", digest.algorithm().as_str()))
             && announced != digest.to_string()
         {
             return Err(RegistryError::DigestMismatch {
@@ -310,20 +441,84 @@ impl RegistryClient {
         Ok(response)
     }
 
+    /// How this client retries transient failures.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        self.retry
+    }
+
     /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
     /// registry credentials; a non-success status is an error.
     pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
-        self.check_scheme(url)?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| network(url, &e))?;
+        let response = self.get_url_if(url, &Conditions::default()).await?;
         if !response.status().is_success() {
             return Err(status_error(url, response).await);
         }
         Ok(response)
+    }
+
+    /// GETs a plain URL with a range or revalidation headers. Returns 200,
+    /// 206 and 304 responses; other statuses are errors.
+    pub async fn get_url_if(
+        &self,
+        url: &str,
+        conditions: &Conditions,
+    ) -> Result<reqwest::Response, RegistryError> {
+        self.check_scheme(url)?;
+        let response = self
+            .with_retries(url, || {
+                let mut request = self.http.get(url);
+                if let Some(from) = conditions.from.filter(|n| *n > 0) {
+                    request = request.header(RANGE, format!("bytes={from}-"));
+                }
+                if let Some(etag) = &conditions.etag {
+                    request = request.header(IF_NONE_MATCH, etag);
+                }
+                if let Some(date) = &conditions.last_modified {
+                    request = request.header(IF_MODIFIED_SINCE, date);
+                }
+                request
+            })
+            .await?;
+        let status = response.status();
+        if status.is_success() || status == StatusCode::NOT_MODIFIED {
+            Ok(response)
+        } else {
+            Err(status_error(url, response).await)
+        }
+    }
+
+    /// Sends the request `build` makes, again after transient failures
+    /// (connection errors, timeouts, 5xx, 408, 429) with backoff; returns the
+    /// first other response, whatever its status.
+    async fn with_retries(
+        &self,
+        url: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let (last, after) = match build().send().await {
+                Ok(response) if !is_transient(response.status()) => return Ok(response),
+                Ok(response) => {
+                    let after = retry_after(response.headers());
+                    (status_error(url, response).await, after)
+                }
+                Err(e) if e.is_builder() || e.is_redirect() => return Err(network(url, &e)),
+                Err(e) => (network(url, &e), None),
+            };
+            if attempt > self.retry.retries {
+                return Err(if attempt > 1 {
+                    RegistryError::Exhausted {
+                        attempts: attempt,
+                        last: Box::new(last),
+                    }
+                } else {
+                    last
+                });
+            }
+            tokio::time::sleep(self.retry.backoff(attempt, after)).await;
+        }
     }
 
     /// GETs a plain URL and reads the whole body, refusing more than `limit` bytes.
@@ -336,12 +531,7 @@ impl RegistryClient {
     /// status as a miss); returns the final URL after redirects and the body.
     pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
         self.check_scheme(url)?;
-        let response = self
-            .http
-            .get(url)
-            .send()
-            .await
-            .map_err(|e| network(url, &e))?;
+        let response = self.with_retries(url, || self.http.get(url)).await?;
         if response.status() != StatusCode::OK {
             return Err(RegistryError::Status {
                 url: url.to_owned(),
@@ -382,21 +572,51 @@ impl RegistryClient {
         method: Method,
         url: &str,
         accept: Option<&str>,
+        from: Option<u64>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let scope = format!("repository:{}:pull", repo.path);
+        let response = self
+            .authorized(repo, &scope, method, url, |mut request| {
+                if let Some(accept) = accept {
+                    request = request.header(ACCEPT, accept);
+                }
+                if let Some(from) = from.filter(|n| *n > 0) {
+                    request = request.header(RANGE, format!("bytes={from}-"));
+                }
+                request
+            })
+            .await?;
+        if !response.status().is_success() {
+            return Err(status_error(url, response).await);
+        }
+        Ok(response)
+    }
+
+    /// Sends `method url` with `decorate`'s headers and body, with the
+    /// credentials `scope` needs (answering a 401 challenge once), retrying
+    /// transient failures; returns whatever the registry answered then.
+    async fn authorized(
+        &self,
+        repo: &Repository,
+        scope: &str,
+        method: Method,
+        url: &str,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
-        let scope = format!("repository:{}:pull", repo.path);
-        let mut authorization = self.cached_auth(repo.host(), &scope);
+        let mut authorization = self.cached_auth(repo.host(), scope);
         for attempt in 0..2 {
-            let mut request = self.http.request(method.clone(), url);
-            if let Some(accept) = accept {
-                request = request.header(ACCEPT, accept);
-            }
-            if let Some(value) = &authorization {
-                request = request.header(AUTHORIZATION, value);
-            }
-            let response = request.send().await.map_err(|e| network(url, &e))?;
+            let response = self
+                .with_retries(url, || {
+                    let mut request = decorate(self.http.request(method.clone(), url));
+                    if let Some(value) = &authorization {
+                        request = request.header(AUTHORIZATION, value);
+                    }
+                    request
+                })
+                .await?;
             if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
-                authorization = Some(self.authenticate(repo, &scope, response.headers()).await?);
+                authorization = Some(self.authenticate(repo, scope, response.headers()).await?);
                 continue;
             }
             if response.status() == StatusCode::UNAUTHORIZED {
@@ -405,12 +625,169 @@ impl RegistryClient {
                     problem: format!("refused the credentials found ({})", describe_search_path()),
                 });
             }
-            if !response.status().is_success() {
-                return Err(status_error(url, response).await);
-            }
             return Ok(response);
         }
         unreachable!("the loop returns on its second attempt")
+    }
+
+    /// The digest `repo` has under manifest `reference` (`HEAD`), if any.
+    pub async fn manifest_digest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = repo.url("manifests", reference);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::HEAD, &url, |r| {
+                r.header(ACCEPT, oci::MANIFEST_ACCEPT)
+            })
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(header_str(response.headers(), "docker-content-digest")
+                .and_then(|d| d.parse().ok())
+                .or_else(|| reference.parse().ok())),
+            StatusCode::NOT_FOUND => Ok(None),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Whether `repo` has the blob (`HEAD`).
+    pub async fn has_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = repo.url("blobs", &digest.to_string());
+        let scope = push_scope(repo);
+        let response = self
+            .authorized(repo, &scope, Method::HEAD, &url, |r| r)
+            .await?;
+        match response.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Asks the registry to mount `digest` from repository `from` on the same
+    /// registry (no bytes move). `Ok(None)` when mounted; otherwise the upload
+    /// session URL the registry opened instead.
+    pub async fn mount_blob(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/blobs/uploads/?mount={digest}&from={from}",
+            repo.base, repo.path
+        );
+        let scope = format!("{} repository:{from}:pull", push_scope(repo));
+        let response = self
+            .authorized(repo, &scope, Method::POST, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match response.status() {
+            StatusCode::CREATED => Ok(None),
+            StatusCode::ACCEPTED => Ok(Some(upload_location(repo, &url, &response)?)),
+            _ => Err(status_error(&url, response).await),
+        }
+    }
+
+    /// Opens an upload session; returns its URL.
+    pub async fn start_upload(&self, repo: &Repository) -> Result<String, RegistryError> {
+        let url = format!("{}/v2/{}/blobs/uploads/", repo.base, repo.path);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::POST, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(&url, response).await);
+        }
+        upload_location(repo, &url, &response)
+    }
+
+    /// Sends one chunk of an upload (`PATCH`, `Content-Range: START-END`);
+    /// returns the session's next URL.
+    pub async fn upload_chunk(
+        &self,
+        repo: &Repository,
+        location: &str,
+        start: u64,
+        chunk: bytes::Bytes,
+    ) -> Result<String, RegistryError> {
+        let end = start + chunk.len() as u64 - 1;
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PATCH, location, |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", format!("{start}-{end}"))
+                    .body(chunk.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::ACCEPTED {
+            return Err(status_error(location, response).await);
+        }
+        upload_location(repo, location, &response)
+    }
+
+    /// How many bytes an upload session holds (`GET` on the session).
+    pub async fn upload_offset(
+        &self,
+        repo: &Repository,
+        location: &str,
+    ) -> Result<u64, RegistryError> {
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::GET, location, |r| r)
+            .await?;
+        if response.status() != StatusCode::NO_CONTENT {
+            return Err(status_error(location, response).await);
+        }
+        Ok(header_str(response.headers(), "range")
+            .and_then(|r| r.rsplit('-').next())
+            .and_then(|last| last.parse::<u64>().ok())
+            .map_or(0, |last| last + 1))
+    }
+
+    /// Completes an upload session (`PUT ?digest=`); the registry checks the digest.
+    pub async fn finish_upload(
+        &self,
+        repo: &Repository,
+        location: &str,
+        digest: &Digest,
+    ) -> Result<(), RegistryError> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={digest}");
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
+    }
+
+    /// Uploads a manifest's exact bytes under `reference` (a tag or its digest).
+    pub async fn put_manifest(
+        &self,
+        repo: &Repository,
+        reference: &str,
+        media_type: &str,
+        bytes: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let url = repo.url("manifests", reference);
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(CONTENT_TYPE, media_type).body(bytes.clone())
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
     }
 
     fn cached_auth(&self, host: &str, scope: &str) -> Option<String> {
@@ -515,11 +892,15 @@ impl RegistryClient {
         if let Some(c) = credential {
             query.push(("account", &c.username));
         }
-        let mut request = self.http.get(realm).query(&query);
-        if let Some(c) = credential {
-            request = request.header(AUTHORIZATION, c.basic_header());
-        }
-        let response = request.send().await.map_err(|e| network(realm, &e))?;
+        let response = self
+            .with_retries(realm, || {
+                let mut request = self.http.get(realm).query(&query);
+                if let Some(c) = credential {
+                    request = request.header(AUTHORIZATION, c.basic_header());
+                }
+                request
+            })
+            .await?;
         if response.status() == StatusCode::UNAUTHORIZED
             || response.status() == StatusCode::FORBIDDEN
         {
@@ -693,6 +1074,30 @@ async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
         } else {
             format!(": {detail}")
         },
+    }
+}
+
+/// The token scope for pushing to `repo`.
+fn push_scope(repo: &Repository) -> String {
+    format!("repository:{}:pull,push", repo.path)
+}
+
+/// The absolute URL of an upload session from a response's `Location`
+/// (registries may answer with a path).
+fn upload_location(
+    repo: &Repository,
+    url: &str,
+    response: &reqwest::Response,
+) -> Result<String, RegistryError> {
+    let location =
+        header_str(response.headers(), "location").ok_or_else(|| RegistryError::Network {
+            url: url.to_owned(),
+            message: "the registry opened an upload session without a Location".into(),
+        })?;
+    if location.starts_with("http://") || location.starts_with("https://") {
+        Ok(location.to_owned())
+    } else {
+        Ok(format!("{}{location}", repo.base))
     }
 }
 

@@ -7,7 +7,12 @@
 //! STORE/index.json            one descriptor per synced image, named by
 //!                             org.opencontainers.image.ref.name = canonical reference
 //! STORE/blobs/<alg>/<hex>     content; always hashes to its name
-//! STORE/ingest/               downloads in progress (temporary files)
+//! STORE/ingest/               downloads in progress: `<alg>-<hex>.partial`
+//!                             (resumable) and `tmp-*` private temporary files,
+//!                             both locked by their writer; at open, unlocked
+//!                             `tmp-*` files and week-old partials are removed
+//! STORE/roots/<hash>.json     lockfiles registered by sync, for gc (see `gc`)
+//! STORE/quarantine/           corrupt blobs moved aside by `fsck --repair`
 //! STORE/imagelock.lock        shared by syncs, exclusive for maintenance
 //! STORE/index.json.lock       held while index.json is read, changed and replaced
 //! ```
@@ -27,6 +32,10 @@ use crate::digest::{Digest, Hasher};
 use crate::fsutil::write_atomic;
 use crate::lockfile::Blob;
 use crate::oci::{self, Descriptor, ImageIndex};
+
+/// A resumable partial download untouched this long is abandoned: a week
+/// covers a laptop closed over a weekend and a long CI queue.
+pub const STALE_PARTIAL_AGE: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
 
 /// The `oci-layout` file's content.
 const OCI_LAYOUT: &str = "{\"imageLayoutVersion\":\"1.0.0\"}";
@@ -117,6 +126,7 @@ impl Store {
             write_atomic(&layout, OCI_LAYOUT.as_bytes())
                 .map_err(io_err("cannot write", &layout))?;
         }
+        store.clean_stale_ingest();
         let index = store.index_path();
         if !index.exists() {
             let _guard = store.lock_file("index.json.lock", true)?;
@@ -125,6 +135,39 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Removes leftovers of killed processes from `ingest/`: private temporary
+    /// files no live process holds (their writers lock them), and resumable
+    /// partial downloads untouched for [`STALE_PARTIAL_AGE`] and not in use.
+    /// Best effort: a file that cannot be removed now is tried next time.
+    fn clean_stale_ingest(&self) {
+        let Ok(entries) = std::fs::read_dir(self.ingest_dir()) else {
+            return;
+        };
+        let now = std::time::SystemTime::now();
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let temporary = path
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("tmp-"));
+            let stale = temporary
+                || entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| now.duration_since(t).ok())
+                    .is_some_and(|age| age > STALE_PARTIAL_AGE);
+            if !stale {
+                continue;
+            }
+            // Only if no process is writing it right now.
+            if let Ok(file) = OpenOptions::new().write(true).open(&path)
+                && file.try_lock().is_ok()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     /// Opens an existing store without creating anything; `None` if there is none.
@@ -169,12 +212,57 @@ impl Store {
         self.lock_file("imagelock.lock", false)
     }
 
+    /// Takes the store lock exclusively (gc, prune, repair): waits for running syncs.
+    pub fn lock_exclusive(&self) -> Result<StoreLock, StoreError> {
+        self.lock_file("imagelock.lock", true)
+    }
+
+    /// Keeps only the `index.json` entries `keep` accepts; returns how many went.
+    pub fn retain_refs(&self, keep: impl Fn(&Descriptor) -> bool) -> Result<usize, StoreError> {
+        let _guard = self.lock_file("index.json.lock", true)?;
+        let mut index = self.read_index()?;
+        let before = index.manifests.len();
+        index.manifests.retain(|d| keep(d));
+        let removed = before - index.manifests.len();
+        if removed > 0 {
+            write_index(&self.index_path(), &index)?;
+        }
+        Ok(removed)
+    }
+
     /// Where the blob with `digest` lives.
     pub fn blob_path(&self, digest: &Digest) -> PathBuf {
         self.root
             .join("blobs")
             .join(digest.algorithm().as_str())
             .join(digest.hex())
+    }
+
+    /// Every file under `blobs/<alg>/`: its digest when the name is one
+    /// (`None` for a stray file), and its path.
+    pub fn blob_files(&self) -> std::io::Result<Vec<(Option<Digest>, PathBuf)>> {
+        let mut out = Vec::new();
+        for algorithm in [
+            crate::digest::Algorithm::Sha256,
+            crate::digest::Algorithm::Sha512,
+        ] {
+            let dir = self.root.join("blobs").join(algorithm.as_str());
+            let entries = match std::fs::read_dir(&dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            for entry in entries {
+                let path = entry?.path();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let digest = format!("{}:{name}", algorithm.as_str()).parse().ok();
+                out.push((digest, path));
+            }
+        }
+        Ok(out)
     }
 
     /// Whether the blob is present with the right size (the name vouches for the content).
@@ -185,16 +273,80 @@ impl Store {
 
     /// Starts writing `blob`; bytes go to a temporary file until [`BlobWriter::commit`].
     pub fn ingest(&self, blob: &Blob) -> Result<BlobWriter, StoreError> {
-        let dir = self.ingest_dir();
-        let file = tempfile::Builder::new()
-            .prefix(&format!("{}-", blob.digest.hex()))
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        let file = self.temp_file(&format!("tmp-{}-", blob.digest.short()))?;
         Ok(BlobWriter {
-            file,
+            file: IngestFile::Temp(file),
             hasher: Hasher::new(blob.digest.algorithm()),
             written: 0,
+            expected: Expected::Known(blob.clone()),
+            store: self.clone(),
+        })
+    }
+
+    /// A private temporary file in `ingest/`, locked while it lives so that
+    /// [`Store::open`] can tell a killed process's leftovers from files in use.
+    fn temp_file(&self, prefix: &str) -> Result<tempfile::NamedTempFile, StoreError> {
+        let dir = self.ingest_dir();
+        let file = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempfile_in(&dir)
+            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        file.as_file()
+            .lock()
+            .map_err(io_err("cannot lock", file.path()))?;
+        Ok(file)
+    }
+
+    /// Starts or resumes writing `blob`: bytes an interrupted download left in
+    /// `ingest/<alg>-<hex>.partial` are re-hashed and kept, so the download
+    /// continues from [`BlobWriter::written`]. When another process is
+    /// downloading the same blob right now, a private temporary file is used.
+    pub fn ingest_resumable(&self, blob: &Blob) -> Result<BlobWriter, StoreError> {
+        use std::io::Read;
+        let path = self.ingest_dir().join(format!(
+            "{}-{}.partial",
+            blob.digest.algorithm().as_str(),
+            blob.digest.hex()
+        ));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_err("cannot open", &path))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return self.ingest(blob),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io_err("cannot lock", &path)(e)),
+        }
+        let mut hasher = Hasher::new(blob.digest.algorithm());
+        let mut written = 0u64;
+        let length = file.metadata().map_err(io_err("cannot stat", &path))?.len();
+        if length > blob.size {
+            file.set_len(0).map_err(io_err("cannot truncate", &path))?;
+        } else {
+            let mut buffer = vec![0u8; 1024 * 1024];
+            loop {
+                let n = file
+                    .read(&mut buffer)
+                    .map_err(io_err("cannot read", &path))?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buffer[..n]);
+                written += n as u64;
+            }
+        }
+        Ok(BlobWriter {
+            file: IngestFile::Partial {
+                file,
+                guard: PartialGuard {
+                    path,
+                    poisoned: false,
+                },
+            },
+            hasher,
+            written,
             expected: Expected::Known(blob.clone()),
             store: self.clone(),
         })
@@ -209,14 +361,9 @@ impl Store {
         media_type: &str,
         limit: u64,
     ) -> Result<BlobWriter, StoreError> {
-        let dir = self.ingest_dir();
-        let file = tempfile::Builder::new()
-            .prefix("new-")
-            .suffix(".partial")
-            .tempfile_in(&dir)
-            .map_err(io_err("cannot create a temporary file in", &dir))?;
+        let file = self.temp_file("tmp-new-")?;
         Ok(BlobWriter {
-            file,
+            file: IngestFile::Temp(file),
             hasher: Hasher::new(algorithm),
             written: 0,
             expected: Expected::Unknown {
@@ -313,11 +460,64 @@ fn write_index(path: &Path, index: &ImageIndex) -> Result<(), StoreError> {
 
 /// A blob being written: hashed and counted as it streams.
 pub struct BlobWriter {
-    file: tempfile::NamedTempFile,
+    file: IngestFile,
     hasher: Hasher,
     written: u64,
     expected: Expected,
     store: Store,
+}
+
+/// Where a [`BlobWriter`]'s bytes wait.
+enum IngestFile {
+    /// A private temporary file, deleted unless committed.
+    Temp(tempfile::NamedTempFile),
+    /// `ingest/<alg>-<hex>.partial`, locked while this writer lives; kept when
+    /// a download is interrupted so the next attempt resumes, deleted when its
+    /// content proved wrong.
+    Partial { file: File, guard: PartialGuard },
+    /// Moved into `blobs/`.
+    Committed,
+}
+
+impl IngestFile {
+    fn path(&self) -> &Path {
+        match self {
+            IngestFile::Temp(t) => t.path(),
+            IngestFile::Partial { guard, .. } => &guard.path,
+            IngestFile::Committed => Path::new(""),
+        }
+    }
+
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        match self {
+            IngestFile::Temp(t) => t.write_all(bytes),
+            IngestFile::Partial { file, .. } => file.write_all(bytes),
+            IngestFile::Committed => Err(std::io::Error::other("the blob is committed already")),
+        }
+    }
+
+    fn poison(&mut self) {
+        if let IngestFile::Partial { guard, .. } = self {
+            guard.poisoned = true;
+        }
+    }
+}
+
+/// Deletes a partial file whose content proved wrong, when its writer goes away.
+struct PartialGuard {
+    path: PathBuf,
+    /// Set when the content cannot be right.
+    poisoned: bool,
+}
+
+impl Drop for PartialGuard {
+    fn drop(&mut self) {
+        // An empty partial holds nothing worth resuming.
+        let empty = std::fs::metadata(&self.path).is_ok_and(|m| m.len() == 0);
+        if self.poisoned || empty {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// What a [`BlobWriter`] checks on commit.
@@ -334,6 +534,7 @@ impl BlobWriter {
         let written = self.written + bytes.len() as u64;
         match &self.expected {
             Expected::Known(blob) if written > blob.size => {
+                self.file.poison();
                 return Err(StoreError::SizeMismatch {
                     digest: blob.digest.clone(),
                     expected: blob.size,
@@ -377,14 +578,41 @@ impl BlobWriter {
         self.file.path()
     }
 
+    /// Forgets everything written (a server answered a resumed request with
+    /// the whole body): the file is emptied and hashing starts over.
+    pub fn reset(&mut self) -> Result<(), StoreError> {
+        let algorithm = match &self.expected {
+            Expected::Known(blob) => blob.digest.algorithm(),
+            Expected::Unknown { .. } => self.hasher.clone().finish().algorithm(),
+        };
+        let truncated = match &mut self.file {
+            IngestFile::Temp(t) => t.as_file().set_len(0).and_then(|()| {
+                use std::io::Seek;
+                t.as_file_mut().seek(std::io::SeekFrom::Start(0)).map(drop)
+            }),
+            IngestFile::Partial { file, .. } => file.set_len(0),
+            IngestFile::Committed => Ok(()),
+        };
+        truncated.map_err(io_err("cannot truncate", self.file.path()))?;
+        self.hasher = Hasher::new(algorithm);
+        self.written = 0;
+        Ok(())
+    }
+
     /// Checks size and digest (for a pinned blob), then gives the blob its
     /// name and returns its descriptor. On any mismatch the temporary file is
     /// deleted and nothing lands in `blobs/`.
     pub fn commit(mut self) -> Result<Blob, StoreError> {
-        let actual = self.hasher.finish();
-        let blob = match self.expected {
+        let actual = self.hasher.clone().finish();
+        let blob = match &self.expected {
             Expected::Known(blob) => {
+                let blob = blob.clone();
                 if self.written != blob.size {
+                    // Too few bytes is an interrupted download: a partial file
+                    // keeps them to resume. Too many can never become right.
+                    if self.written > blob.size {
+                        self.file.poison();
+                    }
                     return Err(StoreError::SizeMismatch {
                         digest: blob.digest,
                         expected: blob.size,
@@ -392,6 +620,7 @@ impl BlobWriter {
                     });
                 }
                 if actual != blob.digest {
+                    self.file.poison();
                     return Err(StoreError::DigestMismatch {
                         expected: blob.digest,
                         actual,
@@ -402,17 +631,27 @@ impl BlobWriter {
             Expected::Unknown { media_type, .. } => Blob {
                 digest: actual,
                 size: self.written,
-                media_type,
+                media_type: media_type.clone(),
             },
         };
-        if let Err(e) = self.file.flush() {
-            return Err(io_err("cannot write", self.file.path())(e));
-        }
         let dest = self.store.blob_path(&blob.digest);
-        self.file
-            .persist(&dest)
-            .map_err(|e| e.error)
-            .map_err(io_err("cannot move a verified blob to", &dest))?;
+        match std::mem::replace(&mut self.file, IngestFile::Committed) {
+            IngestFile::Temp(mut temp) => {
+                temp.flush().map_err(io_err("cannot write", temp.path()))?;
+                temp.persist(&dest)
+                    .map_err(|e| e.error)
+                    .map_err(io_err("cannot move a verified blob to", &dest))?;
+            }
+            IngestFile::Partial { mut file, guard } => {
+                file.flush().map_err(io_err("cannot write", &guard.path))?;
+                // The lock on the partial file is released when `file` drops,
+                // after the rename: nobody resumes a file that became a blob.
+                std::fs::rename(&guard.path, &dest)
+                    .map_err(io_err("cannot move a verified blob to", &dest))?;
+                drop(file);
+            }
+            IngestFile::Committed => unreachable!("a writer is committed once, by value"),
+        }
         Ok(blob)
     }
 }

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::concurrency;
-use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::lockfile::{Blob, Lock, LockedImage, SIMPLE_SIGNATURE_MEDIA_TYPE, SourceKind};
 use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
@@ -209,6 +209,7 @@ pub async fn execute(
     plan: &Plan,
     store: &Store,
     client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
+    mirrors: &Mirrors,
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<()> {
     if !plan.missing.is_empty() {
@@ -222,8 +223,16 @@ pub async fn execute(
             let store = store.clone();
             let client = client.clone();
             let reporter = reporter.clone();
+            let mirrors = mirrors.clone();
             async move {
-                let result = fetch(&missing, &store, client.as_deref(), reporter.as_ref()).await;
+                let result = fetch(
+                    &missing,
+                    &store,
+                    client.as_deref(),
+                    &mirrors,
+                    reporter.as_ref(),
+                )
+                .await;
                 result.with_context(|| {
                     format!(
                         "cannot fetch blob {} ({}, {} bytes) for image `{}`",
@@ -247,10 +256,20 @@ pub async fn execute(
     Ok(())
 }
 
+/// Registries to read from before the origin (`sync --mirror`, `[mirrors]`).
+#[derive(Debug, Clone, Default)]
+pub struct Mirrors {
+    /// Tried in order.
+    pub mirrors: Vec<crate::mirror::Mirror>,
+    /// Never fall back to the origin.
+    pub only: bool,
+}
+
 async fn fetch(
     missing: &MissingBlob,
     store: &Store,
     client: Option<&RegistryClient>,
+    mirrors: &Mirrors,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let blob = &missing.blob;
@@ -273,24 +292,94 @@ async fn fetch(
         }
         BlobSource::Registry(repo) => {
             let client = client.expect("a client exists whenever a registry blob is missing");
-            if oci::manifest_kind(&blob.media_type).is_some() {
-                let fetched = client.get_manifest(repo, &blob.digest.to_string()).await?;
-                reporter.bytes(fetched.bytes.len() as u64);
-                store.insert_bytes(blob, &fetched.bytes)?;
-            } else {
-                let response = client.get_blob(repo, &blob.digest).await?;
-                let url = format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest);
-                download(response, &url, store.ingest(blob)?, reporter).await?;
-            }
+            let candidates: Vec<Repository> = mirrors
+                .mirrors
+                .iter()
+                .map(|m| m.repository_for(repo))
+                .collect();
+            from_mirrors(
+                client,
+                &candidates,
+                mirrors.only,
+                blob,
+                store,
+                reporter,
+                || fetch_from_registry(client, repo, blob, store, reporter),
+            )
+            .await?;
         }
         BlobSource::Url(url) => {
             let client = client.expect("a client exists whenever a URL blob is missing");
-            let response = client.get_url(url).await?;
-            download(response, url, store.ingest(blob)?, reporter).await?;
+            // ACIs and their signatures are on mirrors by digest; simple
+            // signatures stay in their lookaside.
+            let candidates: Vec<Repository> = if blob.media_type == SIMPLE_SIGNATURE_MEDIA_TYPE {
+                Vec::new()
+            } else {
+                mirrors.mirrors.iter().map(|m| m.aci_repository()).collect()
+            };
+            let only = mirrors.only && !candidates.is_empty();
+            let remote = Remote::Url(url);
+            from_mirrors(client, &candidates, only, blob, store, reporter, || {
+                download_resumable(client, &remote, blob, store, reporter)
+            })
+            .await?;
         }
     }
     reporter.blob_done(blob);
     Ok(())
+}
+
+/// Tries each mirror repository in turn, then `origin` unless `only`.
+async fn from_mirrors<F, Fut>(
+    client: &RegistryClient,
+    candidates: &[Repository],
+    only: bool,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+    origin: F,
+) -> anyhow::Result<()>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<Blob>>,
+{
+    let mut misses = Vec::new();
+    for repo in candidates {
+        match fetch_from_registry(client, repo, blob, store, reporter).await {
+            Ok(_) => return Ok(()),
+            Err(e) => misses.push(format!("  {}/{}: {e:#}", repo.base, repo.path)),
+        }
+    }
+    if only {
+        return Err(crate::errors::hinted(
+            format!(
+                "no mirror has blob {} (--mirror-only):\n{}",
+                blob.digest,
+                misses.join("\n")
+            ),
+            "push the locked images to the mirror with `imagelock push PREFIX`, or sync without --mirror-only",
+        ));
+    }
+    origin().await.map(drop)
+}
+
+/// Fetches `blob` from a registry repository: manifests by digest (capped,
+/// hashed), other blobs resumably.
+async fn fetch_from_registry(
+    client: &RegistryClient,
+    repo: &Repository,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Blob> {
+    if oci::manifest_kind(&blob.media_type).is_some() {
+        let fetched = client.get_manifest(repo, &blob.digest.to_string()).await?;
+        reporter.bytes(fetched.bytes.len() as u64);
+        store.insert_bytes(blob, &fetched.bytes)?;
+        Ok(blob.clone())
+    } else {
+        download_resumable(client, &Remote::Registry(repo), blob, store, reporter).await
+    }
 }
 
 fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
@@ -323,32 +412,131 @@ pub fn copy_into(
     Ok(writer)
 }
 
-/// Streams a response body into `writer` (hashing and writing on a blocking
-/// thread) and commits it; returns the stored blob.
-pub async fn download(
-    response: reqwest::Response,
-    url: &str,
-    writer: crate::store::BlobWriter,
+/// Where a blob is downloaded from.
+enum Remote<'a> {
+    Registry(&'a Repository),
+    Url(&'a str),
+}
+
+/// Downloads `blob` into the store, resuming what an interrupted download left
+/// in `ingest/` (`Range: bytes=N-`) and continuing after a broken connection
+/// with backoff; a server that answers a range request with the whole body
+/// (200) restarts it from zero. The digest is checked over the whole
+/// reassembled blob before it gets its name.
+async fn download_resumable(
+    client: &RegistryClient,
+    remote: &Remote<'_>,
+    blob: &Blob,
+    store: &Store,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Blob> {
-    let writer = stream_into(response, url, writer, reporter).await?;
-    Ok(tokio::task::spawn_blocking(move || writer.commit())
+    let url = match remote {
+        Remote::Registry(repo) => format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest),
+        Remote::Url(url) => (*url).to_owned(),
+    };
+    let opened = {
+        let store = store.clone();
+        let blob = blob.clone();
+        tokio::task::spawn_blocking(move || store.ingest_resumable(&blob))
+            .await
+            .context("a blob writer panicked")??
+    };
+    let mut writer = opened;
+    let mut resumed = writer.written() > 0;
+    reporter.bytes(writer.written());
+    let policy = client.retry_policy();
+    let mut interruptions = 0;
+    loop {
+        let from = writer.written();
+        if from == blob.size {
+            break; // an earlier attempt got every byte; the digest check decides
+        }
+        resumed |= from > 0;
+        let response = match remote {
+            Remote::Registry(repo) => client.get_blob(repo, &blob.digest, Some(from)).await?,
+            Remote::Url(url) => {
+                let conditions = crate::registry::Conditions {
+                    from: Some(from),
+                    ..Default::default()
+                };
+                client.get_url_if(url, &conditions).await?
+            }
+        };
+        if from > 0 && !resumes_at(&response, from) {
+            // The server sent the whole blob (or another range): start over.
+            writer.reset()?;
+        }
+        match stream_body(response, &url, writer, reporter).await? {
+            Streamed::Complete(done) => {
+                writer = done;
+                break;
+            }
+            Streamed::Interrupted(partial, error) => {
+                interruptions += 1;
+                if interruptions > policy.retries {
+                    return Err(crate::registry::RegistryError::Exhausted {
+                        attempts: interruptions,
+                        last: Box::new(error),
+                    }
+                    .into());
+                }
+                writer = partial;
+                tokio::time::sleep(policy.backoff(interruptions, None)).await;
+            }
+        }
+    }
+    let committed = tokio::task::spawn_blocking(move || writer.commit())
         .await
-        .context("a blob writer panicked")??)
+        .context("a blob writer panicked")?;
+    match committed {
+        // Bytes kept from an earlier, interrupted attempt were wrong (the
+        // commit deleted them): one fresh download decides.
+        Err(crate::store::StoreError::DigestMismatch { .. }) if resumed => {
+            Box::pin(download_resumable(client, remote, blob, store, reporter)).await
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Whether a response to `Range: bytes=FROM-` continues at `from`.
+fn resumes_at(response: &reqwest::Response, from: u64) -> bool {
+    response.status() == reqwest::StatusCode::PARTIAL_CONTENT
+        && response
+            .headers()
+            .get(reqwest::header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("bytes "))
+            .and_then(|v| v.split('-').next())
+            .and_then(|start| start.parse::<u64>().ok())
+            == Some(from)
+}
+
+/// How a body stream ended.
+pub enum Streamed {
+    /// Every byte arrived.
+    Complete(crate::store::BlobWriter),
+    /// The connection broke; what arrived is in the writer.
+    Interrupted(crate::store::BlobWriter, crate::registry::RegistryError),
 }
 
 /// Streams a response body into `writer` (hashing and writing on a blocking
-/// thread) without committing it, so the caller can check the content first.
-pub async fn stream_into(
+/// thread) without committing it. A broken connection hands the writer back
+/// with what arrived; content that cannot be right (too many bytes, a size
+/// other than the one announced) is an error.
+pub async fn stream_body(
     mut response: reqwest::Response,
     url: &str,
     mut writer: crate::store::BlobWriter,
     reporter: &dyn Reporter,
-) -> anyhow::Result<crate::store::BlobWriter> {
+) -> anyhow::Result<Streamed> {
     if let Some(limit) = writer.expected_size()
-        && let Some(length) = response.content_length().filter(|n| *n != limit)
+        && let Some(length) = response.content_length()
+        && writer.written() + length != limit
     {
-        anyhow::bail!("{url} announced {length} bytes, the lock says {limit}");
+        anyhow::bail!(
+            "{url} announced {} bytes, the lock says {limit}",
+            writer.written() + length
+        );
     }
     let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency::CHUNKS_IN_FLIGHT);
     let sink = tokio::task::spawn_blocking(move || {
@@ -374,9 +562,23 @@ pub async fn stream_into(
         }
     }
     drop(tx);
-    let written = sink.await.context("a blob writer panicked")?;
-    if let Some(e) = network_error {
-        return Err(e.into());
+    let writer = sink.await.context("a blob writer panicked")??;
+    Ok(match network_error {
+        Some(e) => Streamed::Interrupted(writer, e),
+        None => Streamed::Complete(writer),
+    })
+}
+
+/// Streams a whole response body into `writer` without committing it, so the
+/// caller can check the content first; a broken connection is an error.
+pub async fn stream_into(
+    response: reqwest::Response,
+    url: &str,
+    writer: crate::store::BlobWriter,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<crate::store::BlobWriter> {
+    match stream_body(response, url, writer, reporter).await? {
+        Streamed::Complete(writer) => Ok(writer),
+        Streamed::Interrupted(_, e) => Err(e.into()),
     }
-    Ok(written?)
 }

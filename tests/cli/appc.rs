@@ -295,6 +295,15 @@ fn discovered_signed_aci_locks_syncs_and_verifies_offline() {
     project.run(&["lock"]).success();
     assert_eq!(lock_text(project), lock);
     assert_eq!(world.nginx.hits("/example.com/etcd"), hits);
+    // Locking it again from scratch revalidates the ACI: a 304, not a download.
+    std::fs::remove_file(project.root().join("images.lock")).expect("rm lock");
+    project.run(&["lock"]).success();
+    assert_eq!(lock_text(project), lock);
+    let log = std::fs::read_to_string(world.nginx.dir.join("access.log")).expect("log");
+    assert!(
+        log.contains(&format!("etcd-3.1.0-linux-{arch}.aci HTTP/1.1\" 304")),
+        "{log}"
+    );
 
     // A fresh store syncs from the server.
     let fresh = world.work.join("fresh-store");

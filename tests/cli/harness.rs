@@ -38,6 +38,16 @@ pub struct Run {
     pub stderr: String,
 }
 
+impl From<std::process::Output> for Run {
+    fn from(out: std::process::Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+}
+
 impl Run {
     #[track_caller]
     pub fn success(self) -> Run {
@@ -86,6 +96,8 @@ impl Project {
             home.join(".docker").display().to_string(),
         );
         env.insert("IMAGELOCK_NO_PROGRESS".into(), "1".into());
+        // Retries happen, but without waiting: tests stay fast.
+        env.insert("IMAGELOCK_HTTP_RETRY_DELAY_MS".into(), "0".into());
         Project { dir, env }
     }
 
@@ -110,19 +122,29 @@ impl Project {
             .unwrap_or_else(|e| panic!("read {name}: {e}"))
     }
 
-    pub fn run(&self, args: &[&str]) -> Run {
+    fn command(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelock"));
         cmd.args(args).current_dir(self.root()).env_clear();
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
         for (k, v) in &self.env {
             cmd.env(k, v);
         }
-        let out = cmd.stdin(Stdio::null()).output().expect("run imagelock");
-        Run {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run imagelock");
+        Run::from(out)
+    }
+
+    /// Starts the binary without waiting (output captured).
+    pub fn spawn(&self, args: &[&str]) -> Child {
+        self.command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn imagelock")
     }
 
     /// Every blob file under `store/blobs`, as (name, sha256 of its bytes).
@@ -392,11 +414,16 @@ pub struct HostileServer {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
     routes: Routes,
     hits: Hits,
+    ranges: Ranges,
 }
 
 type Hits = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
 
-type Routes = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Canned>>>;
+/// Per path: the responses still to give, in order; the last one repeats.
+type Routes = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<Canned>>>>;
+
+/// Per path: the `Range` header of each request (None when absent).
+type Ranges = std::sync::Arc<std::sync::Mutex<BTreeMap<String, Vec<Option<String>>>>>;
 
 /// A canned response.
 #[derive(Clone)]
@@ -408,6 +435,10 @@ pub struct Canned {
     pub truncate_at: Option<usize>,
     /// (required Authorization header, WWW-Authenticate challenge sent with the 401 otherwise).
     pub auth: Option<(String, String)>,
+    /// Answer `Range: bytes=N-` with 206 and the rest of the body.
+    pub ranges: bool,
+    /// Wait this long after the headers before sending the body.
+    pub stall: Option<Duration>,
 }
 
 impl Canned {
@@ -421,7 +452,29 @@ impl Canned {
             body: body.to_vec(),
             truncate_at: None,
             auth: None,
+            ranges: false,
+            stall: None,
         }
+    }
+
+    /// A bare status with an empty body and `headers`.
+    pub fn status(status: u16, headers: &[(&str, &str)]) -> Canned {
+        Canned {
+            status,
+            ..Canned::ok(b"", headers)
+        }
+    }
+
+    /// The same response, honouring `Range: bytes=N-`.
+    pub fn with_ranges(mut self) -> Canned {
+        self.ranges = true;
+        self
+    }
+
+    /// The same response, closing the connection after `n` body bytes.
+    pub fn truncated(mut self, n: usize) -> Canned {
+        self.truncate_at = Some(n);
+        self
     }
 
     /// The same response, only for requests carrying `authorization`.
@@ -433,10 +486,14 @@ impl Canned {
 
 impl HostileServer {
     pub fn start(routes: BTreeMap<String, Canned>) -> HostileServer {
-        let routes: Routes = std::sync::Arc::new(std::sync::Mutex::new(routes));
+        let routes: Routes = std::sync::Arc::new(std::sync::Mutex::new(
+            routes.into_iter().map(|(k, v)| (k, vec![v])).collect(),
+        ));
         let shared = routes.clone();
         let hits: Hits = Default::default();
         let counted = hits.clone();
+        let ranges: Ranges = Default::default();
+        let seen = ranges.clone();
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let port = listener.local_addr().expect("addr").port();
@@ -448,7 +505,8 @@ impl HostileServer {
                     Ok((stream, _)) => {
                         let routes = shared.clone();
                         let hits = counted.clone();
-                        std::thread::spawn(move || serve(stream, &routes, &hits));
+                        let ranges = seen.clone();
+                        std::thread::spawn(move || serve(stream, &routes, &hits, &ranges));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
@@ -459,7 +517,27 @@ impl HostileServer {
             stop,
             routes,
             hits,
+            ranges,
         }
+    }
+
+    /// The `Range` header of each request for `path`, in order.
+    pub fn ranges(&self, path: &str) -> Vec<Option<String>> {
+        self.ranges
+            .lock()
+            .expect("ranges")
+            .get(path)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Responds to `path` with `responses` in order, the last one from then on.
+    pub fn set_sequence(&self, path: &str, responses: Vec<Canned>) {
+        assert!(!responses.is_empty(), "a sequence needs a response");
+        self.routes
+            .lock()
+            .expect("routes")
+            .insert(path.to_owned(), responses);
     }
 
     /// How many requests `path` has had.
@@ -474,10 +552,7 @@ impl HostileServer {
 
     /// Replaces (or adds) the response for `path`.
     pub fn set(&self, path: &str, canned: Canned) {
-        self.routes
-            .lock()
-            .expect("routes")
-            .insert(path.to_owned(), canned);
+        self.set_sequence(path, vec![canned]);
     }
 
     pub fn host(&self) -> String {
@@ -491,7 +566,7 @@ impl Drop for HostileServer {
     }
 }
 
-fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits) {
+fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     loop {
@@ -513,23 +588,38 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits) {
             .unwrap_or("/")
             .to_owned();
         *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
-        let authorization = text.lines().find_map(|l| {
-            l.split_once(':')
-                .filter(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-                .map(|(_, v)| v.trim().to_owned())
-        });
-        let mut canned = routes
+        let header = |name: &str| {
+            text.lines().find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.trim().to_owned())
+            })
+        };
+        let authorization = header("authorization");
+        let range = header("range");
+        ranges
             .lock()
-            .expect("routes")
-            .get(&path)
-            .cloned()
-            .unwrap_or(Canned {
-                status: 404,
-                headers: vec![("Content-Type".into(), "application/json".into())],
-                body: br#"{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}"#.to_vec(),
-                truncate_at: None,
-                auth: None,
-            });
+            .expect("ranges")
+            .entry(path.clone())
+            .or_default()
+            .push(range.clone());
+        let mut canned = {
+            let mut routes = routes.lock().expect("routes");
+            match routes.get_mut(&path) {
+                Some(queue) if queue.len() > 1 => queue.remove(0),
+                Some(queue) => queue[0].clone(),
+                None => Canned {
+                    status: 404,
+                    headers: vec![("Content-Type".into(), "application/json".into())],
+                    body: br#"{"errors":[{"code":"NOT_FOUND","message":"no such route"}]}"#
+                        .to_vec(),
+                    truncate_at: None,
+                    auth: None,
+                    ranges: false,
+                    stall: None,
+                },
+            }
+        };
         if let Some((required, challenge)) = &canned.auth
             && authorization.as_deref() != Some(required.as_str())
         {
@@ -541,19 +631,46 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits) {
                         .to_vec(),
                 truncate_at: None,
                 auth: None,
+                ranges: false,
+                stall: None,
             };
         }
+        let from = range
+            .as_deref()
+            .and_then(|r| r.strip_prefix("bytes="))
+            .and_then(|r| r.strip_suffix('-'))
+            .and_then(|n| n.parse::<usize>().ok())
+            .filter(|n| canned.ranges && canned.status == 200 && *n < canned.body.len());
+        let total = canned.body.len();
+        let (status, content) = match from {
+            Some(n) => (206, &canned.body[n..]),
+            None => (canned.status, &canned.body[..]),
+        };
         let mut head = format!(
-            "HTTP/1.1 {} X\r\nContent-Length: {}\r\n",
-            canned.status,
-            canned.body.len()
+            "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n",
+            content.len()
         );
+        if let Some(n) = from {
+            head.push_str(&format!(
+                "Content-Range: bytes {n}-{}/{total}\r\n",
+                total - 1
+            ));
+        }
         for (k, v) in &canned.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
-        let body = &canned.body[..canned.truncate_at.unwrap_or(canned.body.len())];
-        if stream.write_all(head.as_bytes()).is_err() || stream.write_all(body).is_err() {
+        let body = &content[..canned
+            .truncate_at
+            .unwrap_or(content.len())
+            .min(content.len())];
+        if stream.write_all(head.as_bytes()).is_err() {
+            return;
+        }
+        if let Some(stall) = canned.stall {
+            std::thread::sleep(stall);
+        }
+        if stream.write_all(body).is_err() {
             return;
         }
         if canned.truncate_at.is_some() {

@@ -86,13 +86,27 @@ fn sync_fails_cleanly(f: &Fixture, expected: &str) {
     f.project.assert_store_valid(&store);
     let hex = sha(&f.layer).trim_start_matches("sha256:").to_owned();
     assert!(
-        !store.join("blobs/sha256").join(hex).exists(),
+        !store.join("blobs/sha256").join(&hex).exists(),
         "the bad layer must not get a name"
     );
-    let leftovers = std::fs::read_dir(store.join("ingest"))
+    // Downloads cut short by the failure may leave resumable partial files
+    // (named after their blob, kept to resume); nothing else.
+    let leftovers: Vec<String> = std::fs::read_dir(store.join("ingest"))
         .expect("ingest")
-        .count();
-    assert_eq!(leftovers, 0, "no temporary files are left behind");
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|n| !(n.starts_with("sha256-") && n.ends_with(".partial")))
+        .collect();
+    assert!(
+        leftovers.is_empty(),
+        "no temporary files are left behind: {leftovers:?}"
+    );
+    assert!(
+        !store
+            .join("ingest")
+            .join(format!("sha256-{hex}.partial"))
+            .exists(),
+        "the refused layer's bytes are not kept"
+    );
 }
 
 #[test]
@@ -120,18 +134,37 @@ fn wrong_docker_content_digest_on_a_blob_is_refused() {
 }
 
 #[test]
-fn truncated_bodies_are_refused() {
+fn truncated_bodies_are_refused_then_resumed() {
     let f = locked_fixture();
-    let mut canned = Canned::ok(&f.layer, &[]);
-    canned.truncate_at = Some(f.layer.len() / 2);
-    f.server.set(&f.layer_path, canned);
+    let half = f.layer.len() / 2;
+    f.server
+        .set(&f.layer_path, Canned::ok(&f.layer, &[]).truncated(half));
     let run = f.project.run(&["sync"]).failure(1);
     assert!(
-        run.stderr.contains(&f.layer_path),
-        "the error names the URL:\n{}",
+        run.stderr.contains(&f.layer_path) && run.stderr.contains("gave up after 5 attempts"),
+        "the error names the URL and the attempts:\n{}",
         run.stderr
     );
-    sync_fails_cleanly(&f, "cannot fetch blob");
+    let store = f.project.store();
+    f.project.assert_store_valid(&store);
+    let hex = sha(&f.layer).trim_start_matches("sha256:").to_owned();
+    assert!(!store.join("blobs/sha256").join(&hex).exists());
+    // What arrived is kept, under the blob's name, to resume from.
+    let partial = store.join("ingest").join(format!("sha256-{hex}.partial"));
+    assert_eq!(
+        std::fs::read(&partial).expect("partial kept"),
+        f.layer[..half]
+    );
+    // The next sync asks only for the rest.
+    f.server
+        .set(&f.layer_path, Canned::ok(&f.layer, &[]).with_ranges());
+    f.project.run(&["sync"]).success();
+    assert_eq!(
+        f.server.ranges(&f.layer_path).last().cloned().flatten(),
+        Some(format!("bytes={half}-"))
+    );
+    assert_eq!(f.project.assert_store_valid(&store), 3);
+    assert!(!partial.exists());
 }
 
 #[test]
@@ -154,6 +187,8 @@ fn server_errors_are_reported_with_status() {
             body: br#"{"errors":[{"code":"UNKNOWN","message":"disk on fire"}]}"#.to_vec(),
             truncate_at: None,
             auth: None,
+            ranges: false,
+            stall: None,
         },
     );
     sync_fails_cleanly(&f, "500 Internal Server Error: UNKNOWN (disk on fire)");
@@ -270,4 +305,129 @@ fn bearer_token_flow_with_credentials() {
     );
     project.run(&["sync"]).success();
     assert_eq!(project.assert_store_valid(&project.store()), 3);
+}
+
+#[test]
+fn a_reset_mid_body_resumes_within_the_same_sync() {
+    let f = locked_fixture();
+    f.server.set_sequence(
+        &f.layer_path,
+        vec![
+            Canned::ok(&f.layer, &[]).truncated(50_000),
+            Canned::ok(&f.layer, &[]).with_ranges(),
+        ],
+    );
+    f.project.run(&["sync"]).success();
+    assert_eq!(
+        f.server.ranges(&f.layer_path),
+        vec![None, Some("bytes=50000-".to_owned())]
+    );
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+    assert_eq!(
+        std::fs::read_dir(f.project.store().join("ingest"))
+            .expect("ingest")
+            .count(),
+        0
+    );
+}
+
+#[test]
+fn a_server_ignoring_range_restarts_from_zero() {
+    let f = locked_fixture();
+    f.server.set_sequence(
+        &f.layer_path,
+        vec![
+            Canned::ok(&f.layer, &[]).truncated(50_000),
+            Canned::ok(&f.layer, &[]),
+        ],
+    );
+    f.project.run(&["sync"]).success();
+    assert_eq!(
+        f.server.ranges(&f.layer_path)[1],
+        Some("bytes=50000-".to_owned())
+    );
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+}
+
+#[test]
+fn wrong_bytes_after_a_resume_restart_the_download() {
+    let f = locked_fixture();
+    let mut evil = f.layer.clone();
+    let last = evil.len() - 1;
+    evil[last] ^= 1;
+    f.server.set_sequence(
+        &f.layer_path,
+        vec![
+            Canned::ok(&f.layer, &[]).truncated(50_000),
+            Canned::ok(&evil, &[]).with_ranges(),
+            Canned::ok(&f.layer, &[]).with_ranges(),
+        ],
+    );
+    f.project.run(&["sync"]).success();
+    // The resumed bytes were wrong: the last request started from zero.
+    assert_eq!(
+        f.server.ranges(&f.layer_path),
+        vec![None, Some("bytes=50000-".to_owned()), None]
+    );
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+}
+
+#[test]
+fn server_errors_and_throttling_are_retried() {
+    let f = locked_fixture();
+    f.server.set_sequence(
+        &f.layer_path,
+        vec![
+            Canned::status(500, &[]),
+            Canned::status(429, &[("Retry-After", "0")]),
+            Canned::status(503, &[]),
+            Canned::ok(&f.layer, &[]),
+        ],
+    );
+    f.project.run(&["sync"]).success();
+    assert_eq!(f.server.hits(&f.layer_path), 4);
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+}
+
+#[test]
+fn retries_are_bounded_and_counted() {
+    let mut f = locked_fixture();
+    f.project
+        .env
+        .insert("IMAGELOCK_HTTP_RETRIES".into(), "2".into());
+    f.server.set(&f.layer_path, Canned::status(503, &[]));
+    let run = f.project.run(&["sync"]).failure(1);
+    assert!(
+        run.stderr.contains("503 Service Unavailable")
+            && run.stderr.contains("gave up after 3 attempts"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.server.hits(&f.layer_path), 3);
+}
+
+#[test]
+fn client_errors_are_not_retried() {
+    let f = locked_fixture();
+    f.server.set(&f.layer_path, Canned::status(403, &[]));
+    let run = f.project.run(&["sync"]).failure(1);
+    assert!(run.stderr.contains("403 Forbidden"), "{}", run.stderr);
+    assert_eq!(f.server.hits(&f.layer_path), 1);
+}
+
+#[test]
+fn a_stalled_body_is_retried_after_the_read_timeout() {
+    let mut f = locked_fixture();
+    f.project
+        .env
+        .insert("IMAGELOCK_HTTP_READ_TIMEOUT_MS".into(), "300".into());
+    let mut stalled = Canned::ok(&f.layer, &[]);
+    stalled.stall = Some(std::time::Duration::from_secs(3));
+    f.server.set_sequence(
+        &f.layer_path,
+        vec![stalled, Canned::ok(&f.layer, &[]).with_ranges()],
+    );
+    f.project.run(&["sync"]).success();
+    assert_eq!(f.server.hits(&f.layer_path), 2);
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
 }

@@ -2,10 +2,13 @@
 //! (docker-registry, skopeo) and hostile in-test servers.
 
 mod appc;
+mod bundle;
 mod harness;
 mod hostile;
 mod local;
+mod mirror;
 mod peers;
 mod registry;
 mod render;
 mod signing;
+mod store;

@@ -208,10 +208,13 @@ impl Signing {
     }
 }
 
-fn flip_last_byte(path: &Path) {
+/// Flips a byte in the middle of a file: inside the signature's compressed
+/// packet, so the change matters to every reader (the last byte can be
+/// deflate padding some decompressors ignore).
+fn flip_middle_byte(path: &Path) {
     let mut bytes = std::fs::read(path).expect("read");
-    let last = bytes.len() - 1;
-    bytes[last] ^= 1;
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
     std::fs::write(path, bytes).expect("write");
 }
 
@@ -284,7 +287,7 @@ fn signed_images_lock_sync_and_verify_offline() {
         .store()
         .join("blobs/sha256")
         .join(sig.trim_start_matches("sha256:"));
-    flip_last_byte(&sig_path);
+    flip_middle_byte(&sig_path);
     let run = project.run(&["verify"]).failure(1);
     assert!(
         run.stderr.contains("FAILED  img") && run.stderr.contains(&sig),
@@ -350,7 +353,7 @@ fn refusals_match_what_skopeo_refuses() {
     )
     .expect("copy signature");
     let tampered = digest_of("tampered:v1");
-    flip_last_byte(&s.sig_dir("tampered", &tampered).join("signature-1"));
+    flip_middle_byte(&s.sig_dir("tampered", &tampered).join("signature-1"));
 
     let cases: [(&str, bool, &[&str]); 6] = [
         ("good:v1", true, &[]),

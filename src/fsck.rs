@@ -1,0 +1,188 @@
+//! Store integrity: re-hash every blob and walk what `index.json` names.
+//!
+//! Every file under `blobs/<alg>/` is hashed (in parallel, one file per core)
+//! and compared with its name; `index.json` is walked index → manifests →
+//! configs and layers, and whatever it references must be present. `repair`
+//! moves corrupt blobs to `STORE/quarantine/` (never deletes them: they are
+//! evidence), after which a sync fetches what the lock needs again.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::concurrency;
+use crate::digest::{Algorithm, Digest, Hasher};
+
+use crate::oci::{self, ManifestKind};
+use crate::store::Store;
+
+/// What `fsck` found.
+#[derive(Debug, Default, Serialize)]
+pub struct Report {
+    /// Blob files hashed.
+    pub blobs: usize,
+    /// Their total size.
+    pub bytes: u64,
+    /// Blobs whose bytes do not hash to their name: (name, what they hash to).
+    pub corrupt: Vec<(Digest, String)>,
+    /// Blobs something references but the store lacks: (digest, referenced by).
+    pub missing: Vec<(Digest, String)>,
+    /// Files under `blobs/` whose name is not a digest.
+    pub strays: Vec<PathBuf>,
+}
+
+impl Report {
+    /// Whether the store is sound.
+    pub fn ok(&self) -> bool {
+        self.corrupt.is_empty() && self.missing.is_empty()
+    }
+}
+
+/// Hashes one file; returns its size and digest.
+fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<(u64, Digest)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Hasher::new(algorithm);
+    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((size, hasher.finish()));
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+}
+
+/// Checks every blob of `store` and what `index.json` references; `needed`
+/// adds digests that must be present (a lock's), labelled with who needs them.
+pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result<Report> {
+    let mut report = Report::default();
+    let mut files = Vec::new();
+    for (digest, path) in store.blob_files()? {
+        match digest {
+            Some(digest) => files.push((digest, path)),
+            None => report.strays.push(path),
+        }
+    }
+    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let jobs = files.into_iter().map(|(digest, path)| async move {
+        let algorithm = digest.algorithm();
+        let hashed = tokio::task::spawn_blocking(move || hash_file(&path, algorithm)).await?;
+        Ok((digest, hashed))
+    });
+    let mut present: BTreeSet<Digest> = BTreeSet::new();
+    for (digest, hashed) in concurrency::run_bounded(cores, jobs).await? {
+        report.blobs += 1;
+        match hashed {
+            Ok((size, actual)) => {
+                report.bytes += size;
+                if actual == digest {
+                    present.insert(digest);
+                } else {
+                    report
+                        .corrupt
+                        .push((digest, format!("its bytes hash to {actual}")));
+                }
+            }
+            Err(e) => report
+                .corrupt
+                .push((digest, format!("cannot be read: {e}"))),
+        }
+    }
+    report.corrupt.sort();
+    // Walk index.json: index → manifests → configs and layers.
+    let index = store.read_index()?;
+    let mut referenced: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut queue: Vec<(oci::Descriptor, String)> = index
+        .manifests
+        .iter()
+        .map(|d| {
+            let name = d
+                .annotations
+                .get(oci::REF_NAME_ANNOTATION)
+                .cloned()
+                .unwrap_or_else(|| d.digest.to_string());
+            (d.clone(), name)
+        })
+        .collect();
+    while let Some((descriptor, name)) = queue.pop() {
+        if referenced
+            .insert(descriptor.digest.clone(), name.clone())
+            .is_some()
+        {
+            continue;
+        }
+        if !present.contains(&descriptor.digest) {
+            continue;
+        }
+        let Some(kind) = oci::manifest_kind(&descriptor.media_type) else {
+            continue;
+        };
+        let bytes = std::fs::read(store.blob_path(&descriptor.digest))?;
+        match kind {
+            ManifestKind::Index => {
+                if let Ok(child) = oci::parse_index(&bytes) {
+                    queue.extend(child.manifests.into_iter().map(|d| (d, name.clone())));
+                }
+            }
+            ManifestKind::Image => {
+                if let Ok(manifest) = oci::parse_image_manifest(&bytes) {
+                    queue.push((manifest.config, name.clone()));
+                    queue.extend(manifest.layers.into_iter().map(|d| (d, name.clone())));
+                }
+            }
+        }
+    }
+    for (digest, who) in needed {
+        referenced
+            .entry(digest.clone())
+            .or_insert_with(|| who.clone());
+    }
+    let corrupt: BTreeSet<&Digest> = report.corrupt.iter().map(|(d, _)| d).collect();
+    report.missing = referenced
+        .into_iter()
+        .filter(|(d, _)| !present.contains(d) && !corrupt.contains(d))
+        .collect();
+    Ok(report)
+}
+
+/// Moves the corrupt blobs of `report` to `STORE/quarantine/<alg>-<hex>`;
+/// returns where they went. The caller holds the exclusive store lock.
+pub fn quarantine(store: &Store, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
+    let dir = store.root().join("quarantine");
+    std::fs::create_dir_all(&dir)?;
+    let mut moved = Vec::new();
+    for (digest, _) in &report.corrupt {
+        let from = store.blob_path(digest);
+        let mut to = dir.join(format!("{}-{}", digest.algorithm().as_str(), digest.hex()));
+        let mut n = 1;
+        while to.exists() {
+            n += 1;
+            to = dir.join(format!(
+                "{}-{}.{n}",
+                digest.algorithm().as_str(),
+                digest.hex()
+            ));
+        }
+        std::fs::rename(&from, &to)?;
+        moved.push(to);
+    }
+    Ok(moved)
+}
+
+/// The digests a lock needs, labelled by image, for [`check`].
+pub fn needed_by(lock: &crate::lockfile::Lock) -> Vec<(Digest, String)> {
+    lock.images
+        .values()
+        .flat_map(|i| {
+            let id = Arc::new(i.id.clone());
+            i.blobs()
+                .into_iter()
+                .map(move |b| (b.digest, format!("image `{id}` in the lock")))
+        })
+        .collect()
+}

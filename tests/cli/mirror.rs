@@ -1,0 +1,178 @@
+//! A CI fleet's mirror: push the locked images (OCI and ACI) to a second real
+//! `docker-registry`, stop the origin, sync a fresh store from the mirror; a
+//! mirror with a tampered blob is caught.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::appc::Aci;
+use crate::harness::{
+    Canned, HostileServer, LayoutBuilder, Project, Registry, RegistryOptions, peer, skopeo_push,
+};
+
+fn peers() -> bool {
+    peer("docker-registry") && peer("skopeo")
+}
+
+struct Fleet {
+    origin: Registry,
+    mirror: Registry,
+    aci_server: HostileServer,
+    project: Project,
+    layer_digest: String,
+}
+
+fn fleet() -> Fleet {
+    let origin = Registry::start(RegistryOptions::default());
+    let mirror = Registry::start(RegistryOptions::default());
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.dir.path().join("layout"));
+    let layer = layout.layer(&[("data", &[42u8; 100_000][..])]);
+    let layer_digest = layer["digest"].as_str().expect("digest").to_owned();
+    let amd = layout.image("linux", "amd64", std::slice::from_ref(&layer));
+    let arm = layout.image("linux", "arm64", &[layout.layer(&[("arm", b"64")])]);
+    let index = layout.index(&[amd, arm]);
+    layout.tag("multi", &index);
+    skopeo_push(
+        &layout.dir,
+        "multi",
+        &format!("{}/test/multi:1", origin.host()),
+        &["--all"],
+    );
+    let aci = Aci::new("example.com/tool", &[("version", "1")]);
+    let aci_server = HostileServer::start(BTreeMap::from([(
+        "/tool.aci".to_owned(),
+        Canned::ok(&aci.gz(), &[]),
+    )]));
+    let hosts = [origin.host(), mirror.host(), aci_server.host()];
+    let mut manifest = String::new();
+    for host in &hosts {
+        manifest.push_str(&format!(
+            "[registries.\"{host}\"]\ninsecure-http = true\n\n"
+        ));
+    }
+    manifest.push_str(&format!(
+        "[images.multi]\ndocker = \"{}/test/multi:1\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\ninsecure = true\n\n[images.tool]\nurl = \"http://{}/tool.aci\"\ninsecure = true\n",
+        origin.host(),
+        aci_server.host()
+    ));
+    project.write("images.toml", &manifest);
+    project.run(&["lock"]).success();
+    project.run(&["sync"]).success();
+    Fleet {
+        origin,
+        mirror,
+        aci_server,
+        project,
+        layer_digest,
+    }
+}
+
+/// The file the registry keeps `digest` in.
+fn registry_blob(registry: &Registry, digest: &str) -> PathBuf {
+    let hex = digest.trim_start_matches("sha256:");
+    registry
+        ._data
+        .path()
+        .join("storage/docker/registry/v2/blobs/sha256")
+        .join(&hex[..2])
+        .join(hex)
+        .join("data")
+}
+
+#[test]
+fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
+    if !peers() {
+        return;
+    }
+    let mut f = fleet();
+    let prefix = format!("{}/mirror", f.mirror.host());
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    // 2 layers + 1 config + 2 ACI-side blobs (empty config, ACI) at least.
+    assert!(
+        report["pushed"]["uploaded"].as_u64().expect("n") >= 5,
+        "{report}"
+    );
+    assert_eq!(report["pushed"]["images"], 2);
+    // Pushing again transfers nothing.
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    // The mirrored image is a normal image skopeo can read.
+    let origin_host = f.origin.host().replace(':', "_");
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw", "--tls-verify=false"])
+        .arg(format!("docker://{prefix}/{origin_host}/test/multi:1"))
+        .output()
+        .expect("skopeo");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The origin (and the ACI's server) go away; a fresh store syncs from the mirror.
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    let run = f
+        .project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .success();
+    assert!(run.stderr.contains("Synced 2 images"), "{}", run.stderr);
+    // index, 2 manifests, 2 configs, 2 layers; the ACI; nothing else.
+    assert_eq!(f.project.assert_store_valid(&fresh), 8);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+}
+
+#[test]
+fn a_tampered_mirror_cannot_make_a_wrong_image_pass() {
+    if !peers() {
+        return;
+    }
+    let f = fleet();
+    let prefix = format!("{}/mirror", f.mirror.host());
+    f.project.run(&["push", &prefix]).success();
+    // The mirror's copy of the big layer is altered on its disk.
+    let file = registry_blob(&f.mirror, &f.layer_digest);
+    let mut bytes = std::fs::read(&file).expect("mirror blob");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 1;
+    std::fs::write(&file, bytes).expect("write");
+    let store = f.project.dir.path().join("fresh");
+    let store_arg = store.to_str().expect("utf8");
+    let run = f
+        .project
+        .run(&[
+            "sync",
+            "--store",
+            store_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .failure(1);
+    assert!(
+        run.stderr.contains(&f.layer_digest) && run.stderr.contains("digest mismatch"),
+        "{}",
+        run.stderr
+    );
+    let hex = f.layer_digest.trim_start_matches("sha256:");
+    assert!(!store.join("blobs/sha256").join(hex).exists());
+    // Without --mirror-only the origin supplies the right bytes.
+    f.project
+        .run(&["sync", "--store", store_arg, "--mirror", &prefix])
+        .success();
+    f.project.assert_store_valid(&store);
+    f.project.run(&["verify", "--store", store_arg]).success();
+}
