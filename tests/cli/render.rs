@@ -1103,3 +1103,41 @@ fn rootless_render_skips_devices_and_keeps_trees_removable() {
         String::from_utf8_lossy(&rm.stderr)
     );
 }
+
+/// `gc` drops rendered trees whose source blobs no lock needs any more, and keeps the rest.
+#[test]
+fn gc_removes_rendered_trees_of_unlocked_images() {
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+    for (tag, text) in [("keep", b"kept\n"), ("drop", b"gone\n")] {
+        let descs = [layer(&layout, &[file("a.txt", text, 0o644)], GZIP)];
+        let image = image(&layout, &descs);
+        layout.tag(tag, &image);
+    }
+    locked_project(&project, &["keep", "drop"]);
+    project.run(&["render", "keep", "k"]).success();
+    project.run(&["render", "drop", "d"]).success();
+    let kept = cached_tree(&project.store(), "keep");
+    let dropped = cached_tree(&project.store(), "drop");
+    // An abandoned build (a crash mid-render) is cleaned up too.
+    let abandoned = project.store().join("rendered/.tmp-build-crashed/rootfs");
+    std::fs::create_dir_all(&abandoned).expect("mkdir");
+
+    locked_project(&project, &["keep"]);
+    let run = project.run(&["gc"]).success();
+    assert!(run.stderr.contains("1 rendered tree"), "{}", run.stderr);
+    assert!(kept.join("a.txt").is_file(), "a live tree stays");
+    assert!(!dropped.exists(), "the tree of an unlocked image goes");
+    assert!(!abandoned.exists(), "abandoned builds go");
+    assert_eq!(
+        std::fs::read_to_string(project.root().join("d/a.txt")).expect("read"),
+        "gone\n",
+        "rendered directories are the user's: gc leaves them alone"
+    );
+    let again = project.run(&["render", "keep", "k2"]).success();
+    assert!(
+        again.stderr.contains("from the render cache"),
+        "{}",
+        again.stderr
+    );
+}
