@@ -58,6 +58,7 @@ pub struct GlobalArgs {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Write a commented images.toml in the current directory.
+    #[command(after_help = "Examples:\n  imagelock init\n  imagelock init --force")]
     Init {
         /// Overwrite an existing manifest.
         #[arg(long)]
@@ -69,14 +70,20 @@ pub enum Command {
     )]
     Add(AddArgs),
     /// Remove images from the manifest (and the lock, on the next `lock`).
+    #[command(
+        after_help = "Examples:\n  imagelock remove alpine\n  imagelock remove alpine etcd && imagelock lock"
+    )]
     Remove {
         /// The image IDs to remove.
         #[arg(required = true)]
         ids: Vec<String>,
     },
     /// Resolve new or changed manifest entries and write images.lock.
+    #[command(
+        after_help = "Entries that did not change keep their pins (`imagelock update` re-resolves them).\nA lock with git merge conflict markers is re-locked from images.toml, keeping the pins\nboth sides agree on. --check exits 3 naming the stale entries and the keys that changed.\n\nExamples:\n  imagelock lock\n  imagelock lock --check\n  imagelock lock --json"
+    )]
     Lock {
-        /// Do not write; exit 1 if the lock is stale (for CI).
+        /// Do not write; exit 3 if the lock is stale (for CI).
         #[arg(long)]
         check: bool,
         /// Print the result as JSON on stdout.
@@ -84,6 +91,9 @@ pub enum Command {
         json: bool,
     },
     /// Fetch exactly the locked blobs into the store.
+    #[command(
+        after_help = "--locked exits 3 if images.lock does not match images.toml; --frozen uses the lock\nwithout reading images.toml; --offline uses only the store and local sources.\n\nExamples:\n  imagelock sync\n  imagelock sync --locked\n  imagelock sync --frozen --offline\n  imagelock sync --dry-run --json"
+    )]
     Sync(SyncArgs),
     /// Re-check the locked blobs in the store and their signatures, with no network.
     #[command(
@@ -94,9 +104,11 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Manage the keys trusted for name prefixes.
-    #[command(subcommand)]
-    Trust(TrustCommand),
+    /// List the keys trusted for name prefixes and what each covers; add or remove them.
+    #[command(
+        after_help = "Without a subcommand, lists every [trust.\"PREFIX\"] table: its keys (fingerprint,\nuser IDs, expiry) and the locked images it covers (the most specific prefix decides).\n\nExamples:\n  imagelock trust\n  imagelock trust --json\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073"
+    )]
+    Trust(TrustArgs),
     /// Unpack a locked image's root filesystem from the store (no network), cached for next time.
     #[command(
         after_help = "OCI layers are applied with whiteouts; an ACI is rendered with its dependencies,\nhonouring pathWhitelist. Entries that would escape DIR (absolute paths, `..`, writes\nthrough symlinks, hard links outside the image) refuse the image. The tree is cached in\nthe store (STORE/rendered/) and hard-linked into DIR; --copy copies instead.\n\nExamples:\n  imagelock render big ./rootfs\n  imagelock render big ./rootfs --platform linux/arm64\n  imagelock render hello ./rootfs --copy\n  imagelock render big --format ext4 --output big.ext4"
@@ -146,6 +158,9 @@ pub enum Command {
         json: bool,
     },
     /// Read an airgap bundle into the store, verifying every blob before it gets its name.
+    #[command(
+        after_help = "Examples:\n  imagelock import bundle.tar.zst\n  imagelock sync --offline --from bundle.tar.zst   # import, then sync, in one step"
+    )]
     Import {
         /// The bundle to read.
         file: PathBuf,
@@ -165,6 +180,78 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Re-resolve images even when their entries did not change: a moved tag gets its new digest.
+    #[command(
+        after_help = "Re-resolves the named entries (every entry without IDs), and also what `lock` would:\nnew entries, changed ones, removed ones. Prints per image what changed: old → new\ndigest, platforms added or removed, signer. An appc entry without a `version` label gets\nwhat the server publishes as latest; appc discovery cannot list versions, so a\n`version` label must be exact.\n\nExamples:\n  imagelock update\n  imagelock update alpine etcd\n  imagelock update --dry-run --json"
+    )]
+    Update {
+        /// The image IDs to re-resolve [default: all].
+        ids: Vec<String>,
+        /// Show what would change without writing images.lock.
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the changes as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what a change of images.lock means per image (for code review).
+    #[command(
+        after_help = "Compares images.lock in the working tree with REV's (`git show REV:images.lock`), or\nwith another lock FILE. Per image: added, removed, or what changed (digest, platforms,\nsigner, version). Exit code 0 whether or not anything changed.\n\nExamples:\n  imagelock diff\n  imagelock diff main\n  imagelock diff HEAD~3 --json\n  imagelock diff /tmp/images.lock.orig"
+    )]
+    Diff {
+        /// A git revision, or a lock file to compare with (a path that exists wins) [default: HEAD].
+        #[arg(value_name = "REV|FILE")]
+        against: Option<String>,
+        /// Print the changes as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List the locked images: source, version, digest, platforms, size, signer.
+    #[command(after_help = "Examples:\n  imagelock list\n  imagelock list --json")]
+    List {
+        /// Print the images as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show everything the lock knows about one image, and whether the store has it.
+    #[command(
+        after_help = "Lists every pinned blob (index, manifests, configs, layers, ACI, signatures) with its\nsize and media type and whether the store holds it, the labels, dependencies and\nsignatures with the signing key's fingerprint, user IDs and expiry.\n\nExamples:\n  imagelock inspect hello\n  imagelock inspect hello --json"
+    )]
+    Inspect {
+        /// The image's ID in images.lock.
+        id: String,
+        /// Print the details as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  imagelock completions bash > ~/.local/share/bash-completion/completions/imagelock\n  imagelock completions zsh > \"${fpath[1]}/_imagelock\"\n  imagelock completions fish > ~/.config/fish/completions/imagelock.fish"
+    )]
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), generated from these --help texts.
+    #[command(
+        after_help = "Examples:\n  imagelock man | man -l -\n  imagelock man > ~/.local/share/man/man1/imagelock.1\n  imagelock man sync > ~/.local/share/man/man1/imagelock-sync.1"
+    )]
+    Man {
+        /// A command whose page to print (`imagelock-COMMAND(1)`) [default: imagelock(1)].
+        command: Option<String>,
+    },
+}
+
+/// `imagelock trust [--json]` and its subcommands.
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct TrustArgs {
+    /// What to do [default: list].
+    #[command(subcommand)]
+    pub command: Option<TrustCommand>,
+    /// Print the list as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `imagelock render`.
@@ -260,6 +347,24 @@ pub enum TrustCommand {
         after_help = "The key is kept in the repository (keys/<FINGERPRINT>.asc unless the file is\nalready beside images.toml) and listed under [trust.\"PREFIX\"] keys.\n\nExamples:\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust add example.com/ --discover\n  imagelock trust add example.com/ --discover --fingerprint 8B86DE38890DDB7291867B025210BD8888182190"
     )]
     Add(TrustAddArgs),
+    /// List the trusted prefixes, their keys and the locked images each covers.
+    #[command(after_help = "Examples:\n  imagelock trust list\n  imagelock trust list --json")]
+    List {
+        /// Print the list as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop trusting a prefix's keys, or one of them; edits images.toml in place.
+    #[command(
+        after_help = "Removes the whole [trust.\"PREFIX\"] table, or with --key only the key file holding\nthat key (the file itself stays in the repository). Locked images signed by a removed\nkey are named: they fail `imagelock verify` until a key that signed them is trusted again.\n\nExamples:\n  imagelock trust remove example.com/\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073\n  imagelock trust remove example.com/ --key 37F3026F530A8073"
+    )]
+    Remove {
+        /// The prefix, exactly as written in images.toml.
+        prefix: String,
+        /// Remove only this key: its fingerprint (40 hex digits) or long key ID (the last 16).
+        #[arg(long, value_name = "FPR")]
+        key: Option<String>,
+    },
 }
 
 /// `imagelock trust add`.
@@ -405,16 +510,23 @@ impl Settings {
 
 /// Parses `HOST=ADDR:PORT`.
 fn parse_resolve(spec: &str) -> anyhow::Result<(String, std::net::SocketAddr)> {
-    let (host, addr) = spec
-        .split_once('=')
-        .ok_or_else(|| anyhow::anyhow!("--resolve `{spec}` is not HOST=ADDR:PORT"))?;
+    const EXAMPLE: &str = "write it as HOST=ADDR:PORT, e.g. `--resolve example.com=10.0.0.5:8443` (or IMAGELOCK_RESOLVE=example.com=10.0.0.5:8443)";
+    let (host, addr) = spec.split_once('=').ok_or_else(|| {
+        crate::errors::usage(format!("--resolve `{spec}` is not HOST=ADDR:PORT"), EXAMPLE)
+    })?;
     let addr = addr.parse().map_err(|_| {
-        anyhow::anyhow!(
-            "--resolve `{spec}`: `{addr}` is not an IP address with a port, e.g. 127.0.0.1:8443"
+        crate::errors::usage(
+            format!(
+                "--resolve `{spec}`: `{addr}` is not an IP address with a port, e.g. 127.0.0.1:8443"
+            ),
+            EXAMPLE,
         )
     })?;
     if host.is_empty() || host.contains(['/', ':']) {
-        anyhow::bail!("--resolve `{spec}`: `{host}` is not a host name");
+        return Err(crate::errors::usage(
+            format!("--resolve `{spec}`: `{host}` is not a host name"),
+            EXAMPLE,
+        ));
     }
     Ok((host.to_ascii_lowercase(), addr))
 }
@@ -480,4 +592,38 @@ pub fn default_store() -> PathBuf {
         .or_else(|| env("HOME").map(|h| h.join(".local/share")))
         .unwrap_or_else(|| PathBuf::from(".imagelock"))
         .join("imagelock/store")
+}
+
+/// Writes the completion script for `shell` (generated from the clap definitions).
+pub fn write_completions(shell: clap_complete::Shell, out: &mut dyn std::io::Write) {
+    let mut command = <Cli as clap::CommandFactory>::command();
+    clap_complete::generate(shell, &mut command, "imagelock", out);
+}
+
+/// Writes the man page of imagelock, or of one of its commands
+/// (`imagelock-COMMAND(1)`), as roff.
+pub fn write_man_page(command: Option<&str>, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    let mut top = <Cli as clap::CommandFactory>::command();
+    // Propagates the global options into each command's page.
+    top.build();
+    let page = match command {
+        None => top,
+        Some(name) => {
+            let names: Vec<String> = top
+                .get_subcommands()
+                .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+                .map(|c| c.get_name().to_owned())
+                .collect();
+            let sub = top.find_subcommand(name).cloned().ok_or_else(|| {
+                crate::errors::usage(
+                    format!("imagelock has no command `{name}`"),
+                    format!("the commands are: {}", names.join(", ")),
+                )
+            })?;
+            let full = format!("imagelock-{}", sub.get_name());
+            sub.name(full.clone()).bin_name(full)
+        }
+    };
+    clap_mangen::Man::new(page).render(out)?;
+    Ok(())
 }

@@ -12,7 +12,7 @@ use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::concurrency;
 use crate::edit::{self, NewImage};
 use crate::errors::{hinted, with_hint};
-use crate::lockfile::{Lock, Staleness, lock_path_for};
+use crate::lockfile::{Lock, LockError, Staleness, lock_path_for};
 use crate::manifest::{Manifest, ManifestError};
 use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::{HttpOptions, LazyClient};
@@ -34,18 +34,25 @@ fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
     }
 }
 
-fn stale_error(lock_path: &Path, stale: &Staleness, flag: &str) -> anyhow::Error {
-    hinted(
+/// A stale lock (exit code 3), naming each stale entry and the keys that changed.
+fn stale_error(
+    lock_path: &Path,
+    old: &Lock,
+    manifest: &Manifest,
+    stale: &Staleness,
+    flag: &str,
+) -> anyhow::Error {
+    let details = crate::drift::explain(old, manifest, stale);
+    crate::errors::stale(hinted(
         format!(
-            "{} is out of date with {} ({})",
+            "{} is out of date with {} ({}):\n  {}",
             lock_path.display(),
-            lock_path
-                .with_file_name(crate::manifest::MANIFEST_FILE)
-                .display(),
-            stale.describe()
+            manifest.path.display(),
+            stale.describe(),
+            details.join("\n  ")
         ),
         format!("run `imagelock lock` and commit the result; {flag} refuses to change the lock"),
-    )
+    ))
 }
 
 /// `imagelock init`.
@@ -85,10 +92,24 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
         )
     })?;
     if !crate::manifest::is_valid_id(&request.id) {
-        anyhow::bail!(
-            "`{}` is not a valid image ID: use ASCII letters, digits, '-', '_' and '.'",
-            request.id
-        );
+        let suggestion: String = request
+            .id
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        return Err(crate::errors::usage(
+            format!(
+                "`{}` is not a valid image ID: use ASCII letters, digits, '-', '_' and '.'",
+                request.id
+            ),
+            format!("e.g. `imagelock add {suggestion} ...`"),
+        ));
     }
     let updated = edit::add_image(&text, &request.id, &request.image).map_err(|e| match e {
         edit::EditError::Exists(_) => with_hint(
@@ -118,8 +139,12 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
 /// `imagelock remove`.
 pub fn remove(settings: &Settings, ids: &[String]) -> anyhow::Result<()> {
     let path = &settings.manifest;
-    let mut text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut text = std::fs::read_to_string(path).map_err(|e| {
+        with_hint(
+            anyhow::anyhow!("cannot read {}: {e}", path.display()),
+            "run it where images.toml is, point at it with `--manifest PATH`, or create one with `imagelock init`",
+        )
+    })?;
     for id in ids {
         text = edit::remove_image(&text, id).map_err(|e| match e {
             edit::EditError::Unknown(_) => with_hint(
@@ -251,12 +276,26 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let manifest = Arc::new(load_manifest(&settings.manifest)?);
     let lock_path = lock_path_for(&settings.manifest);
-    let old = Lock::load(&lock_path)?.unwrap_or_default();
-    let stale = old.staleness(manifest.images.values());
     let printer = settings.printer;
+    let (old, conflicted) = match Lock::load(&lock_path) {
+        Err(e @ LockError::Conflicted { .. }) if check => {
+            return Err(crate::errors::stale(e.into()));
+        }
+        Err(LockError::Conflicted { .. }) => {
+            (recover_conflicted(&lock_path, &manifest, printer)?, true)
+        }
+        loaded => (loaded?.unwrap_or_default(), false),
+    };
+    let stale = old.staleness(manifest.images.values());
     if check {
         if !stale.is_fresh() {
-            return Err(stale_error(&lock_path, &stale, "`lock --check`"));
+            return Err(stale_error(
+                &lock_path,
+                &old,
+                &manifest,
+                &stale,
+                "`lock --check`",
+            ));
         }
         printer.status(format!(
             "{} is up to date ({})",
@@ -298,11 +337,31 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
             status_of(id)
         ));
     }
-    if stale.is_fresh() {
+    if stale.is_fresh() && conflicted {
+        printer.status(format!(
+            "Resolved the merge conflict in {} ({}, none to resolve again)",
+            lock_path.display(),
+            plural(new.images.len(), "image")
+        ));
+    } else if stale.is_fresh() {
         printer.status(format!(
             "{} is up to date ({})",
             lock_path.display(),
             plural(new.images.len(), "image")
+        ));
+    } else if conflicted {
+        let redone: Vec<&str> = stale
+            .added
+            .iter()
+            .chain(&stale.changed)
+            .map(String::as_str)
+            .collect();
+        printer.status(format!(
+            "Resolved the merge conflict in {}: locked {} in {} (resolved again: {})",
+            lock_path.display(),
+            plural(new.images.len(), "image"),
+            human_duration(started.elapsed()),
+            redone.join(", ")
         ));
     } else {
         printer.status(format!(
@@ -364,16 +423,23 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             let lock = if stale.is_fresh() {
                 old
             } else if options.mode == LockMode::Locked {
-                return Err(stale_error(&lock_path, &stale, "`sync --locked`"));
+                return Err(stale_error(
+                    &lock_path,
+                    &old,
+                    &manifest,
+                    &stale,
+                    "`sync --locked`",
+                ));
             } else if options.offline {
-                return Err(hinted(
+                return Err(crate::errors::stale(hinted(
                     format!(
-                        "{} is out of date ({}) and --offline forbids resolving",
+                        "{} is out of date ({}) and --offline forbids resolving:\n  {}",
                         lock_path.display(),
-                        stale.describe()
+                        stale.describe(),
+                        crate::drift::explain(&old, &manifest, &stale).join("\n  ")
                     ),
                     "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
-                ));
+                )));
             } else {
                 let resolver = resolver_for(settings, manifest.clone(), &stale)?;
                 let new = relock(resolver, &old, &stale).await?;
@@ -599,7 +665,9 @@ pub fn export(
     })?;
     let stale = lock.staleness(manifest.images.values());
     if !stale.is_fresh() {
-        return Err(stale_error(&lock_path, &stale, "`export`"));
+        return Err(stale_error(
+            &lock_path, &lock, &manifest, &stale, "`export`",
+        ));
     }
     let lock = crate::bundle::subset(&lock, images, platforms)?;
     let (store_path, store) = existing_store(settings, manifest.store_path.clone());
@@ -1093,7 +1161,12 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
                     let mut answer = String::new();
                     std::io::stdin().read_line(&mut answer)?;
                     if answer.trim() != "yes" {
-                        anyhow::bail!("nothing written: the keys were not confirmed");
+                        return Err(hinted(
+                            "nothing written: the keys were not confirmed",
+                            format!(
+                                "check a fingerprint above with the publisher, then run `imagelock trust add {prefix} --discover --fingerprint FPR`"
+                            ),
+                        ));
                     }
                     found.into_iter().map(|(_, k)| k).collect()
                 }
@@ -1152,6 +1225,567 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
     ));
     if changed {
         printer.status("Run `imagelock lock` to pin images signed with it.");
+    }
+    Ok(())
+}
+
+/// Starts `lock` from a lock with git conflict markers: the pins both sides
+/// agree on (see [`crate::conflict`]); says what it kept and what it resolves again.
+fn recover_conflicted(
+    lock_path: &Path,
+    manifest: &Manifest,
+    printer: crate::printer::Printer,
+) -> anyhow::Result<Lock> {
+    use crate::conflict::Outcome;
+    let text = std::fs::read_to_string(lock_path)
+        .with_context(|| format!("cannot read {}", lock_path.display()))?;
+    // The sides as committed, when git still has them, are exact; the text split at its
+    // markers may mix the sides where git merged lines cleanly.
+    let (recovered, from) = match crate::history::merge_stages(lock_path) {
+        Some((ours, theirs)) => (
+            crate::conflict::recover_sides(lock_path, &ours, &theirs, manifest.images.values()),
+            "git's record of both sides",
+        ),
+        None => (
+            crate::conflict::recover(lock_path, &text, manifest.images.values()),
+            "the two sides between the conflict markers",
+        ),
+    };
+    printer.status(format!(
+        "{} has merge conflicts: re-locking it from {}, keeping the pins (read from {from}) that still match it",
+        lock_path.display(),
+        manifest.path.display()
+    ));
+    for (side, why) in &recovered.unreadable {
+        printer.warn(format!(
+            "the {side} side of the conflict is not a valid lock, so none of its pins are kept: {why}"
+        ));
+    }
+    let report = |label: &str, ids: Vec<String>| {
+        if !ids.is_empty() {
+            printer.status(format!("  {label}: {}", ids.join(", ")));
+        }
+    };
+    report(
+        "kept (both sides agree)",
+        recovered.ids(|o| *o == Outcome::Agreed),
+    );
+    for side in ["ours", "theirs"] {
+        report(
+            &format!("kept (pinned only on {side})"),
+            recovered.ids(|o| *o == Outcome::OneSide(side)),
+        );
+    }
+    report(
+        "resolving again (the sides pinned it differently)",
+        recovered.ids(|o| *o == Outcome::Disagreed),
+    );
+    report(
+        "resolving (no side pinned the entry as it is now)",
+        recovered.ids(|o| *o == Outcome::Unpinned),
+    );
+    Ok(recovered.lock)
+}
+
+/// The lock at `lock_path`, which must exist.
+fn require_lock(lock_path: &Path) -> anyhow::Result<Lock> {
+    Lock::load(lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` to create it (and commit it)",
+        )
+    })
+}
+
+/// The manifest if it can be read (for key names and the store path), else `None`.
+fn manifest_if_any(path: &Path) -> Option<Manifest> {
+    Manifest::load(path).ok()
+}
+
+/// `imagelock update`.
+pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = Arc::new(load_manifest(&settings.manifest)?);
+    let lock_path = lock_path_for(&settings.manifest);
+    let old = Lock::load(&lock_path)?.unwrap_or_default();
+    for id in ids {
+        if manifest.images.contains_key(id) {
+            continue;
+        }
+        return Err(
+            match old.images.get(id).and_then(|i| i.dependency_of.clone()) {
+                Some(root) => crate::errors::usage(
+                    format!(
+                        "`{id}` is a dependency of `{root}`, not an entry of {}",
+                        manifest.path.display()
+                    ),
+                    format!(
+                        "dependencies are re-resolved with the image that needs them: `imagelock update {root}`"
+                    ),
+                ),
+                None => crate::errors::usage(
+                    format!("`{id}` is not an image in {}", manifest.path.display()),
+                    format!(
+                        "the images are: {}; add one with `imagelock add {id} --docker REF`",
+                        manifest
+                            .images
+                            .keys()
+                            .cloned()
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ),
+            },
+        );
+    }
+    let stale = old.staleness(manifest.images.values());
+    let named: Vec<String> = if ids.is_empty() {
+        manifest.images.keys().cloned().collect()
+    } else {
+        ids.to_vec()
+    };
+    // Everything `lock` would do, plus the named entries even though they did not change.
+    let mut changed: Vec<String> = stale
+        .changed
+        .iter()
+        .chain(named.iter().filter(|id| !stale.added.contains(id)))
+        .cloned()
+        .collect();
+    changed.sort();
+    changed.dedup();
+    let plan = Staleness {
+        added: stale.added.clone(),
+        changed,
+        removed: stale.removed.clone(),
+    };
+    let resolver = resolver_for(settings, manifest.clone(), &plan)?;
+    let store = resolver.store.clone();
+    let new = relock(resolver, &old, &plan).await?;
+    let redone: Vec<&String> = plan.added.iter().chain(&plan.changed).collect();
+    let changes: Vec<crate::report::ImageChange> = crate::report::compare(&old, &new)
+        .into_iter()
+        .filter(|c| {
+            let root = c
+                .new
+                .as_ref()
+                .or(c.old.as_ref())
+                .and_then(|s| s.dependency_of.clone())
+                .unwrap_or_else(|| c.id.clone());
+            c.status != crate::report::Status::Unchanged || redone.contains(&&root)
+        })
+        .collect();
+    for line in crate::report::render_changes(&changes, true) {
+        printer.status(line);
+    }
+    let (added, removed, updated, unchanged) = crate::report::counts(&changes);
+    let summary =
+        format!("{updated} updated, {added} added, {removed} removed, {unchanged} unchanged");
+    let written = if dry_run {
+        printer.status(format!(
+            "Dry run: {} not written ({summary})",
+            lock_path.display()
+        ));
+        false
+    } else {
+        let written = new
+            .write_if_changed(&lock_path)
+            .with_context(|| format!("cannot write {}", lock_path.display()))?;
+        if let Some(store) = &store {
+            crate::gc::register(store, &lock_path, &new).with_context(|| {
+                format!(
+                    "cannot register {} as a root of the store",
+                    lock_path.display()
+                )
+            })?;
+        }
+        printer.status(format!(
+            "{} {} in {} ({summary})",
+            if written { "Updated" } else { "Checked" },
+            lock_path.display(),
+            human_duration(started.elapsed())
+        ));
+        written
+    };
+    printer.json(&json!({
+        "lock": lock_path,
+        "dry_run": dry_run,
+        "written": written,
+        "images": changes,
+    }));
+    Ok(())
+}
+
+/// `imagelock diff`.
+pub fn diff(settings: &Settings, against: Option<&str>) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let lock_path = lock_path_for(&settings.manifest);
+    let new = match Lock::load(&lock_path)? {
+        Some(lock) => lock,
+        None => {
+            printer.warn(format!(
+                "there is no {}: comparing with an empty lock",
+                lock_path.display()
+            ));
+            Lock::default()
+        }
+    };
+    let old = crate::history::old_lock(&lock_path, against)?;
+    if old.absent {
+        printer.status(format!("{} does not exist: every image is new", old.label));
+    }
+    let changes = crate::report::compare(&old.lock, &new);
+    for line in crate::report::render_changes(&changes, false) {
+        printer.out(line);
+    }
+    let (added, removed, updated, unchanged) = crate::report::counts(&changes);
+    if added + removed + updated == 0 {
+        printer.status(format!(
+            "No changes: {} and {} pin the same {}",
+            old.label,
+            lock_path.display(),
+            plural(unchanged, "image")
+        ));
+    } else {
+        printer.status(format!(
+            "{} → {}: {updated} updated, {added} added, {removed} removed, {unchanged} unchanged",
+            old.label,
+            lock_path.display()
+        ));
+    }
+    printer.json(&json!({
+        "old": old.label,
+        "new": lock_path,
+        "images": changes,
+    }));
+    Ok(())
+}
+
+/// `imagelock list`.
+pub fn list(settings: &Settings) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = require_lock(&lock_path)?;
+    let keys = manifest_if_any(&settings.manifest)
+        .map(|m| crate::trust_list::KnownKeys::from_manifest(&m))
+        .unwrap_or_default();
+    if lock.images.is_empty() {
+        printer.status(format!("{} pins no images", lock_path.display()));
+    } else {
+        for line in crate::report::list_table(&lock, &keys) {
+            printer.out(line);
+        }
+    }
+    let images: Vec<serde_json::Value> = lock
+        .images
+        .values()
+        .map(|i| crate::report::list_json(i, &keys))
+        .collect();
+    printer.json(&json!({ "lock": lock_path, "images": images }));
+    Ok(())
+}
+
+/// `imagelock inspect`.
+pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = require_lock(&lock_path)?;
+    let manifest = manifest_if_any(&settings.manifest);
+    let Some(image) = lock.images.get(id) else {
+        let in_manifest = manifest.as_ref().is_some_and(|m| m.images.contains_key(id));
+        return Err(if in_manifest {
+            hinted(
+                format!(
+                    "`{id}` is in {} but not locked yet",
+                    settings.manifest.display()
+                ),
+                "run `imagelock lock` to pin it",
+            )
+        } else {
+            crate::errors::usage(
+                format!("`{id}` is not in {}", lock_path.display()),
+                format!(
+                    "the locked images are: {} (`imagelock list` shows them)",
+                    lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )
+        });
+    };
+    let keys = manifest
+        .as_ref()
+        .map(crate::trust_list::KnownKeys::from_manifest)
+        .unwrap_or_default();
+    let manifest_store = match &manifest {
+        Some(m) => m.store_path.clone(),
+        None => store_from_manifest_leniently(&settings.manifest),
+    };
+    let (store_path, store) = existing_store(settings, manifest_store);
+    let state = crate::report::StoreState {
+        path: store_path,
+        exists: store.is_some(),
+        present: store
+            .as_ref()
+            .map(|s| {
+                image
+                    .blobs()
+                    .iter()
+                    .filter(|b| s.contains(b))
+                    .map(|b| b.digest.to_string())
+                    .collect()
+            })
+            .unwrap_or_default(),
+        named: match &store {
+            Some(s) if image.is_oci() => {
+                let root = image.root();
+                let name = image.store_name();
+                Some(s.read_index().is_ok_and(|index| {
+                    index.manifests.iter().any(|d| {
+                        d.digest == root.digest
+                            && d.annotations
+                                .get(crate::oci::REF_NAME_ANNOTATION)
+                                .is_some_and(|n| *n == name)
+                    })
+                }))
+            }
+            _ => None,
+        },
+    };
+    for line in crate::report::inspect_lines(image, &state, &keys) {
+        printer.out(line);
+    }
+    let signers: Vec<serde_json::Value> = crate::trust_list::signers(image)
+        .iter()
+        .map(|f| {
+            let key = keys.get(f);
+            json!({
+                "fingerprint": f,
+                "user_ids": key.map(|k| k.user_ids().to_vec()).unwrap_or_default(),
+                "expires": key.and_then(|k| k.expires()).map(crate::trust_list::utc_date),
+                "trusted": key.is_some(),
+            })
+        })
+        .collect();
+    printer.json(&json!({
+        "image": image,
+        "blobs": crate::report::blob_roles(image, &state),
+        "store": state,
+        "keys": signers,
+    }));
+    Ok(())
+}
+
+/// `imagelock trust` / `imagelock trust list`.
+pub fn trust_list(settings: &Settings) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = match Lock::load(&lock_path) {
+        Ok(lock) => lock,
+        Err(e) => {
+            printer.warn(format!("{e}: the images each prefix covers are not shown"));
+            None
+        }
+    };
+    let view = crate::trust_list::view(&manifest, lock.as_ref());
+    if view.prefixes.is_empty() {
+        printer.status(format!(
+            "{} trusts no keys: no [trust.\"PREFIX\"] tables",
+            manifest.path.display()
+        ));
+        printer.status("Add one with `imagelock trust add PREFIX --key FILE`.");
+    }
+    for line in view.render() {
+        printer.out(line);
+    }
+    printer.json(&json!({ "manifest": manifest.path, "trust": view }));
+    let broken: Vec<String> = view
+        .prefixes
+        .iter()
+        .flat_map(|p| {
+            p.keys
+                .iter()
+                .filter(|k| k.error.is_some())
+                .map(|k| format!("`{}` under [trust.\"{}\"]", k.file, p.prefix))
+        })
+        .collect();
+    if !broken.is_empty() {
+        return Err(hinted(
+            format!(
+                "{} in {} cannot be used: {}",
+                plural(broken.len(), "key file"),
+                manifest.path.display(),
+                broken.join(", ")
+            ),
+            "restore the file, or replace it with `imagelock trust add PREFIX --key FILE` and drop the old one from `keys` in images.toml",
+        ));
+    }
+    Ok(())
+}
+
+/// `imagelock trust remove`.
+pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    if !manifest.trust.contains_key(prefix) {
+        let known: Vec<&String> = manifest.trust.keys().collect();
+        let close = known
+            .iter()
+            .find(|p| p.trim_end_matches('/') == prefix.trim_end_matches('/'));
+        let hint = match (close, known.is_empty()) {
+            (Some(p), _) => format!("the prefix is written `{p}`: `imagelock trust remove {p}`"),
+            (None, true) => "it trusts no prefixes at all".to_owned(),
+            (None, false) => format!(
+                "its prefixes are: {} (`imagelock trust` lists them with their keys)",
+                known
+                    .iter()
+                    .map(|p| format!("`{p}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        };
+        return Err(crate::errors::usage(
+            format!(
+                "{} has no [trust.\"{prefix}\"] table",
+                manifest.path.display()
+            ),
+            hint,
+        ));
+    }
+    let files = crate::trust_list::key_files(&manifest, prefix);
+    // The fingerprints that stop being trusted, and (with --key) the files to drop.
+    let (removed_keys, removed_files): (Vec<String>, Option<Vec<String>>) = match key {
+        None => (
+            files
+                .iter()
+                .flat_map(|f| f.keys.iter().flatten())
+                .map(|k| k.fingerprint().to_owned())
+                .collect(),
+            None,
+        ),
+        Some(wanted) => {
+            let holding: Vec<&crate::trust_list::KeyFile> = files
+                .iter()
+                .filter(|f| {
+                    f.keys.as_ref().is_ok_and(|keys| {
+                        keys.iter()
+                            .any(|k| crate::trust_list::fingerprint_matches(k, wanted))
+                    })
+                })
+                .collect();
+            if holding.is_empty() {
+                let listed: Vec<String> = files
+                    .iter()
+                    .flat_map(|f| match &f.keys {
+                        Ok(keys) => keys
+                            .iter()
+                            .map(|k| format!("{} ({})", k.fingerprint(), f.file))
+                            .collect(),
+                        Err(_) => vec![format!("{} (unreadable)", f.file)],
+                    })
+                    .collect();
+                return Err(crate::errors::usage(
+                    format!(
+                        "no key with fingerprint `{wanted}` is trusted for `{prefix}` in {}",
+                        manifest.path.display()
+                    ),
+                    if listed.is_empty() {
+                        format!(
+                            "[trust.\"{prefix}\"] lists no keys; remove it with `imagelock trust remove {prefix}`"
+                        )
+                    } else {
+                        format!(
+                            "give a full fingerprint or a long key ID (its last 16 digits); the keys are: {}",
+                            listed.join(", ")
+                        )
+                    },
+                ));
+            }
+            (
+                holding
+                    .iter()
+                    .flat_map(|f| f.keys.iter().flatten())
+                    .map(|k| k.fingerprint().to_owned())
+                    .collect(),
+                Some(holding.iter().map(|f| f.file.clone()).collect()),
+            )
+        }
+    };
+    let text = std::fs::read_to_string(&settings.manifest)
+        .with_context(|| format!("cannot read {}", settings.manifest.display()))?;
+    let updated = match &removed_files {
+        None => edit::remove_trust(&text, prefix)?,
+        Some(files) => edit::remove_trust_keys(&text, prefix, files)?,
+    };
+    let after = Manifest::parse(&settings.manifest, &updated)
+        .context("the edited manifest is not valid")?;
+    crate::fsutil::write_atomic(&settings.manifest, updated.as_bytes())
+        .with_context(|| format!("cannot write {}", settings.manifest.display()))?;
+    match &removed_files {
+        None => printer.status(format!(
+            "Removed [trust.\"{prefix}\"] ({}) from {}",
+            plural(removed_keys.len(), "key"),
+            settings.manifest.display()
+        )),
+        Some(files) => {
+            for fpr in &removed_keys {
+                printer.status(format!(
+                    "No longer trusted for `{prefix}`: {}",
+                    crate::openpgp::format_fingerprint(fpr)
+                ));
+            }
+            printer.status(format!(
+                "Removed {} from [trust.\"{prefix}\"] keys in {}",
+                files.join(", "),
+                settings.manifest.display()
+            ));
+            let still_used = |file: &String| after.trust.values().any(|t| t.keys.contains(file));
+            let unused: Vec<&String> = files.iter().filter(|f| !still_used(f)).collect();
+            if !unused.is_empty() {
+                printer.status(format!(
+                    "Left in the repository (delete if nothing else needs it): {}",
+                    unused
+                        .iter()
+                        .map(|f| f.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
+            }
+            if after.trust.get(prefix).is_some_and(|t| t.keys.is_empty()) {
+                printer.warn(format!(
+                    "[trust.\"{prefix}\"] has no keys left: images under it cannot be locked until you add one (`imagelock trust add {prefix} --key FILE`) or remove the prefix (`imagelock trust remove {prefix}`)"
+                ));
+            }
+        }
+    }
+    let lock_path = lock_path_for(&settings.manifest);
+    if let Ok(Some(lock)) = Lock::load(&lock_path) {
+        let affected: Vec<String> = lock
+            .images
+            .values()
+            .filter(|image| {
+                crate::trust_list::signers(image)
+                    .iter()
+                    .any(|f| removed_keys.contains(f))
+            })
+            .map(|image| image.id.clone())
+            .collect();
+        if !affected.is_empty() {
+            let roots: std::collections::BTreeSet<String> = affected
+                .iter()
+                .map(|id| {
+                    lock.images[id]
+                        .dependency_of
+                        .clone()
+                        .unwrap_or_else(|| id.clone())
+                })
+                .collect();
+            printer.warn(format!(
+                "signed by a key no longer trusted, in {}: {}; `imagelock verify` fails for these until a key that signed them is trusted again; then `imagelock update {}` re-pins them",
+                lock_path.display(),
+                affected.join(", "),
+                roots.into_iter().collect::<Vec<_>>().join(" ")
+            ));
+        }
     }
     Ok(())
 }

@@ -60,6 +60,9 @@ pub enum EditError {
     /// `remove` of an ID that does not exist.
     #[error("image `{0}` is not in the manifest")]
     Unknown(String),
+    /// `trust remove` of a prefix that has no `[trust."PREFIX"]` table.
+    #[error("the manifest has no [trust.\"{0}\"] table")]
+    UnknownTrust(String),
 }
 
 /// The top-level table `key` (created implicit, i.e. without a `[key]` header,
@@ -246,6 +249,132 @@ pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
     Ok(doc.to_string())
 }
 
+/// Removes `[trust."PREFIX"]` with the comments attached above it. A file
+/// header above the table (the comments before its last blank line) is kept
+/// and moves to whatever follows.
+pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let unknown = || EditError::UnknownTrust(prefix.to_owned());
+    let trust = doc
+        .get_mut("trust")
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(unknown)?;
+    let removed = trust.remove(prefix).ok_or_else(unknown)?;
+    let Some(table) = removed.as_table() else {
+        return Ok(doc.to_string());
+    };
+    let above = table
+        .decor()
+        .prefix()
+        .and_then(|r| r.as_str())
+        .unwrap_or_default();
+    let Some(split) = above.rfind("\n\n") else {
+        return Ok(doc.to_string());
+    };
+    let header = above[..split + 1].to_owned();
+    let removed_at = table.position();
+    // The next table in file order inherits the header; at the end of the file, the trailer.
+    let next = header_positions(&doc)
+        .into_iter()
+        .filter(|p| Some(*p) > removed_at)
+        .min();
+    let moved = next.is_some_and(|next| {
+        with_table_at(&mut doc, next, |t| {
+            let own = t
+                .decor()
+                .prefix()
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            t.decor_mut().set_prefix(format!("{header}{own}"));
+        })
+    });
+    if !moved {
+        let trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
+        doc.set_trailing(format!("{header}{trailing}"));
+    }
+    Ok(doc.to_string())
+}
+
+/// The positions of the tables written with a `[header]` (top level and one level down).
+fn header_positions(doc: &DocumentMut) -> Vec<isize> {
+    let mut out = Vec::new();
+    for (_, item) in doc.iter() {
+        let Some(t) = item.as_table() else { continue };
+        out.extend(t.position().filter(|_| !t.is_implicit()));
+        for (_, child) in t.iter() {
+            if let Some(c) = child.as_table() {
+                out.extend(c.position().filter(|_| !c.is_implicit()));
+            }
+        }
+    }
+    out
+}
+
+/// Runs `f` on the table written at `position`; returns whether there is one.
+fn with_table_at(doc: &mut DocumentMut, position: isize, f: impl FnOnce(&mut Table)) -> bool {
+    let mut f = Some(f);
+    for (_, item) in doc.iter_mut() {
+        let Some(t) = item.as_table_mut() else {
+            continue;
+        };
+        if !t.is_implicit() && t.position() == Some(position) {
+            if let Some(f) = f.take() {
+                f(t);
+            }
+            return true;
+        }
+        for (_, child) in t.iter_mut() {
+            if let Some(c) = child.as_table_mut()
+                && !c.is_implicit()
+                && c.position() == Some(position)
+            {
+                if let Some(f) = f.take() {
+                    f(c);
+                }
+                return true;
+            }
+        }
+    }
+    false
+}
+
+/// Removes `files` from `[trust."PREFIX"] keys`, keeping the array's layout
+/// (and its comments) for the keys that stay.
+pub fn remove_trust_keys(text: &str, prefix: &str, files: &[String]) -> Result<String, EditError> {
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let unknown = || EditError::UnknownTrust(prefix.to_owned());
+    let table = doc
+        .get_mut("trust")
+        .and_then(Item::as_table_like_mut)
+        .and_then(|t| t.get_mut(prefix))
+        .and_then(Item::as_table_like_mut)
+        .ok_or_else(unknown)?;
+    let keys = table
+        .get_mut("keys")
+        .and_then(Item::as_array_mut)
+        .ok_or(EditError::NotTable("trust.PREFIX.keys"))?;
+    let first_prefix = keys
+        .get(0)
+        .and_then(|v| v.decor().prefix())
+        .and_then(|r| r.as_str())
+        .map(str::to_owned);
+    keys.retain(|v| v.as_str().is_none_or(|f| !files.iter().any(|r| r == f)));
+    // The new first element takes the old first's leading space (`[ "b"]` → `["b"]`).
+    if let (Some(prefix), Some(first)) = (first_prefix, keys.get_mut(0)) {
+        first.decor_mut().set_prefix(prefix);
+    }
+    if keys.is_empty() {
+        keys.set_trailing("");
+        keys.set_trailing_comma(false);
+    }
+    Ok(doc.to_string())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -330,6 +459,36 @@ mod tests {
         assert!(matches!(
             remove_image(USER_FILE, "nope"),
             Err(EditError::Unknown(_))
+        ));
+    }
+
+    #[test]
+    fn trust_tables_and_keys_are_removed_in_place() {
+        let file = "# header\n\n# team keys\n[trust.\"a/\"]  # a\nkeys = [\"a.asc\", \"b.asc\"]  # keep\n\n[trust.\"b/\"]\nkeys = [\n    \"x.asc\",  # first\n    \"y.asc\",\n]\n\n[images.x]\npath = \"x\"\n";
+        let out = remove_trust_keys(file, "a/", &["a.asc".into()]).expect("edit");
+        assert_eq!(out, file.replace("[\"a.asc\", \"b.asc\"]", "[\"b.asc\"]"));
+        let out = remove_trust_keys(file, "b/", &["x.asc".into()]).expect("edit");
+        assert_eq!(out, file.replace("    \"x.asc\",  # first\n", ""));
+        let out = remove_trust_keys(file, "a/", &["a.asc".into(), "b.asc".into()]).expect("edit");
+        assert!(out.contains("keys = []  # keep\n"), "{out}");
+
+        let out = remove_trust(file, "a/").expect("edit");
+        assert_eq!(
+            out,
+            "# header\n\n[trust.\"b/\"]\nkeys = [\n    \"x.asc\",  # first\n    \"y.asc\",\n]\n\n[images.x]\npath = \"x\"\n"
+        );
+        let out = remove_trust(file, "b/").expect("edit");
+        assert_eq!(
+            out,
+            "# header\n\n# team keys\n[trust.\"a/\"]  # a\nkeys = [\"a.asc\", \"b.asc\"]  # keep\n\n[images.x]\npath = \"x\"\n"
+        );
+        assert!(matches!(
+            remove_trust(file, "c/"),
+            Err(EditError::UnknownTrust(_))
+        ));
+        assert!(matches!(
+            remove_trust_keys(file, "c/", &[]),
+            Err(EditError::UnknownTrust(_))
         ));
     }
 

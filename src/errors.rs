@@ -38,3 +38,102 @@ pub fn with_hint(error: impl Into<anyhow::Error>, hint: impl Into<String>) -> an
 pub fn hinted(message: impl fmt::Display, hint: impl Into<String>) -> anyhow::Error {
     with_hint(anyhow::anyhow!("{message}"), hint)
 }
+
+/// Exit code for failures (the default).
+pub const EXIT_FAILURE: u8 = 1;
+/// Exit code for usage errors: bad flags or arguments (clap uses it too).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit code for "images.lock does not match images.toml" (`lock --check`,
+/// `sync --locked`), so CI can tell a stale lock from a broken network.
+pub const EXIT_STALE: u8 = 3;
+
+/// An error that ends the process with a specific exit code. It displays as
+/// the error it wraps, and that error stays in the chain (so its hint is found).
+#[derive(Debug)]
+pub struct Classified {
+    /// The error itself.
+    pub error: anyhow::Error,
+    /// The process exit code it calls for.
+    pub exit_code: u8,
+}
+
+impl fmt::Display for Classified {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl std::error::Error for Classified {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        Some(self.error.as_ref())
+    }
+}
+
+/// Marks `error` as a stale lock (exit code [`EXIT_STALE`]).
+pub fn stale(error: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        error,
+        exit_code: EXIT_STALE,
+    })
+}
+
+/// A usage error (exit code [`EXIT_USAGE`]) with a hint.
+pub fn usage(message: impl fmt::Display, hint: impl Into<String>) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        error: hinted(message, hint),
+        exit_code: EXIT_USAGE,
+    })
+}
+
+/// The exit code `error` calls for: the first [`Classified`] in its chain, else 1.
+pub fn exit_code(error: &anyhow::Error) -> u8 {
+    error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Classified>())
+        .map_or(EXIT_FAILURE, |c| c.exit_code)
+}
+
+/// The hint to print for `error`: the first [`Hinted`] in its chain, else one
+/// chosen by the error's type for errors raised where the fix was not known.
+pub fn hint_for(error: &anyhow::Error) -> Option<String> {
+    if let Some(hinted) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Hinted>())
+    {
+        return Some(hinted.hint.clone());
+    }
+    error.chain().find_map(typed_hint)
+}
+
+/// Hints for typed errors of the core modules.
+fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::lockfile::LockError;
+    use crate::registry::RegistryError;
+    if let Some(lock) = cause.downcast_ref::<LockError>() {
+        return Some(match lock {
+            LockError::Read { path, .. } => format!(
+                "check the permissions of {}; `imagelock lock` writes it anew",
+                path.display()
+            ),
+            LockError::Invalid { path, .. } => format!(
+                "images.lock is generated: restore it with `git checkout -- {}` and run `imagelock lock`, or delete it and run `imagelock lock` to pin everything again",
+                path.display()
+            ),
+            LockError::FutureVersion { .. } => {
+                "a newer imagelock wrote it: upgrade imagelock (`cargo install --locked imagelock`), or re-create the lock with this one (`imagelock lock` after deleting it)".to_owned()
+            }
+            LockError::Conflicted { .. } => {
+                "run `imagelock lock`: it re-locks from images.toml and keeps every pin the two sides agree on".to_owned()
+            }
+        });
+    }
+    if let Some(RegistryError::Unauthorized { host, problem }) =
+        cause.downcast_ref::<RegistryError>()
+        && !problem.contains("hint:")
+    {
+        return Some(format!(
+            "log in again with `skopeo login {host}` or `docker login {host}`; the auth files searched are listed above"
+        ));
+    }
+    None
+}

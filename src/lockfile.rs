@@ -246,7 +246,8 @@ pub enum SourceKind {
 }
 
 impl SourceKind {
-    fn as_str(self) -> &'static str {
+    /// The name the lock file uses for this kind (`docker`, `oci-layout`, ...).
+    pub fn as_str(self) -> &'static str {
         match self {
             SourceKind::Docker => "docker",
             SourceKind::OciLayout => "oci-layout",
@@ -330,6 +331,12 @@ pub enum LockError {
         /// The version in the file.
         found: u32,
     },
+    /// Holds unresolved git merge conflict markers (`lock` recovers; see [`crate::conflict`]).
+    #[error("{} has unresolved merge conflicts (git's <<<<<<< / >>>>>>> markers)", path.display())]
+    Conflicted {
+        /// The lock path.
+        path: PathBuf,
+    },
 }
 
 /// The lock model: pinned images by ID.
@@ -390,6 +397,11 @@ impl Lock {
             path: path.to_owned(),
             message,
         };
+        if crate::conflict::has_markers(text) {
+            return Err(LockError::Conflicted {
+                path: path.to_owned(),
+            });
+        }
         // Parse once; only when that fails, look at the version to explain why.
         let file: LockFile = match toml::from_str(text) {
             Ok(file) => file,

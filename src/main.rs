@@ -1,14 +1,14 @@
 //! The `imagelock` binary: parse arguments, resolve settings, run a command,
 //! and turn errors into `error:` / `Caused by:` / `hint:` and an exit code
-//! (0 ok, 1 failure, 2 usage — clap exits 2 on its own).
+//! (0 ok, 1 failure, 2 usage — clap exits 2 on its own —, 3 stale lock; see
+//! [`imagelock::errors::exit_code`]).
 
 use std::process::ExitCode;
 
 use clap::Parser;
-use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustCommand};
+use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustArgs, TrustCommand};
 use imagelock::commands::{self, AddRequest};
 use imagelock::edit::NewImage;
-use imagelock::errors::Hinted;
 
 fn main() -> ExitCode {
     let Cli { command, global } = Cli::parse();
@@ -26,7 +26,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
-            ExitCode::FAILURE
+            ExitCode::from(imagelock::errors::exit_code(&e))
         }
     }
 }
@@ -82,7 +82,10 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Fsck { repair, json } => {
             commands::fsck(&Settings::resolve(global, json)?, repair).await
         }
-        Command::Trust(TrustCommand::Add(args)) => {
+        Command::Trust(TrustArgs {
+            command: Some(TrustCommand::Add(args)),
+            ..
+        }) => {
             let imagelock::cli::TrustAddArgs {
                 prefix,
                 key,
@@ -94,6 +97,33 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
                 None => commands::KeySource::Discover { fingerprint },
             };
             commands::trust_add(&Settings::resolve(global, false)?, &prefix, source).await
+        }
+        Command::Trust(TrustArgs {
+            command: None,
+            json,
+        })
+        | Command::Trust(TrustArgs {
+            command: Some(TrustCommand::List { json }),
+            ..
+        }) => commands::trust_list(&Settings::resolve(global, json)?),
+        Command::Trust(TrustArgs {
+            command: Some(TrustCommand::Remove { prefix, key }),
+            ..
+        }) => commands::trust_remove(&Settings::resolve(global, false)?, &prefix, key.as_deref()),
+        Command::Update { ids, dry_run, json } => {
+            commands::update(&Settings::resolve(global, json)?, &ids, dry_run).await
+        }
+        Command::Diff { against, json } => {
+            commands::diff(&Settings::resolve(global, json)?, against.as_deref())
+        }
+        Command::List { json } => commands::list(&Settings::resolve(global, json)?),
+        Command::Inspect { id, json } => commands::inspect(&Settings::resolve(global, json)?, &id),
+        Command::Completions { shell } => {
+            imagelock::cli::write_completions(shell, &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Man { command } => {
+            imagelock::cli::write_man_page(command.as_deref(), &mut std::io::stdout())
         }
     }
 }
@@ -115,14 +145,24 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
         (None, Some(v), None, None) => ("name", v),
         (None, None, Some(v), None) => ("url", v),
         (None, None, None, Some(v)) => ("path", v),
-        _ => anyhow::bail!("give exactly one of --docker, --name, --url, --path"),
+        _ => {
+            return Err(imagelock::errors::usage(
+                "give exactly one of --docker, --name, --url, --path",
+                "e.g. `imagelock add alpine --docker docker.io/library/alpine:3.20`",
+            ));
+        }
     };
     let labels = labels
         .iter()
         .map(|l| {
             l.split_once('=')
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .ok_or_else(|| anyhow::anyhow!("--label `{l}` is not KEY=VALUE"))
+                .ok_or_else(|| {
+                    imagelock::errors::usage(
+                        format!("--label `{l}` is not KEY=VALUE"),
+                        "write each label as KEY=VALUE, e.g. `--label version=3.1.0 --label arch=amd64`",
+                    )
+                })
         })
         .collect::<anyhow::Result<_>>()?;
     Ok(AddRequest {
@@ -139,12 +179,7 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
 
 fn report(error: &anyhow::Error) {
     eprintln!("error: {error}");
-    let mut hint = None;
-    for cause in error.chain() {
-        if let Some(h) = cause.downcast_ref::<Hinted>() {
-            hint.get_or_insert_with(|| h.hint.clone());
-        }
-    }
+    let hint = imagelock::errors::hint_for(error);
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
         if !error.to_string().contains(&text) {

@@ -446,6 +446,18 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
             "`labels` only applies to appc `name` entries".into(),
         ));
     }
+    if let Some((label, value)) = table.labels.iter().find(|(k, v)| is_constraint(k, v)) {
+        return Err((
+            None,
+            key(&format!("labels.{label}")),
+            format!(
+                "`{value}` is a version constraint, but appc discovery cannot list an image's versions: \
+                 it fills the label into the publisher's URL templates as written, so labels must be exact. \
+                 Write an exact value (e.g. `{label} = \"1.2.0\"`), or, for `version`, leave it out to get \
+                 what the server publishes as latest (`imagelock update {id}` picks up a newer one)"
+            ),
+        ));
+    }
     if table.signature.is_some() && table.url.is_none() && !matches!(source, Source::AciFile { .. })
     {
         return Err((
@@ -493,6 +505,14 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
         entry_hash: Digest::sha256_of(&canonical),
         line,
     })
+}
+
+/// Whether an appc label value is a constraint (`1.*`, `>=1.2`, `^1`, `~1.2`)
+/// rather than an exact value: globs in any label, range operators in `version`.
+fn is_constraint(label: &str, value: &str) -> bool {
+    value.contains('*')
+        || (label == "version"
+            && (value.starts_with(['^', '~', '<', '>', '=']) || value.contains("||")))
 }
 
 /// The most specific of `prefixes` that covers `name` (see [`prefix_covers`]).
@@ -661,6 +681,14 @@ insecure = true
                 "matchAnything",
             ),
             ("[registries.\"https://x\"]\n", "registries.\"https://x\""),
+            (
+                "[images.e]\nname = \"example.com/e\"\nlabels = { version = \"1.*\" }\n",
+                "`images.e.labels.version`: `1.*` is a version constraint",
+            ),
+            (
+                "[images.e]\nname = \"example.com/e\"\nlabels = { version = \">=1.2\" }\n",
+                "appc discovery cannot list",
+            ),
         ];
         for (text, want) in cases {
             let err = parse(text).expect_err(text);

@@ -26,8 +26,8 @@ use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
 
-/// Upload chunk size: large enough that per-request overhead vanishes, small
-/// enough that a broken connection costs little to resume.
+/// Blobs up to this size go up in one request, read into memory (most
+/// configs, manifests and small layers); larger ones are streamed.
 pub const PUSH_CHUNK_BYTES: usize = 16 * 1024 * 1024;
 /// The artifact type of an ACI pushed to a mirror.
 pub const ACI_ARTIFACT_TYPE: &str = "application/vnd.appc.aci";
@@ -110,38 +110,164 @@ pub struct Pushed {
     pub signatures: usize,
 }
 
-/// Pushes every image of `lock` from `store` to `mirror`; simple signatures go
-/// to `staging` (a lookaside staging directory) when given.
+/// One image's share of a push: where it goes and what it needs there.
+struct Planned {
+    id: String,
+    repo: Repository,
+    /// Blobs (configs, layers, ACIs, signatures) the manifests reference.
+    blobs: Vec<Blob>,
+    /// Manifests in push order (children before an index), with the tag for the last.
+    manifests: Vec<Blob>,
+    tag: Option<String>,
+    /// (lookaside directory name, signature blob) for the staging directory.
+    signatures: Vec<(String, Blob)>,
+}
+
+/// Pushes every image in `images` from `store` to `mirror`; simple signatures
+/// go to `staging` (a lookaside staging directory) when given. Blobs move in
+/// parallel, each once: the first repository that needs one gets it uploaded
+/// (or finds it there), the others mount it; then each image's manifests go
+/// up, children before the index.
 pub async fn push(
-    client: &RegistryClient,
+    client: &std::sync::Arc<RegistryClient>,
     store: &Store,
     images: &[LockedImage],
     mirror: &Mirror,
     staging: Option<&Path>,
 ) -> anyhow::Result<Pushed> {
-    let mut report = Pushed::default();
-    // Where each blob already is on the mirror during this push, for mounts.
-    let mut placed: BTreeMap<Digest, String> = BTreeMap::new();
+    let mut plans = Vec::new();
     for image in images {
-        let pushed = match image.source {
-            SourceKind::Docker | SourceKind::OciLayout => {
-                push_oci(
-                    client,
-                    store,
-                    image,
-                    mirror,
-                    staging,
-                    &mut placed,
-                    &mut report,
-                )
-                .await
-            }
-            _ => push_aci(client, store, image, mirror, &mut placed, &mut report).await,
+        let plan = match image.source {
+            SourceKind::Docker | SourceKind::OciLayout => plan_oci(image, mirror)?,
+            _ => plan_aci(store, image, mirror)?,
         };
-        pushed.with_context(|| format!("cannot push image `{}` to {}", image.id, mirror.base))?;
-        report.images += 1;
+        plans.push(plan);
     }
+    let report = std::sync::Arc::new(std::sync::Mutex::new(Pushed {
+        images: plans.len(),
+        ..Pushed::default()
+    }));
+    // Each distinct blob: one home (the first repository needing it), then mounts.
+    let mut homes: BTreeMap<Digest, (Repository, Blob, Vec<Repository>)> = BTreeMap::new();
+    for plan in &plans {
+        for blob in &plan.blobs {
+            match homes.get_mut(&blob.digest) {
+                Some((home, _, others)) => {
+                    if home.path != plan.repo.path
+                        && !others.iter().any(|r| r.path == plan.repo.path)
+                    {
+                        others.push(plan.repo.clone());
+                    }
+                }
+                None => {
+                    homes.insert(
+                        blob.digest.clone(),
+                        (plan.repo.clone(), blob.clone(), Vec::new()),
+                    );
+                }
+            }
+        }
+    }
+    let homes: Vec<(Repository, Blob, Vec<Repository>)> = homes.into_values().collect();
+    let jobs = homes.into_iter().map(|(home, blob, others)| {
+        let client = client.clone();
+        let store = store.clone();
+        let report = report.clone();
+        let what = format!("blob {}", blob.digest);
+        async move {
+            let outcome = push_blob(&client, &store, &home, &blob).await?;
+            report
+                .lock()
+                .expect("report lock")
+                .count(outcome, blob.size);
+            for repo in others {
+                let outcome = mount_or_push(&client, &store, &repo, &blob, &home.path).await?;
+                report
+                    .lock()
+                    .expect("report lock")
+                    .count(outcome, blob.size);
+            }
+            anyhow::Ok(())
+        }
+        .map_err_context(what)
+    });
+    crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?;
+    let jobs = plans.iter().map(|plan| {
+        let client = client.clone();
+        let store = store.clone();
+        let report = report.clone();
+        let repo = plan.repo.clone();
+        let manifests = plan.manifests.clone();
+        let tag = plan.tag.clone();
+        let id = plan.id.clone();
+        async move {
+            let last = manifests.len().saturating_sub(1);
+            for (i, manifest) in manifests.iter().enumerate() {
+                let tag = tag.as_deref().filter(|_| i == last);
+                let put = put_manifest(&client, &store, &repo, manifest, tag).await?;
+                report.lock().expect("report lock").manifests += put;
+            }
+            anyhow::Ok(())
+        }
+        .map_err_context(format!("image `{id}`"))
+    });
+    crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?;
+    if let Some(staging) = staging {
+        for plan in &plans {
+            for (name, sig) in &plan.signatures {
+                let dir = staging.join(name);
+                let file = dir.join("signature-1");
+                let bytes = std::fs::read(store.blob_path(&sig.digest))
+                    .with_context(|| format!("cannot read signature {}", sig.digest))?;
+                if std::fs::read(&file).is_ok_and(|old| old == bytes) {
+                    continue;
+                }
+                std::fs::create_dir_all(&dir)
+                    .with_context(|| format!("cannot create {}", dir.display()))?;
+                crate::fsutil::write_atomic(&file, &bytes)
+                    .with_context(|| format!("cannot write {}", file.display()))?;
+                report.lock().expect("report lock").signatures += 1;
+            }
+        }
+    }
+    let report = std::mem::take(&mut *report.lock().expect("report lock"));
     Ok(report)
+}
+
+/// Adds "what was pushing" to an error, for futures.
+trait MapErrContext: std::future::Future<Output = anyhow::Result<()>> + Sized {
+    fn map_err_context(
+        self,
+        what: String,
+    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send
+    where
+        Self: Send,
+    {
+        async move { self.await.with_context(|| format!("cannot push {what}")) }
+    }
+}
+
+impl<F: std::future::Future<Output = anyhow::Result<()>>> MapErrContext for F {}
+
+/// How one blob reached the mirror.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
+impl Pushed {
+    fn count(&mut self, outcome: Outcome, size: u64) {
+        match outcome {
+            Outcome::Present => self.present += 1,
+            Outcome::Mounted => self.mounted += 1,
+            Outcome::Uploaded => {
+                self.uploaded += 1;
+                self.bytes += size;
+            }
+        }
+    }
 }
 
 /// The repository an OCI image of the lock came from.
@@ -162,90 +288,50 @@ pub fn origin_of(image: &LockedImage) -> anyhow::Result<Repository> {
     }
 }
 
-async fn push_oci(
-    client: &RegistryClient,
-    store: &Store,
-    image: &LockedImage,
-    mirror: &Mirror,
-    staging: Option<&Path>,
-    placed: &mut BTreeMap<Digest, String>,
-    report: &mut Pushed,
-) -> anyhow::Result<()> {
+fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
     let repo = mirror.repository_for(&origin_of(image)?);
+    let mut blobs = Vec::new();
+    let mut manifests = Vec::new();
+    let mut signatures = Vec::new();
     for manifest in &image.manifests {
-        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            push_blob(client, store, &repo, blob, placed, report).await?;
+        blobs.push(manifest.config.clone());
+        blobs.extend(manifest.layers.iter().cloned());
+        manifests.push(manifest.manifest_blob());
+        if let Some(sig) = &manifest.signature {
+            let name = format!(
+                "{}@{}={}",
+                repo.path,
+                manifest.digest.algorithm().as_str(),
+                manifest.digest.hex()
+            );
+            signatures.push((name, sig.blob()));
         }
     }
-    // Children before the index, each as its exact bytes.
-    for manifest in &image.manifests {
-        put_manifest(
-            client,
-            store,
-            &repo,
-            &manifest.manifest_blob(),
-            None,
-            report,
-        )
-        .await?;
+    if let Some(index) = &image.index {
+        manifests.push(index.clone());
     }
     let tag = image
         .reference
         .as_deref()
         .and_then(|r| crate::reference::Reference::parse(r).ok())
         .and_then(|r| r.tag().map(str::to_owned));
-    if let Some(index) = &image.index {
-        put_manifest(client, store, &repo, index, tag.as_deref(), report).await?;
-    } else if let Some(manifest) = image.manifests.first() {
-        put_manifest(
-            client,
-            store,
-            &repo,
-            &manifest.manifest_blob(),
-            tag.as_deref(),
-            report,
-        )
-        .await?;
-    }
-    if let Some(staging) = staging {
-        for manifest in &image.manifests {
-            let Some(sig) = &manifest.signature else {
-                continue;
-            };
-            let dir = staging.join(format!(
-                "{}@{}={}",
-                repo.path,
-                manifest.digest.algorithm().as_str(),
-                manifest.digest.hex()
-            ));
-            let file = dir.join("signature-1");
-            let bytes = std::fs::read(store.blob_path(&sig.digest))
-                .with_context(|| format!("cannot read signature {}", sig.digest))?;
-            if std::fs::read(&file).is_ok_and(|old| old == bytes) {
-                continue;
-            }
-            std::fs::create_dir_all(&dir)
-                .with_context(|| format!("cannot create {}", dir.display()))?;
-            crate::fsutil::write_atomic(&file, &bytes)
-                .with_context(|| format!("cannot write {}", file.display()))?;
-            report.signatures += 1;
-        }
-    }
-    Ok(())
+    Ok(Planned {
+        id: image.id.clone(),
+        repo,
+        blobs,
+        manifests,
+        tag,
+        signatures,
+    })
 }
 
-async fn push_aci(
-    client: &RegistryClient,
-    store: &Store,
-    image: &LockedImage,
-    mirror: &Mirror,
-    placed: &mut BTreeMap<Digest, String>,
-    report: &mut Pushed,
-) -> anyhow::Result<()> {
+/// An ACI goes up as an OCI artifact: the empty config, the ACI and its
+/// signature as layers; the manifest is written to the store first so it is
+/// pushed like any other.
+fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
     let Some(aci) = &image.aci else {
-        bail!("the lock pins no ACI for it");
+        bail!("image `{}`: the lock pins no ACI", image.id);
     };
-    let repo = mirror.aci_repository();
     let empty = Blob {
         digest: Digest::sha256_of(EMPTY_JSON),
         size: EMPTY_JSON.len() as u64,
@@ -254,9 +340,6 @@ async fn push_aci(
     store.insert_bytes(&empty, EMPTY_JSON)?;
     let mut layers = vec![aci.clone()];
     layers.extend(image.signature.iter().map(|s| s.blob()));
-    for blob in std::iter::once(&empty).chain(&layers) {
-        push_blob(client, store, &repo, blob, placed, report).await?;
-    }
     let descriptor = |b: &Blob| serde_json::json!({"mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size});
     let manifest = serde_json::json!({
         "schemaVersion": 2,
@@ -276,23 +359,31 @@ async fn push_aci(
         media_type: oci::OCI_MANIFEST.to_owned(),
     };
     store.insert_bytes(&blob, &bytes)?;
-    let tag = format!(
-        "{}-{}",
-        aci.digest.algorithm().as_str(),
-        &aci.digest.hex()[..64]
-    );
-    put_manifest(client, store, &repo, &blob, Some(&tag), report).await
+    let mut blobs = vec![empty];
+    blobs.extend(layers);
+    Ok(Planned {
+        id: image.id.clone(),
+        repo: mirror.aci_repository(),
+        blobs,
+        manifests: vec![blob],
+        tag: Some(format!(
+            "{}-{}",
+            aci.digest.algorithm().as_str(),
+            &aci.digest.hex()[..64]
+        )),
+        signatures: Vec::new(),
+    })
 }
 
-/// Puts a manifest (by digest, and under `tag`) unless the mirror has it.
+/// Puts a manifest (by digest, and under `tag`) unless the mirror has it;
+/// returns how many PUTs it made.
 async fn put_manifest(
     client: &RegistryClient,
     store: &Store,
     repo: &Repository,
     blob: &Blob,
     tag: Option<&str>,
-    report: &mut Pushed,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<usize> {
     let tagged_already = match tag {
         Some(tag) => client
             .manifest_digest(repo, tag)
@@ -305,12 +396,13 @@ async fn put_manifest(
         .await?
         .is_some();
     if present && tagged_already {
-        return Ok(());
+        return Ok(0);
     }
     let bytes = bytes::Bytes::from(
         std::fs::read(store.blob_path(&blob.digest))
             .with_context(|| format!("cannot read manifest {} from the store", blob.digest))?,
     );
+    let mut puts = 0;
     if !present {
         client
             .put_manifest(
@@ -320,76 +412,151 @@ async fn put_manifest(
                 bytes.clone(),
             )
             .await?;
-        report.manifests += 1;
+        puts += 1;
     }
     if let Some(tag) = tag.filter(|_| !tagged_already) {
         client
             .put_manifest(repo, tag, &blob.media_type, bytes)
             .await?;
-        report.manifests += 1;
+        puts += 1;
     }
-    Ok(())
+    Ok(puts)
 }
 
-/// Makes `blob` exist in `repo`: present already, mounted from where this push
-/// put it, or uploaded from the store in resumable chunks.
+/// Makes `blob` exist in `repo` when it already is in repository `from` of the
+/// same mirror: present, mounted, or (when the registry declines) uploaded.
+async fn mount_or_push(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repository,
+    blob: &Blob,
+    from: &str,
+) -> anyhow::Result<Outcome> {
+    if client.has_blob(repo, &blob.digest).await? {
+        return Ok(Outcome::Present);
+    }
+    match client.mount_blob(repo, &blob.digest, from).await? {
+        None => Ok(Outcome::Mounted),
+        Some(session) => {
+            upload(client, store, repo, blob, session).await?;
+            Ok(Outcome::Uploaded)
+        }
+    }
+}
+
+/// Makes `blob` exist in `repo`: present already, or uploaded from the store.
 async fn push_blob(
     client: &RegistryClient,
     store: &Store,
     repo: &Repository,
     blob: &Blob,
-    placed: &mut BTreeMap<Digest, String>,
-    report: &mut Pushed,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<Outcome> {
     if client.has_blob(repo, &blob.digest).await? {
-        report.present += 1;
-        placed
-            .entry(blob.digest.clone())
-            .or_insert_with(|| repo.path.clone());
+        return Ok(Outcome::Present);
+    }
+    let session = client.start_upload(repo).await?;
+    upload(client, store, repo, blob, session).await?;
+    Ok(Outcome::Uploaded)
+}
+
+/// Uploads a store blob into an open session: in one request when it fits a
+/// chunk, else streamed, resuming where the registry says the upload stands
+/// after a failure.
+async fn upload(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repository,
+    blob: &Blob,
+    mut location: String,
+) -> anyhow::Result<()> {
+    let path = store.blob_path(&blob.digest);
+    if blob.size <= PUSH_CHUNK_BYTES as u64 {
+        let body = read_chunk(&path, 0, blob.size).await?;
+        client
+            .finish_upload_with(repo, &location, &blob.digest, body)
+            .await?;
         return Ok(());
     }
-    let mut location = None;
-    if let Some(from) = placed.get(&blob.digest).filter(|from| **from != repo.path) {
-        match client.mount_blob(repo, &blob.digest, from).await? {
-            None => {
-                report.mounted += 1;
-                return Ok(());
-            }
-            // Not mounted: the registry opened an upload session instead.
-            Some(session) => location = Some(session),
-        }
-    }
-    let mut location = match location {
-        Some(l) => l,
-        None => client.start_upload(repo).await?,
-    };
-    let path = store.blob_path(&blob.digest);
+    // One streamed PATCH of everything left; after a failure, ask the
+    // registry where the upload stands and stream the rest from there.
     let mut offset = 0u64;
     let mut stalls = 0;
     while offset < blob.size {
-        let length = (blob.size - offset).min(PUSH_CHUNK_BYTES as u64);
-        let chunk = read_chunk(&path, offset, length).await?;
-        match client.upload_chunk(repo, &location, offset, chunk).await {
+        let length = blob.size - offset;
+        let body = reqwest::Body::wrap_stream(FileStream::open(&path, offset));
+        match client
+            .upload_stream(repo, &location, offset, length, body)
+            .await
+        {
             Ok(next) => {
                 location = next;
-                offset += length;
-                stalls = 0;
+                offset = blob.size;
             }
             Err(e) => {
-                // Resume where the registry says the upload stands.
                 stalls += 1;
                 if stalls > client.retry_policy().retries {
                     return Err(e.into());
                 }
+                tokio::time::sleep(client.retry_policy().backoff(stalls, None)).await;
                 offset = client.upload_offset(repo, &location).await?;
             }
         }
     }
     client.finish_upload(repo, &location, &blob.digest).await?;
-    placed.insert(blob.digest.clone(), repo.path.clone());
-    report.uploaded += 1;
-    report.bytes += blob.size;
     Ok(())
+}
+
+/// A store file from an offset, as a stream of chunks read on a blocking
+/// thread (memory stays at a few chunks whatever the file's size).
+struct FileStream(tokio::sync::mpsc::Receiver<std::io::Result<bytes::Bytes>>);
+
+impl FileStream {
+    fn open(path: &Path, offset: u64) -> FileStream {
+        let (tx, rx) = tokio::sync::mpsc::channel(crate::concurrency::CHUNKS_IN_FLIGHT);
+        let path = path.to_owned();
+        tokio::task::spawn_blocking(move || {
+            use std::io::{Read, Seek};
+            let opened = std::fs::File::open(&path).and_then(|mut f| {
+                f.seek(std::io::SeekFrom::Start(offset))?;
+                Ok(f)
+            });
+            let mut file = match opened {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(e));
+                    return;
+                }
+            };
+            loop {
+                let mut buffer = vec![0u8; crate::concurrency::COPY_BUFFER_BYTES];
+                match file.read(&mut buffer) {
+                    Ok(0) => return,
+                    Ok(n) => {
+                        buffer.truncate(n);
+                        if tx.blocking_send(Ok(bytes::Bytes::from(buffer))).is_err() {
+                            return; // the request was dropped
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(e));
+                        return;
+                    }
+                }
+            }
+        });
+        FileStream(rx)
+    }
+}
+
+impl futures_core::Stream for FileStream {
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.0.poll_recv(cx)
+    }
 }
 
 /// Reads `length` bytes at `offset` of a store file, off the async reactor.

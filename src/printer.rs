@@ -51,6 +51,14 @@ impl Printer {
         let _ = writeln!(std::io::stderr(), "warning: {}", line.as_ref());
     }
 
+    /// Data for people on stdout (a table, a diff): printed unless `--json`
+    /// carries the data instead; `-q` does not silence what was asked for.
+    pub fn out(&self, line: impl AsRef<str>) {
+        if !self.json {
+            let _ = writeln!(std::io::stdout(), "{}", line.as_ref());
+        }
+    }
+
     /// Data for scripts on stdout: pretty JSON when `--json`.
     pub fn json(&self, value: &serde_json::Value) {
         if self.json {

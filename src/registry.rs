@@ -709,23 +709,29 @@ impl RegistryClient {
         upload_location(repo, &url, &response)
     }
 
-    /// Sends one chunk of an upload (`PATCH`, `Content-Range: START-END`);
-    /// returns the session's next URL.
-    pub async fn upload_chunk(
+    /// Sends bytes `start..start+length` of an upload as one streamed `PATCH`
+    /// (bounded memory for any size). Not retried here: the body is a stream;
+    /// the caller resumes from [`RegistryClient::upload_offset`].
+    pub async fn upload_stream(
         &self,
         repo: &Repository,
         location: &str,
         start: u64,
-        chunk: bytes::Bytes,
+        length: u64,
+        body: reqwest::Body,
     ) -> Result<String, RegistryError> {
-        let end = start + chunk.len() as u64 - 1;
-        let response = self
-            .authorized(repo, &push_scope(repo), Method::PATCH, location, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
-                    .header("Content-Range", format!("{start}-{end}"))
-                    .body(chunk.clone())
-            })
-            .await?;
+        self.check_scheme(location)?;
+        let mut request = self
+            .http
+            .patch(location)
+            .header(CONTENT_TYPE, "application/octet-stream")
+            .header(reqwest::header::CONTENT_LENGTH, length)
+            .header("Content-Range", format!("{start}-{}", start + length - 1))
+            .body(body);
+        if let Some(value) = self.cached_auth(repo.host(), &push_scope(repo)) {
+            request = request.header(AUTHORIZATION, value);
+        }
+        let response = request.send().await.map_err(|e| network(location, &e))?;
         if response.status() != StatusCode::ACCEPTED {
             return Err(status_error(location, response).await);
         }
@@ -762,6 +768,29 @@ impl RegistryClient {
         let response = self
             .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
                 r.header(reqwest::header::CONTENT_LENGTH, "0")
+            })
+            .await?;
+        if response.status() != StatusCode::CREATED {
+            return Err(status_error(&url, response).await);
+        }
+        Ok(())
+    }
+
+    /// Completes an upload session with the whole blob in this one request
+    /// (`PUT ?digest=` with a body): one round trip for small blobs.
+    pub async fn finish_upload_with(
+        &self,
+        repo: &Repository,
+        location: &str,
+        digest: &Digest,
+        body: bytes::Bytes,
+    ) -> Result<(), RegistryError> {
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let url = format!("{location}{separator}digest={digest}");
+        let response = self
+            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .body(body.clone())
             })
             .await?;
         if response.status() != StatusCode::CREATED {

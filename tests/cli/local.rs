@@ -195,7 +195,8 @@ fn local_layout_lock_sync_and_offline_semantics() {
         "{index}"
     );
 
-    // A changed entry makes the lock stale: --check and --locked refuse, naming it.
+    // A changed entry makes the lock stale: --check and --locked refuse, naming it
+    // (exit 3: a stale lock, not a failure).
     let manifest = project
         .read("images.toml")
         .replace("[\"linux/arm64\", \"linux/amd64\"]", "[\"linux/amd64\"]");
@@ -205,7 +206,7 @@ fn local_layout_lock_sync_and_offline_semantics() {
         &["sync", "--locked"],
         &["sync", "--offline"],
     ] {
-        let run = project.run(args).failure(1);
+        let run = project.run(args).failure(3);
         assert!(
             run.stderr.contains("changed: hello"),
             "{args:?}: {}",

@@ -3,6 +3,7 @@
 
 mod appc;
 mod bundle;
+mod everyday;
 mod harness;
 mod hostile;
 mod local;

@@ -30,7 +30,17 @@ fn fleet() -> Fleet {
     let layer = layout.layer(&[("data", &[42u8; 100_000][..])]);
     let layer_digest = layer["digest"].as_str().expect("digest").to_owned();
     let amd = layout.image("linux", "amd64", std::slice::from_ref(&layer));
-    let arm = layout.image("linux", "arm64", &[layout.layer(&[("arm", b"64")])]);
+    // A layer over the one-request size, so it is streamed.
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let noise: Vec<u8> = (0..17 * 1024 * 1024)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    let arm = layout.image("linux", "arm64", &[layout.layer(&[("arm", &noise[..])])]);
     let index = layout.index(&[amd, arm]);
     layout.tag("multi", &index);
     skopeo_push(

@@ -1,0 +1,345 @@
+//! Why a lock entry is stale: which keys of its manifest entry changed.
+//!
+//! The lock records a hash of each entry's meaning (`entry-hash`), which says
+//! *that* an entry changed, and, beside it, what the entry resolved from: the
+//! request, the appc labels, the platforms pinned, the signature's location and
+//! whether the image was verified. Comparing those with the entry as it is now
+//! names the keys that changed, with their old and new values. Where the lock
+//! keeps no trace of a key (e.g. `insecure` on an entry a `[trust]` prefix
+//! covers), the explanation says so instead of guessing.
+//!
+//! Pure functions over the manifest and lock models; no I/O.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use crate::lockfile::{Lock, LockedImage, SourceKind, Staleness};
+use crate::manifest::{ImageSpec, Manifest, Source};
+use crate::platform::{self, Platform};
+
+/// One key of a manifest entry whose value differs from what the lock was made from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct KeyChange {
+    /// The key, as written in images.toml (`docker`, `labels.version`, `platforms`, ...).
+    pub key: String,
+    /// What the lock was made from (`None`: the key was absent).
+    pub old: Option<String>,
+    /// What the entry says now (`None`: the key is absent).
+    pub new: Option<String>,
+}
+
+impl fmt::Display for KeyChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not set)".to_owned());
+        write!(
+            f,
+            "`{}`: {} → {}",
+            self.key,
+            show(&self.old),
+            show(&self.new)
+        )
+    }
+}
+
+fn change(key: &str, old: impl Into<Option<String>>, new: impl Into<Option<String>>) -> KeyChange {
+    KeyChange {
+        key: key.to_owned(),
+        old: old.into(),
+        new: new.into(),
+    }
+}
+
+/// The source key an entry uses, and the source kind the lock would record for it.
+fn source_key(source: &Source) -> (&'static str, SourceKind) {
+    match source {
+        Source::Docker(_) => ("docker", SourceKind::Docker),
+        Source::Appc { .. } => ("name", SourceKind::Appc),
+        Source::Url { .. } => ("url", SourceKind::AciUrl),
+        Source::Layout { .. } => ("path", SourceKind::OciLayout),
+        Source::AciFile { .. } => ("path", SourceKind::AciFile),
+    }
+}
+
+fn kind_key(kind: SourceKind) -> &'static str {
+    match kind {
+        SourceKind::Docker => "docker",
+        SourceKind::Appc => "name",
+        SourceKind::AciUrl => "url",
+        SourceKind::OciLayout | SourceKind::AciFile => "path",
+    }
+}
+
+/// The keys of `spec` that differ from what `locked` (its lock entry) was resolved from.
+/// Empty when the lock records no trace of the difference.
+pub fn changed_keys(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
+    let mut out = Vec::new();
+    let (key, kind) = source_key(&spec.source);
+    if kind != locked.source {
+        out.push(change(
+            "source",
+            format!("{} = \"{}\"", kind_key(locked.source), locked.request),
+            format!("{key} = \"{}\"", spec.request()),
+        ));
+        return out;
+    }
+    if locked.request != spec.request() {
+        out.push(change(key, locked.request.clone(), spec.request()));
+    }
+    match &spec.source {
+        Source::Appc { labels, .. } => out.extend(label_changes(labels, locked)),
+        Source::Url { url, signature } => {
+            out.extend(signature_change(signature.as_deref(), url, locked));
+        }
+        Source::AciFile { file, signature } => {
+            out.extend(signature_change(signature.as_deref(), file, locked));
+        }
+        Source::Docker(_) | Source::Layout { .. } => out.extend(platform_change(spec, locked)),
+    }
+    // Only `insecure = true` entries are pinned unverified (dependencies follow their root).
+    if !locked.verified && !spec.insecure && locked.dependency_of.is_none() {
+        out.push(change("insecure", "true".to_owned(), "false".to_owned()));
+    }
+    if out.is_empty() && locked.verified && spec.insecure {
+        // Verified pins come from entries with or without `insecure`; when
+        // nothing else differs, adding it is the change the hash saw.
+        out.push(change("insecure", None, "true".to_owned()));
+    }
+    out
+}
+
+/// Label differences for an appc entry. The lock records the labels used,
+/// including os/arch defaulted from the machine that locked.
+fn label_changes(
+    labels: &std::collections::BTreeMap<String, String>,
+    locked: &LockedImage,
+) -> Vec<KeyChange> {
+    let (host_os, host_arch) = crate::aci::host_os_arch();
+    let defaults = [("os", host_os), ("arch", host_arch)];
+    let keys: BTreeSet<&String> = labels.keys().chain(locked.labels.keys()).collect();
+    let mut out = Vec::new();
+    for key in keys {
+        let old = locked.labels.get(key);
+        let new = labels.get(key);
+        let default = defaults
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str());
+        let differs = match (old, new) {
+            (Some(o), Some(n)) => o != n,
+            // A defaulted os/arch the entry does not set: stale only if this machine differs.
+            (Some(o), None) => default != Some(o.as_str()),
+            (None, Some(_)) => true,
+            (None, None) => false,
+        };
+        if differs {
+            let new = new
+                .cloned()
+                .or_else(|| default.map(|d| format!("{d} (this machine's, the entry sets none)")));
+            out.push(change(&format!("labels.{key}"), old.cloned(), new));
+        }
+    }
+    out
+}
+
+/// A changed `signature` location, when the lock recorded where the signature was.
+fn signature_change(written: Option<&str>, image: &str, locked: &LockedImage) -> Option<KeyChange> {
+    let recorded = &locked.signature.as_ref()?.url;
+    let now = written.map_or_else(|| format!("{image}.asc"), str::to_owned);
+    (recorded != &now).then(|| change("signature", recorded.clone(), now))
+}
+
+/// Whether the platforms pinned are the ones the entry asks for (the lock
+/// records the platform of each manifest chosen from an index).
+fn platform_change(spec: &ImageSpec, locked: &LockedImage) -> Option<KeyChange> {
+    let pinned: Vec<Platform> = locked
+        .manifests
+        .iter()
+        .filter_map(|m| m.platform.as_deref()?.parse().ok())
+        .collect();
+    if pinned.len() != locked.manifests.len() {
+        // A single-manifest image records no platform: nothing to compare.
+        return None;
+    }
+    let wanted = spec.wanted_platforms();
+    let entries: Vec<Option<&Platform>> = pinned.iter().map(Some).collect();
+    let mut chosen = BTreeSet::new();
+    for platform in &wanted {
+        chosen.insert(platform::select(platform, &entries)?);
+    }
+    let same = chosen.len() == pinned.len();
+    if same {
+        return None;
+    }
+    let list = |ps: &[Platform]| {
+        ps.iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let new = if spec.platforms.is_empty() {
+        format!("{} (this machine's, the entry sets none)", list(&wanted))
+    } else {
+        list(&wanted)
+    };
+    Some(change("platforms", list(&pinned), new))
+}
+
+/// A per-entry account of a stale lock, one line per entry, for error messages:
+/// added entries with their source, changed ones with the keys that changed,
+/// removed ones.
+pub fn explain(old: &Lock, manifest: &Manifest, stale: &Staleness) -> Vec<String> {
+    let mut lines = Vec::new();
+    for id in &stale.added {
+        if let Some(spec) = manifest.images.get(id) {
+            let (key, _) = source_key(&spec.source);
+            lines.push(format!(
+                "added `{id}` ({key} = \"{}\"), not in the lock yet",
+                spec.request()
+            ));
+        }
+    }
+    for id in &stale.changed {
+        let (Some(spec), Some(locked)) = (manifest.images.get(id), old.images.get(id)) else {
+            continue;
+        };
+        let keys = changed_keys(spec, locked);
+        if keys.is_empty() {
+            lines.push(format!(
+                "changed `{id}` (line {}): the entry differs from the one locked in a key the lock keeps no old value of",
+                spec.line
+            ));
+        } else {
+            let keys: Vec<String> = keys.iter().map(ToString::to_string).collect();
+            lines.push(format!(
+                "changed `{id}` (line {}): {}",
+                spec.line,
+                keys.join("; ")
+            ));
+        }
+    }
+    for id in &stale.removed {
+        lines.push(format!(
+            "removed `{id}`: pinned in the lock, no longer in {}",
+            manifest.path.display()
+        ));
+    }
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    fn manifest(text: &str) -> Manifest {
+        Manifest::parse(Path::new("images.toml"), text).expect("valid manifest")
+    }
+
+    fn locked_layout(request: &str, platforms: &[&str], verified: bool) -> LockedImage {
+        let blob = |n: u8| crate::lockfile::Blob {
+            digest: crate::digest::Digest::sha256_of(&[n]),
+            size: 1,
+            media_type: "m".into(),
+        };
+        let mut image = LockedImage::new(
+            "hello",
+            SourceKind::OciLayout,
+            request.into(),
+            crate::digest::Digest::sha256_of(b"old"),
+        );
+        image.verified = verified;
+        image.manifests = platforms
+            .iter()
+            .map(|p| crate::lockfile::LockedManifest {
+                platform: Some((*p).into()),
+                digest: crate::digest::Digest::sha256_of(p.as_bytes()),
+                size: 1,
+                media_type: "m".into(),
+                config: blob(1),
+                layers: vec![],
+                signature: None,
+            })
+            .collect();
+        image
+    }
+
+    #[test]
+    fn names_changed_platforms_paths_and_insecure() {
+        let m = manifest("[images.hello]\npath = \"layout:2.0\"\nplatforms = [\"linux/amd64\"]\n");
+        let spec = &m.images["hello"];
+        let locked = locked_layout("layout:1.0", &["linux/arm64", "linux/amd64"], false);
+        let changes: Vec<String> = changed_keys(spec, &locked)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "`path`: layout:1.0 → layout:2.0",
+                "`platforms`: linux/arm64, linux/amd64 → linux/amd64",
+                "`insecure`: true → false",
+            ]
+        );
+    }
+
+    #[test]
+    fn platform_variants_chosen_from_an_index_are_not_a_change() {
+        let m = manifest(
+            "[images.hello]\npath = \"layout:1.0\"\nplatforms = [\"linux/arm64\", \"linux/amd64\"]\ninsecure = true\n",
+        );
+        let locked = locked_layout("layout:1.0", &["linux/arm64/v8", "linux/amd64"], false);
+        assert_eq!(changed_keys(&m.images["hello"], &locked), []);
+    }
+
+    #[test]
+    fn source_kind_and_label_changes() {
+        let m = manifest(
+            "[images.etcd]\nname = \"example.com/etcd\"\nlabels = { version = \"3.2.0\", channel = \"beta\" }\n",
+        );
+        let mut locked = LockedImage::new(
+            "etcd",
+            SourceKind::Appc,
+            "example.com/etcd".into(),
+            crate::digest::Digest::sha256_of(b"old"),
+        );
+        locked.verified = true;
+        let (os, arch) = crate::aci::host_os_arch();
+        locked.labels = [
+            ("version", "3.1.0"),
+            ("os", os.as_str()),
+            ("arch", arch.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        let changes: Vec<String> = changed_keys(&m.images["etcd"], &locked)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                "`labels.channel`: (not set) → beta",
+                "`labels.version`: 3.1.0 → 3.2.0"
+            ]
+        );
+
+        let m = manifest("[images.etcd]\ndocker = \"alpine:3.20\"\ninsecure = true\n");
+        let changes = changed_keys(&m.images["etcd"], &locked);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(
+            changes[0].to_string(),
+            "`source`: name = \"example.com/etcd\" → docker = \"docker.io/library/alpine:3.20\""
+        );
+    }
+
+    #[test]
+    fn insecure_added_to_a_verified_entry_is_deduced() {
+        let m = manifest(
+            "[images.hello]\npath = \"layout:1.0\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n",
+        );
+        let locked = locked_layout("layout:1.0", &["linux/amd64"], true);
+        let changes = changed_keys(&m.images["hello"], &locked);
+        assert_eq!(changes, [change("insecure", None, "true".to_owned())]);
+    }
+}
