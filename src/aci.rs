@@ -23,7 +23,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
-use std::io::{self, BufReader, Cursor, Read};
+use std::io::{self, BufRead, BufReader, Cursor, Read};
 
 use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use serde_json::{Map, Value};
@@ -179,7 +179,7 @@ pub const DEFAULT_MAX_ENTRIES: u64 = 1 << 20;
 
 /// Largest GNU long name/link or PAX header buffered: these carry one path or a few xattrs
 /// (Linux caps one xattr value at 64 KiB), and the tar crate itself would buffer any size.
-const MAX_EXTENDED_HEADER: u64 = 1 << 20;
+pub const MAX_EXTENDED_HEADER: u64 = 1 << 20;
 
 /// Caps that keep a hostile archive from exhausting memory, disk or time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -419,17 +419,7 @@ pub fn read_aci(reader: impl Read, limits: &Limits) -> Result<AciInfo, AciError>
     let compression = detect_compression(&head)?;
 
     let body = BufReader::with_capacity(READ_BUFFER, Cursor::new(head).chain(&mut source));
-    let decoder: Box<dyn Read + '_> = match compression {
-        Compression::None => Box::new(body),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
-        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(body)),
-        Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
-            body,
-            true,
-            xz_memory_limit_kib(limits.max_window),
-        )),
-        Compression::Zstd => Box::new(ZstdReader::new(body, limits.max_window)),
-    };
+    let decoder = decoder(body, compression, limits.max_window);
     let mut stream = HashedStream {
         inner: decoder,
         hasher: Hasher::new(Algorithm::Sha512),
@@ -461,6 +451,29 @@ pub fn read_aci(reader: impl Read, limits: &Limits) -> Result<AciInfo, AciError>
         manifest: found.manifest,
         manifest_bytes: found.manifest_bytes,
     })
+}
+
+/// A streaming decoder for `compression` over `body`, as [`read_aci`] uses: concatenated gzip
+/// members, bzip2 and xz streams and zstd frames are all read, zstd frame checksums are verified,
+/// and no xz dictionary or zstd window above `max_window` is allocated (such a stream fails a
+/// read with [`io::ErrorKind::OutOfMemory`]). The output size is *not* capped: callers count
+/// what they read against [`Limits::max_uncompressed`].
+pub fn decoder<'a>(
+    body: impl BufRead + 'a,
+    compression: Compression,
+    max_window: u64,
+) -> Box<dyn Read + 'a> {
+    match compression {
+        Compression::None => Box::new(body),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(body)),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            body,
+            true,
+            xz_memory_limit_kib(max_window),
+        )),
+        Compression::Zstd => Box::new(ZstdReader::new(body, max_window)),
+    }
 }
 
 /// Names an I/O error by its origin: the source, the size cap, the decoder, or else the tar reader.
@@ -1075,10 +1088,11 @@ fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, size: u64) -> Result<Vec<u
 }
 
 /// One PAX record: key and value, as bytes.
-type PaxRecord = (Vec<u8>, Vec<u8>);
+pub type PaxRecord = (Vec<u8>, Vec<u8>);
 
-/// PAX records, `"<length> <key>=<value>\n"` each, in order (POSIX pax "Extended Header").
-fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
+/// PAX records, `"<length> <key>=<value>\n"` each, in order (POSIX pax "Extended Header");
+/// `Err` describes a malformed header.
+pub fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
     let malformed = || "malformed PAX header".to_owned();
     let mut records = Vec::new();
     while !data.is_empty() {

@@ -109,6 +109,11 @@ pub enum Command {
         after_help = "Without a subcommand, lists every [trust.\"PREFIX\"] table: its keys (fingerprint,\nuser IDs, expiry) and the locked images it covers (the most specific prefix decides).\n\nExamples:\n  imagelock trust\n  imagelock trust --json\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073"
     )]
     Trust(TrustArgs),
+    /// Unpack a locked image's root filesystem from the store (no network), cached for next time.
+    #[command(
+        after_help = "OCI layers are applied with whiteouts; an ACI is rendered with its dependencies,\nhonouring pathWhitelist. Entries that would escape DIR (absolute paths, `..`, writes\nthrough symlinks, hard links outside the image) refuse the image. The tree is cached in\nthe store (STORE/rendered/) and hard-linked into DIR; --copy copies instead.\n\nExamples:\n  imagelock render big ./rootfs\n  imagelock render big ./rootfs --platform linux/arm64\n  imagelock render hello ./rootfs --copy\n  imagelock render big --format ext4 --output big.ext4"
+    )]
+    Render(RenderArgs),
     /// Remove store blobs that no registered lockfile needs.
     #[command(
         after_help = "Every `sync` registers its lockfile in the store (STORE/roots/); a root whose\nlockfile was deleted is dead. gc keeps what live roots need and removes the rest.\n\nExamples:\n  imagelock gc --dry-run\n  imagelock gc"
@@ -247,6 +252,90 @@ pub struct TrustArgs {
     /// Print the list as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `imagelock render`.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The image's ID in images.lock.
+    pub id: String,
+    /// The directory to render into (created if missing; must be empty unless --force).
+    pub dir: Option<PathBuf>,
+    /// For an image pinned for several platforms: which one [default: this machine's].
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    pub platform: Option<String>,
+    /// Render over a non-empty DIR (or replace --output): entries in the image's way are replaced.
+    #[arg(long)]
+    pub force: bool,
+    /// Copy files out of the render cache instead of hard-linking them.
+    #[arg(long, conflicts_with = "output")]
+    pub copy: bool,
+    /// What to produce: a directory tree, or an ext4 image (with mkfs.ext4 -d, from e2fsprogs).
+    #[arg(long, value_enum, default_value_t = RenderFormat::Dir)]
+    pub format: RenderFormat,
+    /// The file to write with `--format ext4`.
+    #[arg(long, value_name = "FILE", conflicts_with = "dir")]
+    pub output: Option<PathBuf>,
+    /// Print the result as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `imagelock render --format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum RenderFormat {
+    /// A directory tree.
+    Dir,
+    /// An ext4 file-system image.
+    Ext4,
+}
+
+impl RenderArgs {
+    /// The render request these flags ask for; a usage error (exit 2) when DIR, `--format`
+    /// and `--output` do not fit together.
+    pub fn request(self) -> Result<crate::render::RenderRequest, clap::Error> {
+        let RenderArgs {
+            id,
+            dir,
+            platform,
+            force,
+            copy,
+            format,
+            output,
+            json: _,
+        } = self;
+        let usage = |message: &str| {
+            use clap::CommandFactory as _;
+            Cli::command().error(clap::error::ErrorKind::MissingRequiredArgument, message)
+        };
+        let output = match (format, dir, output) {
+            (RenderFormat::Dir, Some(path), None) => crate::render::Output::Dir {
+                path,
+                method: if copy {
+                    crate::render::Method::Copy
+                } else {
+                    crate::render::Method::Link
+                },
+            },
+            (RenderFormat::Ext4, None, Some(path)) => crate::render::Output::Ext4 { path },
+            (RenderFormat::Dir, _, _) => {
+                return Err(usage(
+                    "give the directory to render into: `imagelock render ID DIR` (or `--format ext4 --output FILE`)",
+                ));
+            }
+            (RenderFormat::Ext4, _, _) => {
+                return Err(usage(
+                    "`--format ext4` needs `--output FILE` and takes no DIR",
+                ));
+            }
+        };
+        Ok(crate::render::RenderRequest {
+            id,
+            platform,
+            output,
+            force,
+        })
+    }
 }
 
 /// `imagelock trust ...`.

@@ -1073,6 +1073,31 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `imagelock render`: the lock as written (like `sync --frozen`), the store only.
+pub async fn render(
+    settings: &Settings,
+    request: crate::render::RenderRequest,
+) -> anyhow::Result<()> {
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` and `imagelock sync` first",
+        )
+    })?;
+    let store_path = settings
+        .store_override
+        .clone()
+        .or_else(|| store_from_manifest_leniently(&settings.manifest))
+        .unwrap_or_else(crate::cli::default_store);
+    let (manifest, printer) = (settings.manifest.clone(), settings.printer);
+    tokio::task::spawn_blocking(move || {
+        crate::render::run(&manifest, &lock, &store_path, &request, printer)
+    })
+    .await
+    .context("the renderer panicked")?
+}
+
 /// Where `trust add` gets keys from.
 pub enum KeySource {
     /// A key file.

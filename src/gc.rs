@@ -170,45 +170,38 @@ pub fn collect(
     Ok(out)
 }
 
-/// Rendered trees (`STORE/rendered/<key>/` with `<key>.json` listing the
-/// `sources` digests they were built from) whose sources are not all kept.
+/// Rendered trees (`STORE/rendered/<key>/`, format in [`crate::render`]) built from
+/// content that is not kept, or damaged (no readable `source.json`, another format); and
+/// abandoned builds (`.tmp-*`: renders hold the shared lock, so none is running now).
 fn collect_rendered(
     store: &Store,
     keep: &BTreeSet<Digest>,
     dry_run: bool,
 ) -> anyhow::Result<Vec<String>> {
-    #[derive(Deserialize)]
-    struct Meta {
-        sources: Vec<Digest>,
-    }
-    let dir = store.root().join("rendered");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(Vec::new());
-    };
+    use crate::render::cache;
     let mut removed = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_none_or(|e| e != "json") {
-            continue;
-        }
-        let live = std::fs::read(&path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Meta>(&b).ok())
-            .is_some_and(|m| m.sources.iter().all(|d| keep.contains(d)));
+    for entry in cache::list(store.root())? {
+        let live = entry.record.as_ref().is_some_and(|record| {
+            record.format == cache::FORMAT
+                && record.sources.iter().all(|s| keep.contains(&s.digest))
+        });
         if live {
             continue;
         }
-        let tree = path.with_extension("");
         removed.push(
-            tree.file_name()
+            entry
+                .path
+                .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default(),
         );
         if !dry_run {
-            if tree.exists() {
-                std::fs::remove_dir_all(&tree)?;
-            }
-            std::fs::remove_file(&path)?;
+            cache::remove(&entry.path)?;
+        }
+    }
+    if !dry_run {
+        for build in cache::abandoned(store.root())? {
+            cache::remove(&build)?;
         }
     }
     removed.sort();

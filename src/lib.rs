@@ -30,6 +30,7 @@ pub mod platform;
 pub mod printer;
 pub mod reference;
 pub mod registry;
+pub mod render;
 pub mod report;
 pub mod resolve;
 pub mod schema;

@@ -47,6 +47,11 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             commands::sync(&Settings::resolve(global, args.json)?, options).await
         }
         Command::Verify { json } => commands::verify(&Settings::resolve(global, json)?).await,
+        Command::Render(args) => {
+            let settings = Settings::resolve(global, args.json)?;
+            let request = args.request().unwrap_or_else(|usage| usage.exit());
+            commands::render(&settings, request).await
+        }
         Command::Export {
             file,
             images,

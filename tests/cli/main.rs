@@ -10,5 +10,6 @@ mod local;
 mod mirror;
 mod peers;
 mod registry;
+mod render;
 mod signing;
 mod store;
