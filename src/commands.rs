@@ -646,6 +646,16 @@ async fn import_bundle(
     Ok(imported)
 }
 
+/// The lock at `lock_path`, or an error saying how to make one (`hint`).
+fn require_lock(lock_path: &Path, hint: &str) -> anyhow::Result<Lock> {
+    Lock::load(lock_path)?.ok_or_else(|| {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            hint.to_owned(),
+        )
+    })
+}
+
 /// `imagelock export`.
 pub fn export(
     settings: &Settings,
@@ -657,12 +667,10 @@ pub fn export(
     let printer = settings.printer;
     let manifest = load_manifest(&settings.manifest)?;
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` and `imagelock sync` first",
-        )
-    })?;
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
     let stale = lock.staleness(manifest.images.values());
     if !stale.is_fresh() {
         return Err(stale_error(
@@ -748,12 +756,10 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
     let printer = settings.printer;
     let manifest = load_manifest(&settings.manifest)?;
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` and `imagelock sync` first",
-        )
-    })?;
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
     let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
     let (store_path, store) = existing_store(settings, manifest.store_path.clone());
     let store = store.ok_or_else(|| {
@@ -998,12 +1004,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     let printer = settings.printer;
     let manifest = load_manifest(&settings.manifest)?;
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` to create it",
-        )
-    })?;
+    let lock = require_lock(&lock_path, "run `imagelock lock` to create it")?;
     let (store_path, store) = existing_store(settings, manifest.store_path.clone());
     let store = store.ok_or_else(|| {
         hinted(
@@ -1079,17 +1080,11 @@ pub async fn render(
     request: crate::render::RenderRequest,
 ) -> anyhow::Result<()> {
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = Lock::load(&lock_path)?.ok_or_else(|| {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` and `imagelock sync` first",
-        )
-    })?;
-    let store_path = settings
-        .store_override
-        .clone()
-        .or_else(|| store_from_manifest_leniently(&settings.manifest))
-        .unwrap_or_else(crate::cli::default_store);
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
+    let store_path = store_location(settings, store_from_manifest_leniently(&settings.manifest));
     let (manifest, printer) = (settings.manifest.clone(), settings.printer);
     tokio::task::spawn_blocking(move || {
         crate::render::run(&manifest, &lock, &store_path, &request, printer)
@@ -1287,16 +1282,6 @@ fn recover_conflicted(
     Ok(recovered.lock)
 }
 
-/// The lock at `lock_path`, which must exist.
-fn require_lock(lock_path: &Path) -> anyhow::Result<Lock> {
-    Lock::load(lock_path)?.ok_or_else(|| {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` to create it (and commit it)",
-        )
-    })
-}
-
 /// The manifest if it can be read (for key names and the store path), else `None`.
 fn manifest_if_any(path: &Path) -> Option<Manifest> {
     Manifest::load(path).ok()
@@ -1465,7 +1450,10 @@ pub fn diff(settings: &Settings, against: Option<&str>) -> anyhow::Result<()> {
 pub fn list(settings: &Settings) -> anyhow::Result<()> {
     let printer = settings.printer;
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(&lock_path)?;
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` to create it (and commit it)",
+    )?;
     let keys = manifest_if_any(&settings.manifest)
         .map(|m| crate::trust_list::KnownKeys::from_manifest(&m))
         .unwrap_or_default();
@@ -1489,7 +1477,10 @@ pub fn list(settings: &Settings) -> anyhow::Result<()> {
 pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
     let printer = settings.printer;
     let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(&lock_path)?;
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` to create it (and commit it)",
+    )?;
     let manifest = manifest_if_any(&settings.manifest);
     let Some(image) = lock.images.get(id) else {
         let in_manifest = manifest.as_ref().is_some_and(|m| m.images.contains_key(id));
