@@ -375,7 +375,8 @@ fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
     })
 }
 
-/// Puts a manifest (by digest, and under `tag`) unless the mirror has it;
+/// Puts a manifest under `tag` (which also stores it by digest) or, for
+/// an untagged child, by its digest, unless the mirror has it so already;
 /// returns how many PUTs it made.
 async fn put_manifest(
     client: &RegistryClient,
@@ -384,43 +385,23 @@ async fn put_manifest(
     blob: &Blob,
     tag: Option<&str>,
 ) -> anyhow::Result<usize> {
-    let tagged_already = match tag {
-        Some(tag) => client
-            .manifest_digest(repo, tag)
-            .await?
-            .is_some_and(|d| d == blob.digest),
-        None => true,
-    };
-    let present = client
-        .manifest_digest(repo, &blob.digest.to_string())
+    let digest = blob.digest.to_string();
+    let reference = tag.unwrap_or(&digest);
+    if client
+        .manifest_digest(repo, reference)
         .await?
-        .is_some();
-    if present && tagged_already {
+        .is_some_and(|d| d == blob.digest)
+    {
         return Ok(0);
     }
     let bytes = bytes::Bytes::from(
         std::fs::read(store.blob_path(&blob.digest))
             .with_context(|| format!("cannot read manifest {} from the store", blob.digest))?,
     );
-    let mut puts = 0;
-    if !present {
-        client
-            .put_manifest(
-                repo,
-                &blob.digest.to_string(),
-                &blob.media_type,
-                bytes.clone(),
-            )
-            .await?;
-        puts += 1;
-    }
-    if let Some(tag) = tag.filter(|_| !tagged_already) {
-        client
-            .put_manifest(repo, tag, &blob.media_type, bytes)
-            .await?;
-        puts += 1;
-    }
-    Ok(puts)
+    client
+        .put_manifest(repo, reference, &blob.media_type, bytes)
+        .await?;
+    Ok(1)
 }
 
 /// Makes `blob` exist in `repo` when it already is in repository `from` of the
