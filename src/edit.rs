@@ -65,6 +65,27 @@ pub enum EditError {
     UnknownTrust(String),
 }
 
+/// Parses the manifest for editing.
+fn parse(text: &str) -> Result<DocumentMut, EditError> {
+    text.parse()
+        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))
+}
+
+/// The positions of every table, top level and one level down (implicit ones included).
+fn table_positions(doc: &DocumentMut) -> Vec<isize> {
+    doc.iter()
+        .filter_map(|(_, item)| item.as_table())
+        .flat_map(|t| {
+            std::iter::once(t.position()).chain(
+                t.iter()
+                    .filter_map(|(_, i)| i.as_table())
+                    .map(Table::position),
+            )
+        })
+        .flatten()
+        .collect()
+}
+
 /// The top-level table `key` (created implicit, i.e. without a `[key]` header,
 /// when missing); `None` when `key` holds something else.
 fn implicit_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Table> {
@@ -79,9 +100,7 @@ fn implicit_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Tab
 
 /// Adds `[images.ID]` at the end of the images, keeping everything else as it is.
 pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let mut doc = parse(text)?;
     let images = implicit_table(&mut doc, "images").ok_or(EditError::ImagesNotTable)?;
     if images.contains_key(id) {
         return Err(EditError::Exists(id.to_owned()));
@@ -107,19 +126,7 @@ pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditE
         table.decor_mut().set_prefix("\n");
     }
     // Place it after every existing table so it lands at the end of the file.
-    let position = doc
-        .iter()
-        .filter_map(|(_, item)| item.as_table())
-        .flat_map(|t| {
-            std::iter::once(t.position()).chain(
-                t.iter()
-                    .filter_map(|(_, i)| i.as_table())
-                    .map(|t| t.position()),
-            )
-        })
-        .flatten()
-        .max()
-        .map_or(0, |p| p + 1);
+    let position = table_positions(&doc).into_iter().max().map_or(0, |p| p + 1);
     table.set_position(position);
     doc["images"]
         .as_table_mut()
@@ -136,9 +143,7 @@ pub fn add_trust_key(
     prefix: &str,
     key_file: &str,
 ) -> Result<Option<String>, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let mut doc = parse(text)?;
     let trust = implicit_table(&mut doc, "trust").ok_or(EditError::NotTable("trust"))?;
     if let Some(existing) = trust.get_mut(prefix) {
         let table = existing
@@ -170,25 +175,13 @@ pub fn add_trust_key(
             })
             .unwrap_or_default()
     };
-    let all: Vec<isize> = doc
-        .iter()
-        .filter_map(|(_, item)| item.as_table())
-        .flat_map(|t| {
-            std::iter::once(t.position()).chain(
-                t.iter()
-                    .filter_map(|(_, i)| i.as_table())
-                    .map(Table::position),
-            )
-        })
-        .flatten()
-        .collect();
     let position = match (
         positions("trust").iter().max(),
         positions("images").iter().min(),
     ) {
         (Some(last_trust), _) => last_trust + 1,
         (None, Some(first_image)) => *first_image,
-        (None, None) => all.iter().max().map_or(0, |p| p + 1),
+        (None, None) => table_positions(&doc).into_iter().max().map_or(0, |p| p + 1),
     };
     // Make room: tables at or after `position` move down by one. The table
     // that was at `position` hands over the file-header part of the comments
@@ -236,9 +229,7 @@ pub fn add_trust_key(
 
 /// Removes `[images.ID]` (with the comments attached above it).
 pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let mut doc = parse(text)?;
     let images = doc
         .get_mut("images")
         .and_then(Item::as_table_like_mut)
@@ -253,9 +244,7 @@ pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
 /// header above the table (the comments before its last blank line) is kept
 /// and moves to whatever follows.
 pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let mut doc = parse(text)?;
     let unknown = || EditError::UnknownTrust(prefix.to_owned());
     let trust = doc
         .get_mut("trust")
@@ -344,9 +333,7 @@ fn with_table_at(doc: &mut DocumentMut, position: isize, f: impl FnOnce(&mut Tab
 /// Removes `files` from `[trust."PREFIX"] keys`, keeping the array's layout
 /// (and its comments) for the keys that stay.
 pub fn remove_trust_keys(text: &str, prefix: &str, files: &[String]) -> Result<String, EditError> {
-    let mut doc: DocumentMut = text
-        .parse()
-        .map_err(|e: toml_edit::TomlError| EditError::Parse(e.to_string()))?;
+    let mut doc = parse(text)?;
     let unknown = || EditError::UnknownTrust(prefix.to_owned());
     let table = doc
         .get_mut("trust")
