@@ -58,12 +58,7 @@ pub fn export(
     keys: &[(String, PathBuf)],
     out: &Path,
 ) -> anyhow::Result<Exported> {
-    let mut blobs: BTreeMap<Digest, Blob> = BTreeMap::new();
-    for image in lock.images.values() {
-        for blob in image.blobs() {
-            blobs.entry(blob.digest.clone()).or_insert(blob);
-        }
-    }
+    let blobs = lock.blobs();
     let missing: Vec<String> = blobs
         .values()
         .filter(|b| !store.contains(b))
@@ -238,11 +233,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
                     .read_to_string(&mut text)
                     .map_err(|e| bad(&name, e.to_string()))?;
                 let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
-                for image in parsed.images.values() {
-                    for blob in image.blobs() {
-                        pinned.insert(blob.digest.clone(), blob);
-                    }
-                }
+                pinned = parsed.blobs();
                 report.images = parsed.images.len();
                 lock = Some(parsed);
             }

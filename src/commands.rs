@@ -605,12 +605,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     if options.prune {
         drop(shared);
         let _exclusive = store.lock_exclusive()?;
-        let keep = lock
-            .images
-            .values()
-            .flat_map(|i| i.blobs())
-            .map(|b| b.digest)
-            .collect();
+        let keep = lock.blobs().into_keys().collect();
         let pruned = crate::gc::collect(&store, &keep, &[], false)?;
         printer.status(format!(
             "Pruned {} ({}) that {} does not need",
@@ -770,9 +765,8 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
     })?;
     let _shared = store.lock_shared()?;
     let missing: Vec<String> = lock
-        .images
-        .values()
-        .flat_map(|i| i.blobs())
+        .blobs()
+        .into_values()
         .filter(|b| !store.contains(b))
         .map(|b| b.digest.to_string())
         .collect();

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -179,10 +178,8 @@ pub fn needed_by(lock: &crate::lockfile::Lock) -> Vec<(Digest, String)> {
     lock.images
         .values()
         .flat_map(|i| {
-            let id = Arc::new(i.id.clone());
-            i.blobs()
-                .into_iter()
-                .map(move |b| (b.digest, format!("image `{id}` in the lock")))
+            let who = format!("image `{}` in the lock", i.id);
+            i.blobs().into_iter().map(move |b| (b.digest, who.clone()))
         })
         .collect()
 }

@@ -81,12 +81,7 @@ pub fn register(store: &Store, lock_path: &Path, lock: &Lock) -> std::io::Result
     let lock_path = absolute(lock_path)?;
     let root = Root {
         lock: lock_path.clone(),
-        digests: lock
-            .images
-            .values()
-            .flat_map(|i| i.blobs())
-            .map(|b| b.digest)
-            .collect(),
+        digests: lock.blobs().into_keys().collect(),
     };
     let file = root_file(store, &lock_path);
     if read_root(&file).is_some_and(|old| old == root) {

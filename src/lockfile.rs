@@ -465,6 +465,17 @@ impl Lock {
         Ok(Lock { images })
     }
 
+    /// Every blob the lock pins, once each, by digest.
+    pub fn blobs(&self) -> BTreeMap<Digest, Blob> {
+        let mut out = BTreeMap::new();
+        for image in self.images.values() {
+            for blob in image.blobs() {
+                out.entry(blob.digest.clone()).or_insert(blob);
+            }
+        }
+        out
+    }
+
     /// The `host[:port]`s of every plain-HTTP URL the lock records (allowed when it was made).
     pub fn plain_http_hosts(&self) -> Vec<String> {
         let mut hosts: Vec<String> = self

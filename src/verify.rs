@@ -272,12 +272,7 @@ pub async fn verify(
     trust: Arc<TrustStore>,
 ) -> anyhow::Result<Vec<ImageReport>> {
     // Each distinct blob is hashed once, however many images share it.
-    let mut distinct: BTreeMap<Digest, Blob> = BTreeMap::new();
-    for image in lock.images.values() {
-        for blob in image.blobs() {
-            distinct.entry(blob.digest.clone()).or_insert(blob);
-        }
-    }
+    let distinct = lock.blobs();
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let jobs = distinct.into_values().map(|blob| {
         let store = store.clone();
