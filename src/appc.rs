@@ -626,33 +626,17 @@ impl AciResolver<'_> {
         &self,
         location: &Location,
     ) -> anyhow::Result<Option<(String, Vec<u8>)>> {
-        match location {
-            Location::Url(url) => {
-                match self.client.get_url_capped(url, MAX_SIGNATURE_BYTES).await {
-                    Ok(bytes) => Ok(Some((url.clone(), bytes))),
-                    Err(crate::registry::RegistryError::Status { status, .. })
-                        if status == reqwest::StatusCode::NOT_FOUND =>
-                    {
-                        Ok(None)
-                    }
-                    Err(e) => Err(e).with_context(|| format!("cannot fetch the signature {url}")),
-                }
+        let found = match location {
+            Location::Url(url) => self
+                .client
+                .get_url_if_exists(url, MAX_SIGNATURE_BYTES)
+                .await
+                .with_context(|| format!("cannot fetch the signature {url}"))?,
+            Location::File { path, .. } => {
+                crate::fsutil::read_if_exists(path, MAX_SIGNATURE_BYTES)?
             }
-            Location::File { path, written } => match std::fs::metadata(path) {
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-                Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-                Ok(meta) if meta.len() > MAX_SIGNATURE_BYTES => bail!(
-                    "{} is {} bytes, too large for a detached signature",
-                    path.display(),
-                    meta.len()
-                ),
-                Ok(_) => {
-                    let bytes = std::fs::read(path)
-                        .with_context(|| format!("cannot read {}", path.display()))?;
-                    Ok(Some((written.clone(), bytes)))
-                }
-            },
-        }
+        };
+        Ok(found.map(|bytes| (location.recorded().to_owned(), bytes)))
     }
 
     /// Streams the ACI into the store's ingest area, hashing it; not committed

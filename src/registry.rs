@@ -521,6 +521,22 @@ impl RegistryClient {
         }
     }
 
+    /// GETs a small document that may not exist (a signature): `None` on 404,
+    /// the body otherwise, refusing more than `limit` bytes.
+    pub async fn get_url_if_exists(
+        &self,
+        url: &str,
+        limit: u64,
+    ) -> Result<Option<Vec<u8>>, RegistryError> {
+        match self.get_url_capped(url, limit).await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(RegistryError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// GETs a plain URL and reads the whole body, refusing more than `limit` bytes.
     pub async fn get_url_capped(&self, url: &str, limit: u64) -> Result<Vec<u8>, RegistryError> {
         let response = self.get_url(url).await?;

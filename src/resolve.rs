@@ -329,31 +329,12 @@ pub fn accept_simple_signature(
 /// Reads one lookaside signature; `None` when it does not exist (404 / no file),
 /// which ends the `signature-N` sequence.
 async fn fetch_lookaside(client: &RegistryClient, url: &str) -> anyhow::Result<Option<Vec<u8>>> {
-    if let Some(path) = url.strip_prefix("file://") {
-        let path = PathBuf::from(path);
-        return match std::fs::metadata(&path) {
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-            Ok(meta) if meta.len() > MAX_SIMPLE_SIGNATURE_BYTES => bail!(
-                "{} is {} bytes, more than a signature may be ({MAX_SIMPLE_SIGNATURE_BYTES})",
-                path.display(),
-                meta.len()
-            ),
-            Ok(_) => {
-                Ok(Some(std::fs::read(&path).with_context(|| {
-                    format!("cannot read {}", path.display())
-                })?))
-            }
-        };
-    }
-    match client.get_url_capped(url, MAX_SIMPLE_SIGNATURE_BYTES).await {
-        Ok(bytes) => Ok(Some(bytes)),
-        Err(crate::registry::RegistryError::Status { status, .. })
-            if status == reqwest::StatusCode::NOT_FOUND =>
-        {
-            Ok(None)
-        }
-        Err(e) => Err(e).with_context(|| format!("cannot fetch the signature {url}")),
+    match url.strip_prefix("file://") {
+        Some(path) => crate::fsutil::read_if_exists(Path::new(path), MAX_SIMPLE_SIGNATURE_BYTES),
+        None => client
+            .get_url_if_exists(url, MAX_SIMPLE_SIGNATURE_BYTES)
+            .await
+            .with_context(|| format!("cannot fetch the signature {url}")),
     }
 }
 
