@@ -228,21 +228,7 @@ impl Resolver {
                 ),
             ));
         };
-        if let Some(rest) = base.strip_prefix("http://") {
-            let host = rest.split(['/', '?', '#']).next().unwrap_or(rest);
-            if !self.manifest.insecure_http(host) {
-                return Err(hinted(
-                    format!(
-                        "[trust.\"{}\"] lookaside {base} is plain HTTP, which is allowed only for hosts the manifest names",
-                        trusted.prefix
-                    ),
-                    format!(
-                        "use HTTPS, or add `[registries.\"{host}\"] insecure-http = true` to {}",
-                        self.manifest.path.display()
-                    ),
-                ));
-            }
-        }
+        // A plain-HTTP lookaside is refused by the client unless the manifest names its host.
         let client = self.client.get()?;
         for manifest in &mut image.manifests {
             let mut rejected: Vec<String> = Vec::new();

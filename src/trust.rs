@@ -239,20 +239,17 @@ pub async fn discover_keys(
     let found = discovery::discover_pubkeys(name, allow_http, fetch).await?;
     let mut keys = Vec::new();
     for url in &found.found {
-        let allowed = url.starts_with("https://")
-            || (url.starts_with("http://")
-                && reqwest::Url::parse(url)
-                    .is_ok_and(|u| manifest.insecure_http(&crate::registry::host_port(&u))));
-        if !allowed {
-            return Err(hinted(
-                format!("`{name}` publishes its keys at {url}, which imagelock may not fetch"),
-                "keys are fetched over HTTPS, or plain HTTP for hosts listed with `insecure-http = true`; or download the key yourself and use `--key FILE`",
-            ));
-        }
+        // The client refuses plain HTTP to hosts the manifest does not name.
         let bytes = client
             .get_url_capped(url, MAX_KEY_BYTES)
             .await
-            .with_context(|| format!("cannot fetch the keys at {url}"))?;
+            .with_context(|| format!("cannot fetch the keys `{name}` publishes at {url}"))
+            .map_err(|e| {
+                crate::errors::with_hint(
+                    e,
+                    "or download the key yourself, check its fingerprint with the publisher, and use `--key FILE`",
+                )
+            })?;
         let parsed = openpgp::parse_public_keys(&bytes)
             .with_context(|| format!("{url} does not hold OpenPGP public keys"))?;
         keys.extend(parsed.into_iter().map(|k| (url.clone(), k)));
