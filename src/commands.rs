@@ -973,12 +973,7 @@ async fn check_new_signatures(
     let count = images.len();
     tokio::task::spawn_blocking(move || {
         for image in &images {
-            let checked = if image.is_oci() {
-                crate::verify::check_simple_signatures(image, &store, &trust)
-            } else {
-                crate::verify::check_signature(image, &store, &trust)
-            };
-            checked.map_err(|problem| {
+            crate::verify::check_pinned_signatures(image, &store, &trust).map_err(|problem| {
                 hinted(
                     format!("image `{}`: {problem}", image.id),
                     "check [trust] in images.toml; `imagelock verify` re-checks the whole store",

@@ -150,12 +150,7 @@ fn check_signatures(
         }
         return;
     }
-    let checked = if image.is_oci() {
-        check_simple_signatures(image, store, trust)
-    } else {
-        check_signature(image, store, trust)
-    };
-    match checked {
+    match check_pinned_signatures(image, store, trust) {
         Ok((prefix, signer)) => {
             report.prefix = Some(prefix);
             report.signed_by = Some(signer);
@@ -164,10 +159,24 @@ fn check_signatures(
     }
 }
 
+/// Re-verifies every signature the lock pins for `image` (simple signatures
+/// for OCI images, the detached signature for an ACI); returns (prefix, signer).
+pub fn check_pinned_signatures(
+    image: &LockedImage,
+    store: &Store,
+    trust: &TrustStore,
+) -> Result<(String, String), String> {
+    if image.is_oci() {
+        check_simple_signatures(image, store, trust)
+    } else {
+        check_signature(image, store, trust)
+    }
+}
+
 /// Re-verifies the pinned simple signature of each manifest of an OCI image
 /// from the store: a trusted key, this manifest's digest, an identity the
 /// prefix's rule accepts for the locked reference, the signer the lock names.
-pub fn check_simple_signatures(
+fn check_simple_signatures(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
@@ -218,7 +227,7 @@ pub fn check_simple_signatures(
 
 /// Re-verifies an ACI's pinned signature from the store with the keys the
 /// manifest trusts for its name now; returns (prefix, signer fingerprint).
-pub fn check_signature(
+fn check_signature(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
