@@ -143,10 +143,10 @@ pub async fn push(
         };
         plans.push(plan);
     }
-    let report = std::sync::Arc::new(std::sync::Mutex::new(Pushed {
+    let mut report = Pushed {
         images: plans.len(),
         ..Pushed::default()
-    }));
+    };
     // Each distinct blob: one home (the first repository needing it), then mounts.
     let mut homes: BTreeMap<Digest, (Repository, Blob, Vec<Repository>)> = BTreeMap::new();
     for plan in &plans {
@@ -168,50 +168,37 @@ pub async fn push(
             }
         }
     }
-    let homes: Vec<(Repository, Blob, Vec<Repository>)> = homes.into_values().collect();
-    let jobs = homes.into_iter().map(|(home, blob, others)| {
-        let client = client.clone();
-        let store = store.clone();
-        let report = report.clone();
-        let what = format!("blob {}", blob.digest);
+    let jobs = homes.into_values().map(|(home, blob, others)| {
+        let (client, store) = (client.clone(), store.clone());
         async move {
-            let outcome = push_blob(&client, &store, &home, &blob).await?;
-            report
-                .lock()
-                .expect("report lock")
-                .count(outcome, blob.size);
-            for repo in others {
-                let outcome = mount_or_push(&client, &store, &repo, &blob, &home.path).await?;
-                report
-                    .lock()
-                    .expect("report lock")
-                    .count(outcome, blob.size);
-            }
-            anyhow::Ok(())
+            let outcomes = place_blob(&client, &store, &home, &blob, &others)
+                .await
+                .with_context(|| format!("cannot push blob {}", blob.digest))?;
+            anyhow::Ok((blob.size, outcomes))
         }
-        .map_err_context(what)
     });
-    crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?;
+    for (size, outcomes) in
+        crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?
+    {
+        for outcome in outcomes {
+            report.count(outcome, size);
+        }
+    }
     let jobs = plans.iter().map(|plan| {
-        let client = client.clone();
-        let store = store.clone();
-        let report = report.clone();
-        let repo = plan.repo.clone();
-        let manifests = plan.manifests.clone();
-        let tag = plan.tag.clone();
-        let id = plan.id.clone();
+        let (client, store) = (client.clone(), store.clone());
+        let (repo, manifests) = (plan.repo.clone(), plan.manifests.clone());
+        let (tag, id) = (plan.tag.clone(), plan.id.clone());
         async move {
-            let last = manifests.len().saturating_sub(1);
-            for (i, manifest) in manifests.iter().enumerate() {
-                let tag = tag.as_deref().filter(|_| i == last);
-                let put = put_manifest(&client, &store, &repo, manifest, tag).await?;
-                report.lock().expect("report lock").manifests += put;
-            }
-            anyhow::Ok(())
+            put_manifests(&client, &store, &repo, &manifests, tag.as_deref())
+                .await
+                .with_context(|| format!("cannot push image `{id}`"))
         }
-        .map_err_context(format!("image `{id}`"))
     });
-    crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?;
+    report.manifests =
+        crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs)
+            .await?
+            .into_iter()
+            .sum();
     if let Some(staging) = staging {
         for plan in &plans {
             for (name, sig) in &plan.signatures {
@@ -226,28 +213,12 @@ pub async fn push(
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 crate::fsutil::write_atomic(&file, &bytes)
                     .with_context(|| format!("cannot write {}", file.display()))?;
-                report.lock().expect("report lock").signatures += 1;
+                report.signatures += 1;
             }
         }
     }
-    let report = std::mem::take(&mut *report.lock().expect("report lock"));
     Ok(report)
 }
-
-/// Adds "what was pushing" to an error, for futures.
-trait MapErrContext: std::future::Future<Output = anyhow::Result<()>> + Sized {
-    fn map_err_context(
-        self,
-        what: String,
-    ) -> impl std::future::Future<Output = anyhow::Result<()>> + Send
-    where
-        Self: Send,
-    {
-        async move { self.await.with_context(|| format!("cannot push {what}")) }
-    }
-}
-
-impl<F: std::future::Future<Output = anyhow::Result<()>>> MapErrContext for F {}
 
 /// How one blob reached the mirror.
 #[derive(Debug, Clone, Copy)]
@@ -373,6 +344,39 @@ fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
         )),
         signatures: Vec::new(),
     })
+}
+
+/// Makes `blob` exist in `home` (present or uploaded), then in `others`
+/// (present, mounted from `home`, or uploaded).
+async fn place_blob(
+    client: &RegistryClient,
+    store: &Store,
+    home: &Repository,
+    blob: &Blob,
+    others: &[Repository],
+) -> anyhow::Result<Vec<Outcome>> {
+    let mut outcomes = vec![push_blob(client, store, home, blob).await?];
+    for repo in others {
+        outcomes.push(mount_or_push(client, store, repo, blob, &home.path).await?);
+    }
+    Ok(outcomes)
+}
+
+/// Puts an image's manifests in order, the last one under `tag`; returns the PUTs made.
+async fn put_manifests(
+    client: &RegistryClient,
+    store: &Store,
+    repo: &Repository,
+    manifests: &[Blob],
+    tag: Option<&str>,
+) -> anyhow::Result<usize> {
+    let last = manifests.len().saturating_sub(1);
+    let mut puts = 0;
+    for (i, manifest) in manifests.iter().enumerate() {
+        let tag = tag.filter(|_| i == last);
+        puts += put_manifest(client, store, repo, manifest, tag).await?;
+    }
+    Ok(puts)
 }
 
 /// Puts a manifest under `tag` (which also stores it by digest) or, for
