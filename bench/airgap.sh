@@ -23,38 +23,7 @@ start_registry() { # NAME -> prints host:port
 ORIGIN=$(start_registry origin)
 MIRROR=$(start_registry mirror)
 log "origin $ORIGIN, mirror $MIRROR"
-python3 - "$T/layout" <<'PY'
-import hashlib, io, json, os, random, sys, tarfile
-out = sys.argv[1]; blobs = os.path.join(out, "blobs", "sha256"); os.makedirs(blobs, exist_ok=True)
-MiB, KiB = 1 << 20, 1 << 10
-def put(data):
-    d = hashlib.sha256(data).hexdigest()
-    open(os.path.join(blobs, d), "wb").write(data)
-    return "sha256:" + d, len(data)
-def layer(seed, size):
-    rng = random.Random(seed)
-    payload = b"".join(rng.randbytes(min(MiB, size - i)) for i in range(0, size, MiB))
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(f"data-{seed}.bin"); info.size, info.mtime, info.mode = size, 0, 0o644
-        tar.addfile(info, io.BytesIO(payload))
-    return put(buf.getvalue())
-def image(ref, layers):
-    config = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}
-    cd, cn = put(json.dumps(config, sort_keys=True).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n} for d, n in layers]}
-    md, mn = put(json.dumps(manifest, sort_keys=True).encode())
-    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-            "annotations": {"org.opencontainers.image.ref.name": ref}}
-entries = [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
-rng = random.Random(42)
-for i in range(1, 31):
-    entries.append(image(f"small-{i}", [layer(1000 + 2 * i + j, rng.randrange(64, 513) * KiB) for j in range(2)]))
-json.dump({"schemaVersion": 2, "manifests": entries}, open(os.path.join(out, "index.json"), "w"))
-json.dump({"imageLayoutVersion": "1.0.0"}, open(os.path.join(out, "oci-layout"), "w"))
-PY
+BENCH_HUGE=0 python3 "$(dirname "$0")/make_layout.py" "$T/layout"
 IMAGES="big $(printf 'small-%s ' $(seq 1 30))"
 log "pushing 31 images to the origin with skopeo (untimed)"
 for i in $IMAGES; do skopeo copy -q --dest-tls-verify=false "oci:$T/layout:$i" "docker://$ORIGIN/bench/$i:v1"; done

@@ -71,68 +71,7 @@ log "registry on $HOST (data under $T)"
 
 # ---------------------------------------------------------------- fixtures
 log "generating OCI layout (1 x ~193 MiB, 30 small images)"
-python3 - "$T/layout" <<'PY'
-import hashlib, io, json, os, random, sys, tarfile
-
-out = sys.argv[1]
-blobs = os.path.join(out, "blobs", "sha256")
-os.makedirs(blobs, exist_ok=True)
-MiB, KiB = 1 << 20, 1 << 10
-
-def put(data):
-    d = hashlib.sha256(data).hexdigest()
-    with open(os.path.join(blobs, d), "wb") as f:
-        f.write(data)
-    return "sha256:" + d, len(data)
-
-def layer(seed, size):
-    payload = random.Random(seed).randbytes(size)
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        info = tarfile.TarInfo(f"data-{seed}.bin")
-        info.size, info.mtime, info.mode = size, 0, 0o644
-        tar.addfile(info, io.BytesIO(payload))
-    return put(buf.getvalue())
-
-def image(ref, layers):
-    descs = [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": n}
-             for d, n in layers]
-    config = {"architecture": "amd64", "os": "linux", "config": {},
-              "rootfs": {"type": "layers", "diff_ids": [d for d, _ in layers]}}
-    cd, cn = put(json.dumps(config, sort_keys=True).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-                "layers": descs}
-    md, mn = put(json.dumps(manifest, sort_keys=True).encode())
-    return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-            "annotations": {"org.opencontainers.image.ref.name": ref}}
-
-entries = [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
-if os.environ.get("BENCH_HUGE", "1") != "0":
-    # One 1 GiB layer, gzip "stored" (level 0) so skopeo pushes it as it is:
-    # the peak-memory case (memory must not grow with blob size).
-    import gzip, zlib
-    rng7 = random.Random(7)
-    payload = b"".join(rng7.randbytes(64 * MiB) for _ in range(16))
-    d, n = put(gzip.compress(payload, compresslevel=0, mtime=0))
-    del payload
-    config = {"architecture": "amd64", "os": "linux", "config": {}, "rootfs": {"type": "layers", "diff_ids": []}}
-    cd, cn = put(json.dumps(config, sort_keys=True).encode())
-    manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cn},
-                "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d, "size": n}]}
-    md, mn = put(json.dumps(manifest, sort_keys=True).encode())
-    entries.append({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
-                    "annotations": {"org.opencontainers.image.ref.name": "huge"}})
-rng = random.Random(42)
-for i in range(1, 31):
-    entries.append(image(f"small-{i}", [layer(1000 + 2 * i + j, rng.randrange(64, 513) * KiB)
-                                        for j in range(2)]))
-with open(os.path.join(out, "index.json"), "w") as f:
-    json.dump({"schemaVersion": 2, "manifests": entries}, f)
-with open(os.path.join(out, "oci-layout"), "w") as f:
-    json.dump({"imageLayoutVersion": "1.0.0"}, f)
-PY
+python3 "$(dirname "$0")/make_layout.py" "$T/layout"
 log "pushing 31 images with skopeo"
 SMALL=$(seq 1 30)
 push() {
