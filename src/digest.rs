@@ -144,6 +144,24 @@ impl schemars::JsonSchema for Digest {
     }
 }
 
+/// Hashes a whole file with `algorithm`, reading it in large pieces; returns
+/// its size and digest.
+pub fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<(u64, Digest)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path)?;
+    let mut hasher = Hasher::new(algorithm);
+    let mut buffer = vec![0u8; crate::concurrency::COPY_BUFFER_BYTES];
+    let mut size = 0u64;
+    loop {
+        let n = file.read(&mut buffer)?;
+        if n == 0 {
+            return Ok((size, hasher.finish()));
+        }
+        size += n as u64;
+        hasher.update(&buffer[..n]);
+    }
+}
+
 /// An incremental hasher for one of the supported algorithms.
 #[derive(Clone)]
 pub enum Hasher {

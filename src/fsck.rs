@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use serde::Serialize;
 
 use crate::concurrency;
-use crate::digest::{Algorithm, Digest, Hasher};
+use crate::digest::Digest;
 
 use crate::oci::{self, ManifestKind};
 use crate::store::Store;
@@ -39,23 +39,6 @@ impl Report {
     }
 }
 
-/// Hashes one file; returns its size and digest.
-fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<(u64, Digest)> {
-    use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Hasher::new(algorithm);
-    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
-    let mut size = 0u64;
-    loop {
-        let n = file.read(&mut buffer)?;
-        if n == 0 {
-            return Ok((size, hasher.finish()));
-        }
-        size += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-}
-
 /// Checks every blob of `store` and what `index.json` references; `needed`
 /// adds digests that must be present (a lock's), labelled with who needs them.
 pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result<Report> {
@@ -70,7 +53,8 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
     let cores = std::thread::available_parallelism().map_or(2, usize::from);
     let jobs = files.into_iter().map(|(digest, path)| async move {
         let algorithm = digest.algorithm();
-        let hashed = tokio::task::spawn_blocking(move || hash_file(&path, algorithm)).await?;
+        let hashed =
+            tokio::task::spawn_blocking(move || crate::digest::hash_file(&path, algorithm)).await?;
         Ok((digest, hashed))
     });
     let mut present: BTreeSet<Digest> = BTreeSet::new();

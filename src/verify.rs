@@ -11,7 +11,7 @@ use std::time::SystemTime;
 
 use crate::aci;
 use crate::concurrency;
-use crate::digest::{Digest, Hasher};
+use crate::digest::Digest;
 use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::manifest::Manifest;
 use crate::openpgp;
@@ -46,10 +46,9 @@ impl ImageReport {
 
 /// Hashes one stored blob; `Err` says what is wrong with it.
 fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
-    use std::io::Read;
     let path = store.blob_path(&blob.digest);
-    let mut file = match std::fs::File::open(&path) {
-        Ok(f) => f,
+    let (size, actual) = match crate::digest::hash_file(&path, blob.digest.algorithm()) {
+        Ok(hashed) => hashed,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!(
                 "blob {} ({}, {} bytes) is missing from the store",
@@ -58,20 +57,6 @@ fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
         }
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     };
-    let mut hasher = Hasher::new(blob.digest.algorithm());
-    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
-    let mut size = 0u64;
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        size += n as u64;
-        hasher.update(&buffer[..n]);
-    }
-    let actual = hasher.finish();
     if actual != blob.digest {
         return Err(format!(
             "blob {} is corrupt: its bytes hash to {actual}",
