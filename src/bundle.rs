@@ -87,7 +87,7 @@ pub fn export(
         std::io::BufWriter::with_capacity(COPY_BUFFER, temp.as_file()),
         BUNDLE_ZSTD_LEVEL,
     )?;
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get() as u32);
+    let workers = u32::try_from(crate::concurrency::cpu_threads()).unwrap_or(u32::MAX);
     encoder.multithread(workers)?;
     let mut tar = tar::Builder::new(encoder);
     let mut report = Exported {

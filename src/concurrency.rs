@@ -18,6 +18,12 @@ pub const CHUNKS_IN_FLIGHT: usize = 32;
 /// Read size when copying blobs from a local OCI layout.
 pub const COPY_BUFFER_BYTES: usize = 1024 * 1024;
 
+/// Threads for CPU-bound work over many blobs (hashing, compressing): one per
+/// core, so it runs at the hardware rate without oversubscribing.
+pub fn cpu_threads() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
 /// Runs `jobs` on the runtime with at most `limit` in flight. Returns their
 /// results (in completion order), or the first error, in which case the jobs
 /// still running are aborted.

@@ -50,7 +50,7 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
             None => report.strays.push(path),
         }
     }
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let cores = concurrency::cpu_threads();
     let jobs = files.into_iter().map(|(digest, path)| async move {
         let algorithm = digest.algorithm();
         let hashed =

@@ -267,7 +267,7 @@ pub async fn verify(
 ) -> anyhow::Result<Vec<ImageReport>> {
     // Each distinct blob is hashed once, however many images share it.
     let distinct = lock.blobs();
-    let cores = std::thread::available_parallelism().map_or(2, usize::from);
+    let cores = concurrency::cpu_threads();
     let jobs = distinct.into_values().map(|blob| {
         let store = store.clone();
         async move {
