@@ -14,7 +14,7 @@
 //! is checked against the lock's digests exactly as bytes from the origin are,
 //! so a mirror cannot make a wrong image pass.
 
-use std::collections::BTreeMap;
+use std::collections::HashMap;
 use std::path::Path;
 
 use anyhow::{Context as _, bail};
@@ -124,10 +124,13 @@ struct Planned {
 }
 
 /// Pushes every image in `images` from `store` to `mirror`; simple signatures
-/// go to `staging` (a lookaside staging directory) when given. Blobs move in
-/// parallel, each once: the first repository that needs one gets it uploaded
-/// (or finds it there), the others mount it; then each image's manifests go
-/// up, children before the index.
+/// go to `staging` (a lookaside staging directory) when given.
+///
+/// Images go up concurrently, largest first, each putting its manifests as
+/// soon as its own blobs are there (no image waits for the whole push). Blobs
+/// move at most `PARALLEL_DOWNLOADS` at a time and each once: the first
+/// repository that needs one gets it uploaded (or finds it there), the others
+/// wait for that and mount it.
 pub async fn push(
     client: &std::sync::Arc<RegistryClient>,
     store: &Store,
@@ -147,58 +150,47 @@ pub async fn push(
         images: plans.len(),
         ..Pushed::default()
     };
-    // Each distinct blob: one home (the first repository needing it), then mounts.
-    let mut homes: BTreeMap<Digest, (Repository, Blob, Vec<Repository>)> = BTreeMap::new();
+    let mut placements = Placements {
+        client: client.clone(),
+        store: store.clone(),
+        permits: tokio::sync::Semaphore::new(crate::concurrency::PARALLEL_DOWNLOADS),
+        homes: HashMap::new(),
+        placed: HashMap::new(),
+    };
     for plan in &plans {
         for blob in &plan.blobs {
-            match homes.get_mut(&blob.digest) {
-                Some((home, _, others)) => {
-                    if home.path != plan.repo.path
-                        && !others.iter().any(|r| r.path == plan.repo.path)
-                    {
-                        others.push(plan.repo.clone());
-                    }
-                }
-                None => {
-                    homes.insert(
-                        blob.digest.clone(),
-                        (plan.repo.clone(), blob.clone(), Vec::new()),
-                    );
-                }
-            }
+            placements.homes.entry(blob.digest.clone()).or_default();
+            placements
+                .placed
+                .entry((blob.digest.clone(), plan.repo.path.clone()))
+                .or_default();
         }
     }
-    let jobs = homes.into_values().map(|(home, blob, others)| {
-        let (client, store) = (client.clone(), store.clone());
-        async move {
-            let outcomes = place_blob(&client, &store, &home, &blob, &others)
-                .await
-                .with_context(|| format!("cannot push blob {}", blob.digest))?;
-            anyhow::Ok((blob.size, outcomes))
-        }
-    });
-    for (size, outcomes) in
-        crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs).await?
-    {
-        for outcome in outcomes {
-            report.count(outcome, size);
-        }
-    }
-    let jobs = plans.iter().map(|plan| {
-        let (client, store) = (client.clone(), store.clone());
-        let (repo, manifests) = (plan.repo.clone(), plan.manifests.clone());
+    let placements = std::sync::Arc::new(placements);
+    // Largest first: the longest uploads start while the small images fill
+    // the other slots.
+    let mut order: Vec<&Planned> = plans.iter().collect();
+    order.sort_by_key(|plan| std::cmp::Reverse(plan.blobs.iter().map(|b| b.size).max()));
+    let jobs = order.into_iter().map(|plan| {
+        let placements = placements.clone();
+        let (repo, blobs, manifests) = (
+            plan.repo.clone(),
+            plan.blobs.clone(),
+            plan.manifests.clone(),
+        );
         let (tag, id) = (plan.tag.clone(), plan.id.clone());
         async move {
-            put_manifests(&client, &store, &repo, &manifests, tag.as_deref())
+            push_image(&placements, &repo, &blobs, &manifests, tag.as_deref())
                 .await
                 .with_context(|| format!("cannot push image `{id}`"))
         }
     });
-    report.manifests =
-        crate::concurrency::run_bounded(crate::concurrency::PARALLEL_DOWNLOADS, jobs)
-            .await?
-            .into_iter()
-            .sum();
+    for image in crate::concurrency::run_bounded(plans.len().max(1), jobs).await? {
+        for (outcome, size) in image.blobs {
+            report.count(outcome, size);
+        }
+        report.manifests += image.manifests;
+    }
     if let Some(staging) = staging {
         for plan in &plans {
             for (name, sig) in &plan.signatures {
@@ -346,55 +338,124 @@ fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
     })
 }
 
-/// Makes `blob` exist in `home` (present or uploaded), then in `others`
-/// (present, mounted from `home`, or uploaded).
-async fn place_blob(
-    client: &RegistryClient,
-    store: &Store,
-    home: &Repository,
-    blob: &Blob,
-    others: &[Repository],
-) -> anyhow::Result<Vec<Outcome>> {
-    let mut outcomes = vec![push_blob(client, store, home, blob).await?];
-    for repo in others {
-        outcomes.push(mount_or_push(client, store, repo, blob, &home.path).await?);
-    }
-    Ok(outcomes)
+/// Where each blob has gone during one push, shared by the image jobs.
+struct Placements {
+    client: std::sync::Arc<RegistryClient>,
+    store: Store,
+    /// Bounds the blob transfers (and the checks before them) in flight.
+    permits: tokio::sync::Semaphore,
+    /// Per blob: the repository path it was first placed in (its home).
+    homes: HashMap<Digest, tokio::sync::OnceCell<String>>,
+    /// Per blob and repository path: how it got there.
+    placed: HashMap<(Digest, String), tokio::sync::OnceCell<Outcome>>,
 }
 
-/// Puts an image's manifests in order, the last one under `tag`; returns the PUTs made.
-async fn put_manifests(
-    client: &RegistryClient,
-    store: &Store,
+/// What one image's job did: an outcome and size per blob it placed (blobs
+/// another image placed in the same repository are not counted twice), and
+/// the manifests it put.
+struct ImagePushed {
+    blobs: Vec<(Outcome, u64)>,
+    manifests: usize,
+}
+
+/// Places an image's blobs in `repo` concurrently, then puts its manifests in
+/// order, the last one under `tag`. When any blob was missing there, the
+/// manifests cannot be there either (a registry refuses a manifest whose
+/// blobs it lacks), so they are put without asking first.
+async fn push_image(
+    placements: &std::sync::Arc<Placements>,
     repo: &Repository,
+    blobs: &[Blob],
     manifests: &[Blob],
     tag: Option<&str>,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<ImagePushed> {
+    let jobs = blobs.iter().map(|blob| {
+        let (placements, repo, blob) = (placements.clone(), repo.clone(), blob.clone());
+        async move {
+            let (outcome, placed_here) = place(&placements, &repo, &blob)
+                .await
+                .with_context(|| format!("cannot push blob {}", blob.digest))?;
+            anyhow::Ok((outcome, placed_here.then_some(blob.size)))
+        }
+    });
+    let placed = crate::concurrency::run_bounded(blobs.len().max(1), jobs).await?;
+    let absent = placed
+        .iter()
+        .any(|(outcome, _)| !matches!(outcome, Outcome::Present));
     let last = manifests.len().saturating_sub(1);
     let mut puts = 0;
     for (i, manifest) in manifests.iter().enumerate() {
         let tag = tag.filter(|_| i == last);
-        puts += put_manifest(client, store, repo, manifest, tag).await?;
+        let (client, store) = (&placements.client, &placements.store);
+        puts += put_manifest(client, store, repo, manifest, tag, absent).await?;
     }
-    Ok(puts)
+    Ok(ImagePushed {
+        blobs: placed
+            .into_iter()
+            .filter_map(|(outcome, size)| Some((outcome, size?)))
+            .collect(),
+        manifests: puts,
+    })
+}
+
+/// Makes `blob` exist in `repo`: the first image needing it anywhere uploads
+/// it (unless present), later repositories mount it from there, and images
+/// sharing a repository wait for whichever placed it. Returns how it got
+/// there and whether this call placed it (so each placement counts once).
+async fn place(
+    placements: &Placements,
+    repo: &Repository,
+    blob: &Blob,
+) -> anyhow::Result<(Outcome, bool)> {
+    let (client, store) = (&placements.client, &placements.store);
+    let cell = placements
+        .placed
+        .get(&(blob.digest.clone(), repo.path.clone()))
+        .expect("every planned blob has a placement cell");
+    let mut placed_here = false;
+    let outcome = cell
+        .get_or_try_init(|| async {
+            placed_here = true;
+            let home = placements
+                .homes
+                .get(&blob.digest)
+                .expect("every planned blob has a home cell");
+            let mut first = None;
+            let home = home
+                .get_or_try_init(|| async {
+                    let _permit = placements.permits.acquire().await?;
+                    first = Some(push_blob(client, store, repo, blob).await?);
+                    anyhow::Ok(repo.path.clone())
+                })
+                .await?;
+            if let Some(outcome) = first {
+                return anyhow::Ok(outcome);
+            }
+            let _permit = placements.permits.acquire().await?;
+            mount_or_push(client, store, repo, blob, home).await
+        })
+        .await?;
+    Ok((*outcome, placed_here))
 }
 
 /// Puts a manifest under `tag` (which also stores it by digest) or, for
-/// an untagged child, by its digest, unless the mirror has it so already;
-/// returns how many PUTs it made.
+/// an untagged child, by its digest, unless the mirror has it so already
+/// (not asked when `absent`: known missing); returns how many PUTs it made.
 async fn put_manifest(
     client: &RegistryClient,
     store: &Store,
     repo: &Repository,
     blob: &Blob,
     tag: Option<&str>,
+    absent: bool,
 ) -> anyhow::Result<usize> {
     let digest = blob.digest.to_string();
     let reference = tag.unwrap_or(&digest);
-    if client
-        .manifest_digest(repo, reference)
-        .await?
-        .is_some_and(|d| d == blob.digest)
+    if !absent
+        && client
+            .manifest_digest(repo, reference)
+            .await?
+            .is_some_and(|d| d == blob.digest)
     {
         return Ok(0);
     }

@@ -186,3 +186,85 @@ fn a_tampered_mirror_cannot_make_a_wrong_image_pass() {
     f.project.assert_store_valid(&store);
     f.project.run(&["verify", "--store", store_arg]).success();
 }
+
+#[test]
+fn shared_blobs_go_up_once_and_are_mounted_into_other_repositories() {
+    if !peers() {
+        return;
+    }
+    let origin = Registry::start(RegistryOptions::default());
+    let mirror = Registry::start(RegistryOptions::default());
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.dir.path().join("layout"));
+    let shared = layout.layer(&[("shared", &[7u8; 300_000][..])]);
+    let only_a = layout.layer(&[("a", &[1u8; 1000][..])]);
+    let only_b = layout.layer(&[("b", &[2u8; 1000][..])]);
+    let a = layout.image("linux", "amd64", &[shared.clone(), only_a]);
+    let b = layout.image("linux", "amd64", &[shared, only_b]);
+    layout.tag("a", &a).tag("b", &b);
+    // a:1 and a:2 are the same image in one repository; b shares a layer with it.
+    for (tag, target) in [("a", "test/a:1"), ("a", "test/a:2"), ("b", "test/b:1")] {
+        skopeo_push(
+            &layout.dir,
+            tag,
+            &format!("{}/{target}", origin.host()),
+            &[],
+        );
+    }
+    let mut manifest = String::new();
+    for host in [origin.host(), mirror.host()] {
+        manifest.push_str(&format!(
+            "[registries.\"{host}\"]\ninsecure-http = true\n\n"
+        ));
+    }
+    for (id, reference) in [("a1", "test/a:1"), ("a2", "test/a:2"), ("b", "test/b:1")] {
+        manifest.push_str(&format!(
+            "[images.{id}]\ndocker = \"{}/{reference}\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n\n",
+            origin.host()
+        ));
+    }
+    project.write("images.toml", &manifest);
+    project.run(&["lock"]).success();
+    project.run(&["sync"]).success();
+
+    let prefix = format!("{}/m", mirror.host());
+    let run = project.run(&["push", &prefix, "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    // The config (the test layouts' configs are all alike) and the shared
+    // layer go up once and are mounted into the second repository; each
+    // image's own layer goes up; a:2 adds nothing to a:1's repository.
+    assert_eq!(report["pushed"]["uploaded"], 4, "{report}");
+    assert_eq!(report["pushed"]["mounted"], 2, "{report}");
+    assert_eq!(report["pushed"]["present"], 0, "{report}");
+    // a:1, a:2 (same manifest, two tags) and b:1.
+    assert_eq!(report["pushed"]["manifests"], 3, "{report}");
+    let run = project.run(&["push", &prefix, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["mounted"], 0, "{again}");
+    assert_eq!(again["pushed"]["present"], 6, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    // Every tag resolves on the mirror to the locked digest.
+    let origin_host = origin.host().replace(':', "_");
+    for (reference, desc) in [("test/a:1", &a), ("test/a:2", &a), ("test/b:1", &b)] {
+        let out = std::process::Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{prefix}/{origin_host}/{reference}"))
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&out.stdout))
+        );
+        assert_eq!(
+            digest,
+            desc["digest"].as_str().expect("digest"),
+            "{reference}"
+        );
+    }
+}
