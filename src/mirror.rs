@@ -359,9 +359,12 @@ struct ImagePushed {
 }
 
 /// Places an image's blobs in `repo` concurrently, then puts its manifests in
-/// order, the last one under `tag`. When any blob was missing there, the
-/// manifests cannot be there either (a registry refuses a manifest whose
-/// blobs it lacks), so they are put without asking first.
+/// order, the last one under `tag`.
+///
+/// A registry refuses a manifest whose blobs or children it lacks, so when the
+/// top manifest is there already, so is everything under it (nothing is asked
+/// blob by blob), and when any blob was missing, the manifests are missing
+/// too (they are put without asking first).
 async fn push_image(
     placements: &std::sync::Arc<Placements>,
     repo: &Repository,
@@ -369,6 +372,28 @@ async fn push_image(
     manifests: &[Blob],
     tag: Option<&str>,
 ) -> anyhow::Result<ImagePushed> {
+    let Some((top, children)) = manifests.split_last() else {
+        bail!("the lock pins no manifest");
+    };
+    let top_digest = top.digest.to_string();
+    let there = {
+        let _permit = placements.permits.acquire().await?;
+        let reference = tag.unwrap_or(&top_digest);
+        let found = placements.client.manifest_digest(repo, reference).await?;
+        found.is_some_and(|d| d == top.digest)
+    };
+    if there {
+        let mut counted = Vec::new();
+        for blob in blobs {
+            if mark_present(placements, repo, blob).await {
+                counted.push((Outcome::Present, blob.size));
+            }
+        }
+        return Ok(ImagePushed {
+            blobs: counted,
+            manifests: 0,
+        });
+    }
     let jobs = blobs.iter().map(|blob| {
         let (placements, repo, blob) = (placements.clone(), repo.clone(), blob.clone());
         async move {
@@ -382,13 +407,12 @@ async fn push_image(
     let absent = placed
         .iter()
         .any(|(outcome, _)| !matches!(outcome, Outcome::Present));
-    let last = manifests.len().saturating_sub(1);
+    let (client, store) = (&placements.client, &placements.store);
     let mut puts = 0;
-    for (i, manifest) in manifests.iter().enumerate() {
-        let tag = tag.filter(|_| i == last);
-        let (client, store) = (&placements.client, &placements.store);
-        puts += put_manifest(client, store, repo, manifest, tag, absent).await?;
+    for child in children {
+        puts += put_manifest(client, store, repo, child, None, absent).await?;
     }
+    puts += put_manifest(client, store, repo, top, tag, true).await?;
     Ok(ImagePushed {
         blobs: placed
             .into_iter()
@@ -396,6 +420,27 @@ async fn push_image(
             .collect(),
         manifests: puts,
     })
+}
+
+/// Records `blob` as present in `repo` (unless another image is placing it
+/// there); whether this call recorded it.
+async fn mark_present(placements: &Placements, repo: &Repository, blob: &Blob) -> bool {
+    let cell = placements
+        .placed
+        .get(&(blob.digest.clone(), repo.path.clone()))
+        .expect("every planned blob has a placement cell");
+    let mut marked = false;
+    cell.get_or_init(|| async {
+        marked = true;
+        Outcome::Present
+    })
+    .await;
+    let home = placements
+        .homes
+        .get(&blob.digest)
+        .expect("every planned blob has a home cell");
+    home.get_or_init(|| async { repo.path.clone() }).await;
+    marked
 }
 
 /// Makes `blob` exist in `repo`: the first image needing it anywhere uploads
