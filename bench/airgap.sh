@@ -1,28 +1,45 @@
 #!/usr/bin/env bash
-# Airgap and fleet benchmark, one run, same machine, same registries:
+# Airgap and fleet benchmark, same machine, same registries, in one run:
 #   export + import of 31 images (one ~193 MiB 3-layer image, 30 small) vs
 #   `skopeo sync --dest dir` + copying that directory (cp -r), and
-#   `imagelock push` to a second registry vs `skopeo sync --dest docker` to it.
+#   `imagelock push` to a second registry vs skopeo pushing the same images
+#   there three ways: `skopeo sync` from the origin registry, `skopeo sync`
+#   from a local directory (like imagelock, which reads its store), and one
+#   `skopeo copy` per image (what a script around skopeo does).
+# Every push goes to a freshly started, empty mirror; each case runs
+# BENCH_RUNS times (default 3), interleaved, and the median is reported.
+# Registry storage lives in BENCH_REGISTRY_DIR (default: /dev/shm when
+# writable, else the temporary directory): the registry's disk is not what is
+# measured, and on a long-lived ext4 its inode allocation dominates both tools.
 #   cargo build --release && bench/airgap.sh [path/to/imagelock]
 set -euo pipefail
 BIN="$(realpath "${1:-target/release/imagelock}")"
+RUNS="${BENCH_RUNS:-3}"
 T="$(mktemp -d "${TMPDIR:-/tmp}/imagelock-airgap.XXXXXX")"
-PIDS=()
-cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T"; }
+if [ -z "${BENCH_REGISTRY_DIR:-}" ]; then
+    if [ -w /dev/shm ]; then BENCH_REGISTRY_DIR=/dev/shm; else BENCH_REGISTRY_DIR="$T"; fi
+fi
+R="$(mktemp -d "$BENCH_REGISTRY_DIR/imagelock-airgap-registries.XXXXXX")"
+declare -A PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T" "$R"; }
 trap cleanup EXIT
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 mkdir -p "$T/logs"
-start_registry() { # NAME -> prints host:port
-    local port; port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-    printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: 127.0.0.1:%s\n  secret: bench\n' "$T/$1-data" "$port" >"$T/$1.yml"
-    docker-registry serve "$T/$1.yml" >"$T/logs/$1.log" 2>&1 &
-    PIDS+=($!)
-    for _ in $(seq 100); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$port/v2/" && break; sleep 0.1; done
-    echo "127.0.0.1:$port"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+MIRROR_PORT=$(free_port)
+start_registry() { # NAME PORT: (re)starts an empty registry
+    if [ -n "${PIDS[$1]:-}" ]; then kill "${PIDS[$1]}"; wait "${PIDS[$1]}" 2>/dev/null || true; fi
+    rm -rf "${R:?}/$1-data"
+    printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: 127.0.0.1:%s\n  secret: bench\n' "$R/$1-data" "$2" >"$T/$1.yml"
+    docker-registry serve "$T/$1.yml" >>"$T/logs/$1.log" 2>&1 &
+    PIDS[$1]=$!
+    for _ in $(seq 100); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$2/v2/" && return; sleep 0.1; done
+    echo "registry $1 did not start" >&2; exit 1
 }
-ORIGIN=$(start_registry origin)
-MIRROR=$(start_registry mirror)
-log "origin $ORIGIN, mirror $MIRROR"
+ORIGIN="127.0.0.1:$(free_port)"
+MIRROR="127.0.0.1:$MIRROR_PORT"
+start_registry origin "${ORIGIN#*:}"
+log "origin $ORIGIN, mirror $MIRROR, registry storage under $R"
 BENCH_HUGE=0 python3 "$(dirname "$0")/make_layout.py" "$T/layout"
 IMAGES="big $(printf 'small-%s ' $(seq 1 30))"
 log "pushing 31 images to the origin with skopeo (untimed)"
@@ -37,35 +54,60 @@ mkdir -p "$T/project"
 cd "$T/project"
 "$BIN" -q lock
 IMAGELOCK_STORE="$T/store" "$BIN" -q sync
-now() { date +%s.%N; }
-secs() { python3 -c "print(f'{$2-$1:.3f}')"; }
 BYTES=$(du -sb "$T/store/blobs" | cut -f1)
+now() { date +%s.%N; }
+declare -A TIMES=()
+timed() { # CASE COMMAND...: appends the command's wall time to TIMES[CASE]
+    local case=$1 t0 t1; shift
+    sync; t0=$(now); "$@" >/dev/null 2>"$T/logs/last.err" || { cat "$T/logs/last.err" >&2; exit 1; }; t1=$(now)
+    TIMES[$case]="${TIMES[$case]:-} $(python3 -c "print(f'{$t1-$t0:.3f}')")"
+}
+median() { python3 -c "import statistics,sys; print(f'{statistics.median(map(float, sys.argv[1:])):.3f}')" ${TIMES[$1]}; }
 
-log "export + import"
-t0=$(now); IMAGELOCK_STORE="$T/store" "$BIN" -q export "$T/bundle.tar.zst"; t1=$(now)
-IMAGELOCK_STORE="$T/store2" "$BIN" -q import "$T/bundle.tar.zst"; t2=$(now)
-IL_EXPORT=$(secs "$t0" "$t1"); IL_IMPORT=$(secs "$t1" "$t2")
+il_export() { rm -f "$T/bundle.tar.zst"; IMAGELOCK_STORE="$T/store" "$BIN" -q export "$T/bundle.tar.zst"; }
+il_import() { rm -rf "$T/store2"; IMAGELOCK_STORE="$T/store2" "$BIN" -q import "$T/bundle.tar.zst"; }
+sk_dir() { rm -rf "$T/skdir"; skopeo sync --src yaml --dest dir --src-tls-verify=false "$T/sync.yml" "$T/skdir"; }
+sk_cp() { rm -rf "$T/skdir-copy"; cp -r "$T/skdir" "$T/skdir-copy"; }
+il_push() { IMAGELOCK_STORE="$T/store" "$BIN" -q push "$MIRROR/il"; }
+sk_sync() { skopeo sync --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false "$T/sync.yml" "$MIRROR/sk"; }
+sk_sync_dir() { skopeo sync --src dir --dest docker --dest-tls-verify=false "$T/skdir" "$MIRROR/skd"; }
+sk_copy() {
+    for i in $IMAGES; do
+        skopeo copy -q --src-tls-verify=false --dest-tls-verify=false "docker://$ORIGIN/bench/$i:v1" "docker://$MIRROR/skc/$i:v1"
+    done
+}
+
+for run in $(seq "$RUNS"); do
+    log "round $run of $RUNS: export + import"
+    timed il_export il_export
+    timed il_import il_import
+    timed sk_dir sk_dir
+    timed sk_cp sk_cp
+    log "round $run of $RUNS: push, each to a fresh mirror"
+    for case in il_push sk_sync sk_sync_dir sk_copy; do
+        start_registry mirror "$MIRROR_PORT"
+        timed "$case" "$case"
+        if [ "$case" = il_push ]; then timed il_push_again il_push; fi
+    done
+done
 "$BIN" -q --store "$T/store2" fsck
-t0=$(now); skopeo sync --src yaml --dest dir --src-tls-verify=false "$T/sync.yml" "$T/skdir" >/dev/null; t1=$(now)
-cp -r "$T/skdir" "$T/skdir-copy"; t2=$(now)
-SK_SYNC=$(secs "$t0" "$t1"); SK_COPY=$(secs "$t1" "$t2")
 
-log "push to the mirror"
-t0=$(now); IMAGELOCK_STORE="$T/store" "$BIN" -q push "$MIRROR/il"; t1=$(now)
-IL_PUSH=$(secs "$t0" "$t1")
-t0=$(now); IMAGELOCK_STORE="$T/store" "$BIN" -q push "$MIRROR/il"; t1=$(now)
-IL_PUSH_AGAIN=$(secs "$t0" "$t1")
-sed "s|^$ORIGIN:|$ORIGIN:|" "$T/sync.yml" >/dev/null
-t0=$(now); skopeo sync --src yaml --dest docker --src-tls-verify=false --dest-tls-verify=false "$T/sync.yml" "$MIRROR/sk" >/dev/null; t1=$(now)
-SK_PUSH=$(secs "$t0" "$t1")
-
-ratio() { python3 -c "print(f'{$1/$2:.2f}x')"; }
+f() { python3 -c "print(f'{$1:.3f}')"; }
+ratio() { python3 -c "print(f'{($1)/($2):.2f}x')"; }
+IL_BUNDLE=$(f "$(median il_export)+$(median il_import)")
+SK_BUNDLE=$(f "$(median sk_dir)+$(median sk_cp)")
 echo
-echo "imagelock: $BIN ($("$BIN" --version)); skopeo: $(skopeo --version); $(nproc) cores; $BYTES bytes of blobs, 31 images"
-printf '%-44s %10s %10s %8s\n' case imagelock skopeo ratio
-printf '%-44s %9ss %9ss %8s\n' "export+import vs sync --dest dir + cp -r" "$(python3 -c "print(f'{$IL_EXPORT+$IL_IMPORT:.3f}')")" "$(python3 -c "print(f'{$SK_SYNC+$SK_COPY:.3f}')")" "$(ratio "$SK_SYNC+$SK_COPY" "$IL_EXPORT+$IL_IMPORT")"
-printf '%-44s %9ss %9ss %8s\n' "  export / skopeo sync --dest dir" "$IL_EXPORT" "$SK_SYNC" ""
-printf '%-44s %9ss %9ss %8s\n' "  import / cp -r" "$IL_IMPORT" "$SK_COPY" ""
-printf '%-44s %9ss %9ss %8s\n' "push to a second registry (cold)" "$IL_PUSH" "$SK_PUSH" "$(ratio "$SK_PUSH" "$IL_PUSH")"
-printf '%-44s %9ss\n' "push again (nothing to transfer)" "$IL_PUSH_AGAIN"
+echo "imagelock: $BIN ($("$BIN" --version)); skopeo: $(skopeo --version); $(nproc) cores"
+echo "$BYTES bytes of blobs, 31 images; registry storage: $BENCH_REGISTRY_DIR; median of $RUNS runs"
+printf '%-46s %10s %10s %8s\n' case imagelock skopeo ratio
+printf '%-46s %9ss %9ss %8s\n' "export+import vs sync --dest dir + cp -r" "$IL_BUNDLE" "$SK_BUNDLE" "$(ratio "$SK_BUNDLE" "$IL_BUNDLE")"
+printf '%-46s %9ss %9ss\n' "  export / skopeo sync --dest dir" "$(median il_export)" "$(median sk_dir)"
+printf '%-46s %9ss %9ss\n' "  import / cp -r" "$(median il_import)" "$(median sk_cp)"
+IL_PUSH=$(median il_push)
+for case in "sk_sync:push vs skopeo sync registry -> mirror" "sk_sync_dir:push vs skopeo sync local dir -> mirror" "sk_copy:push vs skopeo copy per image -> mirror"; do
+    printf '%-46s %9ss %9ss %8s\n' "${case#*:}" "$IL_PUSH" "$(median "${case%%:*}")" "$(ratio "$(median "${case%%:*}")" "$IL_PUSH")"
+done
+printf '%-46s %9ss\n' "push again (nothing to transfer)" "$(median il_push_again)"
 echo "bundle: $(du -b "$T/bundle.tar.zst" | cut -f1) bytes"
+echo "all runs (s):"
+for case in il_export il_import sk_dir sk_cp il_push il_push_again sk_sync sk_sync_dir sk_copy; do echo "  $case:${TIMES[$case]}"; done
