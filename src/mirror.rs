@@ -23,7 +23,7 @@ use crate::digest::Digest;
 use crate::errors::hinted;
 use crate::lockfile::{Blob, LockedImage, SourceKind};
 use crate::oci;
-use crate::registry::{RegistryClient, Repository};
+use crate::registry::{RegistryClient, RegistryError, Repository};
 use crate::store::Store;
 
 /// Blobs up to this size go up in one request, read into memory (most
@@ -551,8 +551,11 @@ async fn push_blob(
 }
 
 /// Uploads a store blob into an open session: in one request when it fits a
-/// chunk, else streamed, resuming where the registry says the upload stands
-/// after a failure.
+/// chunk, else streamed in one `PATCH`. After a failure, a large upload goes
+/// on from where the registry says the session stands; when the registry has
+/// dropped the session (distribution does once a request broke off mid-body)
+/// or the blob is small, a new session starts from the first byte. Failures
+/// are bounded by the client's retry policy.
 async fn upload(
     client: &RegistryClient,
     store: &Store,
@@ -561,40 +564,73 @@ async fn upload(
     mut location: String,
 ) -> anyhow::Result<()> {
     let path = store.blob_path(&blob.digest);
-    if blob.size <= PUSH_CHUNK_BYTES as u64 {
-        let body = read_chunk(&path, 0, blob.size).await?;
+    let policy = client.retry_policy();
+    let mut offset = 0u64;
+    let mut failures = 0;
+    loop {
+        let error = match send_from(client, repo, &path, blob, &location, offset).await {
+            Ok(()) => return Ok(()),
+            Err(e) => e,
+        };
+        if !worth_another_session(&error) || failures >= policy.retries {
+            return Err(error);
+        }
+        failures += 1;
+        tokio::time::sleep(policy.backoff(failures, None)).await;
+        let resumed = if blob.size > PUSH_CHUNK_BYTES as u64 {
+            client
+                .upload_status(repo, &location)
+                .await
+                .ok()
+                .filter(|(held, _)| *held <= blob.size)
+        } else {
+            None
+        };
+        (offset, location) = match resumed {
+            Some(status) => status,
+            None => (0, client.start_upload(repo).await?),
+        };
+    }
+}
+
+/// Sends `blob` from `offset` on into the session at `location` and completes it.
+async fn send_from(
+    client: &RegistryClient,
+    repo: &Repository,
+    path: &Path,
+    blob: &Blob,
+    location: &str,
+    offset: u64,
+) -> anyhow::Result<()> {
+    if offset == 0 && blob.size <= PUSH_CHUNK_BYTES as u64 {
+        let body = read_chunk(path, 0, blob.size).await?;
         client
-            .finish_upload_with(repo, &location, &blob.digest, body)
+            .finish_upload_with(repo, location, &blob.digest, body)
             .await?;
         return Ok(());
     }
-    // One streamed PATCH of everything left; after a failure, ask the
-    // registry where the upload stands and stream the rest from there.
-    let mut offset = 0u64;
-    let mut stalls = 0;
-    while offset < blob.size {
-        let length = blob.size - offset;
-        let body = reqwest::Body::wrap_stream(FileStream::open(&path, offset));
-        match client
-            .upload_stream(repo, &location, offset, length, body)
-            .await
-        {
-            Ok(next) => {
-                location = next;
-                offset = blob.size;
-            }
-            Err(e) => {
-                stalls += 1;
-                if stalls > client.retry_policy().retries {
-                    return Err(e.into());
-                }
-                tokio::time::sleep(client.retry_policy().backoff(stalls, None)).await;
-                offset = client.upload_offset(repo, &location).await?;
-            }
-        }
+    let mut location = location.to_owned();
+    if offset < blob.size {
+        let body = reqwest::Body::wrap_stream(FileStream::open(path, offset));
+        location = client
+            .upload_stream(repo, &location, offset, blob.size - offset, body)
+            .await?;
     }
     client.finish_upload(repo, &location, &blob.digest).await?;
     Ok(())
+}
+
+/// Whether an upload failure may go away with the session resumed or
+/// replaced: the connection broke, the registry failed for a while, or it
+/// no longer knows the session. Refusals (auth, a wrong digest) are final.
+fn worth_another_session(error: &anyhow::Error) -> bool {
+    match error.downcast_ref::<RegistryError>() {
+        Some(RegistryError::Network { .. } | RegistryError::Exhausted { .. }) => true,
+        Some(RegistryError::Status { status, .. }) => {
+            status.is_server_error() || matches!(status.as_u16(), 404 | 408 | 416 | 429)
+        }
+        _ => false,
+    }
 }
 
 /// A store file from an offset, as a stream of chunks read on a blocking

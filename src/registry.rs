@@ -727,7 +727,7 @@ impl RegistryClient {
 
     /// Sends bytes `start..start+length` of an upload as one streamed `PATCH`
     /// (bounded memory for any size). Not retried here: the body is a stream;
-    /// the caller resumes from [`RegistryClient::upload_offset`].
+    /// the caller resumes from [`RegistryClient::upload_status`].
     pub async fn upload_stream(
         &self,
         repo: &Repository,
@@ -754,22 +754,26 @@ impl RegistryClient {
         upload_location(repo, location, &response)
     }
 
-    /// How many bytes an upload session holds (`GET` on the session).
-    pub async fn upload_offset(
+    /// Where an upload session stands (`GET` on the session): how many bytes
+    /// it holds and the URL to continue it at.
+    pub async fn upload_status(
         &self,
         repo: &Repository,
         location: &str,
-    ) -> Result<u64, RegistryError> {
+    ) -> Result<(u64, String), RegistryError> {
         let response = self
             .authorized(repo, &push_scope(repo), Method::GET, location, |r| r)
             .await?;
         if response.status() != StatusCode::NO_CONTENT {
             return Err(status_error(location, response).await);
         }
-        Ok(header_str(response.headers(), "range")
+        let held = header_str(response.headers(), "range")
             .and_then(|r| r.rsplit('-').next())
             .and_then(|last| last.parse::<u64>().ok())
-            .map_or(0, |last| last + 1))
+            .map_or(0, |last| last + 1);
+        let next =
+            upload_location(repo, location, &response).unwrap_or_else(|_| location.to_owned());
+        Ok((held, next))
     }
 
     /// Completes an upload session (`PUT ?digest=`); the registry checks the digest.

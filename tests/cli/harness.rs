@@ -679,3 +679,136 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
         }
     }
 }
+
+/// A TCP proxy in front of a real server that breaks chosen requests off
+/// mid-body: each fault cuts the first request whose request line starts with
+/// its method and contains its path fragment, and whose body is longer than
+/// its cut, after that many body bytes, closing both connections. Everything
+/// else passes through unchanged.
+pub struct FaultProxy {
+    pub port: u16,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    faults: Faults,
+}
+
+/// A fault to inject once: (method, path fragment, body bytes to let through).
+pub struct Fault {
+    pub method: &'static str,
+    pub path_contains: &'static str,
+    pub cut_after: u64,
+}
+
+/// Faults with whether each has fired.
+type Faults = std::sync::Arc<std::sync::Mutex<Vec<(Fault, bool)>>>;
+
+impl FaultProxy {
+    pub fn start(target: &str, faults: Vec<Fault>) -> FaultProxy {
+        let faults: Faults = std::sync::Arc::new(std::sync::Mutex::new(
+            faults.into_iter().map(|f| (f, false)).collect(),
+        ));
+        let shared = faults.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let port = listener.local_addr().expect("addr").port();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let target = target.to_owned();
+        std::thread::spawn(move || {
+            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((client, _)) => {
+                        let (faults, target) = (shared.clone(), target.clone());
+                        std::thread::spawn(move || proxy(client, &target, &faults));
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+        FaultProxy { port, stop, faults }
+    }
+
+    /// How many faults have fired.
+    pub fn fired(&self) -> usize {
+        self.faults
+            .lock()
+            .expect("faults")
+            .iter()
+            .filter(|(_, fired)| *fired)
+            .count()
+    }
+
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// Relays one client connection request by request (heads parsed for the
+/// method, path and Content-Length), cutting it off where a fault says.
+fn proxy(client: TcpStream, target: &str, faults: &Faults) {
+    use std::io::BufRead;
+    let _ = client.set_nonblocking(false);
+    let Ok(mut server) = TcpStream::connect(target) else {
+        return;
+    };
+    let (Ok(mut from_server), Ok(mut to_client)) = (server.try_clone(), client.try_clone()) else {
+        return;
+    };
+    std::thread::spawn(move || {
+        let _ = std::io::copy(&mut from_server, &mut to_client);
+        let _ = to_client.shutdown(std::net::Shutdown::Both);
+    });
+    let mut reader = std::io::BufReader::new(client.try_clone().expect("clone"));
+    loop {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            match reader.read_until(b'\n', &mut head) {
+                Ok(0) | Err(_) => {
+                    let _ = server.shutdown(std::net::Shutdown::Both);
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
+        let text = String::from_utf8_lossy(&head).into_owned();
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        let length: u64 = text
+            .lines()
+            .find_map(|l| {
+                l.split_once(':')
+                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse().ok())
+            })
+            .unwrap_or(0);
+        let cut = {
+            let mut faults = faults.lock().expect("faults");
+            faults
+                .iter_mut()
+                .find(|(f, fired)| {
+                    !*fired
+                        && line.starts_with(&format!("{} ", f.method))
+                        && line.contains(f.path_contains)
+                        && length > f.cut_after
+                })
+                .map(|(f, fired)| {
+                    *fired = true;
+                    f.cut_after
+                })
+        };
+        if server.write_all(&head).is_err() {
+            return;
+        }
+        let pass = cut.unwrap_or(length);
+        let copied = std::io::copy(&mut (&mut reader).take(pass), &mut server).unwrap_or(0);
+        if cut.is_some() || copied < pass {
+            let _ = server.shutdown(std::net::Shutdown::Both);
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            return;
+        }
+    }
+}

@@ -7,7 +7,8 @@ use std::path::PathBuf;
 
 use crate::appc::Aci;
 use crate::harness::{
-    Canned, HostileServer, LayoutBuilder, Project, Registry, RegistryOptions, peer, skopeo_push,
+    Canned, Fault, FaultProxy, HostileServer, LayoutBuilder, Project, Registry, RegistryOptions,
+    peer, skopeo_push,
 };
 
 fn peers() -> bool {
@@ -141,6 +142,70 @@ fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
         .success();
     assert!(run.stderr.contains("Synced 2 images"), "{}", run.stderr);
     // index, 2 manifests, 2 configs, 2 layers; the ACI; nothing else.
+    assert_eq!(f.project.assert_store_valid(&fresh), 8);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+}
+
+#[test]
+fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
+    if !peers() {
+        return;
+    }
+    let mut f = fleet();
+    // The real mirror behind a proxy that breaks off the first streamed
+    // PATCH (the 17 MiB layer) after 4 MiB and the first one-request blob PUT
+    // after 20 bytes. distribution then drops the session (a later request on
+    // it answers 404 BLOB_UPLOAD_INVALID), so the push must start new ones.
+    let proxy = FaultProxy::start(
+        &f.mirror.host(),
+        vec![
+            Fault {
+                method: "PATCH",
+                path_contains: "/blobs/uploads/",
+                cut_after: 4 * 1024 * 1024,
+            },
+            Fault {
+                method: "PUT",
+                path_contains: "/blobs/uploads/",
+                cut_after: 20,
+            },
+        ],
+    );
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            proxy.host()
+        ),
+    );
+    let via_proxy = format!("{}/mirror", proxy.host());
+    let run = f.project.run(&["push", &via_proxy, "--json"]).success();
+    assert_eq!(proxy.fired(), 2, "both faults must have fired");
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(report["pushed"]["images"], 2, "{report}");
+    assert_eq!(report["pushed"]["manifests"], 4, "{report}");
+    let again = f.project.run(&["push", &via_proxy, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+
+    // What reached the registry is whole: a fresh store syncs from it alone.
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    let direct = format!("{}/mirror", f.mirror.host());
+    f.project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &direct,
+            "--mirror-only",
+        ])
+        .success();
     assert_eq!(f.project.assert_store_valid(&fresh), 8);
     f.project.run(&["verify", "--store", fresh_arg]).success();
 }
