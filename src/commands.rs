@@ -742,7 +742,11 @@ fn sync_mirrors(
             "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
         ));
     }
-    Ok(crate::sync::Mirrors { mirrors, only })
+    Ok(crate::sync::Mirrors {
+        mirrors,
+        only,
+        lookaside: from_manifest.lookaside,
+    })
 }
 
 /// `imagelock push`.

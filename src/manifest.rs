@@ -76,6 +76,11 @@ pub struct MirrorsTable {
     /// Never fall back to the origin.
     #[serde(default)]
     pub only: bool,
+    /// Base URL of a lookaside store holding the mirrors' simple signatures
+    /// (what `imagelock push --lookaside-staging DIR` wrote, served over
+    /// HTTPS); tried before each image's own lookaside.
+    #[serde(default)]
+    pub lookaside: Option<String>,
 }
 
 /// `[trust."PREFIX"]`.

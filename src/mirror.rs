@@ -119,7 +119,7 @@ struct Planned {
     /// Manifests in push order (children before an index), with the tag for the last.
     manifests: Vec<Blob>,
     tag: Option<String>,
-    /// (lookaside directory name, signature blob) for the staging directory.
+    /// (path in a lookaside store, signature blob) for the staging directory.
     signatures: Vec<(String, Blob)>,
 }
 
@@ -194,14 +194,14 @@ pub async fn push(
     if let Some(staging) = staging {
         for plan in &plans {
             for (name, sig) in &plan.signatures {
-                let dir = staging.join(name);
-                let file = dir.join("signature-1");
+                let file = staging.join(name);
+                let dir = file.parent().expect("a lookaside path has a directory");
                 let bytes = std::fs::read(store.blob_path(&sig.digest))
                     .with_context(|| format!("cannot read signature {}", sig.digest))?;
                 if std::fs::read(&file).is_ok_and(|old| old == bytes) {
                     continue;
                 }
-                std::fs::create_dir_all(&dir)
+                std::fs::create_dir_all(dir)
                     .with_context(|| format!("cannot create {}", dir.display()))?;
                 crate::fsutil::write_atomic(&file, &bytes)
                     .with_context(|| format!("cannot write {}", file.display()))?;
@@ -251,6 +251,19 @@ pub fn origin_of(image: &LockedImage) -> anyhow::Result<Repository> {
     }
 }
 
+/// Where the mirror's lookaside store keeps the simple signature of manifest
+/// `manifest` of mirror repository `repo` (the layout `push
+/// --lookaside-staging` writes and `sync` reads through `[mirrors] lookaside`;
+/// one signature per manifest, the one the lock pins).
+pub fn lookaside_path(repo: &Repository, manifest: &Digest) -> String {
+    format!(
+        "{}@{}={}/signature-1",
+        repo.path,
+        manifest.algorithm().as_str(),
+        manifest.hex()
+    )
+}
+
 fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
     let repo = mirror.repository_for(&origin_of(image)?);
     let mut blobs = Vec::new();
@@ -261,13 +274,7 @@ fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
         blobs.extend(manifest.layers.iter().cloned());
         manifests.push(manifest.manifest_blob());
         if let Some(sig) = &manifest.signature {
-            let name = format!(
-                "{}@{}={}",
-                repo.path,
-                manifest.digest.algorithm().as_str(),
-                manifest.digest.hex()
-            );
-            signatures.push((name, sig.blob()));
+            signatures.push((lookaside_path(&repo, &manifest.digest), sig.blob()));
         }
     }
     if let Some(index) = &image.index {

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::concurrency;
-use crate::lockfile::{Blob, Lock, LockedImage, SIMPLE_SIGNATURE_MEDIA_TYPE, SourceKind};
+use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::oci;
 use crate::registry::{RegistryClient, Repository};
 use crate::store::Store;
@@ -44,6 +44,16 @@ pub enum BlobSource {
     Url(String),
     /// A local file (ACIs and their signatures).
     File(PathBuf),
+    /// The simple signature at `url` of manifest `manifest` of an image from
+    /// `repo`: the mirrors' lookaside store, when there is one, is asked first.
+    Lookaside {
+        /// The signature's URL in the image's own lookaside store.
+        url: String,
+        /// The image's repository.
+        repo: Repository,
+        /// The signed manifest.
+        manifest: crate::digest::Digest,
+    },
 }
 
 /// A blob the store lacks, and where to get it.
@@ -82,9 +92,12 @@ impl Plan {
 
     /// Missing blobs that need the network.
     pub fn needs_network(&self) -> impl Iterator<Item = &MissingBlob> {
-        self.missing
-            .iter()
-            .filter(|m| matches!(m.source, BlobSource::Registry(_) | BlobSource::Url(_)))
+        self.missing.iter().filter(|m| {
+            matches!(
+                m.source,
+                BlobSource::Registry(_) | BlobSource::Url(_) | BlobSource::Lookaside { .. }
+            )
+        })
     }
 }
 
@@ -116,16 +129,27 @@ fn blob_sources(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<Vec<(Blo
             };
             let parsed = crate::reference::Reference::parse(reference)
                 .with_context(|| format!("lock entry `{}` has an invalid reference", image.id))?;
-            let registry = BlobSource::Registry(Repository {
+            let repository = Repository {
                 base: base.clone(),
                 path: parsed.path().to_owned(),
-            });
+            };
+            let registry = BlobSource::Registry(repository.clone());
             // Simple signatures live in a lookaside store, not in the registry.
             let signatures: Vec<(Blob, BlobSource)> = image
                 .manifests
                 .iter()
-                .filter_map(|m| m.signature.as_ref())
-                .map(|sig| (sig.blob(), location(&sig.url, lock_dir)))
+                .filter_map(|m| Some((m, m.signature.as_ref()?)))
+                .map(|(m, sig)| {
+                    let source = match location(&sig.url, lock_dir) {
+                        BlobSource::Url(url) => BlobSource::Lookaside {
+                            url,
+                            repo: repository.clone(),
+                            manifest: m.digest.clone(),
+                        },
+                        file => file,
+                    };
+                    (sig.blob(), source)
+                })
                 .collect();
             Ok(image
                 .blobs()
@@ -263,6 +287,8 @@ pub struct Mirrors {
     pub mirrors: Vec<crate::mirror::Mirror>,
     /// Never fall back to the origin.
     pub only: bool,
+    /// Base URL of the lookaside store of the mirrors' simple signatures.
+    pub lookaside: Option<String>,
 }
 
 async fn fetch(
@@ -310,19 +336,52 @@ async fn fetch(
         }
         BlobSource::Url(url) => {
             let client = client.expect("a client exists whenever a URL blob is missing");
-            // ACIs and their signatures are on mirrors by digest; simple
-            // signatures stay in their lookaside.
-            let candidates: Vec<Repository> = if blob.media_type == SIMPLE_SIGNATURE_MEDIA_TYPE {
-                Vec::new()
-            } else {
-                mirrors.mirrors.iter().map(|m| m.aci_repository()).collect()
-            };
+            // ACIs and their signatures are on mirrors by digest.
+            let candidates: Vec<Repository> =
+                mirrors.mirrors.iter().map(|m| m.aci_repository()).collect();
             let only = mirrors.only && !candidates.is_empty();
             let remote = Remote::Url(url);
             from_mirrors(client, &candidates, only, blob, store, reporter, || {
                 download_resumable(client, &remote, blob, store, reporter)
             })
             .await?;
+        }
+        BlobSource::Lookaside {
+            url,
+            repo,
+            manifest,
+        } => {
+            let client = client.expect("a client exists whenever a signature is missing");
+            // The mirrors' lookaside store first, when there is one; without
+            // one, signatures come from the image's own lookaside even under
+            // --mirror-only (a lookaside is not the origin registry).
+            let candidates: Vec<String> = match &mirrors.lookaside {
+                Some(base) => mirrors
+                    .mirrors
+                    .iter()
+                    .map(|m| {
+                        let path = crate::mirror::lookaside_path(&m.repository_for(repo), manifest);
+                        format!("{}/{path}", base.trim_end_matches('/'))
+                    })
+                    .collect(),
+                None => Vec::new(),
+            };
+            let mut misses = Vec::new();
+            for candidate in &candidates {
+                match download_resumable(client, &Remote::Url(candidate), blob, store, reporter)
+                    .await
+                {
+                    Ok(_) => {
+                        reporter.blob_done(blob);
+                        return Ok(());
+                    }
+                    Err(e) => misses.push(format!("  {candidate}: {e:#}")),
+                }
+            }
+            if mirrors.only && !candidates.is_empty() {
+                return Err(no_mirror_has(blob, &misses));
+            }
+            download_resumable(client, &Remote::Url(url), blob, store, reporter).await?;
         }
     }
     reporter.blob_done(blob);
@@ -351,16 +410,21 @@ where
         }
     }
     if only {
-        return Err(crate::errors::hinted(
-            format!(
-                "no mirror has blob {} (--mirror-only):\n{}",
-                blob.digest,
-                misses.join("\n")
-            ),
-            "push the locked images to the mirror with `imagelock push PREFIX`, or sync without --mirror-only",
-        ));
+        return Err(no_mirror_has(blob, &misses));
     }
     origin().await.map(drop)
+}
+
+/// The error of a `--mirror-only` sync when no mirror served `blob`.
+fn no_mirror_has(blob: &Blob, misses: &[String]) -> anyhow::Error {
+    crate::errors::hinted(
+        format!(
+            "no mirror has blob {} (--mirror-only):\n{}",
+            blob.digest,
+            misses.join("\n")
+        ),
+        "push the locked images to the mirror with `imagelock push PREFIX` (signatures: `--lookaside-staging DIR`, served at `[mirrors] lookaside`), or sync without --mirror-only",
+    )
 }
 
 /// Fetches `blob` from a registry repository: manifests by digest (capped,

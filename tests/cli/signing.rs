@@ -462,3 +462,95 @@ fn multi_platform_images_need_a_signature_per_platform() {
         run.stderr
     );
 }
+
+#[test]
+fn a_fleet_syncs_signed_images_from_the_mirror_and_its_lookaside_alone() {
+    if !peers() {
+        return;
+    }
+    let mut s = Signing::new();
+    s.push("one", "img:v1", Some(&s.release.clone()), &[]);
+    let mirror = Registry::start(RegistryOptions::default());
+    let images = s.image("img", "img:v1", &["linux/amd64"]);
+    let with_mirror = format!(
+        "{}\n[registries.\"{}\"]\ninsecure-http = true\n",
+        s.manifest(&["release"], None, &images),
+        mirror.host()
+    );
+    s.project.write("images.toml", &with_mirror);
+    s.project.run(&["lock"]).success();
+    s.project.run(&["sync"]).success();
+
+    // push writes the signature into a staging directory nginx serves.
+    let staging = s.nginx.root.join("mirror-sigs");
+    let prefix = format!("{}/m", mirror.host());
+    let run = s
+        .project
+        .run(&[
+            "push",
+            &prefix,
+            "--lookaside-staging",
+            staging.to_str().expect("utf8"),
+            "--json",
+        ])
+        .success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(report["pushed"]["signatures"], 1, "{report}");
+    let manifest = s.locked_manifests()[0].clone();
+    let staged = staging.join(format!(
+        "m/{}/test/img@{}/signature-1",
+        s.registry.host().replace(':', "_"),
+        manifest.replace(':', "=")
+    ));
+    assert!(staged.is_file(), "{} is missing", staged.display());
+
+    // The origin registry and its lookaside store go away.
+    s.registry.stop();
+    std::fs::remove_dir_all(&s.sigstore).expect("remove the origin's lookaside");
+    let mirrors_only =
+        format!("{with_mirror}\n[mirrors]\nprefixes = [\"{prefix}\"]\nonly = true\n");
+    let store = |name: &str| s.project.dir.path().join(name);
+
+    // Without the mirrors' lookaside the signature has nowhere to come from.
+    s.project.write("images.toml", &mirrors_only);
+    let fresh = store("fresh-1");
+    let run = s
+        .project
+        .run(&["sync", "--store", fresh.to_str().expect("utf8")])
+        .failure(1);
+    assert!(
+        run.stderr.contains("sigs.example.com/sigstore/test/img@"),
+        "{}",
+        run.stderr
+    );
+
+    // With it, the fleet syncs and verifies from the mirror alone.
+    s.project.write(
+        "images.toml",
+        &format!("{mirrors_only}lookaside = \"https://sigs.example.com/mirror-sigs\"\n"),
+    );
+    let fresh = store("fresh-2");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    let run = s.project.run(&["sync", "--store", fresh_arg]).success();
+    assert!(
+        run.stderr.contains("Verified 1 signature"),
+        "{}",
+        run.stderr
+    );
+    // manifest, config, layer, signature
+    assert_eq!(s.project.assert_store_valid(&fresh), 4);
+    s.project.run(&["verify", "--store", fresh_arg]).success();
+
+    // The mirror's lookaside cannot swap the signature: the lock pins its digest.
+    flip_middle_byte(&staged);
+    let fresh = store("fresh-3");
+    let run = s
+        .project
+        .run(&["sync", "--store", fresh.to_str().expect("utf8")])
+        .failure(1);
+    assert!(
+        run.stderr.contains("no mirror has blob") && run.stderr.contains("digest mismatch"),
+        "{}",
+        run.stderr
+    );
+}
