@@ -89,22 +89,28 @@ fn a_bundle_carries_everything_across_the_air_gap() {
     assert_eq!(names[..2], ["oci-layout", "images.lock"]);
     assert_eq!(names.last().map(String::as_str), Some("index.json"));
 
-    // The air-gapped side: the same manifest and lock, a fresh store, no registry.
-    registry.stop();
+    // The air-gapped side: the same manifest and lock, a fresh store, and no
+    // network at all (a network namespace of its own); the registry still
+    // runs, so reaching for it would be seen.
     let gapped = Project::new();
     gapped.write("images.toml", &manifest);
     gapped.write("images.lock", &connected.read("images.lock"));
-    let run = gapped.run(&["sync", "--offline"]).failure(1);
+    let run = gapped.run_without_network(&["sync"]).failure(1);
+    assert!(run.stderr.contains(&registry.host()), "{}", run.stderr);
+    let run = gapped
+        .run_without_network(&["sync", "--offline"])
+        .failure(1);
     assert!(run.stderr.contains("not in the store"), "{}", run.stderr);
     gapped
-        .run(&[
+        .run_without_network(&[
             "sync",
             "--offline",
             "--from",
             bundle.to_str().expect("utf8"),
         ])
         .success();
-    gapped.run(&["verify"]).success();
+    gapped.run_without_network(&["verify"]).success();
+    registry.stop();
     assert_eq!(
         gapped.assert_store_valid(&gapped.store()),
         connected.assert_store_valid(&connected.store())

@@ -123,7 +123,21 @@ impl Project {
     }
 
     fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_imagelock"));
+        self.command_via(&[], args)
+    }
+
+    /// The binary run through `wrapper` (a program and its arguments, which
+    /// then runs the binary with `args`), or directly when it is empty.
+    fn command_via(&self, wrapper: &[&str], args: &[&str]) -> Command {
+        let binary = env!("CARGO_BIN_EXE_imagelock");
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(binary);
+                cmd
+            }
+            None => Command::new(binary),
+        };
         cmd.args(args).current_dir(self.root()).env_clear();
         cmd.env("PATH", std::env::var_os("PATH").unwrap_or_default());
         for (k, v) in &self.env {
@@ -135,6 +149,22 @@ impl Project {
 
     pub fn run(&self, args: &[&str]) -> Run {
         let out = self.command(args).output().expect("run imagelock");
+        Run::from(out)
+    }
+
+    /// Runs the binary in a network namespace of its own (`unshare --net`):
+    /// no route anywhere, not even to loopback servers. Panics when network
+    /// namespaces are unavailable (unprivileged, no user namespaces).
+    pub fn run_without_network(&self, args: &[&str]) -> Run {
+        let probe = Command::new("unshare").args(["--net", "true"]).status();
+        assert!(
+            probe.is_ok_and(|s| s.success()),
+            "`unshare --net` does not work here (needs root or user namespaces)"
+        );
+        let out = self
+            .command_via(&["unshare", "--net", "--"], args)
+            .output()
+            .expect("run imagelock under unshare");
         Run::from(out)
     }
 
