@@ -108,7 +108,7 @@ pub fn hint_for(error: &anyhow::Error) -> Option<String> {
 /// Hints for typed errors of the core modules.
 fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
     use crate::lockfile::LockError;
-    use crate::registry::RegistryError;
+    use crate::registry::{AuthFix, RegistryError};
     if let Some(lock) = cause.downcast_ref::<LockError>() {
         return Some(match lock {
             LockError::Read { path, .. } => format!(
@@ -127,13 +127,48 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             }
         });
     }
-    if let Some(RegistryError::Unauthorized { host, problem }) =
+    if let Some(RegistryError::Unauthorized { host, fix, .. }) =
         cause.downcast_ref::<RegistryError>()
-        && !problem.contains("hint:")
     {
+        let again = match fix {
+            AuthFix::LogIn => "",
+            AuthFix::LogInAgain => " again",
+            AuthFix::None => return None,
+        };
         return Some(format!(
-            "log in again with `skopeo login {host}` or `docker login {host}`; the auth files searched are listed above"
+            "log in{again} with `skopeo login {host}` or `docker login {host}`; the auth files searched are listed above"
         ));
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint_for;
+    use crate::registry::{AuthFix, RegistryError};
+
+    fn unauthorized(fix: AuthFix) -> anyhow::Error {
+        RegistryError::Unauthorized {
+            host: "r.example".into(),
+            problem: "it said no".into(),
+            fix,
+        }
+        .into()
+    }
+
+    #[test]
+    fn authentication_hints_follow_what_went_wrong() {
+        let log_in = hint_for(&unauthorized(AuthFix::LogIn)).expect("a hint");
+        assert!(
+            log_in.starts_with("log in with `skopeo login r.example`"),
+            "{log_in}"
+        );
+        let again = hint_for(&unauthorized(AuthFix::LogInAgain)).expect("a hint");
+        assert!(again.starts_with("log in again with"), "{again}");
+        // A token server sending garbage is not fixed by logging in.
+        assert_eq!(hint_for(&unauthorized(AuthFix::None)), None);
+        // The message itself carries no hint text; the binary prints it once.
+        let message = format!("{:#}", unauthorized(AuthFix::LogIn));
+        assert!(!message.contains("hint"), "{message}");
+    }
 }

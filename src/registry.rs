@@ -166,6 +166,17 @@ pub const MAX_REDIRECTS: usize = 10;
 /// Discovery pages are small HTML documents; cap them so a hostile server can't exhaust memory.
 pub const MAX_PAGE_BYTES: u64 = 1024 * 1024;
 
+/// What a user can do about an authentication failure (the `hint:` line).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFix {
+    /// No credentials were found: log in.
+    LogIn,
+    /// The credentials found were refused: log in again.
+    LogInAgain,
+    /// The registry or its token server misbehaves: nothing to do on this side.
+    None,
+}
+
 /// A registry failure, with the URL and what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
@@ -197,6 +208,8 @@ pub enum RegistryError {
         host: String,
         /// What went wrong with credentials.
         problem: String,
+        /// What the user can do about it.
+        fix: AuthFix,
     },
     /// The body's digest is not the one asked for or announced.
     #[error("digest mismatch for {url}: expected {expected}, got {actual}")]
@@ -639,6 +652,7 @@ impl RegistryClient {
                 return Err(RegistryError::Unauthorized {
                     host: repo.host().to_owned(),
                     problem: format!("refused the credentials found ({})", describe_search_path()),
+                    fix: AuthFix::LogInAgain,
                 });
             }
             return Ok(response);
@@ -877,6 +891,7 @@ impl RegistryClient {
                 .ok_or_else(|| RegistryError::Unauthorized {
                     host: host.to_owned(),
                     problem: "its Bearer challenge names no realm".into(),
+                    fix: AuthFix::None,
                 })?;
             let scope = bearer
                 .params
@@ -908,9 +923,10 @@ impl RegistryClient {
             let credential = credential.ok_or_else(|| RegistryError::Unauthorized {
                 host: host.to_owned(),
                 problem: format!(
-                    "no credentials were found for it ({})\nhint: log in with `skopeo login {host}` or `docker login {host}`",
+                    "no credentials were found for it ({})",
                     describe_search_path()
                 ),
+                fix: AuthFix::LogIn,
             })?;
             let header = credential.basic_header();
             self.basic
@@ -922,6 +938,7 @@ impl RegistryClient {
         Err(RegistryError::Unauthorized {
             host: host.to_owned(),
             problem: "asks for an authentication scheme imagelock does not support".into(),
+            fix: AuthFix::None,
         })
     }
 
@@ -953,19 +970,26 @@ impl RegistryClient {
         if response.status() == StatusCode::UNAUTHORIZED
             || response.status() == StatusCode::FORBIDDEN
         {
-            let problem = match credential {
-                Some(_) => format!(
-                    "its token server {realm} refused the credentials found ({})",
-                    describe_search_path()
+            let (problem, fix) = match credential {
+                Some(_) => (
+                    format!(
+                        "its token server {realm} refused the credentials found ({})",
+                        describe_search_path()
+                    ),
+                    AuthFix::LogInAgain,
                 ),
-                None => format!(
-                    "its token server {realm} refused anonymous access ({})\nhint: log in with `skopeo login {host}` or `docker login {host}`",
-                    describe_search_path()
+                None => (
+                    format!(
+                        "its token server {realm} refused anonymous access ({})",
+                        describe_search_path()
+                    ),
+                    AuthFix::LogIn,
                 ),
             };
             return Err(RegistryError::Unauthorized {
                 host: host.to_owned(),
                 problem,
+                fix,
             });
         }
         if !response.status().is_success() {
@@ -982,6 +1006,7 @@ impl RegistryClient {
             serde_json::from_slice(&body).map_err(|e| RegistryError::Unauthorized {
                 host: host.to_owned(),
                 problem: format!("its token server {realm} sent invalid JSON: {e}"),
+                fix: AuthFix::None,
             })?;
         let token = parsed
             .token
@@ -990,6 +1015,7 @@ impl RegistryClient {
             .ok_or_else(|| RegistryError::Unauthorized {
                 host: host.to_owned(),
                 problem: format!("its token server {realm} sent no token"),
+                fix: AuthFix::None,
             })?;
         Ok((
             token,
