@@ -127,6 +127,12 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             }
         });
     }
+    if let Some(crate::store::StoreError::CorruptIndex { path, .. }) = cause.downcast_ref() {
+        return Some(format!(
+            "move {} aside; `imagelock sync` writes a new one from images.lock",
+            path.display()
+        ));
+    }
     if let Some(RegistryError::Unauthorized { host, fix, .. }) =
         cause.downcast_ref::<RegistryError>()
     {

@@ -82,7 +82,7 @@ pub enum StoreError {
         limit: u64,
     },
     /// index.json is not an image index.
-    #[error("{} is corrupt: {message}\nhint: move it aside; `imagelock sync` writes a new one", path.display())]
+    #[error("{} is corrupt: {message}", path.display())]
     CorruptIndex {
         /// The index path.
         path: PathBuf,

@@ -354,3 +354,26 @@ fn concurrent_syncs_into_one_store_keep_every_ref() {
     // 4 manifests + 4 own layers, one config and one layer shared by all (deduplicated by digest)
     assert_eq!(projects[0].assert_store_valid(shared_store.path()), 10);
 }
+
+#[test]
+fn a_corrupt_store_index_is_named_with_what_to_do() {
+    let project = Project::new();
+    hello_layout(&project);
+    project.write(
+        "images.toml",
+        "[images.hello]\npath = \"layout:1.0\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n",
+    );
+    project.run(&["sync"]).success();
+    let index = project.store().join("index.json");
+    std::fs::write(&index, "{\"schemaVersion\": 2, \"manifests\": 5}").expect("write");
+    let run = project.run(&["sync"]).failure(1);
+    let expected = format!("{} is corrupt: invalid image index JSON", index.display());
+    assert!(run.stderr.contains(&expected), "{}", run.stderr);
+    let hint = format!("\nhint: move {} aside;", index.display());
+    assert_eq!(run.stderr.matches("hint:").count(), 1, "{}", run.stderr);
+    assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    // Doing what the hint says works.
+    std::fs::rename(&index, project.store().join("index.json.old")).expect("move");
+    project.run(&["sync"]).success();
+    project.run(&["verify"]).success();
+}
