@@ -443,6 +443,10 @@ pub struct SyncArgs {
     /// Never fall back to the origin registry.
     #[arg(long)]
     pub mirror_only: bool,
+    /// Read simple signatures from this lookaside store of the mirrors (where
+    /// `push --lookaside-staging` output is served) before each image's own.
+    #[arg(long, value_name = "URL")]
+    pub mirror_lookaside: Option<String>,
     /// Print the result as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -548,6 +552,8 @@ pub struct SyncSettings {
     pub mirrors: Vec<String>,
     /// Mirrors only.
     pub mirror_only: bool,
+    /// The mirrors' lookaside store given on the command line.
+    pub mirror_lookaside: Option<String>,
 }
 
 impl SyncSettings {
@@ -562,6 +568,7 @@ impl SyncSettings {
             ref from,
             ref mirrors,
             mirror_only,
+            ref mirror_lookaside,
             json: _,
         } = *args;
         let mode = match (frozen, locked) {
@@ -577,6 +584,7 @@ impl SyncSettings {
             from: from.clone(),
             mirrors: mirrors.clone(),
             mirror_only,
+            mirror_lookaside: mirror_lookaside.clone(),
         }
     }
 }

@@ -745,7 +745,7 @@ fn sync_mirrors(
     Ok(crate::sync::Mirrors {
         mirrors,
         only,
-        lookaside: from_manifest.lookaside,
+        lookaside: options.mirror_lookaside.clone().or(from_manifest.lookaside),
     })
 }
 
@@ -918,6 +918,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             from: None,
             mirrors: Vec::new(),
             mirror_only: false,
+            mirror_lookaside: None,
         };
         let quiet = Settings {
             printer: crate::printer::Printer {

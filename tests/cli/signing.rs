@@ -541,12 +541,20 @@ fn a_fleet_syncs_signed_images_from_the_mirror_and_its_lookaside_alone() {
     assert_eq!(s.project.assert_store_valid(&fresh), 4);
     s.project.run(&["verify", "--store", fresh_arg]).success();
 
-    // The mirror's lookaside cannot swap the signature: the lock pins its digest.
+    // The mirror's lookaside cannot swap the signature: the lock pins its
+    // digest (the lookaside named by the flag this time).
     flip_middle_byte(&staged);
+    s.project.write("images.toml", &mirrors_only);
     let fresh = store("fresh-3");
     let run = s
         .project
-        .run(&["sync", "--store", fresh.to_str().expect("utf8")])
+        .run(&[
+            "sync",
+            "--store",
+            fresh.to_str().expect("utf8"),
+            "--mirror-lookaside",
+            "https://sigs.example.com/mirror-sigs",
+        ])
         .failure(1);
     assert!(
         run.stderr.contains("no mirror has blob") && run.stderr.contains("digest mismatch"),
