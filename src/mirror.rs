@@ -141,7 +141,7 @@ pub async fn push(
     let mut plans = Vec::new();
     for image in images {
         let plan = match image.source {
-            SourceKind::Docker | SourceKind::OciLayout => plan_oci(image, mirror)?,
+            SourceKind::Docker | SourceKind::OciLayout => plan_oci(store, image, mirror)?,
             _ => plan_aci(store, image, mirror)?,
         };
         plans.push(plan);
@@ -264,7 +264,7 @@ pub fn lookaside_path(repo: &Repository, manifest: &Digest) -> String {
     )
 }
 
-fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
+fn plan_oci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
     let repo = mirror.repository_for(&origin_of(image)?);
     let mut blobs = Vec::new();
     let mut manifests = Vec::new();
@@ -277,14 +277,22 @@ fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
             signatures.push((lookaside_path(&repo, &manifest.digest), sig.blob()));
         }
     }
-    if let Some(index) = &image.index {
-        manifests.push(index.clone());
-    }
-    let tag = image
+    let mut tag = image
         .reference
         .as_deref()
         .and_then(|r| crate::reference::Reference::parse(r).ok())
         .and_then(|r| r.tag().map(str::to_owned));
+    if let Some(index) = &image.index {
+        // A registry refuses an index whose children it lacks: an index of
+        // which the lock pins only some platforms goes up as a plain blob
+        // (`sync --mirror` reads it by digest) and the tag is left alone.
+        if pins_every_child(store, index, image)? {
+            manifests.push(index.clone());
+        } else {
+            blobs.push(index.clone());
+            tag = None;
+        }
+    }
     Ok(Planned {
         id: image.id.clone(),
         repo,
@@ -293,6 +301,18 @@ fn plan_oci(image: &LockedImage, mirror: &Mirror) -> anyhow::Result<Planned> {
         tag,
         signatures,
     })
+}
+
+/// Whether the lock pins every manifest `index` lists.
+fn pins_every_child(store: &Store, index: &Blob, image: &LockedImage) -> anyhow::Result<bool> {
+    let bytes = std::fs::read(store.blob_path(&index.digest))
+        .with_context(|| format!("cannot read index {} from the store", index.digest))?;
+    let parsed = oci::parse_index(&bytes)
+        .with_context(|| format!("index {} of image `{}`", index.digest, image.id))?;
+    Ok(parsed
+        .manifests
+        .iter()
+        .all(|child| image.manifests.iter().any(|m| m.digest == child.digest)))
 }
 
 /// An ACI goes up as an OCI artifact: the empty config, the ACI and its

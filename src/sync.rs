@@ -13,7 +13,7 @@ use std::sync::Arc;
 use crate::concurrency;
 use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::oci;
-use crate::registry::{RegistryClient, Repository};
+use crate::registry::{RegistryClient, RegistryError, Repository};
 use crate::store::Store;
 use anyhow::Context as _;
 
@@ -404,7 +404,7 @@ where
 {
     let mut misses = Vec::new();
     for repo in candidates {
-        match fetch_from_registry(client, repo, blob, store, reporter).await {
+        match fetch_from_mirror(client, repo, blob, store, reporter).await {
             Ok(_) => return Ok(()),
             Err(e) => misses.push(format!("  {}/{}: {e:#}", repo.base, repo.path)),
         }
@@ -425,6 +425,34 @@ fn no_mirror_has(blob: &Blob, misses: &[String]) -> anyhow::Error {
         ),
         "push the locked images to the mirror with `imagelock push PREFIX` (signatures: `--lookaside-staging DIR`, served at `[mirrors] lookaside`), or sync without --mirror-only",
     )
+}
+
+/// Fetches `blob` from a mirror repository like [`fetch_from_registry`], and
+/// a manifest the mirror lacks as a manifest from its blobs: `push` stores an
+/// index there as a plain blob when the lock pins only some of its platforms
+/// (a registry refuses an index whose children it lacks). The bytes are
+/// checked against the lock's digest either way.
+async fn fetch_from_mirror(
+    client: &RegistryClient,
+    repo: &Repository,
+    blob: &Blob,
+    store: &Store,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Blob> {
+    match fetch_from_registry(client, repo, blob, store, reporter).await {
+        Err(e)
+            if oci::manifest_kind(&blob.media_type).is_some()
+                && matches!(
+                    e.downcast_ref::<RegistryError>(),
+                    Some(RegistryError::Status { status, .. }) if *status == reqwest::StatusCode::NOT_FOUND
+                ) =>
+        {
+            download_resumable(client, &Remote::Registry(repo), blob, store, reporter)
+                .await
+                .map_err(|blob_error| e.context(format!("nor as a blob: {blob_error:#}")))
+        }
+        fetched => fetched,
+    }
 }
 
 /// Fetches `blob` from a registry repository: manifests by digest (capped,

@@ -24,6 +24,11 @@ struct Fleet {
 }
 
 fn fleet() -> Fleet {
+    fleet_of(&["linux/amd64", "linux/arm64"])
+}
+
+/// The fleet with `multi` locked for `platforms` of its two.
+fn fleet_of(platforms: &[&str]) -> Fleet {
     let origin = Registry::start(RegistryOptions::default());
     let mirror = Registry::start(RegistryOptions::default());
     let project = Project::new();
@@ -62,9 +67,11 @@ fn fleet() -> Fleet {
             "[registries.\"{host}\"]\ninsecure-http = true\n\n"
         ));
     }
+    let platforms: Vec<String> = platforms.iter().map(|p| format!("\"{p}\"")).collect();
     manifest.push_str(&format!(
-        "[images.multi]\ndocker = \"{}/test/multi:1\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\ninsecure = true\n\n[images.tool]\nurl = \"http://{}/tool.aci\"\ninsecure = true\n",
+        "[images.multi]\ndocker = \"{}/test/multi:1\"\nplatforms = [{}]\ninsecure = true\n\n[images.tool]\nurl = \"http://{}/tool.aci\"\ninsecure = true\n",
         origin.host(),
+        platforms.join(", "),
         aci_server.host()
     ));
     project.write("images.toml", &manifest);
@@ -207,6 +214,43 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
         ])
         .success();
     assert_eq!(f.project.assert_store_valid(&fresh), 8);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+}
+
+#[test]
+fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
+    if !peers() {
+        return;
+    }
+    // The registry would refuse the index as a manifest (its arm64 child is
+    // not pinned, so not pushed): it goes up as a blob, read back by digest.
+    let mut f = fleet_of(&["linux/amd64"]);
+    let prefix = format!("{}/mirror", f.mirror.host());
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    // The amd64 manifest and the ACI's artifact manifest.
+    assert_eq!(report["pushed"]["manifests"], 2, "{report}");
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    f.project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .success();
+    // index, the amd64 manifest, its config and layer; the ACI.
+    assert_eq!(f.project.assert_store_valid(&fresh), 5);
     f.project.run(&["verify", "--store", fresh_arg]).success();
 }
 
