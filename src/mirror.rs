@@ -580,9 +580,9 @@ async fn push_blob(
 /// Uploads a store blob into an open session: in one request when it fits a
 /// chunk, else streamed in one `PATCH`. After a failure, a large upload goes
 /// on from where the registry says the session stands; when the registry has
-/// dropped the session (distribution does once a request broke off mid-body)
-/// or the blob is small, a new session starts from the first byte. Failures
-/// are bounded by the client's retry policy.
+/// dropped the session (distribution does once a request broke off mid-body),
+/// the blob is small, or a resumed upload came out wrong, a new session starts
+/// from the first byte. Failures are bounded by the client's retry policy.
 async fn upload(
     client: &RegistryClient,
     store: &Store,
@@ -591,20 +591,34 @@ async fn upload(
     mut location: String,
 ) -> anyhow::Result<()> {
     let path = store.blob_path(&blob.digest);
+    std::fs::metadata(&path)
+        .with_context(|| format!("cannot read {} from the store", blob.digest))?;
     let policy = client.retry_policy();
     let mut offset = 0u64;
+    let mut resumed = false;
     let mut failures = 0;
     loop {
-        let error = match send_from(client, repo, &path, blob, &location, offset).await {
+        let error = match send_from(client, repo, &path, blob, &mut location, offset).await {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        if !worth_another_session(&error) || failures >= policy.retries {
+        // A registry that takes bytes at whatever offset they claim ends up
+        // with the wrong blob when a resume misjudged it: start over then.
+        let (retry, start_over) = match worth_another_session(&error) {
+            Retry::No => (false, false),
+            Retry::Yes => (true, false),
+            Retry::IfResumed => (resumed, true),
+        };
+        if !retry || failures >= policy.retries {
             return Err(error);
         }
         failures += 1;
         tokio::time::sleep(policy.backoff(failures, None)).await;
-        let resumed = if blob.size > PUSH_CHUNK_BYTES as u64 {
+        // The last answer may have been lost with the blob already whole.
+        if client.has_blob(repo, &blob.digest).await? {
+            return Ok(());
+        }
+        let status = if blob.size > PUSH_CHUNK_BYTES as u64 && !start_over {
             client
                 .upload_status(repo, &location)
                 .await
@@ -613,20 +627,22 @@ async fn upload(
         } else {
             None
         };
-        (offset, location) = match resumed {
+        resumed = status.is_some();
+        (offset, location) = match status {
             Some(status) => status,
             None => (0, client.start_upload(repo).await?),
         };
     }
 }
 
-/// Sends `blob` from `offset` on into the session at `location` and completes it.
+/// Sends `blob` from `offset` on into the session at `location` (which follows
+/// the session) and completes it.
 async fn send_from(
     client: &RegistryClient,
     repo: &Repository,
     path: &Path,
     blob: &Blob,
-    location: &str,
+    location: &mut String,
     offset: u64,
 ) -> anyhow::Result<()> {
     if offset == 0 && blob.size <= PUSH_CHUNK_BYTES as u64 {
@@ -636,27 +652,36 @@ async fn send_from(
             .await?;
         return Ok(());
     }
-    let mut location = location.to_owned();
     if offset < blob.size {
         let body = reqwest::Body::wrap_stream(FileStream::open(path, offset));
-        location = client
-            .upload_stream(repo, &location, offset, blob.size - offset, body)
+        *location = client
+            .upload_stream(repo, location, offset, blob.size - offset, body)
             .await?;
     }
-    client.finish_upload(repo, &location, &blob.digest).await?;
+    client.finish_upload(repo, location, &blob.digest).await?;
     Ok(())
 }
 
-/// Whether an upload failure may go away with the session resumed or
-/// replaced: the connection broke, the registry failed for a while, or it
-/// no longer knows the session. Refusals (auth, a wrong digest) are final.
-fn worth_another_session(error: &anyhow::Error) -> bool {
+/// Whether an upload failure may go away in a resumed or new session.
+enum Retry {
+    No,
+    Yes,
+    /// Only when the failed attempt resumed a session part-way.
+    IfResumed,
+}
+
+/// The connection broke, the registry failed for a moment, or it no longer
+/// knows the session: yes. A 400 (a wrong digest or size): only after a
+/// resume. Refusals (auth) and failures already retried: no.
+fn worth_another_session(error: &anyhow::Error) -> Retry {
     match error.downcast_ref::<RegistryError>() {
-        Some(RegistryError::Network { .. } | RegistryError::Exhausted { .. }) => true,
-        Some(RegistryError::Status { status, .. }) => {
-            status.is_server_error() || matches!(status.as_u16(), 404 | 408 | 416 | 429)
-        }
-        _ => false,
+        Some(RegistryError::Network { .. }) => Retry::Yes,
+        Some(RegistryError::Status { status, .. }) => match status.as_u16() {
+            404 | 408 | 416 | 429 | 500..=599 => Retry::Yes,
+            400 => Retry::IfResumed,
+            _ => Retry::No,
+        },
+        _ => Retry::No,
     }
 }
 

@@ -781,10 +781,13 @@ impl RegistryClient {
         if response.status() != StatusCode::NO_CONTENT {
             return Err(status_error(location, response).await);
         }
+        // distribution answers `0-0` for an empty session as well as for one
+        // byte: read it as empty (resending a byte costs nothing; a resume
+        // that skips one corrupts the upload).
         let held = header_str(response.headers(), "range")
             .and_then(|r| r.rsplit('-').next())
             .and_then(|last| last.parse::<u64>().ok())
-            .map_or(0, |last| last + 1);
+            .map_or(0, |last| if last == 0 { 0 } else { last + 1 });
         let next =
             upload_location(repo, location, &response).unwrap_or_else(|_| location.to_owned());
         Ok((held, next))

@@ -171,6 +171,13 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
                 path_contains: "/blobs/uploads/",
                 cut_after: 4 * 1024 * 1024,
             },
+            // Then the retry's PATCH before its first byte: the session
+            // survives (status `Range: 0-0`) and is resumed from byte 0.
+            Fault {
+                method: "PATCH",
+                path_contains: "/blobs/uploads/",
+                cut_after: 0,
+            },
             Fault {
                 method: "PUT",
                 path_contains: "/blobs/uploads/",
@@ -188,7 +195,7 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
     );
     let via_proxy = format!("{}/mirror", proxy.host());
     let run = f.project.run(&["push", &via_proxy, "--json"]).success();
-    assert_eq!(proxy.fired(), 2, "both faults must have fired");
+    assert_eq!(proxy.fired(), 3, "every fault must have fired");
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["pushed"]["images"], 2, "{report}");
     assert_eq!(report["pushed"]["manifests"], 4, "{report}");
