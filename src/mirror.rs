@@ -671,13 +671,16 @@ enum Retry {
 }
 
 /// The connection broke, the registry failed for a moment, or it no longer
-/// knows the session: yes. A 400 (a wrong digest or size): only after a
-/// resume. Refusals (auth) and failures already retried: no.
+/// knows the session: yes. A 401 on a streamed body (sent with the cached
+/// token, which may have just expired): yes, the check before the next
+/// attempt authenticates again and fails for good if credentials are refused.
+/// A 400 (a wrong digest or size): only after a resume. Refusals and failures
+/// already retried: no.
 fn worth_another_session(error: &anyhow::Error) -> Retry {
     match error.downcast_ref::<RegistryError>() {
         Some(RegistryError::Network { .. }) => Retry::Yes,
         Some(RegistryError::Status { status, .. }) => match status.as_u16() {
-            404 | 408 | 416 | 429 | 500..=599 => Retry::Yes,
+            401 | 404 | 408 | 416 | 429 | 500..=599 => Retry::Yes,
             400 => Retry::IfResumed,
             _ => Retry::No,
         },

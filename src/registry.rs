@@ -896,20 +896,30 @@ impl RegistryClient {
                     problem: "its Bearer challenge names no realm".into(),
                     fix: AuthFix::None,
                 })?;
-            let scope = bearer
+            // Ask for what the challenge names and what this client will do
+            // next in the repository (a HEAD is challenged for pull only, the
+            // upload after it needs push), and cache the token under the
+            // client's scope, which is what later requests look it up by.
+            let mut scopes: Vec<&str> = bearer
                 .params
                 .get("scope")
-                .map_or(scope, String::as_str)
-                .to_owned();
+                .map(|s| s.split_whitespace().collect())
+                .unwrap_or_default();
+            for wanted in scope.split_whitespace() {
+                if !scopes.contains(&wanted) {
+                    scopes.push(wanted);
+                }
+            }
             let token = self
                 .fetch_token(
                     host,
                     realm,
                     bearer.params.get("service"),
-                    &scope,
+                    &scopes,
                     credential.as_ref(),
                 )
                 .await?;
+            let scope = scope.to_owned();
             let header = format!("Bearer {}", token.0);
             let expires =
                 Instant::now() + Duration::from_secs(token.1).saturating_sub(TOKEN_EXPIRY_MARGIN);
@@ -951,10 +961,10 @@ impl RegistryClient {
         host: &str,
         realm: &str,
         service: Option<&String>,
-        scope: &str,
+        scopes: &[&str],
         credential: Option<&Credential>,
     ) -> Result<(String, u64), RegistryError> {
-        let mut query: Vec<(&str, &str)> = vec![("scope", scope)];
+        let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
         if let Some(service) = service {
             query.push(("service", service));
         }

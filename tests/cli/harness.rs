@@ -232,6 +232,18 @@ pub struct RegistryOptions {
     pub users: Vec<(&'static str, &'static str)>,
     /// (cert.pem, key.pem) for HTTPS.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Token authentication instead of Basic.
+    pub token: Option<TokenAuth>,
+}
+
+/// distribution's token authentication: clients get tokens from `realm`;
+/// the registry accepts those signed by the key of a certificate in
+/// `rootcertbundle` and naming `issuer` and `service`.
+pub struct TokenAuth {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    pub rootcertbundle: PathBuf,
 }
 
 impl Registry {
@@ -270,6 +282,15 @@ impl Registry {
                 config.push_str(&format!(
                     "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
                     htpasswd.display()
+                ));
+            }
+            if let Some(token) = &options.token {
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    token.realm,
+                    token.service,
+                    token.issuer,
+                    token.rootcertbundle.display()
                 ));
             }
             let config_path = data.path().join("config.yml");

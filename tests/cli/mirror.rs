@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::appc::Aci;
 use crate::harness::{
     Canned, Fault, FaultProxy, HostileServer, LayoutBuilder, Project, Registry, RegistryOptions,
-    peer, skopeo_push,
+    TokenAuth, peer, skopeo_push,
 };
 
 fn peers() -> bool {
@@ -29,8 +29,12 @@ fn fleet() -> Fleet {
 
 /// The fleet with `multi` locked for `platforms` of its two.
 fn fleet_of(platforms: &[&str]) -> Fleet {
+    fleet_with(platforms, Registry::start(RegistryOptions::default()))
+}
+
+/// The fleet with `mirror` as its mirror.
+fn fleet_with(platforms: &[&str], mirror: Registry) -> Fleet {
     let origin = Registry::start(RegistryOptions::default());
-    let mirror = Registry::start(RegistryOptions::default());
     let project = Project::new();
     let mut layout = LayoutBuilder::new(&project.dir.path().join("layout"));
     let layer = layout.layer(&[("data", &[42u8; 100_000][..])]);
@@ -258,6 +262,132 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
         .success();
     // index, the amd64 manifest, its config and layer; the ACI.
     assert_eq!(f.project.assert_store_valid(&fresh), 5);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+}
+
+#[test]
+fn a_mirror_behind_token_authentication() {
+    use base64::Engine as _;
+    if !peers() || !peer("openssl") {
+        return;
+    }
+    // distribution with token auth; the token server (in-test) hands out a
+    // token signed by a test CA, to alice only.
+    let work = tempfile::tempdir().expect("tempdir");
+    let certs = crate::peers::Certs::generate(&work.path().join("certs"), &[]);
+    let tokens = HostileServer::start(BTreeMap::new());
+    let mirror = Registry::start(RegistryOptions {
+        token: Some(TokenAuth {
+            realm: format!("http://{}/token", tokens.host()),
+            service: "test-registry".into(),
+            issuer: "test-issuer".into(),
+            rootcertbundle: certs.ca.clone(),
+        }),
+        ..RegistryOptions::default()
+    });
+    let mut f = fleet_with(&["linux/amd64", "linux/arm64"], mirror);
+    let origin_host = f.origin.host().replace(':', "_");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let access: Vec<serde_json::Value> = [
+        format!("mirror/{origin_host}/test/multi"),
+        "mirror/appc".into(),
+    ]
+    .iter()
+    .map(
+        |name| serde_json::json!({"type": "repository", "name": name, "actions": ["pull", "push"]}),
+    )
+    .collect();
+    let token = crate::peers::signed_token(
+        &certs,
+        &serde_json::json!({
+            "iss": "test-issuer", "sub": "alice", "aud": "test-registry",
+            "exp": now + 3600, "nbf": now - 60, "iat": now - 60, "jti": "imagelock-test",
+            "access": access,
+        }),
+    );
+    let alice = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("alice:pw")
+    );
+    tokens.set(
+        "/token",
+        Canned::ok(
+            serde_json::json!({"token": token, "expires_in": 3600})
+                .to_string()
+                .as_bytes(),
+            &[("Content-Type", "application/json")],
+        )
+        .requiring(&alice, r#"Basic realm="token""#),
+    );
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            tokens.host()
+        ),
+    );
+    let prefix = format!("{}/mirror", f.mirror.host());
+
+    // Anonymous: the token server refuses, and the hint says to log in.
+    let run = f.project.run(&["push", &prefix]).failure(1);
+    assert!(
+        run.stderr.contains("refused anonymous access")
+            && run.stderr.contains(&format!(
+                "hint: log in with `skopeo login {}`",
+                f.mirror.host()
+            )),
+        "{}",
+        run.stderr
+    );
+
+    // alice's credentials (containers auth.json) for the mirror.
+    let auth_file = f.project.dir.path().join("auth.json");
+    std::fs::write(
+        &auth_file,
+        serde_json::json!({"auths": {f.mirror.host(): {"auth": base64::engine::general_purpose::STANDARD.encode("alice:pw")}}}).to_string(),
+    )
+    .expect("write auth.json");
+    f.project
+        .env
+        .insert("REGISTRY_AUTH_FILE".into(), auth_file.display().to_string());
+    // One token per repository and scope, reused: the HEADs (challenged for
+    // pull) and the uploads after them (push) share it.
+    let before = tokens.hits("/token");
+    f.project.run(&["push", &prefix]).success();
+    let asked = tokens.hits("/token") - before;
+    assert!(asked <= 4, "{asked} token requests for 2 repositories");
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    // The second push asks each repository once (its top manifest) and
+    // reuses each token: at most one token per repository.
+    let before = tokens.hits("/token");
+    f.project.run(&["push", &prefix]).success();
+    assert!(
+        tokens.hits("/token") - before <= 2,
+        "{} token requests",
+        tokens.hits("/token") - before
+    );
+
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    f.project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .success();
+    assert_eq!(f.project.assert_store_valid(&fresh), 8);
     f.project.run(&["verify", "--store", fresh_arg]).success();
 }
 

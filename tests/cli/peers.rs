@@ -310,3 +310,35 @@ impl Gpg {
         self.gpg(&args);
     }
 }
+
+/// A registry token (a JWT, RS256) with `claims`, signed by the key of the
+/// test CA of `certs` and carrying that certificate (`x5c`), as distribution's
+/// token authentication verifies against `rootcertbundle`.
+pub fn signed_token(certs: &Certs, claims: &serde_json::Value) -> String {
+    use base64::Engine as _;
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let dir = certs.ca.parent().expect("the CA lives in a directory");
+    let der = run_tool(
+        "openssl",
+        dir,
+        &["x509", "-in", "ca.pem", "-outform", "DER"],
+    );
+    let header = serde_json::json!({
+        "alg": "RS256",
+        "typ": "JWT",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(der)],
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let input_file = dir.join("token-input");
+    std::fs::write(&input_file, &signing_input).expect("write token input");
+    let signature = run_tool(
+        "openssl",
+        dir,
+        &["dgst", "-sha256", "-sign", "ca.key", "token-input"],
+    );
+    format!("{signing_input}.{}", b64(&signature))
+}
