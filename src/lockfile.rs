@@ -444,6 +444,14 @@ impl Lock {
                     image.id
                 )));
             }
+            if let Some(registry) = &image.registry
+                && !is_registry_endpoint(registry)
+            {
+                return Err(invalid(format!(
+                    "image `{}` names registry `{registry}`, which is not an endpoint like `https://HOST[:PORT]`",
+                    image.id
+                )));
+            }
             let id = image.id.clone();
             if images.insert(id.clone(), image).is_some() {
                 return Err(invalid(format!("image `{id}` is pinned twice")));
@@ -660,6 +668,18 @@ fn render_image(out: &mut String, image: &LockedImage) {
 /// Where the lock for a manifest lives.
 pub fn lock_path_for(manifest_path: &Path) -> PathBuf {
     manifest_path.with_file_name(LOCK_FILE)
+}
+
+/// Whether `value` is a registry endpoint as the lock writes them:
+/// `http(s)://HOST[:PORT]`, nothing more (it names store paths and mirror
+/// repositories, so a path, `..` or credentials in it are refused).
+fn is_registry_endpoint(value: &str) -> bool {
+    let Ok(url) = reqwest::Url::parse(value) else {
+        return false;
+    };
+    matches!(url.scheme(), "http" | "https")
+        && url.host_str().is_some_and(|h| !h.is_empty())
+        && value == format!("{}://{}", url.scheme(), crate::registry::host_port(&url))
 }
 
 #[cfg(test)]
@@ -882,6 +902,34 @@ mod tests {
             assert!(
                 Lock::parse(Path::new("images.lock"), bad).is_err(),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn registries_must_be_bare_endpoints() {
+        let mut lock = Lock::default();
+        lock.images.insert("oci".into(), image("oci"));
+        let good = lock.render();
+        assert!(
+            good.contains("registry = \"http://127.0.0.1:5000\""),
+            "{good}"
+        );
+        Lock::parse(Path::new("images.lock"), &good).expect("parses");
+        for bad in [
+            "https://h/../../x",
+            "https://h/",
+            "https://user:pw@h",
+            "https://h?x=1",
+            "HTTPS://h",
+            "ftp://h",
+            "h:5000",
+        ] {
+            let text = good.replace("http://127.0.0.1:5000", bad);
+            let error = Lock::parse(Path::new("images.lock"), &text).expect_err(bad);
+            assert!(
+                error.to_string().contains("not an endpoint"),
+                "{bad}: {error}"
             );
         }
     }
