@@ -243,11 +243,27 @@ pub fn origin_of(image: &LockedImage) -> anyhow::Result<Repository> {
                 path: parsed.path().to_owned(),
             })
         }
-        // Local layouts: named after the store's name for them.
+        // Local layouts (which every checkout has; sync reads them there, not
+        // from mirrors): under `local/`, the ID made a valid repository name.
         _ => Ok(Repository {
             base: "https://imagelock.local".into(),
-            path: format!("local/{}", image.id.to_ascii_lowercase()),
+            path: format!("local/{}", repository_component(&image.id)),
         }),
+    }
+}
+
+/// `id` as one repository path component (`[a-z0-9]+(-[a-z0-9]+)*`): lowercase,
+/// every run of other characters one `-`.
+fn repository_component(id: &str) -> String {
+    let lower = id.to_ascii_lowercase();
+    let words: Vec<&str> = lower
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .collect();
+    if words.is_empty() {
+        "image".to_owned()
+    } else {
+        words.join("-")
     }
 }
 
@@ -756,4 +772,21 @@ async fn read_chunk(path: &Path, offset: u64, length: u64) -> anyhow::Result<byt
     })
     .await
     .context("a chunk reader panicked")?
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn local_image_ids_become_valid_repository_names() {
+        for (id, name) in [
+            ("hello", "hello"),
+            ("My_App", "my-app"),
+            ("a..b", "a-b"),
+            ("-x_", "x"),
+            ("__", "image"),
+            ("v1.2", "v1-2"),
+        ] {
+            assert_eq!(super::repository_component(id), name, "{id}");
+        }
+    }
 }
