@@ -346,7 +346,7 @@ pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::R
     let mut out = Lock::default();
     for (id, image) in &lock.images {
         let root = image.dependency_of.as_ref().unwrap_or(id);
-        if !images.is_empty() && !images.contains(root) {
+        if !images.is_empty() && !images.contains(root) && !images.contains(id) {
             continue;
         }
         let mut image = image.clone();
@@ -364,4 +364,34 @@ pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::R
         out.images.insert(id.clone(), image);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::digest::Digest;
+    use crate::lockfile::{Lock, LockedImage, SourceKind};
+
+    #[test]
+    fn subsets_by_image_keep_roots_with_their_dependencies_and_named_dependencies() {
+        let mut lock = Lock::default();
+        for (id, parent) in [("app", None), ("base", Some("app")), ("other", None)] {
+            let mut image = LockedImage::new(
+                id,
+                SourceKind::Appc,
+                format!("example.com/{id}"),
+                Digest::sha256_of(id.as_bytes()),
+            );
+            image.dependency_of = parent.map(str::to_owned);
+            lock.images.insert(id.into(), image);
+        }
+        let ids = |images: &[&str]| -> Vec<String> {
+            let wanted: Vec<String> = images.iter().map(|s| (*s).to_owned()).collect();
+            let subset = super::subset(&lock, &wanted, &[]).expect("subset");
+            subset.images.keys().cloned().collect()
+        };
+        assert_eq!(ids(&["app"]), ["app", "base"]);
+        assert_eq!(ids(&["base"]), ["base"]);
+        assert_eq!(ids(&["other"]), ["other"]);
+        assert_eq!(ids(&[]), ["app", "base", "other"]);
+    }
 }

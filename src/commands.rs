@@ -681,11 +681,21 @@ pub fn export(
         )
     })?;
     let _shared = store.lock_shared()?;
+    // Each key file once, named by its path under the manifest's directory
+    // (`..` and root components dropped: a tar entry may not climb out).
     let keys: Vec<(String, PathBuf)> = manifest
         .trust
         .values()
         .flat_map(|t| t.keys.iter())
-        .map(|k| (k.clone(), manifest.dir().join(k)))
+        .map(|k| {
+            let name: PathBuf = Path::new(k)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            (name.to_string_lossy().into_owned(), manifest.dir().join(k))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
         .collect();
     let exported = crate::bundle::export(&store, &lock, &keys, file)?;
     printer.status(format!(

@@ -246,3 +246,36 @@ fn damaged_or_altered_bundles_are_refused_by_entry() {
         run.stderr
     );
 }
+
+#[test]
+fn trusted_key_files_go_into_the_bundle_once_each_wherever_they_live() {
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+    let image = layout.image(
+        "linux",
+        "amd64",
+        &[layout.layer(&[("hello.txt", &b"hi\n"[..])])],
+    );
+    layout.tag("1", &image);
+    // A key beside the project, not under it, named twice (two spellings).
+    let shared = project.root().parent().expect("parent").join("shared-keys");
+    std::fs::create_dir_all(&shared).expect("mkdir");
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/keys/example-TEST-ONLY.asc"),
+        shared.join("team.asc"),
+    )
+    .expect("copy key");
+    project.write(
+        "images.toml",
+        "[trust.\"imagelock.example/\"]\nkeys = [\"../shared-keys/team.asc\"]\n\n[trust.\"imagelock.example/other/\"]\nkeys = [\"./../shared-keys/team.asc\"]\n\n[images.hello]\npath = \"layout:1\"\ninsecure = true\n",
+    );
+    project.run(&["sync"]).success();
+    let bundle = project.root().join("bundle.tar.zst");
+    let run = project
+        .run(&["export", bundle.to_str().expect("utf8")])
+        .success();
+    assert!(run.stderr.contains("1 key file"), "{}", run.stderr);
+    let names = entries(&bundle);
+    let keys: Vec<&String> = names.iter().filter(|n| n.starts_with("keys/")).collect();
+    assert_eq!(keys, ["keys/shared-keys/team.asc"], "{names:?}");
+}
