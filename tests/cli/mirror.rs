@@ -392,6 +392,57 @@ fn a_mirror_behind_token_authentication() {
 }
 
 #[test]
+fn pushes_killed_part_way_are_finished_by_the_next_push() {
+    if !peers() {
+        return;
+    }
+    let mut f = fleet();
+    // How long a whole push takes here (into other repositories of the
+    // mirror); kill points are spread over the first 80% of it.
+    let started = std::time::Instant::now();
+    f.project
+        .run(&["push", &format!("{}/probe", f.mirror.host())])
+        .success();
+    let full = started.elapsed();
+    let prefix = format!("{}/mirror", f.mirror.host());
+    let mut killed = 0;
+    for fraction in [0.05, 0.15, 0.3, 0.45, 0.6, 0.8] {
+        let mut child = f.project.spawn(&["push", &prefix]);
+        std::thread::sleep(full.mul_f64(fraction));
+        if child.try_wait().expect("try_wait").is_none() {
+            child.kill().expect("kill -9");
+            killed += 1;
+        }
+        let _ = child.wait();
+    }
+    assert!(killed >= 3, "only {killed} pushes were killed part-way");
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(report["pushed"]["images"], 2, "{report}");
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    f.project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .success();
+    assert_eq!(f.project.assert_store_valid(&fresh), 8);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+}
+
+#[test]
 fn a_tampered_mirror_cannot_make_a_wrong_image_pass() {
     if !peers() {
         return;
