@@ -1,0 +1,153 @@
+//! `export`, `import`, `push`: carrying the locked images across an air gap or to a mirror.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde_json::json;
+
+use crate::cli::Settings;
+use crate::errors::hinted;
+use crate::lockfile::lock_path_for;
+use crate::printer::{human_bytes, human_duration, plural};
+use crate::registry::LazyClient;
+
+use super::{
+    existing_store, http_options, import_bundle, load_manifest, open_store, require_lock,
+    stale_error, store_from_manifest_leniently,
+};
+
+/// `imagelock export`.
+pub fn export(
+    settings: &Settings,
+    file: &Path,
+    images: &[String],
+    platforms: &[String],
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
+    let stale = lock.staleness(manifest.images.values());
+    if !stale.is_fresh() {
+        return Err(stale_error(
+            &lock_path, &lock, &manifest, &stale, "`export`",
+        ));
+    }
+    let lock = crate::bundle::subset(&lock, images, platforms)?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first, so the bundle can carry the images",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    // Each key file once, named by its path under the manifest's directory
+    // (`..` and root components dropped: a tar entry may not climb out).
+    let keys: Vec<(String, PathBuf)> = manifest
+        .trust
+        .values()
+        .flat_map(|t| t.keys.iter())
+        .map(|k| {
+            let name: PathBuf = Path::new(k)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            (name.to_string_lossy().into_owned(), manifest.dir().join(k))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    let exported = crate::bundle::export(&store, &lock, &keys, file)?;
+    printer.status(format!(
+        "Exported {}, {} ({}) and {} to {} ({}) in {}",
+        plural(exported.images, "image"),
+        plural(exported.blobs, "blob"),
+        human_bytes(exported.bytes),
+        plural(exported.keys, "key file"),
+        file.display(),
+        human_bytes(exported.file_bytes),
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "bundle": file, "exported": exported }));
+    Ok(())
+}
+
+/// `imagelock import`.
+pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
+    let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
+    let _shared = store.lock_shared()?;
+    let imported = import_bundle(settings, &store, file).await?;
+    settings
+        .printer
+        .status("Run `imagelock sync --offline` to check that the project's lock is satisfied.");
+    settings
+        .printer
+        .json(&json!({ "bundle": file, "imported": imported }));
+    Ok(())
+}
+
+/// `imagelock push`.
+pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let manifest = load_manifest(&settings.manifest)?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
+    let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
+    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "run `imagelock sync` first: push copies from the store",
+        )
+    })?;
+    let _shared = store.lock_shared()?;
+    let missing: Vec<String> = lock
+        .blobs()
+        .into_values()
+        .filter(|b| !store.contains(b))
+        .map(|b| b.digest.to_string())
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "the store lacks {} the lock pins (first: {})",
+                plural(missing.len(), "blob"),
+                missing[0]
+            ),
+            "run `imagelock sync` first: push copies from the store",
+        ));
+    }
+    let mut hosts = manifest.insecure_http_hosts();
+    hosts.extend(lock.plain_http_hosts());
+    let client = LazyClient::new(http_options(settings, hosts)).get()?;
+    let images: Vec<_> = lock.images.values().cloned().collect();
+    let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    printer.status(format!(
+        "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
+        plural(pushed.images, "image"),
+        mirror.base,
+        mirror.path,
+        plural(pushed.uploaded, "blob"),
+        human_bytes(pushed.bytes),
+        pushed.mounted,
+        pushed.present,
+        plural(pushed.manifests, "manifest"),
+        if pushed.signatures > 0 {
+            format!(", {}", plural(pushed.signatures, "signature"))
+        } else {
+            String::new()
+        },
+        human_duration(started.elapsed())
+    ));
+    printer.json(&json!({ "mirror": prefix, "pushed": pushed }));
+    Ok(())
+}

@@ -1,0 +1,176 @@
+//! `gc`, `fsck`, `render`: the store itself.
+
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::{LockMode, Settings, SyncSettings};
+use crate::errors::hinted;
+use crate::lockfile::{Lock, lock_path_for};
+use crate::printer::{human_bytes, human_duration, plural};
+
+use super::{existing_store, require_lock, store_from_manifest_leniently, store_location};
+
+/// `imagelock gc`.
+pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+    let printer = settings.printer;
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let Some(store) = store else {
+        printer.status(format!(
+            "There is no store at {}: nothing to collect",
+            store_path.display()
+        ));
+        printer.json(&json!({ "store": store_path, "dry_run": dry_run, "bytes_freed": 0 }));
+        return Ok(());
+    };
+    let _exclusive = store.lock_exclusive()?;
+    let (keep, dead, live) = crate::gc::live_set(&store)?;
+    let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;
+    for (digest, size) in &collected.blobs {
+        printer.detail(format!("  {digest} ({})", human_bytes(*size)));
+    }
+    for root in &collected.dead_roots {
+        printer.detail(format!("  dead root {}", root.display()));
+    }
+    let verb = if dry_run { "Would remove" } else { "Removed" };
+    printer.status(format!(
+        "{verb} {} ({}), {}, {} and {} from {}; {} live",
+        plural(collected.blobs.len(), "blob"),
+        human_bytes(collected.bytes()),
+        plural(collected.refs.len(), "index ref"),
+        plural(collected.rendered.len(), "rendered tree"),
+        plural(collected.dead_roots.len(), "dead root"),
+        store_path.display(),
+        plural(live, "root")
+    ));
+    printer.json(&json!({
+        "store": store_path,
+        "dry_run": dry_run,
+        "live_roots": live,
+        "removed": collected,
+        "bytes_freed": collected.bytes(),
+    }));
+    Ok(())
+}
+
+/// `imagelock fsck`.
+pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let (store_path, store) =
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+    let store = store.ok_or_else(|| {
+        hinted(
+            format!("there is no store at {}", store_path.display()),
+            "`--store DIR` names another store",
+        )
+    })?;
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = Lock::load(&lock_path).ok().flatten();
+    let needed = lock
+        .as_ref()
+        .map(crate::fsck::needed_by)
+        .unwrap_or_default();
+    let report = {
+        let _lock = if repair {
+            store.lock_exclusive()?
+        } else {
+            store.lock_shared()?
+        };
+        let report = crate::fsck::check(&store, &needed).await?;
+        if repair && !report.corrupt.is_empty() {
+            let moved = crate::fsck::quarantine(&store, &report)?;
+            printer.status(format!(
+                "Moved {} to {}",
+                plural(moved.len(), "corrupt blob"),
+                store.root().join("quarantine").display()
+            ));
+        }
+        report
+    };
+    for (digest, why) in &report.corrupt {
+        printer.warn(format!("  corrupt  {digest}: {why}"));
+    }
+    for (digest, who) in &report.missing {
+        printer.warn(format!("  missing  {digest} (needed by {who})"));
+    }
+    let rate = report.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
+    printer.status(format!(
+        "Checked {} ({}) in {} ({}/s): {} corrupt, {} missing",
+        plural(report.blobs, "blob"),
+        human_bytes(report.bytes),
+        human_duration(started.elapsed()),
+        human_bytes(rate as u64),
+        report.corrupt.len(),
+        report.missing.len()
+    ));
+    printer.json(&json!({ "store": store_path, "ok": report.ok(), "report": report }));
+    if report.ok() {
+        return Ok(());
+    }
+    if repair && lock.is_some() {
+        printer.status(format!("Fetching again what {} needs", lock_path.display()));
+        let options = SyncSettings {
+            mode: LockMode::Frozen,
+            offline: false,
+            dry_run: false,
+            prune: false,
+            from: None,
+            mirrors: Vec::new(),
+            mirror_only: false,
+            mirror_lookaside: None,
+        };
+        let quiet = Settings {
+            printer: crate::printer::Printer {
+                json: false,
+                ..settings.printer
+            },
+            ..settings.clone()
+        };
+        super::sync(&quiet, options).await?;
+        let again = crate::fsck::check(&store, &needed).await?;
+        if again.corrupt.is_empty() && again.missing.is_empty() {
+            printer.status("Repaired: the store is sound");
+            return Ok(());
+        }
+        return Err(hinted(
+            format!(
+                "{} still has {} corrupt and {} missing blobs after the repair",
+                store_path.display(),
+                again.corrupt.len(),
+                again.missing.len()
+            ),
+            "blobs only index.json references (no lock needs them) cannot be fetched again; `imagelock gc` drops them",
+        ));
+    }
+    Err(hinted(
+        format!(
+            "{} has {} corrupt and {} missing blobs",
+            store_path.display(),
+            report.corrupt.len(),
+            report.missing.len()
+        ),
+        "`imagelock fsck --repair` quarantines corrupt blobs and fetches again what images.lock needs",
+    ))
+}
+
+/// `imagelock render`: the lock as written (like `sync --frozen`), the store only.
+pub async fn render(
+    settings: &Settings,
+    request: crate::render::RenderRequest,
+) -> anyhow::Result<()> {
+    let lock_path = lock_path_for(&settings.manifest);
+    let lock = require_lock(
+        &lock_path,
+        "run `imagelock lock` and `imagelock sync` first",
+    )?;
+    let store_path = store_location(settings, store_from_manifest_leniently(&settings.manifest));
+    let (manifest, printer) = (settings.manifest.clone(), settings.printer);
+    tokio::task::spawn_blocking(move || {
+        crate::render::run(&manifest, &lock, &store_path, &request, printer)
+    })
+    .await
+    .context("the renderer panicked")?
+}

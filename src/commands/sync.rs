@@ -1,0 +1,317 @@
+//! `sync`: the lock materialised in the store.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde_json::json;
+
+use crate::cli::{LockMode, Settings, SyncSettings};
+use crate::errors::hinted;
+use crate::lockfile::{Lock, lock_path_for};
+use crate::manifest::Manifest;
+use crate::printer::{human_bytes, human_duration, plural};
+use crate::registry::LazyClient;
+use crate::store::Store;
+use crate::trust::TrustStore;
+
+use super::{
+    http_options, import_bundle, load_manifest, open_store, relock, resolver_for, stale_error,
+    store_from_manifest_leniently,
+};
+
+/// `imagelock sync`.
+pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let printer = settings.printer;
+    let lock_path = lock_path_for(&settings.manifest);
+    let missing_lock = || {
+        hinted(
+            format!("no lock file at {}", lock_path.display()),
+            "run `imagelock lock` to create it (and commit it)",
+        )
+    };
+    let (lock, manifest, insecure_http) = match options.mode {
+        LockMode::Frozen => {
+            let lock = Lock::load(&lock_path)?.ok_or_else(missing_lock)?;
+            // Without the manifest, plain HTTP is allowed only for the hosts the lock was made with.
+            let hosts = lock.plain_http_hosts();
+            (lock, None, hosts)
+        }
+        LockMode::Locked | LockMode::Write => {
+            let manifest = Arc::new(load_manifest(&settings.manifest)?);
+            let old = Lock::load(&lock_path)?;
+            if old.is_none() && options.mode == LockMode::Locked {
+                return Err(missing_lock());
+            }
+            let old = old.unwrap_or_default();
+            let stale = old.staleness(manifest.images.values());
+            let lock = if stale.is_fresh() {
+                old
+            } else if options.mode == LockMode::Locked {
+                return Err(stale_error(
+                    &lock_path,
+                    &old,
+                    &manifest,
+                    &stale,
+                    "`sync --locked`",
+                ));
+            } else if options.offline {
+                return Err(crate::errors::stale(hinted(
+                    format!(
+                        "{} is out of date ({}) and --offline forbids resolving:\n  {}",
+                        lock_path.display(),
+                        stale.describe(),
+                        crate::drift::explain(&old, &manifest, &stale).join("\n  ")
+                    ),
+                    "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
+                )));
+            } else {
+                let resolver = resolver_for(settings, manifest.clone(), &stale)?;
+                let new = relock(resolver, &old, &stale).await?;
+                new.write_if_changed(&lock_path)
+                    .with_context(|| format!("cannot write {}", lock_path.display()))?;
+                printer.status(format!(
+                    "Updated {} ({})",
+                    lock_path.display(),
+                    stale.describe()
+                ));
+                new
+            };
+            let hosts = manifest.insecure_http_hosts();
+            (lock, Some(manifest), hosts)
+        }
+    };
+    let client = LazyClient::new(http_options(settings, insecure_http));
+    let manifest_store = match &manifest {
+        Some(m) => m.store_path.clone(),
+        None => store_from_manifest_leniently(&settings.manifest),
+    };
+    if let Some(manifest) = &manifest {
+        let problems: Vec<String> = lock
+            .images
+            .values()
+            .filter_map(|image| {
+                crate::verify::policy_problem(image, &lock, manifest)
+                    .map(|p| format!("  {}: {p}", image.id))
+            })
+            .collect();
+        if !problems.is_empty() {
+            return Err(hinted(
+                format!(
+                    "{} does not satisfy the trust policy of {}:\n{}",
+                    lock_path.display(),
+                    manifest.path.display(),
+                    problems.join("\n")
+                ),
+                "re-lock the named images (remove them from images.lock, then `imagelock lock`), or change [trust] / `insecure` in images.toml",
+            ));
+        }
+    }
+    let (store_path, store) = open_store(settings, manifest_store)?;
+    let shared = store.lock_shared()?;
+    let imported = match &options.from {
+        Some(bundle) => import_bundle(settings, &store, bundle).await?.digests,
+        None => Vec::new(),
+    };
+    let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
+    let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
+    let summary = json!({
+        "store": store_path,
+        "images": plan.images,
+        "blobs": plan.blobs,
+        "bytes": plan.bytes,
+        "present": plan.present,
+        "fetch": plan.missing.len(),
+        "fetch_bytes": plan.missing_bytes(),
+        "dry_run": options.dry_run,
+    });
+    if options.dry_run {
+        for m in &plan.missing {
+            printer.status(format!(
+                "Would fetch {} ({}) for {}",
+                m.blob.digest,
+                human_bytes(m.blob.size),
+                m.images.join(", ")
+            ));
+        }
+        printer.status(format!(
+            "Would fetch {} ({}) for {}; {} already present",
+            plural(plan.missing.len(), "blob"),
+            human_bytes(plan.missing_bytes()),
+            plural(plan.images, "image"),
+            plan.present
+        ));
+        printer.json(&summary);
+        return Ok(());
+    }
+    if options.offline {
+        let offline_missing: Vec<String> = plan
+            .needs_network()
+            .map(|m| {
+                format!(
+                    "  {} ({}) for {}",
+                    m.blob.digest,
+                    human_bytes(m.blob.size),
+                    m.images.join(", ")
+                )
+            })
+            .collect();
+        if !offline_missing.is_empty() {
+            return Err(hinted(
+                format!(
+                    "--offline: {} needed by the lock are not in the store at {}:\n{}",
+                    plural(offline_missing.len(), "blob"),
+                    store_path.display(),
+                    offline_missing.join("\n")
+                ),
+                "run `imagelock sync` once with network access to fill the store",
+            ));
+        }
+    }
+    let mirrors = sync_mirrors(&options, manifest.as_deref(), &lock)?;
+    crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
+    crate::gc::register(&store, &lock_path, &lock).with_context(|| {
+        format!(
+            "cannot register {} as a root of the store",
+            lock_path.display()
+        )
+    })?;
+    let signatures = match &manifest {
+        Some(manifest) => {
+            let fetched = plan
+                .missing
+                .iter()
+                .map(|m| m.blob.digest.clone())
+                .chain(imported)
+                .collect();
+            check_new_signatures(&lock, &fetched, &store, manifest).await?
+        }
+        None => {
+            let fetched_signed = plan.missing.iter().any(|m| {
+                m.images
+                    .iter()
+                    .any(|id| lock.images.get(id).is_some_and(|i| i.verified))
+            });
+            if fetched_signed {
+                printer.status(
+                    "Signatures not re-checked: --frozen does not read images.toml, where the keys are; run `imagelock verify`",
+                );
+            }
+            0
+        }
+    };
+    let took = human_duration(started.elapsed());
+    if signatures > 0 {
+        printer.status(format!(
+            "Verified {} with the keys in {}",
+            plural(signatures, "signature"),
+            settings.manifest.display()
+        ));
+    }
+    if plan.missing.is_empty() {
+        printer.status(format!(
+            "Synced {}: all {} already in the store ({took})",
+            plural(plan.images, "image"),
+            plural(plan.blobs, "blob")
+        ));
+    } else {
+        printer.status(format!(
+            "Synced {}, {} ({}) in {took}{}",
+            plural(plan.images, "image"),
+            plural(plan.missing.len(), "blob"),
+            human_bytes(plan.missing_bytes()),
+            if plan.present > 0 {
+                format!("; {} already present", plan.present)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    if options.prune {
+        drop(shared);
+        let _exclusive = store.lock_exclusive()?;
+        let keep = lock.blobs().into_keys().collect();
+        let pruned = crate::gc::collect(&store, &keep, &[], false)?;
+        printer.status(format!(
+            "Pruned {} ({}) that {} does not need",
+            plural(pruned.blobs.len(), "blob"),
+            human_bytes(pruned.bytes()),
+            lock_path.display()
+        ));
+    }
+    printer.json(&summary);
+    Ok(())
+}
+
+/// The mirrors a sync reads from: `--mirror` first, then `[mirrors]`.
+fn sync_mirrors(
+    options: &SyncSettings,
+    manifest: Option<&Manifest>,
+    lock: &Lock,
+) -> anyhow::Result<crate::sync::Mirrors> {
+    let from_manifest = manifest.map(|m| m.mirrors.clone()).unwrap_or_default();
+    let plain = |host: &str| {
+        manifest.map_or_else(
+            || lock.plain_http_hosts().iter().any(|h| h == host),
+            |m| m.insecure_http(host),
+        )
+    };
+    let mirrors = options
+        .mirrors
+        .iter()
+        .chain(&from_manifest.prefixes)
+        .map(|p| crate::mirror::Mirror::parse(p, plain))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let only = options.mirror_only || from_manifest.only;
+    if only && mirrors.is_empty() {
+        return Err(hinted(
+            "--mirror-only needs a mirror",
+            "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
+        ));
+    }
+    Ok(crate::sync::Mirrors {
+        mirrors,
+        only,
+        lookaside: options.mirror_lookaside.clone().or(from_manifest.lookaside),
+    })
+}
+
+/// Re-verifies, with the manifest's keys, the signatures of the images whose
+/// blobs this sync fetched or imported (blobs already in the store were
+/// verified when they were stored).
+async fn check_new_signatures(
+    lock: &Lock,
+    fetched: &std::collections::BTreeSet<crate::digest::Digest>,
+    store: &Store,
+    manifest: &Manifest,
+) -> anyhow::Result<usize> {
+    let images: Vec<crate::lockfile::LockedImage> = lock
+        .images
+        .values()
+        .filter(|i| i.signature.is_some() || i.manifests.iter().any(|m| m.signature.is_some()))
+        .filter(|i| i.blobs().iter().any(|b| fetched.contains(&b.digest)))
+        .cloned()
+        .collect();
+    if images.is_empty() {
+        return Ok(0);
+    }
+    let trust = TrustStore::new(manifest);
+    let store = store.clone();
+    let count = images.len();
+    tokio::task::spawn_blocking(move || {
+        for image in &images {
+            crate::verify::check_pinned_signatures(image, &store, &trust).map_err(|problem| {
+                hinted(
+                    format!("image `{}`: {problem}", image.id),
+                    "check [trust] in images.toml; `imagelock verify` re-checks the whole store",
+                )
+            })?;
+        }
+        Ok::<_, anyhow::Error>(())
+    })
+    .await
+    .context("the signature checker panicked")??;
+    Ok(count)
+}
