@@ -671,15 +671,15 @@ pub fn lock_path_for(manifest_path: &Path) -> PathBuf {
 }
 
 /// Whether `value` is a registry endpoint as the lock writes them:
-/// `http(s)://HOST[:PORT]`, nothing more (it names store paths and mirror
-/// repositories, so a path, `..` or credentials in it are refused).
+/// `http(s)://` and a registry host as image references spell it (the same
+/// grammar; the lock keeps the user's spelling), nothing more: it names store
+/// entries, mirror repositories and lookaside staging paths, so a path, `..`
+/// or credentials are refused.
 fn is_registry_endpoint(value: &str) -> bool {
-    let Ok(url) = reqwest::Url::parse(value) else {
+    let Some((scheme, host)) = value.split_once("://") else {
         return false;
     };
-    matches!(url.scheme(), "http" | "https")
-        && url.host_str().is_some_and(|h| !h.is_empty())
-        && value == format!("{}://{}", url.scheme(), crate::registry::host_port(&url))
+    matches!(scheme, "http" | "https") && crate::reference::check_domain(host).is_ok()
 }
 
 #[cfg(test)]
@@ -916,6 +916,20 @@ mod tests {
             "{good}"
         );
         Lock::parse(Path::new("images.lock"), &good).expect("parses");
+        // Every host spelling a reference may use, as the lock keeps it.
+        for fine in [
+            "https://registry-1.docker.io",
+            "https://Registry.Example.COM",
+            "https://registry.example.com:443",
+            "http://localhost:05000",
+            "http://10.0.0.01:5000",
+            "https://[FE80::1]:5000",
+            "http://[::1]:5000",
+            "https://reg.1",
+        ] {
+            let text = good.replace("http://127.0.0.1:5000", fine);
+            Lock::parse(Path::new("images.lock"), &text).expect(fine);
+        }
         for bad in [
             "https://h/../../x",
             "https://h/",
@@ -924,6 +938,7 @@ mod tests {
             "HTTPS://h",
             "ftp://h",
             "h:5000",
+            "https://",
         ] {
             let text = good.replace("http://127.0.0.1:5000", bad);
             let error = Lock::parse(Path::new("images.lock"), &text).expect_err(bad);

@@ -73,12 +73,16 @@ impl Mirror {
 
     /// Where the mirror keeps the images of `origin`: the origin's host becomes
     /// one path component (lowercase, `:` before a port written `_`, since
-    /// repository names allow no colon).
+    /// repository names allow no colon; an IPv6 address `[a::b]` written
+    /// `ipv6-a-b`).
     pub fn repository_for(&self, origin: &Repository) -> Repository {
-        let host = origin.host().to_ascii_lowercase().replace(':', "_");
         Repository {
             base: self.base.clone(),
-            path: self.join(&format!("{host}/{}", origin.path)),
+            path: self.join(&format!(
+                "{}/{}",
+                host_component(origin.host()),
+                origin.path
+            )),
         }
     }
 
@@ -250,6 +254,17 @@ pub fn origin_of(image: &LockedImage) -> anyhow::Result<Repository> {
             path: format!("local/{}", repository_component(&image.id)),
         }),
     }
+}
+
+/// A registry `host[:port]` as one repository path component.
+fn host_component(host: &str) -> String {
+    let host = host.to_ascii_lowercase();
+    let Some(bracketed) = host.strip_prefix('[') else {
+        return host.replace(':', "_");
+    };
+    let (address, port) = bracketed.split_once(']').unwrap_or((bracketed, ""));
+    let words: Vec<&str> = address.split(':').filter(|w| !w.is_empty()).collect();
+    format!("ipv6-{}{}", words.join("-"), port.replace(':', "_"))
 }
 
 /// `id` as one repository path component (`[a-z0-9]+(-[a-z0-9]+)*`): lowercase,
@@ -776,6 +791,18 @@ async fn read_chunk(path: &Path, offset: u64, length: u64) -> anyhow::Result<byt
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn origin_hosts_become_valid_repository_components() {
+        for (host, component) in [
+            ("registry-1.docker.io", "registry-1.docker.io"),
+            ("Registry.Example.COM:5000", "registry.example.com_5000"),
+            ("[::1]:5000", "ipv6-1_5000"),
+            ("[FE80::1]", "ipv6-fe80-1"),
+        ] {
+            assert_eq!(super::host_component(host), component, "{host}");
+        }
+    }
+
     #[test]
     fn local_image_ids_become_valid_repository_names() {
         for (id, name) in [

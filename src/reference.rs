@@ -328,7 +328,7 @@ fn split_domain(input: &str) -> (&str, &str) {
 }
 
 /// `domain := host [':' port-number]` with `host := domain-name | '[' IPv6address ']'`.
-fn check_domain(domain: &str) -> Result<(), String> {
+pub(crate) fn check_domain(domain: &str) -> Result<(), String> {
     let port = if let Some(bracketed) = domain.strip_prefix('[') {
         let (address, after) = bracketed
             .split_once(']')
