@@ -115,6 +115,7 @@ pub struct Pushed {
 }
 
 /// One image's share of a push: where it goes and what it needs there.
+#[derive(Clone)]
 struct Planned {
     id: String,
     repo: Repository,
@@ -123,6 +124,10 @@ struct Planned {
     /// Manifests in push order (children before an index), with the tag for the last.
     manifests: Vec<Blob>,
     tag: Option<String>,
+    /// Whether the last manifest references everything else (so its presence
+    /// on the mirror means the image is complete there). Not so for an index
+    /// pushed as a blob: the last manifest is then one platform's.
+    top_covers_all: bool,
     /// (path in a lookaside store, signature blob) for the staging directory.
     signatures: Vec<(String, Blob)>,
 }
@@ -176,17 +181,11 @@ pub async fn push(
     let mut order: Vec<&Planned> = plans.iter().collect();
     order.sort_by_key(|plan| std::cmp::Reverse(plan.blobs.iter().map(|b| b.size).max()));
     let jobs = order.into_iter().map(|plan| {
-        let placements = placements.clone();
-        let (repo, blobs, manifests) = (
-            plan.repo.clone(),
-            plan.blobs.clone(),
-            plan.manifests.clone(),
-        );
-        let (tag, id) = (plan.tag.clone(), plan.id.clone());
+        let (placements, plan) = (placements.clone(), plan.clone());
         async move {
-            push_image(&placements, &repo, &blobs, &manifests, tag.as_deref())
+            push_image(&placements, &plan)
                 .await
-                .with_context(|| format!("cannot push image `{id}`"))
+                .with_context(|| format!("cannot push image `{}`", plan.id))
         }
     });
     for image in crate::concurrency::run_bounded(plans.len().max(1), jobs).await? {
@@ -324,12 +323,17 @@ fn plan_oci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
             tag = None;
         }
     }
+    // One manifest covers everything only when it is the index pushed as
+    // a manifest or the image's only manifest (an index pushed as a blob is
+    // referenced by nothing on the mirror).
+    let top_covers_all = image.index.is_none() || manifests.len() > image.manifests.len();
     Ok(Planned {
         id: image.id.clone(),
         repo,
         blobs,
         manifests,
         tag,
+        top_covers_all,
         signatures,
     })
 }
@@ -392,6 +396,7 @@ fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
             aci.digest.algorithm().as_str(),
             &aci.digest.hex()[..64]
         )),
+        top_covers_all: true,
         signatures: Vec::new(),
     })
 }
@@ -425,16 +430,14 @@ struct ImagePushed {
 /// too (they are put without asking first).
 async fn push_image(
     placements: &std::sync::Arc<Placements>,
-    repo: &Repository,
-    blobs: &[Blob],
-    manifests: &[Blob],
-    tag: Option<&str>,
+    plan: &Planned,
 ) -> anyhow::Result<ImagePushed> {
-    let Some((top, children)) = manifests.split_last() else {
+    let (repo, blobs, tag) = (&plan.repo, &plan.blobs, plan.tag.as_deref());
+    let Some((top, children)) = plan.manifests.split_last() else {
         bail!("the lock pins no manifest");
     };
     let top_digest = top.digest.to_string();
-    let there = {
+    let there = plan.top_covers_all && {
         let _permit = placements.permits.acquire().await?;
         let reference = tag.unwrap_or(&top_digest);
         let found = placements.client.manifest_digest(repo, reference).await?;
@@ -458,23 +461,27 @@ async fn push_image(
             let (outcome, placed_here) = place(&placements, &repo, &blob)
                 .await
                 .with_context(|| format!("cannot push blob {}", blob.digest))?;
-            anyhow::Ok((outcome, placed_here.then_some(blob.size)))
+            // An index pushed as a blob is referenced by no manifest.
+            let referenced = oci::manifest_kind(&blob.media_type).is_none();
+            anyhow::Ok((outcome, placed_here.then_some(blob.size), referenced))
         }
     });
     let placed = crate::concurrency::run_bounded(blobs.len().max(1), jobs).await?;
     let absent = placed
         .iter()
-        .any(|(outcome, _)| !matches!(outcome, Outcome::Present));
+        .any(|(outcome, _, referenced)| *referenced && !matches!(outcome, Outcome::Present));
     let (client, store) = (&placements.client, &placements.store);
     let mut puts = 0;
     for child in children {
         puts += put_manifest(client, store, repo, child, None, absent).await?;
     }
-    puts += put_manifest(client, store, repo, top, tag, true).await?;
+    // Asked above already when it covers everything (and it was missing).
+    let top_absent = plan.top_covers_all || absent;
+    puts += put_manifest(client, store, repo, top, tag, top_absent).await?;
     Ok(ImagePushed {
         blobs: placed
             .into_iter()
-            .filter_map(|(outcome, size)| Some((outcome, size?)))
+            .filter_map(|(outcome, size, _)| Some((outcome, size?)))
             .collect(),
         manifests: puts,
     })

@@ -245,6 +245,21 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
     let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
     assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    // Nothing on the mirror references that blob, so a registry's garbage
+    // collection may take it: the amd64 manifest being there does not mean
+    // the index is, and the next push puts it back.
+    let lock = f.project.read("images.lock");
+    let index = lock
+        .split("index = { digest = \"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the lock pins an index")
+        .to_owned();
+    std::fs::remove_file(registry_blob(&f.mirror, &index)).expect("remove the index blob");
+    let run = f.project.run(&["push", &prefix, "--json"]).success();
+    let repaired: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(repaired["pushed"]["uploaded"], 1, "{repaired}");
+    assert_eq!(repaired["pushed"]["manifests"], 0, "{repaired}");
 
     f.origin.stop();
     drop(f.aci_server);
