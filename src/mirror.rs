@@ -640,11 +640,12 @@ async fn upload(
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
-        // A registry that takes bytes at whatever offset they claim ends up
-        // with the wrong blob when a resume misjudged it: start over then.
         let (retry, start_over) = match worth_another_session(&error) {
             Retry::No => (false, false),
             Retry::Yes => (true, false),
+            Retry::StartOver => (true, true),
+            // A registry that takes bytes at whatever offset they claim ends
+            // up with the wrong blob when a resume misjudged it: start over.
             Retry::IfResumed => (resumed, true),
         };
         if !retry || failures >= policy.retries {
@@ -703,8 +704,11 @@ async fn send_from(
 /// Whether an upload failure may go away in a resumed or new session.
 enum Retry {
     No,
+    /// In the same session where the registry still has it, else a new one.
     Yes,
-    /// Only when the failed attempt resumed a session part-way.
+    /// In a new session (the registry disputes the offset).
+    StartOver,
+    /// In a new session, only when the failed attempt resumed one.
     IfResumed,
 }
 
@@ -712,13 +716,15 @@ enum Retry {
 /// knows the session: yes. A 401 on a streamed body (sent with the cached
 /// token, which may have just expired): yes, the check before the next
 /// attempt authenticates again and fails for good if credentials are refused.
-/// A 400 (a wrong digest or size): only after a resume. Refusals and failures
-/// already retried: no.
+/// A 416 (the registry disputes the offset): in a new session. A 400 (a wrong
+/// digest or size): only after a resume. Refusals and failures already
+/// retried: no.
 fn worth_another_session(error: &anyhow::Error) -> Retry {
     match error.downcast_ref::<RegistryError>() {
         Some(RegistryError::Network { .. }) => Retry::Yes,
         Some(RegistryError::Status { status, .. }) => match status.as_u16() {
-            401 | 404 | 408 | 416 | 429 | 500..=599 => Retry::Yes,
+            401 | 404 | 408 | 429 | 500..=599 => Retry::Yes,
+            416 => Retry::StartOver,
             400 => Retry::IfResumed,
             _ => Retry::No,
         },

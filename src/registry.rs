@@ -649,10 +649,18 @@ impl RegistryClient {
                 continue;
             }
             if response.status() == StatusCode::UNAUTHORIZED {
+                // Some registries hand anonymous clients a token and refuse it
+                // only at the request (a private or misspelled repository).
+                let anonymous = matches!(credentials::lookup(repo.host()), Ok(None));
+                let (what, fix) = if anonymous {
+                    ("refused anonymous access", AuthFix::LogIn)
+                } else {
+                    ("refused the credentials found", AuthFix::LogInAgain)
+                };
                 return Err(RegistryError::Unauthorized {
                     host: repo.host().to_owned(),
-                    problem: format!("refused the credentials found ({})", describe_search_path()),
-                    fix: AuthFix::LogInAgain,
+                    problem: format!("{what} ({})", describe_search_path()),
+                    fix,
                 });
             }
             return Ok(response);
@@ -900,14 +908,16 @@ impl RegistryClient {
             // next in the repository (a HEAD is challenged for pull only, the
             // upload after it needs push), and cache the token under the
             // client's scope, which is what later requests look it up by.
-            let mut scopes: Vec<&str> = bearer
+            // The client's scopes first: some token servers read only the first.
+            let mut scopes: Vec<&str> = scope.split_whitespace().collect();
+            for named in bearer
                 .params
                 .get("scope")
-                .map(|s| s.split_whitespace().collect())
-                .unwrap_or_default();
-            for wanted in scope.split_whitespace() {
-                if !scopes.contains(&wanted) {
-                    scopes.push(wanted);
+                .map(|s| s.split_whitespace().collect::<Vec<_>>())
+                .unwrap_or_default()
+            {
+                if !scopes.contains(&named) {
+                    scopes.push(named);
                 }
             }
             let token = self

@@ -381,7 +381,17 @@ async fn fetch(
             if mirrors.only && !candidates.is_empty() {
                 return Err(no_mirror_has(blob, &misses));
             }
-            download_resumable(client, &Remote::Url(url), blob, store, reporter).await?;
+            let fetched =
+                download_resumable(client, &Remote::Url(url), blob, store, reporter).await;
+            if let Err(e) = fetched {
+                if mirrors.mirrors.is_empty() || mirrors.lookaside.is_some() {
+                    return Err(e);
+                }
+                return Err(crate::errors::with_hint(
+                    e,
+                    "signatures come from each image's own lookaside unless the mirrors have one: serve what `push --lookaside-staging DIR` wrote and set `[mirrors] lookaside` (or `--mirror-lookaside URL`)",
+                ));
+            }
         }
     }
     reporter.blob_done(blob);
@@ -449,7 +459,9 @@ async fn fetch_from_mirror(
         {
             download_resumable(client, &Remote::Registry(repo), blob, store, reporter)
                 .await
-                .map_err(|blob_error| e.context(format!("nor as a blob: {blob_error:#}")))
+                .map_err(|blob_error| {
+                    anyhow::anyhow!("not as a manifest ({e:#}) nor as a blob ({blob_error:#})")
+                })
         }
         fetched => fetched,
     }

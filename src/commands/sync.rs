@@ -271,10 +271,25 @@ fn sync_mirrors(
             "name one with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
         ));
     }
+    let lookaside = options.mirror_lookaside.clone().or(from_manifest.lookaside);
+    if let Some(url) = &lookaside {
+        if mirrors.is_empty() {
+            return Err(hinted(
+                format!("the mirrors' lookaside `{url}` is set, but no mirror is"),
+                "name the mirror with `--mirror HOST[:PORT][/PATH]` or `[mirrors] prefixes` in images.toml",
+            ));
+        }
+        if !url.starts_with("https://") && !url.starts_with("http://") {
+            return Err(hinted(
+                format!("the mirrors' lookaside `{url}` is not an http(s) URL"),
+                "write it as https://HOST/PATH, where `push --lookaside-staging DIR` is served",
+            ));
+        }
+    }
     Ok(crate::sync::Mirrors {
         mirrors,
         only,
-        lookaside: options.mirror_lookaside.clone().or(from_manifest.lookaside),
+        lookaside,
     })
 }
 

@@ -519,10 +519,26 @@ fn a_fleet_syncs_signed_images_from_the_mirror_and_its_lookaside_alone() {
         .run(&["sync", "--store", fresh.to_str().expect("utf8")])
         .failure(1);
     assert!(
-        run.stderr.contains("sigs.example.com/sigstore/test/img@"),
+        run.stderr.contains("sigs.example.com/sigstore/test/img@")
+            && run
+                .stderr
+                .contains("hint: signatures come from each image's own lookaside"),
         "{}",
         run.stderr
     );
+    // A mirrors' lookaside without a mirror is a mistake, said so.
+    s.project.write("images.toml", &with_mirror);
+    let run = s
+        .project
+        .run(&[
+            "sync",
+            "--store",
+            fresh.to_str().expect("utf8"),
+            "--mirror-lookaside",
+            "https://sigs.example.com/mirror-sigs",
+        ])
+        .failure(1);
+    assert!(run.stderr.contains("but no mirror is"), "{}", run.stderr);
 
     // With it, the fleet syncs and verifies from the mirror alone.
     s.project.write(
