@@ -12,7 +12,7 @@ use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::LazyClient;
 
 use super::{
-    existing_store, http_options, import_bundle, load_manifest, open_store, require_lock,
+    http_options, import_bundle, load_manifest, open_store, require_lock, required_store,
     stale_error, store_from_manifest_leniently,
 };
 
@@ -38,13 +38,11 @@ pub fn export(
         ));
     }
     let lock = crate::bundle::subset(&lock, images, platforms)?;
-    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
-    let store = store.ok_or_else(|| {
-        hinted(
-            format!("there is no store at {}", store_path.display()),
-            "run `imagelock sync` first, so the bundle can carry the images",
-        )
-    })?;
+    let (_, store) = required_store(
+        settings,
+        manifest.store_path.clone(),
+        "run `imagelock sync` first, so the bundle can carry the images",
+    )?;
     let _shared = store.lock_shared()?;
     // Each key file once, named by its path under the manifest's directory
     // (`..` and root components dropped: a tar entry may not climb out).
@@ -102,13 +100,11 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
         "run `imagelock lock` and `imagelock sync` first",
     )?;
     let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
-    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
-    let store = store.ok_or_else(|| {
-        hinted(
-            format!("there is no store at {}", store_path.display()),
-            "run `imagelock sync` first: push copies from the store",
-        )
-    })?;
+    let (_, store) = required_store(
+        settings,
+        manifest.store_path.clone(),
+        "run `imagelock sync` first: push copies from the store",
+    )?;
     let _shared = store.lock_shared()?;
     let missing: Vec<String> = lock
         .blobs()

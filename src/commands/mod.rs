@@ -156,6 +156,22 @@ fn existing_store(
     (path, store)
 }
 
+/// The store the settings name, which must exist: otherwise an error saying
+/// where none was found, with `hint`.
+fn required_store(
+    settings: &Settings,
+    manifest_store: Option<PathBuf>,
+    hint: &str,
+) -> anyhow::Result<(PathBuf, Store)> {
+    match existing_store(settings, manifest_store) {
+        (path, Some(store)) => Ok((path, store)),
+        (path, None) => Err(hinted(
+            format!("there is no store at {}", path.display()),
+            hint,
+        )),
+    }
+}
+
 /// Where the store is: `--store` / `IMAGELOCK_STORE`, `[store] path`, the per-user default.
 fn store_location(settings: &Settings, manifest_store: Option<PathBuf>) -> PathBuf {
     settings

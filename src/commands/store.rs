@@ -10,7 +10,9 @@ use crate::errors::hinted;
 use crate::lockfile::{Lock, lock_path_for};
 use crate::printer::{human_bytes, human_duration, plural};
 
-use super::{existing_store, require_lock, store_from_manifest_leniently, store_location};
+use super::{
+    existing_store, require_lock, required_store, store_from_manifest_leniently, store_location,
+};
 
 /// `imagelock gc`.
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
@@ -59,14 +61,11 @@ pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
 pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
-    let (store_path, store) =
-        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
-    let store = store.ok_or_else(|| {
-        hinted(
-            format!("there is no store at {}", store_path.display()),
-            "`--store DIR` names another store",
-        )
-    })?;
+    let (store_path, store) = required_store(
+        settings,
+        store_from_manifest_leniently(&settings.manifest),
+        "`--store DIR` names another store",
+    )?;
     let lock_path = lock_path_for(&settings.manifest);
     let lock = Lock::load(&lock_path).ok().flatten();
     let needed = lock

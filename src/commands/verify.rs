@@ -11,7 +11,7 @@ use crate::lockfile::lock_path_for;
 use crate::printer::{human_bytes, human_duration, plural};
 use crate::trust::TrustStore;
 
-use super::{existing_store, load_manifest, require_lock};
+use super::{load_manifest, require_lock, required_store};
 
 /// `imagelock verify`.
 pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
@@ -20,13 +20,11 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     let manifest = load_manifest(&settings.manifest)?;
     let lock_path = lock_path_for(&settings.manifest);
     let lock = require_lock(&lock_path, "run `imagelock lock` to create it")?;
-    let (store_path, store) = existing_store(settings, manifest.store_path.clone());
-    let store = store.ok_or_else(|| {
-        hinted(
-            format!("there is no store at {}", store_path.display()),
-            "run `imagelock sync` to fill it",
-        )
-    })?;
+    let (store_path, store) = required_store(
+        settings,
+        manifest.store_path.clone(),
+        "run `imagelock sync` to fill it",
+    )?;
     let _shared = store.lock_shared()?;
     let trust = Arc::new(TrustStore::new(&manifest));
     let reports = crate::verify::verify(&lock, &store, &manifest, trust).await?;
