@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use crate::appc::Aci;
 use crate::harness::{
     Canned, Fault, FaultProxy, HostileServer, LayoutBuilder, Project, Registry, RegistryOptions,
-    TokenAuth, peer, skopeo_push,
+    Run, TokenAuth, peer, skopeo_push,
 };
 
 fn peers() -> bool {
@@ -90,6 +90,30 @@ fn fleet_with(platforms: &[&str], mirror: Registry) -> Fleet {
     }
 }
 
+/// The origin and the ACI server go away; a fresh store syncs from the
+/// mirror at `prefix` alone (`--mirror-only`) and verifies. Returns the sync
+/// and the number of blobs in the fresh store (each checked against its name).
+fn sync_from_the_mirror_alone(mut f: Fleet, prefix: &str) -> (Run, usize) {
+    f.origin.stop();
+    drop(f.aci_server);
+    let fresh = f.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    let run = f
+        .project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            prefix,
+            "--mirror-only",
+        ])
+        .success();
+    let blobs = f.project.assert_store_valid(&fresh);
+    f.project.run(&["verify", "--store", fresh_arg]).success();
+    (run, blobs)
+}
+
 /// The file the registry keeps `digest` in.
 fn registry_blob(registry: &Registry, digest: &str) -> PathBuf {
     let hex = digest.trim_start_matches("sha256:");
@@ -107,7 +131,7 @@ fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
     if !peers() {
         return;
     }
-    let mut f = fleet();
+    let f = fleet();
     let prefix = format!("{}/mirror", f.mirror.host());
     let run = f.project.run(&["push", &prefix, "--json"]).success();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
@@ -136,25 +160,10 @@ fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
     );
 
     // The origin (and the ACI's server) go away; a fresh store syncs from the mirror.
-    f.origin.stop();
-    drop(f.aci_server);
-    let fresh = f.project.dir.path().join("fresh");
-    let fresh_arg = fresh.to_str().expect("utf8");
-    let run = f
-        .project
-        .run(&[
-            "sync",
-            "--store",
-            fresh_arg,
-            "--mirror",
-            &prefix,
-            "--mirror-only",
-        ])
-        .success();
+    let (run, blobs) = sync_from_the_mirror_alone(f, &prefix);
     assert!(run.stderr.contains("Synced 2 images"), "{}", run.stderr);
     // index, 2 manifests, 2 configs, 2 layers; the ACI; nothing else.
-    assert_eq!(f.project.assert_store_valid(&fresh), 8);
-    f.project.run(&["verify", "--store", fresh_arg]).success();
+    assert_eq!(blobs, 8);
 }
 
 #[test]
@@ -162,7 +171,7 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
     if !peers() {
         return;
     }
-    let mut f = fleet();
+    let f = fleet();
     // The real mirror behind a proxy that breaks off the first streamed
     // PATCH (the 17 MiB layer) after 4 MiB and the first one-request blob PUT
     // after 20 bytes. distribution then drops the session (a later request on
@@ -209,23 +218,9 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
     assert_eq!(again["pushed"]["manifests"], 0, "{again}");
 
     // What reached the registry is whole: a fresh store syncs from it alone.
-    f.origin.stop();
-    drop(f.aci_server);
-    let fresh = f.project.dir.path().join("fresh");
-    let fresh_arg = fresh.to_str().expect("utf8");
     let direct = format!("{}/mirror", f.mirror.host());
-    f.project
-        .run(&[
-            "sync",
-            "--store",
-            fresh_arg,
-            "--mirror",
-            &direct,
-            "--mirror-only",
-        ])
-        .success();
-    assert_eq!(f.project.assert_store_valid(&fresh), 8);
-    f.project.run(&["verify", "--store", fresh_arg]).success();
+    let (_, blobs) = sync_from_the_mirror_alone(f, &direct);
+    assert_eq!(blobs, 8);
 }
 
 #[test]
@@ -235,7 +230,7 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
     }
     // The registry would refuse the index as a manifest (its arm64 child is
     // not pinned, so not pushed): it goes up as a blob, read back by digest.
-    let mut f = fleet_of(&["linux/amd64"]);
+    let f = fleet_of(&["linux/amd64"]);
     let prefix = format!("{}/mirror", f.mirror.host());
     let run = f.project.run(&["push", &prefix, "--json"]).success();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
@@ -261,23 +256,9 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
     assert_eq!(repaired["pushed"]["uploaded"], 1, "{repaired}");
     assert_eq!(repaired["pushed"]["manifests"], 0, "{repaired}");
 
-    f.origin.stop();
-    drop(f.aci_server);
-    let fresh = f.project.dir.path().join("fresh");
-    let fresh_arg = fresh.to_str().expect("utf8");
-    f.project
-        .run(&[
-            "sync",
-            "--store",
-            fresh_arg,
-            "--mirror",
-            &prefix,
-            "--mirror-only",
-        ])
-        .success();
+    let (_, blobs) = sync_from_the_mirror_alone(f, &prefix);
     // index, the amd64 manifest, its config and layer; the ACI.
-    assert_eq!(f.project.assert_store_valid(&fresh), 5);
-    f.project.run(&["verify", "--store", fresh_arg]).success();
+    assert_eq!(blobs, 5);
 }
 
 #[test]
@@ -388,22 +369,8 @@ fn a_mirror_behind_token_authentication() {
         tokens.hits("/token") - before
     );
 
-    f.origin.stop();
-    drop(f.aci_server);
-    let fresh = f.project.dir.path().join("fresh");
-    let fresh_arg = fresh.to_str().expect("utf8");
-    f.project
-        .run(&[
-            "sync",
-            "--store",
-            fresh_arg,
-            "--mirror",
-            &prefix,
-            "--mirror-only",
-        ])
-        .success();
-    assert_eq!(f.project.assert_store_valid(&fresh), 8);
-    f.project.run(&["verify", "--store", fresh_arg]).success();
+    let (_, blobs) = sync_from_the_mirror_alone(f, &prefix);
+    assert_eq!(blobs, 8);
 }
 
 #[test]
@@ -411,7 +378,7 @@ fn pushes_killed_part_way_are_finished_by_the_next_push() {
     if !peers() {
         return;
     }
-    let mut f = fleet();
+    let f = fleet();
     // How long a whole push takes here (into other repositories of the
     // mirror); kill points are spread over the first 80% of it.
     let started = std::time::Instant::now();
@@ -439,22 +406,8 @@ fn pushes_killed_part_way_are_finished_by_the_next_push() {
     assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
     assert_eq!(again["pushed"]["manifests"], 0, "{again}");
 
-    f.origin.stop();
-    drop(f.aci_server);
-    let fresh = f.project.dir.path().join("fresh");
-    let fresh_arg = fresh.to_str().expect("utf8");
-    f.project
-        .run(&[
-            "sync",
-            "--store",
-            fresh_arg,
-            "--mirror",
-            &prefix,
-            "--mirror-only",
-        ])
-        .success();
-    assert_eq!(f.project.assert_store_valid(&fresh), 8);
-    f.project.run(&["verify", "--store", fresh_arg]).success();
+    let (_, blobs) = sync_from_the_mirror_alone(f, &prefix);
+    assert_eq!(blobs, 8);
 }
 
 #[test]
