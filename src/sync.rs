@@ -318,11 +318,12 @@ async fn fetch(
         }
         BlobSource::Registry(repo) => {
             let client = client.expect("a client exists whenever a registry blob is missing");
-            let candidates: Vec<Repository> = mirrors
+            let repos: Vec<Repository> = mirrors
                 .mirrors
                 .iter()
                 .map(|m| m.repository_for(repo))
                 .collect();
+            let candidates: Vec<Remote> = repos.iter().map(Remote::Registry).collect();
             from_mirrors(
                 client,
                 &candidates,
@@ -337,8 +338,9 @@ async fn fetch(
         BlobSource::Url(url) => {
             let client = client.expect("a client exists whenever a URL blob is missing");
             // ACIs and their signatures are on mirrors by digest.
-            let candidates: Vec<Repository> =
+            let repos: Vec<Repository> =
                 mirrors.mirrors.iter().map(|m| m.aci_repository()).collect();
+            let candidates: Vec<Remote> = repos.iter().map(Remote::Registry).collect();
             let only = mirrors.only && !candidates.is_empty();
             let remote = Remote::Url(url);
             from_mirrors(client, &candidates, only, blob, store, reporter, || {
@@ -355,7 +357,7 @@ async fn fetch(
             // The mirrors' lookaside store first, when there is one; without
             // one, signatures come from the image's own lookaside even under
             // --mirror-only (a lookaside is not the origin registry).
-            let candidates: Vec<String> = match &mirrors.lookaside {
+            let urls: Vec<String> = match &mirrors.lookaside {
                 Some(base) => mirrors
                     .mirrors
                     .iter()
@@ -366,42 +368,34 @@ async fn fetch(
                     .collect(),
                 None => Vec::new(),
             };
-            let mut misses = Vec::new();
-            for candidate in &candidates {
-                match download_resumable(client, &Remote::Url(candidate), blob, store, reporter)
-                    .await
-                {
-                    Ok(_) => {
-                        reporter.blob_done(blob);
-                        return Ok(());
+            let candidates: Vec<Remote> = urls.iter().map(|u| Remote::Url(u)).collect();
+            let only = mirrors.only && !candidates.is_empty();
+            let hint = !mirrors.mirrors.is_empty() && mirrors.lookaside.is_none();
+            from_mirrors(client, &candidates, only, blob, store, reporter, || async {
+                let fetched = download_resumable(client, &Remote::Url(url), blob, store, reporter).await;
+                fetched.map_err(|e| {
+                    if hint {
+                        crate::errors::with_hint(
+                            e,
+                            "signatures come from each image's own lookaside unless the mirrors have one: serve what `push --lookaside-staging DIR` wrote and set `[mirrors] lookaside` (or `--mirror-lookaside URL`)",
+                        )
+                    } else {
+                        e
                     }
-                    Err(e) => misses.push(format!("  {candidate}: {e:#}")),
-                }
-            }
-            if mirrors.only && !candidates.is_empty() {
-                return Err(no_mirror_has(blob, &misses));
-            }
-            let fetched =
-                download_resumable(client, &Remote::Url(url), blob, store, reporter).await;
-            if let Err(e) = fetched {
-                if mirrors.mirrors.is_empty() || mirrors.lookaside.is_some() {
-                    return Err(e);
-                }
-                return Err(crate::errors::with_hint(
-                    e,
-                    "signatures come from each image's own lookaside unless the mirrors have one: serve what `push --lookaside-staging DIR` wrote and set `[mirrors] lookaside` (or `--mirror-lookaside URL`)",
-                ));
-            }
+                })
+            })
+            .await?;
         }
     }
     reporter.blob_done(blob);
     Ok(())
 }
 
-/// Tries each mirror repository in turn, then `origin` unless `only`.
+/// Tries each mirror source in turn (a repository of a mirror, or a URL in
+/// the mirrors' lookaside store), then `origin` unless `only`.
 async fn from_mirrors<F, Fut>(
     client: &RegistryClient,
-    candidates: &[Repository],
+    candidates: &[Remote<'_>],
     only: bool,
     blob: &Blob,
     store: &Store,
@@ -413,10 +407,20 @@ where
     Fut: std::future::Future<Output = anyhow::Result<Blob>>,
 {
     let mut misses = Vec::new();
-    for repo in candidates {
-        match fetch_from_mirror(client, repo, blob, store, reporter).await {
+    for candidate in candidates {
+        let (fetched, place) = match candidate {
+            Remote::Registry(repo) => (
+                fetch_from_mirror(client, repo, blob, store, reporter).await,
+                format!("{}/{}", repo.base, repo.path),
+            ),
+            Remote::Url(url) => (
+                download_resumable(client, candidate, blob, store, reporter).await,
+                (*url).to_owned(),
+            ),
+        };
+        match fetched {
             Ok(_) => return Ok(()),
-            Err(e) => misses.push(format!("  {}/{}: {e:#}", repo.base, repo.path)),
+            Err(e) => misses.push(format!("  {place}: {e:#}")),
         }
     }
     if only {
