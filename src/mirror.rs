@@ -413,6 +413,22 @@ struct Placements {
     placed: HashMap<(Digest, String), tokio::sync::OnceCell<Outcome>>,
 }
 
+impl Placements {
+    /// Where `blob` was first placed (every planned blob has its cell).
+    fn home_cell(&self, blob: &Blob) -> &tokio::sync::OnceCell<String> {
+        self.homes
+            .get(&blob.digest)
+            .expect("every planned blob has a home cell")
+    }
+
+    /// How `blob` got into `repo` (every planned pair has its cell).
+    fn placed_cell(&self, repo: &Repository, blob: &Blob) -> &tokio::sync::OnceCell<Outcome> {
+        self.placed
+            .get(&(blob.digest.clone(), repo.path.clone()))
+            .expect("every planned blob has a placement cell")
+    }
+}
+
 /// What one image's job did: an outcome and size per blob it placed (blobs
 /// another image placed in the same repository are not counted twice), and
 /// the manifests it put.
@@ -490,20 +506,14 @@ async fn push_image(
 /// Records `blob` as present in `repo` (unless another image is placing it
 /// there); whether this call recorded it.
 async fn mark_present(placements: &Placements, repo: &Repository, blob: &Blob) -> bool {
-    let cell = placements
-        .placed
-        .get(&(blob.digest.clone(), repo.path.clone()))
-        .expect("every planned blob has a placement cell");
+    let cell = placements.placed_cell(repo, blob);
     let mut marked = false;
     cell.get_or_init(|| async {
         marked = true;
         Outcome::Present
     })
     .await;
-    let home = placements
-        .homes
-        .get(&blob.digest)
-        .expect("every planned blob has a home cell");
+    let home = placements.home_cell(blob);
     home.get_or_init(|| async { repo.path.clone() }).await;
     marked
 }
@@ -518,18 +528,12 @@ async fn place(
     blob: &Blob,
 ) -> anyhow::Result<(Outcome, bool)> {
     let (client, store) = (&placements.client, &placements.store);
-    let cell = placements
-        .placed
-        .get(&(blob.digest.clone(), repo.path.clone()))
-        .expect("every planned blob has a placement cell");
+    let cell = placements.placed_cell(repo, blob);
     let mut placed_here = false;
     let outcome = cell
         .get_or_try_init(|| async {
             placed_here = true;
-            let home = placements
-                .homes
-                .get(&blob.digest)
-                .expect("every planned blob has a home cell");
+            let home = placements.home_cell(blob);
             let mut first = None;
             let home = home
                 .get_or_try_init(|| async {
