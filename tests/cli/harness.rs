@@ -631,6 +631,15 @@ impl Drop for HostileServer {
     }
 }
 
+/// The value of header `name` in a request head (case-insensitive name).
+fn request_header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        l.split_once(':')
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.trim().to_owned())
+    })
+}
+
 fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
@@ -653,15 +662,8 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
             .unwrap_or("/")
             .to_owned();
         *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
-        let header = |name: &str| {
-            text.lines().find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-                    .map(|(_, v)| v.trim().to_owned())
-            })
-        };
-        let authorization = header("authorization");
-        let range = header("range");
+        let authorization = request_header(&text, "authorization");
+        let range = request_header(&text, "range");
         ranges
             .lock()
             .expect("ranges")
@@ -842,13 +844,8 @@ fn proxy(client: TcpStream, target: &str, faults: &Faults) {
         }
         let text = String::from_utf8_lossy(&head).into_owned();
         let line = text.lines().next().unwrap_or_default().to_owned();
-        let length: u64 = text
-            .lines()
-            .find_map(|l| {
-                l.split_once(':')
-                    .filter(|(k, _)| k.eq_ignore_ascii_case("content-length"))
-                    .and_then(|(_, v)| v.trim().parse().ok())
-            })
+        let length: u64 = request_header(&text, "content-length")
+            .and_then(|v| v.parse().ok())
             .unwrap_or(0);
         let cut = {
             let mut faults = faults.lock().expect("faults");
