@@ -90,6 +90,20 @@ fn fleet_with(platforms: &[&str], mirror: Registry) -> Fleet {
     }
 }
 
+/// Runs `push PREFIX --json`, which must succeed; its report.
+fn push_report(project: &Project, prefix: &str) -> serde_json::Value {
+    let run = project.run(&["push", prefix, "--json"]).success();
+    serde_json::from_str(&run.stdout).expect("json")
+}
+
+/// Pushing again uploads no blob and puts no manifest.
+#[track_caller]
+fn assert_push_transfers_nothing(project: &Project, prefix: &str) {
+    let again = push_report(project, prefix);
+    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+}
+
 /// The origin and the ACI server go away; a fresh store syncs from the
 /// mirror at `prefix` alone (`--mirror-only`) and verifies. Returns the sync
 /// and the number of blobs in the fresh store (each checked against its name).
@@ -133,8 +147,7 @@ fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
     }
     let f = fleet();
     let prefix = format!("{}/mirror", f.mirror.host());
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let report = push_report(&f.project, &prefix);
     // 2 layers + 1 config + 2 ACI-side blobs (empty config, ACI) at least.
     assert!(
         report["pushed"]["uploaded"].as_u64().expect("n") >= 5,
@@ -142,10 +155,7 @@ fn push_is_idempotent_and_a_fresh_store_syncs_from_the_mirror_alone() {
     );
     assert_eq!(report["pushed"]["images"], 2);
     // Pushing again transfers nothing.
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
-    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    assert_push_transfers_nothing(&f.project, &prefix);
     // The mirrored image is a normal image skopeo can read.
     let origin_host = f.origin.host().replace(':', "_");
     let out = std::process::Command::new("skopeo")
@@ -207,15 +217,11 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
         ),
     );
     let via_proxy = format!("{}/mirror", proxy.host());
-    let run = f.project.run(&["push", &via_proxy, "--json"]).success();
+    let report = push_report(&f.project, &via_proxy);
     assert_eq!(proxy.fired(), 3, "every fault must have fired");
-    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["pushed"]["images"], 2, "{report}");
     assert_eq!(report["pushed"]["manifests"], 4, "{report}");
-    let again = f.project.run(&["push", &via_proxy, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
-    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
-    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    assert_push_transfers_nothing(&f.project, &via_proxy);
 
     // What reached the registry is whole: a fresh store syncs from it alone.
     let direct = format!("{}/mirror", f.mirror.host());
@@ -232,14 +238,10 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
     // not pinned, so not pushed): it goes up as a blob, read back by digest.
     let f = fleet_of(&["linux/amd64"]);
     let prefix = format!("{}/mirror", f.mirror.host());
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let report = push_report(&f.project, &prefix);
     // The amd64 manifest and the ACI's artifact manifest.
     assert_eq!(report["pushed"]["manifests"], 2, "{report}");
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
-    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    assert_push_transfers_nothing(&f.project, &prefix);
     // Nothing on the mirror references that blob, so a registry's garbage
     // collection may take it: the amd64 manifest being there does not mean
     // the index is, and the next push puts it back.
@@ -251,8 +253,7 @@ fn an_index_locked_for_some_platforms_goes_up_and_comes_back() {
         .expect("the lock pins an index")
         .to_owned();
     std::fs::remove_file(registry_blob(&f.mirror, &index)).expect("remove the index blob");
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let repaired: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let repaired = push_report(&f.project, &prefix);
     assert_eq!(repaired["pushed"]["uploaded"], 1, "{repaired}");
     assert_eq!(repaired["pushed"]["manifests"], 0, "{repaired}");
 
@@ -356,9 +357,7 @@ fn a_mirror_behind_token_authentication() {
     f.project.run(&["push", &prefix]).success();
     let asked = tokens.hits("/token") - before;
     assert!(asked <= 4, "{asked} token requests for 2 repositories");
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
+    assert_push_transfers_nothing(&f.project, &prefix);
     // The second push asks each repository once (its top manifest) and
     // reuses each token: at most one token per repository.
     let before = tokens.hits("/token");
@@ -398,13 +397,9 @@ fn pushes_killed_part_way_are_finished_by_the_next_push() {
         let _ = child.wait();
     }
     assert!(killed >= 3, "only {killed} pushes were killed part-way");
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let report = push_report(&f.project, &prefix);
     assert_eq!(report["pushed"]["images"], 2, "{report}");
-    let run = f.project.run(&["push", &prefix, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
-    assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
-    assert_eq!(again["pushed"]["manifests"], 0, "{again}");
+    assert_push_transfers_nothing(&f.project, &prefix);
 
     let (_, blobs) = sync_from_the_mirror_alone(f, &prefix);
     assert_eq!(blobs, 8);
@@ -493,8 +488,7 @@ fn shared_blobs_go_up_once_and_are_mounted_into_other_repositories() {
     project.run(&["sync"]).success();
 
     let prefix = format!("{}/m", mirror.host());
-    let run = project.run(&["push", &prefix, "--json"]).success();
-    let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let report = push_report(&project, &prefix);
     // The config (the test layouts' configs are all alike) and the shared
     // layer go up once and are mounted into the second repository; each
     // image's own layer goes up; a:2 adds nothing to a:1's repository.
@@ -503,8 +497,7 @@ fn shared_blobs_go_up_once_and_are_mounted_into_other_repositories() {
     assert_eq!(report["pushed"]["present"], 0, "{report}");
     // a:1, a:2 (same manifest, two tags) and b:1.
     assert_eq!(report["pushed"]["manifests"], 3, "{report}");
-    let run = project.run(&["push", &prefix, "--json"]).success();
-    let again: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    let again = push_report(&project, &prefix);
     assert_eq!(again["pushed"]["uploaded"], 0, "{again}");
     assert_eq!(again["pushed"]["mounted"], 0, "{again}");
     assert_eq!(again["pushed"]["present"], 6, "{again}");
