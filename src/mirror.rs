@@ -727,7 +727,8 @@ fn worth_another_session(error: &anyhow::Error) -> Retry {
     match error.downcast_ref::<RegistryError>() {
         Some(RegistryError::Network { .. }) => Retry::Yes,
         Some(RegistryError::Status { status, .. }) => match status.as_u16() {
-            401 | 404 | 408 | 429 | 500..=599 => Retry::Yes,
+            _ if crate::registry::is_transient(*status) => Retry::Yes,
+            401 | 404 => Retry::Yes,
             416 => Retry::StartOver,
             400 => Retry::IfResumed,
             _ => Retry::No,

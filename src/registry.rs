@@ -137,7 +137,7 @@ fn jitter_fraction() -> f64 {
 }
 
 /// Whether a status is worth retrying: the server is overloaded or failing.
-fn is_transient(status: StatusCode) -> bool {
+pub(crate) fn is_transient(status: StatusCode) -> bool {
     status.is_server_error()
         || status == StatusCode::TOO_MANY_REQUESTS
         || status == StatusCode::REQUEST_TIMEOUT
