@@ -23,22 +23,22 @@ R="$(mktemp -d "$BENCH_REGISTRY_DIR/imagelock-airgap-registries.XXXXXX")"
 declare -A PIDS=()
 cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$T" "$R"; }
 trap cleanup EXIT
+trap 'exit 130' INT TERM PIPE
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 mkdir -p "$T/logs"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+. "$(dirname "$0")/registry.sh"
 MIRROR_PORT=$(free_port)
-start_registry() { # NAME PORT: (re)starts an empty registry
+restart_registry() { # NAME PORT: (re)starts an empty registry
     if [ -n "${PIDS[$1]:-}" ]; then kill "${PIDS[$1]}"; wait "${PIDS[$1]}" 2>/dev/null || true; fi
     rm -rf "${R:?}/$1-data"
-    printf 'version: 0.1\nlog: {level: error, accesslog: {disabled: true}}\nstorage:\n  filesystem: {rootdirectory: %s}\nhttp:\n  addr: 127.0.0.1:%s\n  secret: bench\n' "$R/$1-data" "$2" >"$T/$1.yml"
-    docker-registry serve "$T/$1.yml" >>"$T/logs/$1.log" 2>&1 &
-    PIDS[$1]=$!
-    for _ in $(seq 100); do curl -s -m 1 -o /dev/null "http://127.0.0.1:$2/v2/" && return; sleep 0.1; done
-    echo "registry $1 did not start" >&2; exit 1
+    local started=0
+    start_registry "$R/$1-data" "$2" "$T/logs/$1.log" || started=$?
+    PIDS[$1]=$REGISTRY_PID
+    [ "$started" = 0 ] || exit 1
 }
 ORIGIN="127.0.0.1:$(free_port)"
 MIRROR="127.0.0.1:$MIRROR_PORT"
-start_registry origin "${ORIGIN#*:}"
+restart_registry origin "${ORIGIN#*:}"
 log "origin $ORIGIN, mirror $MIRROR, registry storage under $R"
 BENCH_HUGE=0 python3 "$(dirname "$0")/make_layout.py" "$T/layout"
 IMAGES="big $(printf 'small-%s ' $(seq 1 30))"
@@ -85,7 +85,7 @@ for run in $(seq "$RUNS"); do
     timed sk_cp sk_cp
     log "round $run of $RUNS: push, each to a fresh mirror"
     for case in il_push sk_sync sk_sync_dir sk_copy; do
-        start_registry mirror "$MIRROR_PORT"
+        restart_registry mirror "$MIRROR_PORT"
         timed "$case" "$case"
         if [ "$case" = il_push ]; then timed il_push_again il_push; fi
     done

@@ -48,25 +48,13 @@ mkdir -p "$T/results" "$T/logs"
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 
 # ---------------------------------------------------------------- registry
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+. "$(dirname "$0")/registry.sh"
+PORT=$(free_port)
 HOST=127.0.0.1:$PORT
-cat >"$T/registry.yml" <<EOF
-version: 0.1
-log: {level: error, accesslog: {disabled: true}}
-storage:
-  filesystem: {rootdirectory: $T/registry-data}
-http:
-  addr: $HOST
-  secret: bench-secret
-EOF
-docker-registry serve "$T/registry.yml" >"$T/logs/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do
-    curl -s -m 1 -o /dev/null "http://$HOST/v2/" && break
-    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited: $(cat "$T/logs/registry.log")"
-    sleep 0.1
-done
-curl -sf -m 2 -o /dev/null "http://$HOST/v2/" || die "docker-registry did not answer on $HOST"
+started=0
+start_registry "$T/registry-data" "$PORT" "$T/logs/registry.log" || started=$?
+REG_PID=$REGISTRY_PID
+[[ $started == 0 ]] || die "docker-registry did not start on $HOST"
 log "registry on $HOST (data under $T)"
 
 # ---------------------------------------------------------------- fixtures
