@@ -472,6 +472,31 @@ impl LayoutBuilder {
     }
 }
 
+/// Accepts connections on a free loopback port, each handled by `handle` on
+/// a thread of its own, until the returned flag is set; returns (port, flag).
+fn accept_loop(
+    handle: impl Fn(TcpStream) + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let handle = std::sync::Arc::new(handle);
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let port = listener.local_addr().expect("addr").port();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    std::thread::spawn(move || {
+        while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((stream, _)) => {
+                    let handle = handle.clone();
+                    std::thread::spawn(move || handle(stream));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    (port, stop)
+}
+
 /// A minimal HTTP/1.1 server for hostile cases: each path maps to a canned
 /// response; anything else is 404. One thread per connection, stops on drop.
 pub struct HostileServer {
@@ -559,24 +584,7 @@ impl HostileServer {
         let counted = hits.clone();
         let ranges: Ranges = Default::default();
         let seen = ranges.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
-        std::thread::spawn(move || {
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((stream, _)) => {
-                        let routes = shared.clone();
-                        let hits = counted.clone();
-                        let ranges = seen.clone();
-                        std::thread::spawn(move || serve(stream, &routes, &hits, &ranges));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
+        let (port, stop) = accept_loop(move |stream| serve(stream, &shared, &counted, &seen));
         HostileServer {
             port,
             stop,
@@ -774,23 +782,8 @@ impl FaultProxy {
             faults.into_iter().map(|f| (f, false)).collect(),
         ));
         let shared = faults.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let port = listener.local_addr().expect("addr").port();
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let stop2 = stop.clone();
         let target = target.to_owned();
-        std::thread::spawn(move || {
-            while !stop2.load(std::sync::atomic::Ordering::Relaxed) {
-                match listener.accept() {
-                    Ok((client, _)) => {
-                        let (faults, target) = (shared.clone(), target.clone());
-                        std::thread::spawn(move || proxy(client, &target, &faults));
-                    }
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
+        let (port, stop) = accept_loop(move |client| proxy(client, &target, &shared));
         FaultProxy { port, stop, faults }
     }
 
