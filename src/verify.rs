@@ -12,7 +12,7 @@ use std::time::SystemTime;
 use crate::aci;
 use crate::concurrency;
 use crate::digest::Digest;
-use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::lockfile::{Blob, Lock, LockedImage};
 use crate::manifest::Manifest;
 use crate::openpgp;
 use crate::store::Store;
@@ -331,15 +331,7 @@ pub fn policy_problem(image: &LockedImage, lock: &Lock, manifest: &Manifest) -> 
             manifest.path.display()
         ));
     };
-    let name = match image.source {
-        SourceKind::Docker => image
-            .reference
-            .as_deref()
-            .and_then(|r| crate::reference::Reference::parse(r).ok())
-            .map(|r| r.repository()),
-        SourceKind::OciLayout => None,
-        SourceKind::Appc | SourceKind::AciUrl | SourceKind::AciFile => image.name.clone(),
-    };
+    let name = crate::trust_list::trust_name(image);
     let covering = name.as_deref().and_then(|n| manifest.trust_for(n));
     match covering {
         Some((prefix, _)) if !image.verified => Some(format!(
