@@ -8,14 +8,23 @@
 //! keeps no trace of a key (e.g. `insecure` on an entry a `[trust]` prefix
 //! covers), the explanation says so instead of guessing.
 //!
-//! Pure functions over the manifest and lock models; no I/O.
+//! The entry hash is not believed on its own: the lock is untrusted input and
+//! anyone editing it can recompute a hash. [`staleness`] also compares what
+//! the pins say (request, labels, platforms, locations, and the `[trust]`
+//! prefix, keys, lookaside and identity rule that verified each signature)
+//! with what `images.toml` asks for now. Whether the pins agree with the bytes
+//! they pin is [`crate::pinned`]'s question.
+//!
+//! Pure functions over the manifest and lock models; the only I/O is reading
+//! the trusted key files (through [`TrustStore`]).
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::lockfile::{Lock, LockedImage, SourceKind, Staleness};
+use crate::lockfile::{Lock, LockedImage, LockedSignature, SourceKind, Staleness};
 use crate::manifest::{ImageSpec, Manifest, Source};
 use crate::platform::{self, Platform};
+use crate::trust::TrustStore;
 
 /// One key of a manifest entry whose value differs from what the lock was made from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -72,6 +81,18 @@ fn kind_key(kind: SourceKind) -> &'static str {
 /// The keys of `spec` that differ from what `locked` (its lock entry) was resolved from.
 /// Empty when the lock records no trace of the difference.
 pub fn changed_keys(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
+    let mut out = request_changes(spec, locked);
+    if out.is_empty() && locked.verified && spec.insecure {
+        // Verified pins come from entries with or without `insecure`; when
+        // nothing else differs, adding it is the change the hash saw.
+        out.push(change("insecure", None, "true".to_owned()));
+    }
+    out
+}
+
+/// What the lock records for `spec` that the entry as written does not ask
+/// for: source, request, labels, signature location, platforms, `insecure`.
+fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
     let mut out = Vec::new();
     let (key, kind) = source_key(&spec.source);
     if kind != locked.source {
@@ -99,10 +120,229 @@ pub fn changed_keys(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
     if !locked.verified && !spec.insecure && locked.dependency_of.is_none() {
         out.push(change("insecure", "true".to_owned(), "false".to_owned()));
     }
-    if out.is_empty() && locked.verified && spec.insecure {
-        // Verified pins come from entries with or without `insecure`; when
-        // nothing else differs, adding it is the change the hash saw.
-        out.push(change("insecure", None, "true".to_owned()));
+    out
+}
+
+/// Which manifest entries the lock does not reflect. An entry is stale when
+/// its entry hash changed, and also when the hash still matches but the pins
+/// say something the entry and the trust that covers it do not ask for (a
+/// hand-edited lock carries whatever hash it likes): the request, the labels,
+/// the platforms, where the image and its signatures come from, and, for the
+/// entry and every dependency it pulled in, the `[trust]` prefix, key,
+/// lookaside and identity rule that must have verified it.
+pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Staleness {
+    let mut out = lock.staleness(manifest.images.values());
+    for spec in manifest.images.values() {
+        if out.added.contains(&spec.id) || out.changed.contains(&spec.id) {
+            continue;
+        }
+        let Some(locked) = lock.images.get(&spec.id) else {
+            continue;
+        };
+        let mut reasons: Vec<String> = request_changes(spec, locked)
+            .iter()
+            .chain(&location_changes(spec, locked, manifest))
+            .map(ToString::to_string)
+            .collect();
+        let tree = lock
+            .images
+            .values()
+            .filter(|i| i.id == spec.id || i.dependency_of.as_deref() == Some(&spec.id));
+        for image in tree {
+            let whose = if image.id == spec.id {
+                String::new()
+            } else {
+                format!("dependency `{}`: ", image.id)
+            };
+            for c in trust_changes(image, manifest, trust) {
+                reasons.push(format!("{whose}{c}"));
+            }
+        }
+        if !reasons.is_empty() {
+            out.changed.push(spec.id.clone());
+            out.reasons.insert(spec.id.clone(), reasons);
+        }
+    }
+    out
+}
+
+/// Where the lock says the image comes from, against where the entry (and
+/// `[registries]`) say it must: the reference and registry endpoint, the
+/// layout's path and ref, the ACI's URL or file, the appc name.
+fn location_changes(spec: &ImageSpec, locked: &LockedImage, manifest: &Manifest) -> Vec<KeyChange> {
+    let mut out = Vec::new();
+    let mut compare = |key: &str, old: &Option<String>, new: Option<String>| {
+        if *old != new {
+            out.push(change(key, old.clone(), new));
+        }
+    };
+    match &spec.source {
+        Source::Docker(reference) => {
+            compare(
+                "docker (the reference pinned)",
+                &locked.reference,
+                Some(reference.to_string()),
+            );
+            let endpoint = crate::resolve::registry_base(manifest, reference.api_host());
+            compare(
+                "registries (the endpoint pinned)",
+                &locked.registry,
+                Some(endpoint),
+            );
+        }
+        Source::Layout { dir, reference } => {
+            compare("path (the layout pinned)", &locked.path, Some(dir.clone()));
+            compare(
+                "path (the layout's ref pinned)",
+                &locked.ref_name,
+                reference.clone(),
+            );
+        }
+        Source::Url { url: written, .. } | Source::AciFile { file: written, .. } => {
+            compare(
+                "the ACI location pinned",
+                &locked.url,
+                Some(written.clone()),
+            );
+        }
+        Source::Appc { name, .. } => {
+            compare(
+                "name (the appc name pinned)",
+                &locked.name,
+                Some(name.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// How the trust that covers `image` now differs from the trust that verified
+/// it: no prefix covers it any more (or one covers an unverified pin), a more
+/// specific prefix decides, its signer's key is no longer listed, the
+/// lookaside moved, or the identity rule no longer accepts the signed identity.
+fn trust_changes(image: &LockedImage, manifest: &Manifest, trust: &TrustStore) -> Vec<KeyChange> {
+    let signed = image.signature.is_some()
+        || (!image.manifests.is_empty() && image.manifests.iter().all(|m| m.signature.is_some()));
+    if image.verified && !signed {
+        return vec![change(
+            "verified",
+            "true".to_owned(),
+            "false: the lock pins no signature for it".to_owned(),
+        )];
+    }
+    let Some(name) = crate::trust_list::trust_name(image) else {
+        return Vec::new();
+    };
+    let covering = manifest.trust_for(&name).map(|(p, _)| p.to_owned());
+    let pins: Vec<(Option<&crate::lockfile::LockedManifest>, &LockedSignature)> = image
+        .signature
+        .iter()
+        .map(|s| (None, s))
+        .chain(
+            image
+                .manifests
+                .iter()
+                .filter_map(|m| Some((Some(m), m.signature.as_ref()?))),
+        )
+        .collect();
+    let quoted = |p: &str| format!("[trust.\"{p}\"]");
+    let mut out = Vec::new();
+    let prefix = match (image.verified, covering) {
+        (false, None) => return out,
+        (false, Some(prefix)) => {
+            out.push(change(
+                "trust",
+                format!("no prefix covered `{name}` (pinned unverified)"),
+                format!("{} covers it", quoted(&prefix)),
+            ));
+            return out;
+        }
+        (true, None) => {
+            let was = pins.first().map(|(_, s)| quoted(&s.prefix));
+            out.push(change("trust", was, format!("no prefix covers `{name}`")));
+            return out;
+        }
+        (true, Some(prefix)) => prefix,
+    };
+    let trusted = match trust.for_prefix(&prefix) {
+        Ok(trusted) => trusted,
+        Err(e) => {
+            out.push(change(
+                &format!("trust.\"{prefix}\""),
+                None,
+                format!("unusable: {e:#}"),
+            ));
+            return out;
+        }
+    };
+    let fingerprints = trusted.keyring.fingerprints();
+    let reference = image
+        .reference
+        .as_deref()
+        .and_then(|r| crate::reference::Reference::parse(r).ok());
+    for (pinned_manifest, sig) in pins {
+        if sig.prefix != prefix {
+            out.push(change(
+                "trust",
+                quoted(&sig.prefix),
+                format!(
+                    "{} (the most specific prefix for `{name}`)",
+                    quoted(&prefix)
+                ),
+            ));
+        }
+        if !fingerprints.contains(&sig.signed_by) {
+            out.push(change(
+                &format!("trust.\"{prefix}\".keys"),
+                format!(
+                    "signed by {}",
+                    crate::openpgp::format_fingerprint(&sig.signed_by)
+                ),
+                "that key is not listed".to_owned(),
+            ));
+        }
+        let (Some(pinned_manifest), Some(reference)) = (pinned_manifest, &reference) else {
+            continue;
+        };
+        match &trusted.lookaside {
+            Some(base) => {
+                let first = crate::simple_signing::lookaside_url(
+                    base,
+                    reference,
+                    &pinned_manifest.digest,
+                    1,
+                );
+                let stem = first.strip_suffix('1').unwrap_or(&first);
+                if !sig.url.starts_with(stem) {
+                    out.push(change(
+                        &format!("trust.\"{prefix}\".lookaside"),
+                        sig.url.clone(),
+                        first,
+                    ));
+                }
+            }
+            None => out.push(change(
+                &format!("trust.\"{prefix}\".lookaside"),
+                sig.url.clone(),
+                None,
+            )),
+        }
+        let accepted = sig.identity.as_deref().is_some_and(|signed| {
+            crate::simple_signing::identity_matches(&trusted.identity, reference, signed).is_ok()
+        });
+        if !accepted {
+            out.push(change(
+                &format!("trust.\"{prefix}\".identity"),
+                format!(
+                    "signed for `{}`",
+                    sig.identity.as_deref().unwrap_or("(nothing)")
+                ),
+                format!(
+                    "{} does not accept it for {reference}",
+                    trusted.identity.policy_name()
+                ),
+            ));
+        }
     }
     out
 }
@@ -163,10 +403,16 @@ fn platform_change(spec: &ImageSpec, locked: &LockedImage) -> Option<KeyChange> 
     let wanted = spec.wanted_platforms();
     let entries: Vec<Option<&Platform>> = pinned.iter().map(Some).collect();
     let mut chosen = BTreeSet::new();
+    let mut all_found = true;
     for platform in &wanted {
-        chosen.insert(platform::select(platform, &entries)?);
+        match platform::select(platform, &entries) {
+            Some(i) => {
+                chosen.insert(i);
+            }
+            None => all_found = false,
+        }
     }
-    let same = chosen.len() == pinned.len();
+    let same = all_found && chosen.len() == pinned.len();
     if same {
         return None;
     }
@@ -202,6 +448,14 @@ pub fn explain(old: &Lock, manifest: &Manifest, stale: &Staleness) -> Vec<String
         let (Some(spec), Some(locked)) = (manifest.images.get(id), old.images.get(id)) else {
             continue;
         };
+        if let Some(reasons) = stale.reasons.get(id) {
+            lines.push(format!(
+                "changed `{id}` (line {}): {}",
+                spec.line,
+                reasons.join("; ")
+            ));
+            continue;
+        }
         let keys = changed_keys(spec, locked);
         if keys.is_empty() {
             lines.push(format!(

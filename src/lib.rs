@@ -26,6 +26,7 @@ pub mod manifest;
 pub mod mirror;
 pub mod oci;
 pub mod openpgp;
+pub mod pinned;
 pub mod platform;
 pub mod printer;
 pub mod reference;

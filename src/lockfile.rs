@@ -355,6 +355,9 @@ pub struct Staleness {
     pub changed: Vec<String>,
     /// In the lock, no longer in the manifest.
     pub removed: Vec<String>,
+    /// For changed entries whose entry hash still matches: what the pins say
+    /// that the entry and its trust do not ask for (see `drift::staleness`).
+    pub reasons: BTreeMap<String, Vec<String>>,
 }
 
 impl Staleness {

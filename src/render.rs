@@ -163,8 +163,6 @@ pub fn run(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     warn_if_stale(manifest_path, lock, &request.id, printer);
-    let planned = plan(lock, request)?;
-    check_output(&request.output, request.force)?;
     let store = Store::open_existing(store_path).ok_or_else(|| {
         hinted(
             format!(
@@ -176,6 +174,11 @@ pub fn run(
         )
     })?;
     let _shared = store.lock_shared()?;
+    if lock.images.contains_key(&request.id) {
+        check_pins(lock, &store, &request.id, manifest_path)?;
+    }
+    let planned = plan(lock, request)?;
+    check_output(&request.output, request.force)?;
     let privileged = rustix::process::geteuid().is_root();
     let key_text = cache::key_text(planned.kind, privileged, &planned.sources);
     let key = cache::key(&key_text);
@@ -323,7 +326,8 @@ fn warn_if_stale(manifest_path: &Path, lock: &Lock, id: &str, printer: Printer) 
         .get(id)
         .and_then(|i| i.dependency_of.clone())
         .unwrap_or_else(|| id.to_owned());
-    let stale = lock.staleness(manifest.images.values());
+    let trust = crate::trust::TrustStore::new(&manifest);
+    let stale = crate::drift::staleness(lock, &manifest, &trust);
     if stale.changed.contains(&root) || stale.removed.contains(&root) {
         printer.warn(format!(
             "images.lock is out of date for `{root}` ({}); rendering what it pins. Run `imagelock lock` and `imagelock sync` to render the new entry",
@@ -574,6 +578,27 @@ fn lookup(entry: &Path, printer: Printer, id: &str) -> anyhow::Result<Option<cac
 }
 
 /// Fails before any work when a source blob is not in the store.
+/// The layers, config and dependencies the lock names for `id` must be the
+/// ones its pinned manifests (or ACIs) list: checked for the image and every
+/// entry of its dependency tree before anything is rendered or served from cache.
+fn check_pins(lock: &Lock, store: &Store, id: &str, manifest_path: &Path) -> anyhow::Result<()> {
+    let root = lock
+        .images
+        .get(id)
+        .and_then(|i| i.dependency_of.as_deref())
+        .unwrap_or(id);
+    let tree = lock
+        .images
+        .values()
+        .filter(|i| i.id == root || i.dependency_of.as_deref() == Some(root));
+    for image in tree {
+        crate::pinned::check_image(image, lock, store).map_err(|e| {
+            crate::pinned::refusal(&image.id, &crate::lockfile::lock_path_for(manifest_path), e)
+        })?;
+    }
+    Ok(())
+}
+
 fn check_blobs_present(store: &Store, planned: &Planned<'_>, id: &str) -> anyhow::Result<()> {
     let missing: Vec<String> = planned
         .sources

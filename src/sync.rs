@@ -228,7 +228,7 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan>
     Ok(plan)
 }
 
-/// Fetches every missing blob into the store and records the image names.
+/// Fetches every missing blob into the store (names nothing: see [`name_images`]).
 pub async fn execute(
     plan: &Plan,
     store: &Store,
@@ -272,6 +272,13 @@ pub async fn execute(
         reporter.finish();
         fetched?;
     }
+    Ok(())
+}
+
+/// Records every image's name in the store's `index.json`. Call it only
+/// once the lock's pins are checked against the stored bytes
+/// ([`crate::verify::check_pins`]): a name is what other tools trust.
+pub async fn name_images(plan: &Plan, store: &Store) -> anyhow::Result<()> {
     let refs = plan.refs.clone();
     let store = store.clone();
     tokio::task::spawn_blocking(move || store.set_refs(&refs))

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use crate::aci;
 use crate::concurrency;
 use crate::digest::Digest;
 use crate::lockfile::{Blob, Lock, LockedImage};
@@ -72,46 +71,19 @@ fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-checks an ACI beyond its digest: the image ID.
-fn check_aci(image: &LockedImage, store: &Store, report: &mut ImageReport) {
-    let Some(aci_blob) = &image.aci else {
-        return;
-    };
-    let path = store.blob_path(&aci_blob.digest);
-    let opened = std::fs::File::open(&path)
-        .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
-        .map_err(|e| format!("cannot read {}: {e}", path.display()));
-    match opened.and_then(|f| {
-        aci::read_aci(f, &aci::Limits::default()).map_err(|e| format!("the ACI is invalid: {e}"))
-    }) {
-        Ok(info) => {
-            if image.image_id.as_deref() != Some(info.image_id.as_str()) {
-                report.problems.push(format!(
-                    "image ID is {}, the lock says {}",
-                    info.image_id,
-                    image.image_id.as_deref().unwrap_or("nothing")
-                ));
-            }
-            if image.name.as_deref() != Some(info.manifest.name.as_str()) {
-                report.problems.push(format!(
-                    "the ACI is named `{}`, the lock says `{}`",
-                    info.manifest.name,
-                    image.name.as_deref().unwrap_or("nothing")
-                ));
-            }
-            for (key, value) in &image.labels {
-                let has = info.manifest.labels.get(key);
-                // os/arch were defaulted for discovery; a noarch image may omit them.
-                let optional = matches!(key.as_str(), "os" | "arch");
-                if has.is_some_and(|h| h != value) || (has.is_none() && !optional) {
-                    report.problems.push(format!(
-                        "the lock says {key}={value}, the ACI has {key}={}",
-                        has.map_or("(none)", String::as_str)
-                    ));
-                }
-            }
-        }
-        Err(e) => report.problems.push(e),
+/// Re-derives the lock's facts about `image` from its pinned bytes (see [`crate::pinned`]).
+/// A blob the store lacks is reported here only when `missing_too` (verify's
+/// own hashing reports it otherwise).
+fn check_facts(
+    image: &LockedImage,
+    lock: &Lock,
+    store: &Store,
+    missing_too: bool,
+    report: &mut ImageReport,
+) {
+    match crate::pinned::check_image(image, lock, store) {
+        Err(e) if missing_too || !e.is_missing() => report.problems.push(e.to_string()),
+        _ => {}
     }
 }
 
@@ -189,7 +161,7 @@ fn check_simple_signatures(
         };
         let bytes = std::fs::read(store.blob_path(&sig.digest))
             .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
-        let (verified, _) =
+        let (verified, claim) =
             crate::resolve::accept_simple_signature(&trusted, &bytes, &manifest.digest, &reference)
                 .map_err(|e| {
                     format!(
@@ -197,12 +169,13 @@ fn check_simple_signatures(
                         sig.digest, manifest.digest, trusted.prefix
                     )
                 })?;
-        if verified.primary != sig.signed_by {
+        check_signer(sig, &trusted.prefix, &verified)?;
+        if sig.identity.as_deref() != Some(claim.docker_reference.as_str()) {
             return Err(format!(
-                "signature {} verifies with key {}, but the lock says it was signed by {}",
+                "signature {} claims the identity `{}`, but the lock says `{}`",
                 sig.digest,
-                openpgp::format_fingerprint(&verified.primary),
-                openpgp::format_fingerprint(&sig.signed_by)
+                claim.docker_reference,
+                sig.identity.as_deref().unwrap_or("(none)")
             ));
         }
         signer = verified.primary;
@@ -246,14 +219,46 @@ fn check_signature(
                 sig.digest, trusted.prefix
             )
         })?;
+    check_signer(sig, &trusted.prefix, &verified)?;
+    if sig.identity.is_some() {
+        return Err(format!(
+            "the lock gives ACI signature {} a simple-signing identity",
+            sig.digest
+        ));
+    }
+    Ok((trusted.prefix, verified.primary))
+}
+
+/// The lock's record of who signed (`signed-by`, `key`, `prefix`) must be what
+/// verification found: the signer is whoever the signature says, never the lock.
+fn check_signer(
+    sig: &crate::lockfile::LockedSignature,
+    prefix: &str,
+    verified: &openpgp::Verified,
+) -> Result<(), String> {
     if verified.primary != sig.signed_by {
         return Err(format!(
-            "signature verifies with key {}, but the lock says it was signed by {}",
+            "signature {} verifies with key {}, but the lock says it was signed by {}",
+            sig.digest,
             openpgp::format_fingerprint(&verified.primary),
             openpgp::format_fingerprint(&sig.signed_by)
         ));
     }
-    Ok((trusted.prefix, verified.primary))
+    if verified.signing_key != sig.key {
+        return Err(format!(
+            "signature {} was made by key {}, but the lock says {}",
+            sig.digest,
+            openpgp::format_fingerprint(&verified.signing_key),
+            openpgp::format_fingerprint(&sig.key)
+        ));
+    }
+    if sig.prefix != prefix {
+        return Err(format!(
+            "signature {} is trusted through [trust.\"{prefix}\"], but the lock says [trust.\"{}\"]",
+            sig.digest, sig.prefix
+        ));
+    }
+    Ok(())
 }
 
 /// Verifies every image of `lock` against `store`, the trust policy of
@@ -280,9 +285,36 @@ pub async fn verify(
         .await?
         .into_iter()
         .collect();
-    let hashed = Arc::new(hashed);
+    check_images(lock, store, manifest, trust, Some(Arc::new(hashed))).await
+}
+
+/// What `sync` checks on every run, whatever it fetched: the trust policy,
+/// every derived fact against the pinned manifests and ACIs, and every pinned
+/// signature, offline, from the store. Layers are not re-hashed (the store
+/// named them by their digest when it wrote them; `verify` re-hashes).
+/// Reports come back sorted by image ID.
+pub async fn check_pins(
+    lock: &Lock,
+    store: &Store,
+    manifest: &Manifest,
+    trust: Arc<TrustStore>,
+) -> anyhow::Result<Vec<ImageReport>> {
+    check_images(lock, store, manifest, trust, None).await
+}
+
+/// The per-image checks of [`verify`] and [`check_pins`]; `hashed` holds the
+/// result of re-hashing each blob, when that was done.
+async fn check_images(
+    lock: &Lock,
+    store: &Store,
+    manifest: &Manifest,
+    trust: Arc<TrustStore>,
+    hashed: Option<Arc<BTreeMap<Digest, Result<(), String>>>>,
+) -> anyhow::Result<Vec<ImageReport>> {
+    let whole = Arc::new(lock.clone());
     let jobs = lock.images.values().cloned().map(|image| {
         let policy = policy_problem(&image, lock, manifest);
+        let lock = whole.clone();
         let store = store.clone();
         let trust = trust.clone();
         let hashed = hashed.clone();
@@ -298,13 +330,14 @@ pub async fn verify(
                     prefix: None,
                     problems: policy.into_iter().collect(),
                 };
+                // The facts first: a signature only counts for the bytes the lock really pins.
+                check_facts(&image, &lock, &store, hashed.is_none(), &mut report);
                 for blob in &blobs {
-                    if let Some(Err(problem)) = hashed.get(&blob.digest) {
+                    if let Some(Err(problem)) = hashed.as_ref().and_then(|h| h.get(&blob.digest)) {
                         report.problems.push(problem.clone());
                     }
                 }
                 if report.problems.is_empty() {
-                    check_aci(&image, &store, &mut report);
                     check_signatures(&image, &store, &trust, &mut report);
                 }
                 report
@@ -313,7 +346,7 @@ pub async fn verify(
             Ok(report)
         }
     });
-    let mut reports = concurrency::run_bounded(cores, jobs).await?;
+    let mut reports = concurrency::run_bounded(concurrency::cpu_threads(), jobs).await?;
     reports.sort_by(|a, b| a.id.cmp(&b.id));
     Ok(reports)
 }

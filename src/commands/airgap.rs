@@ -12,8 +12,8 @@ use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::LazyClient;
 
 use super::{
-    http_options, import_bundle, load_manifest, open_store, require_lock, required_store,
-    stale_error, store_from_manifest_leniently,
+    check_pins, http_options, import_bundle, load_manifest, open_store, require_lock,
+    required_store, stale_error, store_from_manifest_leniently,
 };
 
 /// `imagelock export`.
@@ -31,7 +31,8 @@ pub fn export(
         &lock_path,
         "run `imagelock lock` and `imagelock sync` first",
     )?;
-    let stale = lock.staleness(manifest.images.values());
+    let stale =
+        crate::drift::staleness(&lock, &manifest, &crate::trust::TrustStore::new(&manifest));
     if !stale.is_fresh() {
         return Err(stale_error(
             &lock_path, &lock, &manifest, &stale, "`export`",
@@ -44,6 +45,7 @@ pub fn export(
         "run `imagelock sync` first, so the bundle can carry the images",
     )?;
     let _shared = store.lock_shared()?;
+    check_pins(&lock, &store, &lock_path)?;
     // Each key file once, named by its path under the manifest's directory
     // (`..` and root components dropped: a tar entry may not climb out).
     let keys: Vec<(String, PathBuf)> = manifest
@@ -122,9 +124,9 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
             "run `imagelock sync` first: push copies from the store",
         ));
     }
-    let mut hosts = manifest.insecure_http_hosts();
-    hosts.extend(lock.plain_http_hosts());
-    let client = LazyClient::new(http_options(settings, hosts)).get()?;
+    check_pins(&lock, &store, &lock_path)?;
+    // Plain HTTP only for the hosts images.toml names, never for what the lock records.
+    let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();
     let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
     printer.status(format!(

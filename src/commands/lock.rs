@@ -10,7 +10,7 @@ use crate::cli::Settings;
 use crate::lockfile::{Lock, LockError, Staleness, lock_path_for};
 use crate::printer::{human_duration, plural};
 
-use super::{load_manifest, recover_conflicted, relock, resolver_for, stale_error};
+use super::{existing_store, load_manifest, recover_conflicted, relock, resolver_for, stale_error};
 
 /// `imagelock lock`.
 pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
@@ -27,7 +27,8 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         }
         loaded => (loaded?.unwrap_or_default(), false),
     };
-    let stale = old.staleness(manifest.images.values());
+    let trust = crate::trust::TrustStore::new(&manifest);
+    let stale = crate::drift::staleness(&old, &manifest, &trust);
     if check {
         if !stale.is_fresh() {
             return Err(stale_error(
@@ -37,6 +38,18 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
                 &stale,
                 "`lock --check`",
             ));
+        }
+        // Where the store already holds the pinned bytes, the pins must agree with them.
+        let (_, store) = existing_store(settings, manifest.store_path.clone());
+        if let Some(store) = store {
+            for image in old.images.values() {
+                match crate::pinned::check_image(image, &old, &store) {
+                    Err(e) if !e.is_missing() => {
+                        return Err(crate::pinned::refusal(&image.id, &lock_path, e));
+                    }
+                    _ => {}
+                }
+            }
         }
         printer.status(format!(
             "{} is up to date ({})",
@@ -164,7 +177,7 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
             },
         );
     }
-    let stale = old.staleness(manifest.images.values());
+    let stale = crate::drift::staleness(&old, &manifest, &crate::trust::TrustStore::new(&manifest));
     let named: Vec<String> = if ids.is_empty() {
         manifest.images.keys().cloned().collect()
     } else {
@@ -183,6 +196,7 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
         added: stale.added.clone(),
         changed,
         removed: stale.removed.clone(),
+        reasons: stale.reasons.clone(),
     };
     let resolver = resolver_for(settings, manifest.clone(), &plan)?;
     let store = resolver.store.clone();

@@ -221,6 +221,13 @@ async fn import_bundle(
     Ok(imported)
 }
 
+/// Every pin of `lock` checked against the bytes in `store` (see
+/// [`crate::pinned`]): the first entry that disagrees is refused.
+fn check_pins(lock: &Lock, store: &Store, lock_path: &Path) -> anyhow::Result<()> {
+    crate::pinned::check_lock(lock, store)
+        .map_err(|(id, error)| crate::pinned::refusal(&id, lock_path, error))
+}
+
 /// The lock at `lock_path`, or an error saying how to make one (`hint`).
 fn require_lock(lock_path: &Path, hint: &str) -> anyhow::Result<Lock> {
     Lock::load(lock_path)?.ok_or_else(|| {

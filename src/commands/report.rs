@@ -119,6 +119,13 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         None => store_from_manifest_leniently(&settings.manifest),
     };
     let (store_path, store) = existing_store(settings, manifest_store);
+    if let Some(store) = &store {
+        // What inspect shows of layers and labels must be what the pinned bytes say.
+        match crate::pinned::check_image(image, &lock, store) {
+            Err(e) if !e.is_missing() => return Err(crate::pinned::refusal(id, &lock_path, e)),
+            _ => {}
+        }
+    }
     let state = crate::report::StoreState {
         path: store_path,
         exists: store.is_some(),

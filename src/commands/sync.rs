@@ -18,7 +18,6 @@ use crate::trust::TrustStore;
 
 use super::{
     http_options, import_bundle, load_manifest, open_store, relock, resolver_for, stale_error,
-    store_from_manifest_leniently,
 };
 
 /// `imagelock sync`.
@@ -32,22 +31,28 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             "run `imagelock lock` to create it (and commit it)",
         )
     };
-    let (lock, manifest, insecure_http) = match options.mode {
-        LockMode::Frozen => {
-            let lock = Lock::load(&lock_path)?.ok_or_else(missing_lock)?;
-            // Without the manifest, plain HTTP is allowed only for the hosts the lock was made with.
-            let hosts = lock.plain_http_hosts();
-            (lock, None, hosts)
+    // Every mode applies the trust policy of images.toml, --frozen included:
+    // the lock alone never decides who is trusted.
+    let manifest = match load_manifest(&settings.manifest) {
+        Ok(manifest) => Arc::new(manifest),
+        Err(e) if options.mode == LockMode::Frozen => {
+            return Err(e.context(
+                "`sync --frozen` does not re-lock, but still applies the [trust] policy of images.toml",
+            ));
         }
+        Err(e) => return Err(e),
+    };
+    let trust = Arc::new(TrustStore::new(&manifest));
+    let lock = match options.mode {
+        LockMode::Frozen => Lock::load(&lock_path)?.ok_or_else(missing_lock)?,
         LockMode::Locked | LockMode::Write => {
-            let manifest = Arc::new(load_manifest(&settings.manifest)?);
             let old = Lock::load(&lock_path)?;
             if old.is_none() && options.mode == LockMode::Locked {
                 return Err(missing_lock());
             }
             let old = old.unwrap_or_default();
-            let stale = old.staleness(manifest.images.values());
-            let lock = if stale.is_fresh() {
+            let stale = crate::drift::staleness(&old, &manifest, &trust);
+            if stale.is_fresh() {
                 old
             } else if options.mode == LockMode::Locked {
                 return Err(stale_error(
@@ -78,43 +83,37 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
                     stale.describe()
                 ));
                 new
-            };
-            let hosts = manifest.insecure_http_hosts();
-            (lock, Some(manifest), hosts)
+            }
         }
     };
-    let client = LazyClient::new(http_options(settings, insecure_http));
-    let manifest_store = match &manifest {
-        Some(m) => m.store_path.clone(),
-        None => store_from_manifest_leniently(&settings.manifest),
-    };
-    if let Some(manifest) = &manifest {
-        let problems: Vec<String> = lock
-            .images
-            .values()
-            .filter_map(|image| {
-                crate::verify::policy_problem(image, &lock, manifest)
-                    .map(|p| format!("  {}: {p}", image.id))
-            })
-            .collect();
-        if !problems.is_empty() {
-            return Err(hinted(
-                format!(
-                    "{} does not satisfy the trust policy of {}:\n{}",
-                    lock_path.display(),
-                    manifest.path.display(),
-                    problems.join("\n")
-                ),
-                "re-lock the named images (remove them from images.lock, then `imagelock lock`), or change [trust] / `insecure` in images.toml",
-            ));
-        }
+    // Plain HTTP only for the hosts images.toml names, never for what the lock records.
+    let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts()));
+    let manifest_store = manifest.store_path.clone();
+    let problems: Vec<String> = lock
+        .images
+        .values()
+        .filter_map(|image| {
+            crate::verify::policy_problem(image, &lock, &manifest)
+                .map(|p| format!("  {}: {p}", image.id))
+        })
+        .collect();
+    if !problems.is_empty() {
+        return Err(hinted(
+            format!(
+                "{} does not satisfy the trust policy of {}:\n{}",
+                lock_path.display(),
+                manifest.path.display(),
+                problems.join("\n")
+            ),
+            "re-lock the named images (remove them from images.lock, then `imagelock lock`), or change [trust] / `insecure` in images.toml",
+        ));
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
     let shared = store.lock_shared()?;
-    let imported = match &options.from {
-        Some(bundle) => import_bundle(settings, &store, bundle).await?.digests,
-        None => Vec::new(),
-    };
+    if let Some(bundle) = &options.from {
+        // Stores blobs by digest only; the names come from this project's lock, below.
+        import_bundle(settings, &store, bundle).await?;
+    }
     let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
     let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
     let summary = json!({
@@ -170,38 +169,17 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             ));
         }
     }
-    let mirrors = sync_mirrors(&options, manifest.as_deref(), &lock)?;
+    let mirrors = sync_mirrors(&options, &manifest)?;
     crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
+    // Nothing is named in the store before every pin checks out against its bytes.
+    let signatures = check_pins(&lock, &lock_path, &store, &manifest, trust).await?;
+    crate::sync::name_images(&plan, &store).await?;
     crate::gc::register(&store, &lock_path, &lock).with_context(|| {
         format!(
             "cannot register {} as a root of the store",
             lock_path.display()
         )
     })?;
-    let signatures = match &manifest {
-        Some(manifest) => {
-            let fetched = plan
-                .missing
-                .iter()
-                .map(|m| m.blob.digest.clone())
-                .chain(imported)
-                .collect();
-            check_new_signatures(&lock, &fetched, &store, manifest).await?
-        }
-        None => {
-            let fetched_signed = plan.missing.iter().any(|m| {
-                m.images
-                    .iter()
-                    .any(|id| lock.images.get(id).is_some_and(|i| i.verified))
-            });
-            if fetched_signed {
-                printer.status(
-                    "Signatures not re-checked: --frozen does not read images.toml, where the keys are; run `imagelock verify`",
-                );
-            }
-            0
-        }
-    };
     let took = human_duration(started.elapsed());
     if signatures > 0 {
         printer.status(format!(
@@ -248,16 +226,10 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
 /// The mirrors a sync reads from: `--mirror` first, then `[mirrors]`.
 fn sync_mirrors(
     options: &SyncSettings,
-    manifest: Option<&Manifest>,
-    lock: &Lock,
+    manifest: &Manifest,
 ) -> anyhow::Result<crate::sync::Mirrors> {
-    let from_manifest = manifest.map(|m| m.mirrors.clone()).unwrap_or_default();
-    let plain = |host: &str| {
-        manifest.map_or_else(
-            || lock.plain_http_hosts().iter().any(|h| h == host),
-            |m| m.insecure_http(host),
-        )
-    };
+    let from_manifest = manifest.mirrors.clone();
+    let plain = |host: &str| manifest.insecure_http(host);
     let mirrors = options
         .mirrors
         .iter()
@@ -293,40 +265,49 @@ fn sync_mirrors(
     })
 }
 
-/// Re-verifies, with the manifest's keys, the signatures of the images whose
-/// blobs this sync fetched or imported (blobs already in the store were
-/// verified when they were stored).
-async fn check_new_signatures(
+/// Checks every pin of `lock` against the store, whatever this sync fetched
+/// (see [`crate::verify::check_pins`]); returns how many images carry
+/// signatures that verified.
+async fn check_pins(
     lock: &Lock,
-    fetched: &std::collections::BTreeSet<crate::digest::Digest>,
+    lock_path: &Path,
     store: &Store,
     manifest: &Manifest,
+    trust: Arc<TrustStore>,
 ) -> anyhow::Result<usize> {
-    let images: Vec<crate::lockfile::LockedImage> = lock
-        .images
-        .values()
-        .filter(|i| i.signature.is_some() || i.manifests.iter().any(|m| m.signature.is_some()))
-        .filter(|i| i.blobs().iter().any(|b| fetched.contains(&b.digest)))
-        .cloned()
+    let reports = crate::verify::check_pins(lock, store, manifest, trust).await?;
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("  {}: {}", r.id, r.problems.join("; ")))
         .collect();
-    if images.is_empty() {
-        return Ok(0);
+    if !failed.is_empty() {
+        return Err(hinted(
+            format!(
+                "{} pins what its bytes, signatures or the keys in {} do not vouch for; nothing was named in the store:\n{}",
+                lock_path.display(),
+                manifest.path.display(),
+                failed.join("\n")
+            ),
+            format!(
+                "if {} was edited by hand or came from an untrusted change, review it (`git log -p {}`); remove the named images from it and run `imagelock lock`",
+                lock_path.display(),
+                lock_path.display()
+            ),
+        ));
     }
-    let trust = TrustStore::new(manifest);
-    let store = store.clone();
-    let count = images.len();
-    tokio::task::spawn_blocking(move || {
-        for image in &images {
-            crate::verify::check_pinned_signatures(image, &store, &trust).map_err(|problem| {
-                hinted(
-                    format!("image `{}`: {problem}", image.id),
-                    "check [trust] in images.toml; `imagelock verify` re-checks the whole store",
-                )
-            })?;
-        }
-        Ok::<_, anyhow::Error>(())
-    })
-    .await
-    .context("the signature checker panicked")??;
-    Ok(count)
+    let signatures = reports
+        .iter()
+        .filter(|r| r.signed_by.is_some())
+        .filter_map(|r| lock.images.get(&r.id))
+        .map(|image| {
+            image.signature.iter().count()
+                + image
+                    .manifests
+                    .iter()
+                    .filter(|m| m.signature.is_some())
+                    .count()
+        })
+        .sum();
+    Ok(signatures)
 }

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::harness::{LayoutBuilder, Project, Registry, RegistryOptions, Run, peer, skopeo_push};
+use crate::harness::{
+    LayoutBuilder, Project, Registry, RegistryOptions, Run, example, peer, skopeo_push,
+};
 
 /// Snapshots `run` as `exit`, stdout and stderr, with everything that varies
 /// between runs and machines replaced by a placeholder.
@@ -65,31 +67,6 @@ fn regex_escape(text: &str) -> String {
                 .chain(std::iter::once(c))
         })
         .collect()
-}
-
-/// A project holding a copy of the bundled example: images.toml, images.lock
-/// and examples/ (the layout, the signed ACI and its TEST-ONLY key).
-fn example() -> Project {
-    let project = Project::new();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for file in ["images.toml", "images.lock"] {
-        std::fs::copy(repo.join(file), project.root().join(file)).expect("copy");
-    }
-    copy_dir(&repo.join("examples"), &project.root().join("examples"));
-    project
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).expect("mkdir");
-    for entry in std::fs::read_dir(from).expect("read_dir") {
-        let entry = entry.expect("entry");
-        let target = to.join(entry.file_name());
-        if entry.file_type().expect("type").is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).expect("copy");
-        }
-    }
 }
 
 /// Points the example layout's `1.0` at its linux/amd64 manifest instead of

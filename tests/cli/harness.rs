@@ -867,3 +867,29 @@ fn proxy(client: TcpStream, target: &str, faults: &Faults) {
         }
     }
 }
+
+/// A project holding a copy of the bundled example: images.toml, images.lock
+/// and examples/ (the layout, the signed ACI and its TEST-ONLY key).
+pub fn example() -> Project {
+    let project = Project::new();
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for file in ["images.toml", "images.lock"] {
+        std::fs::copy(repo.join(file), project.root().join(file)).expect("copy");
+    }
+    copy_dir(&repo.join("examples"), &project.root().join("examples"));
+    project
+}
+
+/// Copies a directory tree of plain files.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).expect("mkdir");
+    for entry in std::fs::read_dir(from).expect("read_dir") {
+        let entry = entry.expect("entry");
+        let target = to.join(entry.file_name());
+        if entry.file_type().expect("type").is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).expect("copy");
+        }
+    }
+}

@@ -13,3 +13,4 @@ mod registry;
 mod render;
 mod signing;
 mod store;
+mod tamper;
