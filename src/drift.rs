@@ -596,4 +596,93 @@ mod tests {
         let changes = changed_keys(&m.images["hello"], &locked);
         assert_eq!(changes, [change("insecure", None, "true".to_owned())]);
     }
+
+    /// A hand-edited lock can carry whatever entry hash it likes: the pins
+    /// themselves are compared with the entry.
+    #[test]
+    fn pins_edited_behind_a_matching_entry_hash_are_stale() {
+        let m = manifest(
+            "[registries.\"127.0.0.1:5000\"]\ninsecure-http = true\n\
+             [images.a]\ndocker = \"127.0.0.1:5000/test/a:v1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n\
+             [images.etcd]\nname = \"example.com/etcd\"\nlabels = { version = \"1.0.0\" }\ninsecure = true\n",
+        );
+        let trust = TrustStore::new(&m);
+        let spec = &m.images["a"];
+        let mut docker = locked_layout("127.0.0.1:5000/test/a:v1", &["linux/amd64"], false);
+        docker.id = "a".into();
+        docker.source = SourceKind::Docker;
+        docker.entry_hash = spec.entry_hash.clone();
+        docker.registry = Some("http://127.0.0.1:5000".into());
+        docker.reference = Some("127.0.0.1:5000/test/a:v1".into());
+        let (os, arch) = crate::aci::host_os_arch();
+        let mut etcd = LockedImage::new(
+            "etcd",
+            SourceKind::Appc,
+            "example.com/etcd".into(),
+            m.images["etcd"].entry_hash.clone(),
+        );
+        etcd.name = Some("example.com/etcd".into());
+        etcd.labels = [("version", "1.0.0"), ("os", &os), ("arch", &arch)]
+            .into_iter()
+            .map(|(k, v)| (k.to_owned(), v.to_owned()))
+            .collect();
+        let mut lock = Lock::default();
+        lock.images.insert("a".into(), docker);
+        lock.images.insert("etcd".into(), etcd);
+        assert!(staleness(&lock, &m, &trust).is_fresh());
+
+        type Edit = fn(&mut Lock);
+        let edits: [(Edit, &str, &str); 5] = [
+            (
+                |l| {
+                    l.images
+                        .get_mut("etcd")
+                        .expect("etcd")
+                        .labels
+                        .insert("version".into(), "1.1.0".into())
+                        .map(drop)
+                        .unwrap_or(())
+                },
+                "etcd",
+                "`labels.version`: 1.1.0 → 1.0.0",
+            ),
+            (
+                |l| {
+                    l.images.get_mut("a").expect("a").reference =
+                        Some("127.0.0.1:5000/test/evil:v1".into())
+                },
+                "a",
+                "the reference pinned",
+            ),
+            (
+                |l| {
+                    l.images.get_mut("a").expect("a").registry =
+                        Some("http://127.0.0.1:6000".into())
+                },
+                "a",
+                "the endpoint pinned",
+            ),
+            (
+                |l| {
+                    l.images.get_mut("a").expect("a").manifests[0].platform =
+                        Some("linux/arm64".into())
+                },
+                "a",
+                "`platforms`",
+            ),
+            (
+                |l| l.images.get_mut("a").expect("a").verified = true,
+                "a",
+                "`verified`",
+            ),
+        ];
+        for (edit, id, says) in edits {
+            let mut edited = lock.clone();
+            edit(&mut edited);
+            let stale = staleness(&edited, &m, &trust);
+            assert_eq!(stale.changed, [id], "{says}");
+            let why = explain(&edited, &m, &stale).join("\n");
+            assert!(why.contains(says), "{says}: {why}");
+        }
+    }
 }

@@ -274,6 +274,63 @@ fn signed_images_lock_sync_and_verify_offline() {
     drop(s.nginx);
     let project = &s.project;
     project.run(&["sync", "--frozen", "--offline"]).success();
+    // A hand-edited signature pin is refused by every mode of sync, by verify
+    // and by lock --check, whatever the lock claims about who signed.
+    let pristine = project.read("images.lock");
+    type Edit = (&'static str, &'static [&'static str], fn(&mut toml::Table));
+    let edits: [Edit; 3] = [
+        ("identity", &["identity"], |lock| {
+            let sig = &mut lock["image"][1]["manifest"][0]["signature"];
+            let claimed = sig["identity"]
+                .as_str()
+                .expect("identity")
+                .replace("img:v1", "other:v1");
+            sig["identity"] = claimed.into();
+        }),
+        (
+            "img's signature swapped for ed's",
+            &["not accepted", "lookaside"],
+            |lock| {
+                let theirs = lock["image"][0]["manifest"][0]["signature"].clone();
+                lock["image"][1]["manifest"][0]["signature"] = theirs;
+            },
+        ),
+        ("verified without a signature", &["verified"], |lock| {
+            let manifest = lock["image"][1]["manifest"][0]
+                .as_table_mut()
+                .expect("table");
+            manifest.remove("signature");
+        }),
+    ];
+    for (what, names, edit) in edits {
+        let mut lock: toml::Table = toml::from_str(&pristine).expect("toml");
+        assert_eq!(lock["image"][1]["id"].as_str(), Some("img"));
+        edit(&mut lock);
+        project.write("images.lock", &toml::to_string(&lock).expect("toml"));
+        for args in [
+            &["sync", "--frozen", "--offline"][..],
+            &["sync", "--locked", "--offline"],
+            &["verify"],
+        ] {
+            let run = project.run(args);
+            assert!(
+                run.code != 0
+                    && run.stderr.contains("img")
+                    && names.iter().any(|n| run.stderr.contains(n)),
+                "{what}: {args:?} exit {}: {}",
+                run.code,
+                run.stderr
+            );
+        }
+        let run = project.run(&["lock", "--check"]);
+        assert!(
+            run.code != 0 && run.stderr.contains("img"),
+            "{what}: lock --check exit {}: {}",
+            run.code,
+            run.stderr
+        );
+    }
+    project.write("images.lock", &pristine);
     let run = project.run(&["verify", "--json"]).success();
     let report: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(report["ok"], true, "{report}");
