@@ -21,7 +21,7 @@ die() { echo "bench: $*" >&2; exit 1; }
 
 [[ -x $IMAGELOCK ]] || die "imagelock binary not found at $IMAGELOCK (run: cargo build --release)"
 IMAGELOCK=$(cd "$(dirname "$IMAGELOCK")" && pwd)/$(basename "$IMAGELOCK")
-for tool in python3 skopeo docker-registry curl timeout; do
+for tool in python3 skopeo docker-registry curl timeout gpg; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 [[ -x /usr/bin/time ]] || die "missing /usr/bin/time (apt-get install time)"
@@ -225,6 +225,37 @@ for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop-frozen "$T/logs/noop.log
 # one extra run of each under /usr/bin/time for peak RSS (not in the timings)
 timed il-noop-rss "$T/logs/noop.log" "${NOOP[@]}"
 timed il-noop-frozen-rss "$T/logs/noop.log" "${FROZEN[@]}"
+
+# ---------------------------------------------------------------- 3b. no-op over 1000 signed
+# The same 1,000 entries, each signed: 30 repositories copied with
+# `skopeo copy --sign-by` (a throwaway Ed25519 key) into a file:// lookaside.
+# Every sync re-checks every pin and re-verifies every signature offline.
+log "no-op sync over 1,000 signed locked images"
+export GNUPGHOME=$T/gnupg
+mkdir -p -m 700 "$GNUPGHOME"
+gpg --batch --passphrase '' --quick-generate-key "imagelock bench key (TEST ONLY) <bench@example.com>" \
+    ed25519 sign 1d >>"$T/logs/gpg.log" 2>&1 || die "gpg key generation failed"
+FPR=$(gpg --with-colons --list-keys bench@example.com | awk -F: '/^fpr/ {print $10; exit}')
+mkdir -p "$T/m-signed/keys" "$T/registries.d" "$T/sigstore"
+gpg --armor --export bench@example.com >"$T/m-signed/keys/bench.asc"
+printf 'docker:\n  %s:\n    lookaside: file://%s\n' "$HOST" "$T/sigstore" >"$T/registries.d/bench.yaml"
+for i in $SMALL; do
+    timeout "$CMD_TIMEOUT" skopeo --registries.d "$T/registries.d" copy -q --src-tls-verify=false \
+        --dest-tls-verify=false --sign-by "$FPR" "docker://$HOST/bench/small-$i:v1" \
+        "docker://$HOST/signed/small-$i:v1" >>"$T/logs/push.log" 2>&1 \
+        || die "signed copy of small-$i failed: $(tail -5 "$T/logs/push.log")"
+done
+signed_entry() { printf '[images.%s]\ndocker = "%s/signed/%s:v1"\nplatforms = ["linux/amd64"]\n\n' "$1" "$HOST" "$2"; }
+{ registries_table
+  printf '[trust."%s/signed/"]\nkeys = ["keys/bench.asc"]\nlookaside = "file://%s"\n\n' "$HOST" "$T/sigstore"
+  for n in $(seq 1 1000); do signed_entry "img-$n" "small-$(( (n - 1) % 30 + 1 ))"; done
+} >"$T/m-signed/images.toml"
+prep "lock 1000 signed" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-signed/images.toml" lock
+prep "first sync 1000 signed" "$T/logs/sync-1000.log" "$IMAGELOCK" --manifest "$T/m-signed/images.toml" sync --store "$T/store-signed"
+SIGNED=("$IMAGELOCK" --manifest "$T/m-signed/images.toml" sync -q --store "$T/store-signed")
+for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop-signed "$T/logs/noop.log" "${SIGNED[@]}"; done
+timed il-noop-signed-rss "$T/logs/noop.log" "${SIGNED[@]}"
+
 NOOP_CONNECTS=n/a
 if command -v strace >/dev/null; then
     timeout "$CMD_TIMEOUT" strace -f -qq -e trace=connect -o "$T/logs/noop.strace" \
@@ -277,13 +308,14 @@ for label, a, b, _ in rows:
     ratio = f"{mb_ / ma:.2f}x" if ma and mb_ else "-"
     print(f"{label:<34} {s(ma):>12} {s(mb_):>12} {ratio:>7} {mb(rss(a)):>14} {mb(rss(b)):>11}")
 for label, a in (("no-op sync, 1,000 images", "il-noop"),
-                 ("no-op sync --frozen --offline", "il-noop-frozen")):
+                 ("no-op sync --frozen --offline", "il-noop-frozen"),
+                 ("no-op sync, 1,000 signed images", "il-noop-signed")):
     v = load(a, "t")
     cell = f"{ms(statistics.median(v))} (max {ms(max(v)).replace(' ms', '')})" if v else "-"
     print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a + '-rss')):>14}")
 print()
 print("ratio = skopeo median / imagelock median (>1: imagelock faster); RSS = max over runs")
-for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-huge", "sk-huge", "il-noop", "il-noop-frozen"):
+for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-huge", "sk-huge", "il-noop", "il-noop-frozen", "il-noop-signed"):
     c = cpu(a)
     extra = f"   (median cpu user+sys {c:.2f} s)" if c is not None else ""
     print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")) + extra)

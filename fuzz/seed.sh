@@ -30,6 +30,9 @@ for r in alpine alpine:3.20 library/alpine index.docker.io/alpine \
     printf '%s' "$r" | seed reference "$((n++))"
 done
 
+# lock_against_store: the example's own lock, which the example's blobs satisfy
+copy lock_against_store "$repo/images.lock"
+
 # manifest (images.toml) and lock (images.lock)
 copy manifest "$repo/images.toml"
 cat <<'TOML' | seed manifest all-sources

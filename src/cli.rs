@@ -92,7 +92,7 @@ pub enum Command {
     },
     /// Fetch exactly the locked blobs into the store.
     #[command(
-        after_help = "--locked exits 3 if images.lock does not match images.toml; --frozen uses the lock\nwithout reading images.toml; --offline uses only the store and local sources.\n\nExamples:\n  imagelock sync\n  imagelock sync --locked\n  imagelock sync --frozen --offline\n  imagelock sync --dry-run --json"
+        after_help = "--locked exits 3 if images.lock does not match images.toml; --frozen uses the lock\nas it is (still applying the [trust] policy of images.toml); --offline uses only the store and local sources.\n\nExamples:\n  imagelock sync\n  imagelock sync --locked\n  imagelock sync --frozen --offline\n  imagelock sync --dry-run --json"
     )]
     Sync(SyncArgs),
     /// Re-check the locked blobs in the store and their signatures, with no network.
@@ -422,7 +422,7 @@ pub struct SyncArgs {
     /// Fail if images.lock does not match images.toml (instead of re-locking).
     #[arg(long)]
     pub locked: bool,
-    /// Use images.lock as it is, without looking at images.toml; implies --locked.
+    /// Use images.lock as it is, without checking it against images.toml's entries (its [trust] still applies); implies --locked.
     #[arg(long)]
     pub frozen: bool,
     /// Use no network: the store and local sources only.
@@ -557,7 +557,7 @@ pub struct SyncSettings {
 }
 
 impl SyncSettings {
-    /// Resolves `sync` flags (`--frozen` = `--locked` without reading the manifest).
+    /// Resolves `sync` flags (`--frozen` = `--locked` without the staleness check).
     pub fn resolve(args: &SyncArgs) -> SyncSettings {
         let SyncArgs {
             locked,
