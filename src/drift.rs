@@ -58,6 +58,16 @@ fn change(key: &str, old: impl Into<Option<String>>, new: impl Into<Option<Strin
     }
 }
 
+/// How a value the entry leaves to this machine (os/arch labels, platforms) is shown.
+const HOST_DEFAULT: &str = " (this machine's, the entry sets none)";
+
+/// Whether `change` only says this machine's default differs from the one the
+/// lock was made on: a lock is shared across machines, so that alone does not
+/// make it stale (the entry hash covers what the entry says).
+fn only_a_host_default(change: &KeyChange) -> bool {
+    change.new.as_deref().is_some_and(|n| n.ends_with(HOST_DEFAULT))
+}
+
 /// The source key an entry uses, and the source kind the lock would record for it.
 fn source_key(source: &Source) -> (&'static str, SourceKind) {
     match source {
@@ -109,10 +119,11 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
     match &spec.source {
         Source::Appc { labels, .. } => out.extend(label_changes(labels, locked)),
         Source::Url { url, signature } => {
-            out.extend(signature_change(signature.as_deref(), url, locked));
+            let beside = crate::appc::signature_url(url);
+            out.extend(signature_change(signature.as_deref(), &beside, locked));
         }
         Source::AciFile { file, signature } => {
-            out.extend(signature_change(signature.as_deref(), file, locked));
+            out.extend(signature_change(signature.as_deref(), &format!("{file}.asc"), locked));
         }
         Source::Docker(_) | Source::Layout { .. } => out.extend(platform_change(spec, locked)),
     }
@@ -141,6 +152,7 @@ pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Stalen
         };
         let mut reasons: Vec<String> = request_changes(spec, locked)
             .iter()
+            .filter(|c| !only_a_host_default(c))
             .chain(&location_changes(spec, locked, manifest))
             .map(ToString::to_string)
             .collect();
@@ -374,17 +386,18 @@ fn label_changes(
         if differs {
             let new = new
                 .cloned()
-                .or_else(|| default.map(|d| format!("{d} (this machine's, the entry sets none)")));
+                .or_else(|| default.map(|d| format!("{d}{HOST_DEFAULT}")));
             out.push(change(&format!("labels.{key}"), old.cloned(), new));
         }
     }
     out
 }
 
-/// A changed `signature` location, when the lock recorded where the signature was.
-fn signature_change(written: Option<&str>, image: &str, locked: &LockedImage) -> Option<KeyChange> {
+/// A changed `signature` location, when the lock recorded where the signature
+/// was; `beside` is where it is when the entry names none (rkt's rule for URLs).
+fn signature_change(written: Option<&str>, beside: &str, locked: &LockedImage) -> Option<KeyChange> {
     let recorded = &locked.signature.as_ref()?.url;
-    let now = written.map_or_else(|| format!("{image}.asc"), str::to_owned);
+    let now = written.map_or_else(|| beside.to_owned(), str::to_owned);
     (recorded != &now).then(|| change("signature", recorded.clone(), now))
 }
 
@@ -423,7 +436,7 @@ fn platform_change(spec: &ImageSpec, locked: &LockedImage) -> Option<KeyChange> 
             .join(", ")
     };
     let new = if spec.platforms.is_empty() {
-        format!("{} (this machine's, the entry sets none)", list(&wanted))
+        format!("{}{HOST_DEFAULT}", list(&wanted))
     } else {
         list(&wanted)
     };
@@ -630,6 +643,11 @@ mod tests {
         lock.images.insert("a".into(), docker);
         lock.images.insert("etcd".into(), etcd);
         assert!(staleness(&lock, &m, &trust).is_fresh());
+        // A lock made on another machine defaulted os/arch there: shared, not stale.
+        let mut elsewhere = lock.clone();
+        let etcd = elsewhere.images.get_mut("etcd").expect("etcd");
+        etcd.labels.insert("arch".into(), "s390x".into());
+        assert!(staleness(&elsewhere, &m, &trust).is_fresh());
 
         type Edit = fn(&mut Lock);
         let edits: [(Edit, &str, &str); 5] = [
