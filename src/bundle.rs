@@ -10,11 +10,15 @@
 //! blobs/<alg>/<hex>          every blob the lock pins, largest first
 //! index.json                 the OCI images' refs, so the bundle unpacked is an OCI layout
 //! ```
-//! Invariant on import: a blob gets its name in the store only after its bytes
-//! hashed to that name and matched the size the bundle's lock pins; an entry
-//! the lock does not pin, a lock the blobs do not satisfy, or a malformed
-//! archive is refused with the entry's name. The lock comes before any blob so
-//! import streams: nothing is buffered but the lock itself.
+//! A bundle is untrusted input. On import, a blob gets its name in the store
+//! only after its bytes hashed to that name and matched the size the bundle's
+//! lock pins; an entry the lock does not pin, a lock the blobs do not satisfy,
+//! or a malformed archive is refused with the entry's name. The bundle's lock
+//! only says which blobs the bundle carries: import names no image in the
+//! store's `index.json` (names come from the project's own lock, when `sync`
+//! has checked it) and reads neither the bundle's `index.json` nor its keys
+//! (the keys trusted are those the project's `images.toml` names). The lock
+//! comes before any blob so import streams: nothing is buffered but the lock.
 //!
 //! On export, every blob is hashed again as it is written, so a store file
 //! whose bytes are not its name never enters a bundle; the bundle is written to
@@ -342,16 +346,17 @@ pub struct Imported {
 }
 
 /// Streams the bundle at `path` into `store`, verifying every blob against the
-/// bundle's lock before it gets its name, and names the OCI images in
-/// `index.json`. Returns the bundle's lock with the report.
-pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
+/// bundle's lock before it gets its name. Names no image: the bundle's lock
+/// is the bundle's own claim, so `index.json` is left to `sync`, which names
+/// the images of the project's lock once its checks pass.
+pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the bundle {}", path.display()))?;
     let decoder = zstd::Decoder::new(file)
         .with_context(|| format!("{} is not a zstd-compressed bundle", path.display()))?;
     let mut archive = tar::Archive::new(decoder);
-    let mut lock: Option<Lock> = None;
-    let mut pinned: BTreeMap<Digest, Blob> = BTreeMap::new();
+    // The blobs the bundle's lock pins: which entries may be stored, nothing more.
+    let mut pinned: Option<BTreeMap<Digest, Blob>> = None;
     let mut report = Imported::default();
     let bad = |entry: &str, problem: String| {
         hinted(
@@ -379,15 +384,17 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
                     .map_err(|e| bad(&name, e.to_string()))?;
             }
             "images.lock" => {
+                if pinned.is_some() {
+                    return Err(bad(&name, "a second images.lock".into()));
+                }
                 let mut text = String::new();
                 (&mut entry)
                     .take(MAX_BUNDLED_LOCK_BYTES)
                     .read_to_string(&mut text)
                     .map_err(|e| bad(&name, e.to_string()))?;
                 let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
-                pinned = parsed.blobs();
                 report.images = parsed.images.len();
-                lock = Some(parsed);
+                pinned = Some(parsed.blobs());
             }
             _ if name.starts_with("keys/") => {
                 std::io::copy(&mut entry, &mut std::io::sink())
@@ -397,9 +404,9 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
                 let Some(rest) = name.strip_prefix("blobs/") else {
                     return Err(bad(&name, "not part of a bundle".into()));
                 };
-                if lock.is_none() {
+                let Some(pinned) = &pinned else {
                     return Err(bad(&name, "a blob before images.lock".into()));
-                }
+                };
                 let digest: Digest = rest
                     .replacen('/', ":", 1)
                     .parse()
@@ -442,7 +449,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
             }
         }
     }
-    let Some(lock) = lock else {
+    let Some(pinned) = pinned else {
         bail!("bundle {} holds no images.lock", path.display());
     };
     let missing: Vec<String> = pinned
@@ -461,14 +468,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
             "the bundle is incomplete; export it again on the connected side",
         ));
     }
-    let refs: Vec<(String, Blob)> = lock
-        .images
-        .values()
-        .filter(|i| i.is_oci())
-        .map(|i| (i.store_name(), i.root()))
-        .collect();
-    store.set_refs(&refs)?;
-    Ok((lock, report))
+    Ok(report)
 }
 
 /// The part of `lock` an export was asked for: the images named in `images`

@@ -282,6 +282,119 @@ fn trusted_key_files_go_into_the_bundle_once_each_wherever_they_live() {
     assert_eq!(keys, ["keys/shared-keys/team.asc"], "{names:?}");
 }
 
+/// `bundle` rebuilt with `edit` applied to its own images.lock, as whoever
+/// handles a bundle on its way across the gap could.
+fn with_edited_lock(bundle: &Path, out: &Path, edit: impl Fn(&str) -> String) {
+    let original = unzstd(bundle);
+    let mut archive = tar::Archive::new(&original[..]);
+    let mut rebuilt = tar::Builder::new(Vec::new());
+    for entry in archive.entries().expect("entries") {
+        let mut entry = entry.expect("entry");
+        let mut header = entry.header().clone();
+        let mut body = Vec::new();
+        entry.read_to_end(&mut body).expect("read");
+        if entry.path().expect("path").to_string_lossy() == "images.lock" {
+            body = edit(std::str::from_utf8(&body).expect("utf8")).into_bytes();
+            header.set_size(body.len() as u64);
+            header.set_cksum();
+        }
+        rebuilt.append(&header, &body[..]).expect("append");
+    }
+    rezstd(&rebuilt.into_inner().expect("tar"), out);
+}
+
+/// `skopeo inspect --raw oci:STORE:REF`: the bytes the store's name points at
+/// for other tools, or `None` when the store does not have the name.
+fn skopeo_raw(store: &Path, reference: &str) -> Option<Vec<u8>> {
+    let out = std::process::Command::new("skopeo")
+        .args(["inspect", "--raw"])
+        .arg(format!("oci:{}:{reference}", store.display()))
+        .output()
+        .expect("run skopeo");
+    out.status.success().then_some(out.stdout)
+}
+
+#[test]
+fn a_bundle_whose_lock_repoints_a_name_never_renames_an_image_in_the_store() {
+    if !peers() {
+        return;
+    }
+    let work = tempfile::tempdir().expect("tempdir");
+    let (registry, manifest) = setup(work.path());
+    let host = registry.host();
+    let (multi, one) = (format!("{host}/test/multi:1"), format!("{host}/test/one:1"));
+    let connected = Project::new();
+    connected.write("images.toml", &manifest);
+    connected.run(&["lock"]).success();
+    connected.run(&["sync"]).success();
+    let bundle = work.path().join("bundle.tar.zst");
+    connected
+        .run(&["export", bundle.to_str().expect("utf8")])
+        .success();
+    // The bundle's lock now says that `one`'s manifest is `test/multi:1`, and
+    // adds a name the project never asked for.
+    let repointed = work.path().join("repointed.tar.zst");
+    with_edited_lock(&bundle, &repointed, |lock| {
+        let lock = lock.replace(
+            &format!("reference = \"{one}\""),
+            &format!("reference = \"{multi}\""),
+        );
+        assert_eq!(lock.matches(&format!("reference = \"{multi}\"")).count(), 2);
+        lock
+    });
+    let genuine = skopeo_raw(&connected.store(), &multi).expect("the connected store names multi");
+    assert!(skopeo_raw(&connected.store(), &one).is_some_and(|raw| raw != genuine));
+
+    // A store that already names both images: the import adds blobs, no names.
+    let victim = Project::new();
+    victim.write("images.toml", &manifest);
+    victim.write("images.lock", &connected.read("images.lock"));
+    victim.run(&["sync"]).success();
+    let index = std::fs::read(victim.store().join("index.json")).expect("index");
+    let run = victim
+        .run(&["import", repointed.to_str().expect("utf8")])
+        .success();
+    assert!(run.stderr.contains("sync --offline"), "{}", run.stderr);
+    assert_eq!(
+        String::from_utf8_lossy(&std::fs::read(victim.store().join("index.json")).expect("index")),
+        String::from_utf8_lossy(&index)
+    );
+    assert_eq!(skopeo_raw(&victim.store(), &multi), Some(genuine.clone()));
+    victim.run(&["verify"]).success();
+
+    // A fresh store: import alone names nothing; sync names the project's
+    // images, from the project's lock.
+    let fresh = Project::new();
+    fresh.write("images.toml", &manifest);
+    fresh.write("images.lock", &connected.read("images.lock"));
+    fresh
+        .run(&["import", repointed.to_str().expect("utf8")])
+        .success();
+    let index = std::fs::read_to_string(fresh.store().join("index.json")).expect("index");
+    assert!(!index.contains(&host), "{index}");
+    assert_eq!(skopeo_raw(&fresh.store(), &multi), None);
+    fresh.run(&["sync", "--offline"]).success();
+    assert_eq!(skopeo_raw(&fresh.store(), &multi), Some(genuine.clone()));
+
+    // `sync --from` the same bundle: the names are the project's.
+    let synced = Project::new();
+    synced.write("images.toml", &manifest);
+    synced.write("images.lock", &connected.read("images.lock"));
+    synced
+        .run(&[
+            "sync",
+            "--offline",
+            "--from",
+            repointed.to_str().expect("utf8"),
+        ])
+        .success();
+    assert_eq!(skopeo_raw(&synced.store(), &multi), Some(genuine));
+    assert_eq!(
+        std::fs::read_to_string(synced.store().join("index.json")).expect("index"),
+        std::fs::read_to_string(connected.store().join("index.json")).expect("index")
+    );
+}
+
 /// A project with one local OCI image, synced: exports need no peers. One
 /// layer does not compress, so it takes several reads to copy (3 MiB).
 fn local_project() -> Project {
