@@ -10,11 +10,20 @@
 //! blobs/<alg>/<hex>          every blob the lock pins, largest first
 //! index.json                 the OCI images' refs, so the bundle unpacked is an OCI layout
 //! ```
-//! Invariant on import: a blob gets its name in the store only after its bytes
-//! hashed to that name and matched the size the bundle's lock pins; an entry
-//! the lock does not pin, a lock the blobs do not satisfy, or a malformed
-//! archive is refused with the entry's name. The lock comes before any blob so
-//! import streams: nothing is buffered but the lock itself.
+//! A bundle is untrusted input. On import, a blob gets its name in the store
+//! only after its bytes hashed to that name and matched the size the bundle's
+//! lock pins; an entry the lock does not pin, a lock the blobs do not satisfy,
+//! or a malformed archive is refused with the entry's name. The bundle's lock
+//! only says which blobs the bundle carries: import names no image in the
+//! store's `index.json` (names come from the project's own lock, when `sync`
+//! has checked it) and reads neither the bundle's `index.json` nor its keys
+//! (the keys trusted are those the project's `images.toml` names). The lock
+//! comes before any blob so import streams: nothing is buffered but the lock.
+//!
+//! On export, every blob is hashed again as it is written, so a store file
+//! whose bytes are not its name never enters a bundle; the bundle is written to
+//! a temporary file beside the output and renamed over it only when the output
+//! path is absent or a regular file (never a link, device, FIFO or directory).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
@@ -22,7 +31,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail};
 
-use crate::digest::Digest;
+use crate::digest::{Digest, Hasher};
 use crate::errors::hinted;
 use crate::lockfile::{Blob, Lock};
 use crate::store::Store;
@@ -50,14 +59,28 @@ pub struct Exported {
     pub file_bytes: u64,
 }
 
-/// Writes `lock`'s blobs from `store`, the lock and `keys` (manifest-relative
-/// path, absolute path) to `out` as a zstd-compressed tar, atomically.
+/// A store blob whose bytes are not the ones its name (the lock's pin) promises.
+#[derive(Debug, thiserror::Error)]
+#[error("the store's file {} {problem}", path.display())]
+pub struct AlteredBlob {
+    /// The pinned digest.
+    pub digest: Digest,
+    /// The store file.
+    pub path: PathBuf,
+    /// What differs: the size or the hash.
+    pub problem: String,
+}
+
+/// Writes `lock`'s blobs from `store` (each hashed again on the way), the lock
+/// and `keys` (manifest-relative path, absolute path) to `out` as a
+/// zstd-compressed tar, atomically; `out` must be absent or a regular file.
 pub fn export(
     store: &Store,
     lock: &Lock,
     keys: &[(String, PathBuf)],
     out: &Path,
 ) -> anyhow::Result<Exported> {
+    output_exists(out)?;
     let blobs = lock.blobs();
     let missing: Vec<String> = blobs
         .values()
@@ -108,6 +131,13 @@ pub fn export(
         let path = store.blob_path(&blob.digest);
         let file = std::fs::File::open(&path)
             .with_context(|| format!("cannot read {}", path.display()))?;
+        let checked = CheckedBlob {
+            file,
+            blob,
+            path: &path,
+            hasher: Some(Hasher::new(blob.digest.algorithm())),
+            read: 0,
+        };
         let mut header = header(blob.size);
         tar.append_data(
             &mut header,
@@ -116,9 +146,9 @@ pub fn export(
                 blob.digest.algorithm().as_str(),
                 blob.digest.hex()
             ),
-            std::io::BufReader::with_capacity(COPY_BUFFER, file),
+            std::io::BufReader::with_capacity(COPY_BUFFER, checked),
         )
-        .with_context(|| format!("cannot write blob {} to the bundle", blob.digest))?;
+        .map_err(|e| blob_error(blob, e))?;
         report.blobs += 1;
         report.bytes += blob.size;
     }
@@ -147,11 +177,137 @@ pub fn export(
     buffered.flush()?;
     drop(buffered);
     temp.as_file().sync_all()?;
-    temp.persist(out)
+    report.file_bytes = temp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    // Checked again (the export took a while): a regular file is replaced by
+    // rename, which never writes through a link or into a device; an absent
+    // path stays absent until the rename, or the export fails.
+    let persisted = if output_exists(out)? {
+        temp.persist(out)
+    } else {
+        temp.persist_noclobber(out)
+    };
+    persisted
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", out.display()))?;
-    report.file_bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     Ok(report)
+}
+
+/// Whether `out` exists; an error unless it is absent or a regular file, so
+/// an export never replaces a device, a FIFO, a directory or a symbolic link
+/// (nor what a link points at).
+fn output_exists(out: &Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let metadata = match std::fs::symlink_metadata(out) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot inspect {}", out.display())));
+        }
+    };
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(true);
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(hinted(
+        format!(
+            "{} is {what}: export writes a bundle only to a new path or over a regular file",
+            out.display()
+        ),
+        "name a new file for the bundle (or remove what is at that path first)",
+    ))
+}
+
+/// A store blob being read into a bundle, hashed on the way: its reader fails
+/// (with an [`AlteredBlob`] inside the I/O error) instead of reaching the end
+/// when the bytes run past or stop short of the pinned size or hash to another
+/// digest, so a bundle never carries other bytes under a pinned name.
+struct CheckedBlob<'a> {
+    file: std::fs::File,
+    blob: &'a Blob,
+    path: &'a Path,
+    /// Taken when the end is reached and the digest compared.
+    hasher: Option<Hasher>,
+    read: u64,
+}
+
+impl CheckedBlob<'_> {
+    fn altered(&self, problem: String) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            AlteredBlob {
+                digest: self.blob.digest.clone(),
+                path: self.path.to_owned(),
+                problem,
+            },
+        )
+    }
+}
+
+impl Read for CheckedBlob<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.blob.size {
+            return Err(self.altered(format!(
+                "is longer than the {} bytes the lock pins",
+                self.blob.size
+            )));
+        }
+        if n > 0 {
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&buf[..n]);
+            }
+            return Ok(n);
+        }
+        if self.read < self.blob.size {
+            return Err(self.altered(format!(
+                "is {} bytes, the lock pins {}",
+                self.read, self.blob.size
+            )));
+        }
+        if let Some(hasher) = self.hasher.take() {
+            let actual = hasher.finish();
+            if actual != self.blob.digest {
+                return Err(self.altered(format!("hashes to {actual}")));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// The error for a blob that could not go into the bundle: an altered store
+/// blob says how to repair the store.
+fn blob_error(blob: &Blob, error: std::io::Error) -> anyhow::Error {
+    if !error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<AlteredBlob>())
+    {
+        return anyhow::Error::new(error)
+            .context(format!("cannot write blob {} to the bundle", blob.digest));
+    }
+    let altered = error
+        .into_inner()
+        .and_then(|inner| inner.downcast::<AlteredBlob>().ok())
+        .expect("checked above: the error wraps an AlteredBlob");
+    crate::errors::with_hint(
+        anyhow::Error::new(*altered).context(format!(
+            "cannot export blob {}: the store holds other bytes under its name, so no bundle was written",
+            blob.digest
+        )),
+        "run `imagelock fsck --repair` to set the blob aside and fetch it again, then export again",
+    )
 }
 
 fn header(size: u64) -> tar::Header {
@@ -190,16 +346,17 @@ pub struct Imported {
 }
 
 /// Streams the bundle at `path` into `store`, verifying every blob against the
-/// bundle's lock before it gets its name, and names the OCI images in
-/// `index.json`. Returns the bundle's lock with the report.
-pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
+/// bundle's lock before it gets its name. Names no image: the bundle's lock
+/// is the bundle's own claim, so `index.json` is left to `sync`, which names
+/// the images of the project's lock once its checks pass.
+pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the bundle {}", path.display()))?;
     let decoder = zstd::Decoder::new(file)
         .with_context(|| format!("{} is not a zstd-compressed bundle", path.display()))?;
     let mut archive = tar::Archive::new(decoder);
-    let mut lock: Option<Lock> = None;
-    let mut pinned: BTreeMap<Digest, Blob> = BTreeMap::new();
+    // The blobs the bundle's lock pins: which entries may be stored, nothing more.
+    let mut pinned: Option<BTreeMap<Digest, Blob>> = None;
     let mut report = Imported::default();
     let bad = |entry: &str, problem: String| {
         hinted(
@@ -227,15 +384,17 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
                     .map_err(|e| bad(&name, e.to_string()))?;
             }
             "images.lock" => {
+                if pinned.is_some() {
+                    return Err(bad(&name, "a second images.lock".into()));
+                }
                 let mut text = String::new();
                 (&mut entry)
                     .take(MAX_BUNDLED_LOCK_BYTES)
                     .read_to_string(&mut text)
                     .map_err(|e| bad(&name, e.to_string()))?;
                 let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
-                pinned = parsed.blobs();
                 report.images = parsed.images.len();
-                lock = Some(parsed);
+                pinned = Some(parsed.blobs());
             }
             _ if name.starts_with("keys/") => {
                 std::io::copy(&mut entry, &mut std::io::sink())
@@ -245,9 +404,9 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
                 let Some(rest) = name.strip_prefix("blobs/") else {
                     return Err(bad(&name, "not part of a bundle".into()));
                 };
-                if lock.is_none() {
+                let Some(pinned) = &pinned else {
                     return Err(bad(&name, "a blob before images.lock".into()));
-                }
+                };
                 let digest: Digest = rest
                     .replacen('/', ":", 1)
                     .parse()
@@ -290,7 +449,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
             }
         }
     }
-    let Some(lock) = lock else {
+    let Some(pinned) = pinned else {
         bail!("bundle {} holds no images.lock", path.display());
     };
     let missing: Vec<String> = pinned
@@ -309,14 +468,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<(Lock, Imported)> {
             "the bundle is incomplete; export it again on the connected side",
         ));
     }
-    let refs: Vec<(String, Blob)> = lock
-        .images
-        .values()
-        .filter(|i| i.is_oci())
-        .map(|i| (i.store_name(), i.root()))
-        .collect();
-    store.set_refs(&refs)?;
-    Ok((lock, report))
+    Ok(report)
 }
 
 /// The part of `lock` an export was asked for: the images named in `images`

@@ -159,7 +159,7 @@ pub enum Command {
     },
     /// Read an airgap bundle into the store, verifying every blob before it gets its name.
     #[command(
-        after_help = "Examples:\n  imagelock import bundle.tar.zst\n  imagelock sync --offline --from bundle.tar.zst   # import, then sync, in one step"
+        after_help = "Import stores blobs only and names no image: the bundle's own lock is not\ntrusted for names. `imagelock sync --offline` then checks the project's lock\nagainst the store and names its images.\n\nExamples:\n  imagelock import bundle.tar.zst && imagelock sync --offline\n  imagelock sync --offline --from bundle.tar.zst   # import, then sync, in one step"
     )]
     Import {
         /// The bundle to read.

@@ -82,9 +82,11 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
     let _shared = store.lock_shared()?;
     let imported = import_bundle(settings, &store, file).await?;
-    settings
-        .printer
-        .status("Run `imagelock sync --offline` to check that the project's lock is satisfied.");
+    // A bundle's own lock names nothing in the store: names come from the
+    // project's lock, when sync has checked it against images.toml.
+    settings.printer.status(
+        "Import names no image: run `imagelock sync --offline` to check the project's images.lock against the store and name its images.",
+    );
     settings
         .printer
         .json(&json!({ "bundle": file, "imported": imported }));

@@ -206,7 +206,7 @@ async fn import_bundle(
 ) -> anyhow::Result<crate::bundle::Imported> {
     let started = Instant::now();
     let (store, path) = (store.clone(), bundle.to_owned());
-    let (_, imported) = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
+    let imported = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
         .await
         .context("the bundle reader panicked")??;
     settings.printer.status(format!(
