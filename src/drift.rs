@@ -65,7 +65,10 @@ const HOST_DEFAULT: &str = " (this machine's, the entry sets none)";
 /// lock was made on: a lock is shared across machines, so that alone does not
 /// make it stale (the entry hash covers what the entry says).
 fn only_a_host_default(change: &KeyChange) -> bool {
-    change.new.as_deref().is_some_and(|n| n.ends_with(HOST_DEFAULT))
+    change
+        .new
+        .as_deref()
+        .is_some_and(|n| n.ends_with(HOST_DEFAULT))
 }
 
 /// The source key an entry uses, and the source kind the lock would record for it.
@@ -123,7 +126,11 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
             out.extend(signature_change(signature.as_deref(), &beside, locked));
         }
         Source::AciFile { file, signature } => {
-            out.extend(signature_change(signature.as_deref(), &format!("{file}.asc"), locked));
+            out.extend(signature_change(
+                signature.as_deref(),
+                &format!("{file}.asc"),
+                locked,
+            ));
         }
         Source::Docker(_) | Source::Layout { .. } => out.extend(platform_change(spec, locked)),
     }
@@ -143,8 +150,15 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
 /// lookaside and identity rule that must have verified it.
 pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Staleness {
     let mut out = lock.staleness(manifest.images.values());
+    let known: BTreeSet<String> = out.added.iter().chain(&out.changed).cloned().collect();
+    // Each entry with the dependencies it pulled in, found once (1,000 entries are common).
+    let mut trees: std::collections::BTreeMap<&str, Vec<&LockedImage>> = Default::default();
+    for image in lock.images.values() {
+        let root = image.dependency_of.as_deref().unwrap_or(&image.id);
+        trees.entry(root).or_default().push(image);
+    }
     for spec in manifest.images.values() {
-        if out.added.contains(&spec.id) || out.changed.contains(&spec.id) {
+        if known.contains(&spec.id) {
             continue;
         }
         let Some(locked) = lock.images.get(&spec.id) else {
@@ -156,11 +170,7 @@ pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Stalen
             .chain(&location_changes(spec, locked, manifest))
             .map(ToString::to_string)
             .collect();
-        let tree = lock
-            .images
-            .values()
-            .filter(|i| i.id == spec.id || i.dependency_of.as_deref() == Some(&spec.id));
-        for image in tree {
+        for image in trees.get(spec.id.as_str()).into_iter().flatten() {
             let whose = if image.id == spec.id {
                 String::new()
             } else {
@@ -395,7 +405,11 @@ fn label_changes(
 
 /// A changed `signature` location, when the lock recorded where the signature
 /// was; `beside` is where it is when the entry names none (rkt's rule for URLs).
-fn signature_change(written: Option<&str>, beside: &str, locked: &LockedImage) -> Option<KeyChange> {
+fn signature_change(
+    written: Option<&str>,
+    beside: &str,
+    locked: &LockedImage,
+) -> Option<KeyChange> {
     let recorded = &locked.signature.as_ref()?.url;
     let now = written.map_or_else(|| beside.to_owned(), str::to_owned);
     (recorded != &now).then(|| change("signature", recorded.clone(), now))

@@ -519,9 +519,9 @@ impl Lock {
     /// Which manifest entries the lock does not reflect.
     pub fn staleness<'a>(&self, specs: impl IntoIterator<Item = &'a ImageSpec>) -> Staleness {
         let mut out = Staleness::default();
-        let mut seen = Vec::new();
+        let mut seen = std::collections::BTreeSet::new();
         for spec in specs {
-            seen.push(spec.id.as_str());
+            seen.insert(spec.id.as_str());
             match self.images.get(&spec.id) {
                 None => out.added.push(spec.id.clone()),
                 Some(locked) if locked.entry_hash != spec.entry_hash => {

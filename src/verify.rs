@@ -5,8 +5,8 @@
 //! Nothing here touches the network. Blobs are hashed on blocking threads,
 //! as many at once as the machine has cores.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
 use crate::concurrency;
@@ -71,27 +71,12 @@ fn check_blob(store: &Store, blob: &Blob) -> Result<(), String> {
     Ok(())
 }
 
-/// Re-derives the lock's facts about `image` from its pinned bytes (see [`crate::pinned`]).
-/// A blob the store lacks is reported here only when `missing_too` (verify's
-/// own hashing reports it otherwise).
-fn check_facts(
-    image: &LockedImage,
-    lock: &Lock,
-    store: &Store,
-    missing_too: bool,
-    report: &mut ImageReport,
-) {
-    match crate::pinned::check_image(image, lock, store) {
-        Err(e) if missing_too || !e.is_missing() => report.problems.push(e.to_string()),
-        _ => {}
-    }
-}
-
 /// Re-checks the signatures the lock pins for `image`, recording the signer.
 fn check_signatures(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
+    verdicts: &Verdicts,
     report: &mut ImageReport,
 ) {
     let pinned = if image.is_oci() {
@@ -107,7 +92,12 @@ fn check_signatures(
         }
         return;
     }
-    match check_pinned_signatures(image, store, trust) {
+    let checked = if image.is_oci() {
+        check_simple_signatures(image, store, trust, verdicts)
+    } else {
+        check_signature(image, store, trust)
+    };
+    match checked {
         Ok((prefix, signer)) => {
             report.prefix = Some(prefix);
             report.signed_by = Some(signer);
@@ -116,19 +106,16 @@ fn check_signatures(
     }
 }
 
-/// Re-verifies every signature the lock pins for `image` (simple signatures
-/// for OCI images, the detached signature for an ACI); returns (prefix, signer).
-pub fn check_pinned_signatures(
-    image: &LockedImage,
-    store: &Store,
-    trust: &TrustStore,
-) -> Result<(String, String), String> {
-    if image.is_oci() {
-        check_simple_signatures(image, store, trust)
-    } else {
-        check_signature(image, store, trust)
-    }
-}
+/// What verifying one simple signature found: the primary key, the key that
+/// signed, and the identity the claim names; or why it was refused.
+type Verdict = Result<(String, String, String), String>;
+
+/// Simple signatures already verified in this run, by everything the verdict
+/// depends on: the signature (by digest), the manifest digest, the reference
+/// and the `[trust]` prefix. A lock often pins one image under many entries;
+/// each distinct signature is verified once.
+#[derive(Default)]
+struct Verdicts(Mutex<HashMap<(Digest, Digest, String, String), Verdict>>);
 
 /// Re-verifies the pinned simple signature of each manifest of an OCI image
 /// from the store: a trusted key, this manifest's digest, an identity the
@@ -137,6 +124,7 @@ fn check_simple_signatures(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
+    verdicts: &Verdicts,
 ) -> Result<(String, String), String> {
     let written = image.reference.as_deref().unwrap_or(&image.request);
     let reference = crate::reference::Reference::parse(written)
@@ -159,28 +147,71 @@ fn check_simple_signatures(
                 manifest.digest
             ));
         };
-        let bytes = std::fs::read(store.blob_path(&sig.digest))
-            .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
-        let (verified, claim) =
-            crate::resolve::accept_simple_signature(&trusted, &bytes, &manifest.digest, &reference)
-                .map_err(|e| {
-                    format!(
-                        "signature {} of manifest {} is not accepted for [trust.\"{}\"]: {e}",
-                        sig.digest, manifest.digest, trusted.prefix
-                    )
-                })?;
-        check_signer(sig, &trusted.prefix, &verified)?;
-        if sig.identity.as_deref() != Some(claim.docker_reference.as_str()) {
+        let key = (
+            sig.digest.clone(),
+            manifest.digest.clone(),
+            reference.to_string(),
+            trusted.prefix.clone(),
+        );
+        let known = verdicts
+            .0
+            .lock()
+            .expect("no verdict is recorded while panicking")
+            .get(&key)
+            .cloned();
+        let verdict = match known {
+            Some(verdict) => verdict,
+            None => {
+                let verdict = verify_simple_signature(store, sig, manifest, &reference, &trusted);
+                verdicts
+                    .0
+                    .lock()
+                    .expect("no verdict is recorded while panicking")
+                    .insert(key, verdict.clone());
+                verdict
+            }
+        };
+        let (primary, signing_key, claimed) = verdict?;
+        check_signer(sig, &trusted.prefix, &primary, &signing_key)?;
+        if sig.identity.as_deref() != Some(claimed.as_str()) {
             return Err(format!(
-                "signature {} claims the identity `{}`, but the lock says `{}`",
+                "signature {} claims the identity `{claimed}`, but the lock says `{}`",
                 sig.digest,
-                claim.docker_reference,
                 sig.identity.as_deref().unwrap_or("(none)")
             ));
         }
-        signer = verified.primary;
+        signer = primary;
     }
     Ok((trusted.prefix, signer))
+}
+
+/// Verifies one pinned simple signature from the store for `manifest` of `reference`.
+fn verify_simple_signature(
+    store: &Store,
+    sig: &crate::lockfile::LockedSignature,
+    manifest: &crate::lockfile::LockedManifest,
+    reference: &crate::reference::Reference,
+    trusted: &crate::trust::Trusted,
+) -> Verdict {
+    let bytes = crate::fsutil::read_if_exists(
+        &store.blob_path(&sig.digest),
+        crate::resolve::MAX_SIMPLE_SIGNATURE_BYTES,
+    )
+    .map_err(|e| format!("cannot read signature blob {}: {e:#}", sig.digest))?
+    .ok_or_else(|| format!("signature blob {} is not in the store", sig.digest))?;
+    let (verified, claim) =
+        crate::resolve::accept_simple_signature(trusted, &bytes, &manifest.digest, reference)
+            .map_err(|e| {
+                format!(
+                    "signature {} of manifest {} is not accepted for [trust.\"{}\"]: {e}",
+                    sig.digest, manifest.digest, trusted.prefix
+                )
+            })?;
+    Ok((
+        verified.primary,
+        verified.signing_key,
+        claim.docker_reference,
+    ))
 }
 
 /// Re-verifies an ACI's pinned signature from the store with the keys the
@@ -219,7 +250,12 @@ fn check_signature(
                 sig.digest, trusted.prefix
             )
         })?;
-    check_signer(sig, &trusted.prefix, &verified)?;
+    check_signer(
+        sig,
+        &trusted.prefix,
+        &verified.primary,
+        &verified.signing_key,
+    )?;
     if sig.identity.is_some() {
         return Err(format!(
             "the lock gives ACI signature {} a simple-signing identity",
@@ -234,21 +270,22 @@ fn check_signature(
 fn check_signer(
     sig: &crate::lockfile::LockedSignature,
     prefix: &str,
-    verified: &openpgp::Verified,
+    primary: &str,
+    signing_key: &str,
 ) -> Result<(), String> {
-    if verified.primary != sig.signed_by {
+    if primary != sig.signed_by {
         return Err(format!(
             "signature {} verifies with key {}, but the lock says it was signed by {}",
             sig.digest,
-            openpgp::format_fingerprint(&verified.primary),
+            openpgp::format_fingerprint(primary),
             openpgp::format_fingerprint(&sig.signed_by)
         ));
     }
-    if verified.signing_key != sig.key {
+    if signing_key != sig.key {
         return Err(format!(
             "signature {} was made by key {}, but the lock says {}",
             sig.digest,
-            openpgp::format_fingerprint(&verified.signing_key),
+            openpgp::format_fingerprint(signing_key),
             openpgp::format_fingerprint(&sig.key)
         ));
     }
@@ -311,43 +348,46 @@ async fn check_images(
     trust: Arc<TrustStore>,
     hashed: Option<Arc<BTreeMap<Digest, Result<(), String>>>>,
 ) -> anyhow::Result<Vec<ImageReport>> {
-    let whole = Arc::new(lock.clone());
-    let jobs = lock.images.values().cloned().map(|image| {
-        let policy = policy_problem(&image, lock, manifest);
-        let lock = whole.clone();
-        let store = store.clone();
-        let trust = trust.clone();
-        let hashed = hashed.clone();
-        async move {
-            let report = tokio::task::spawn_blocking(move || {
-                let blobs = image.blobs();
-                let mut report = ImageReport {
-                    id: image.id.clone(),
-                    blobs: blobs.len(),
-                    bytes: blobs.iter().map(|b| b.size).sum(),
-                    verified: image.verified,
-                    signed_by: None,
-                    prefix: None,
-                    problems: policy.into_iter().collect(),
-                };
-                // The facts first: a signature only counts for the bytes the lock really pins.
-                check_facts(&image, &lock, &store, hashed.is_none(), &mut report);
-                for blob in &blobs {
-                    if let Some(Err(problem)) = hashed.as_ref().and_then(|h| h.get(&blob.digest)) {
-                        report.problems.push(problem.clone());
-                    }
+    let images: Vec<(LockedImage, Option<String>)> = lock
+        .images
+        .values()
+        .map(|image| (image.clone(), policy_problem(image, lock, manifest)))
+        .collect();
+    let (lock, store) = (lock.clone(), store.clone());
+    let reports = tokio::task::spawn_blocking(move || {
+        let checker = crate::pinned::Checker::new(&store);
+        let verdicts = Verdicts::default();
+        concurrency::map_blocking(&images, concurrency::cpu_threads(), |(image, policy)| {
+            let blobs = image.blobs();
+            let mut report = ImageReport {
+                id: image.id.clone(),
+                blobs: blobs.len(),
+                bytes: blobs.iter().map(|b| b.size).sum(),
+                verified: image.verified,
+                signed_by: None,
+                prefix: None,
+                problems: policy.iter().cloned().collect(),
+            };
+            // The facts first: a signature only counts for the bytes the lock really pins.
+            match checker.check(image, &lock) {
+                Err(e) if hashed.is_none() || !e.is_missing() => {
+                    report.problems.push(e.to_string())
                 }
-                if report.problems.is_empty() {
-                    check_signatures(&image, &store, &trust, &mut report);
+                _ => {}
+            }
+            for blob in &blobs {
+                if let Some(Err(problem)) = hashed.as_ref().and_then(|h| h.get(&blob.digest)) {
+                    report.problems.push(problem.clone());
                 }
-                report
-            })
-            .await?;
-            Ok(report)
-        }
-    });
-    let mut reports = concurrency::run_bounded(concurrency::cpu_threads(), jobs).await?;
-    reports.sort_by(|a, b| a.id.cmp(&b.id));
+            }
+            if report.problems.is_empty() {
+                check_signatures(image, &store, &trust, &verdicts, &mut report);
+            }
+            report
+        })
+    })
+    .await?;
+    // Already in image ID order: the lock keeps its images sorted.
     Ok(reports)
 }
 
