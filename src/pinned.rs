@@ -187,6 +187,8 @@ pub fn check_lock(lock: &Lock, store: &Store) -> Result<(), (String, FactError)>
 pub fn refusal(id: &str, lock_path: &std::path::Path, error: FactError) -> anyhow::Error {
     let hint = if error.is_missing() {
         "run `imagelock sync` to fetch it".to_owned()
+    } else if matches!(error, FactError::Unusable { .. }) {
+        "the store's copy is damaged: `imagelock fsck --repair` moves it aside, then `imagelock sync` fetches it again".to_owned()
     } else {
         format!(
             "{} was edited by hand or is corrupt: review who changed it (`git log -p {}`), then remove image `{id}` from it and run `imagelock lock`",
@@ -243,9 +245,7 @@ fn read_manifest_blob(
     hasher.update(&bytes);
     let actual = hasher.finish();
     if actual != blob.digest {
-        return Err(unusable(format!(
-            "its bytes hash to {actual} (run `imagelock fsck`)"
-        )));
+        return Err(unusable(format!("its bytes hash to {actual}")));
     }
     Ok(bytes)
 }
