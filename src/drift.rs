@@ -157,6 +157,23 @@ pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Stalen
         let root = image.dependency_of.as_deref().unwrap_or(&image.id);
         trees.entry(root).or_default().push(image);
     }
+    // Entries that claim to be dependencies must be reached from their root.
+    let mut stowaways: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for image in lock.images.values() {
+        if let Some(root) = image.dependency_of.as_deref()
+            && !lock.reaches(root, &image.id)
+        {
+            stowaways.entry(root).or_default().push(format!(
+                "the lock holds `{}` as a dependency of `{root}`, but no dependency of `{root}` leads to it",
+                image.id
+            ));
+        }
+    }
+    for (root, _) in &stowaways {
+        if !manifest.images.contains_key(*root) && !out.removed.iter().any(|r| r == root) {
+            out.removed.push((*root).to_owned());
+        }
+    }
     for spec in manifest.images.values() {
         if known.contains(&spec.id) {
             continue;
@@ -170,6 +187,14 @@ pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Stalen
             .chain(&location_changes(spec, locked, manifest))
             .map(ToString::to_string)
             .collect();
+        if let Some(root) = &locked.dependency_of {
+            reasons.push(format!(
+                "`dependency-of`: {root} → (not set): [images.{}] is an entry of {}",
+                spec.id,
+                manifest.path.display()
+            ));
+        }
+        reasons.extend(stowaways.remove(spec.id.as_str()).into_iter().flatten());
         for image in trees.get(spec.id.as_str()).into_iter().flatten() {
             let whose = if image.id == spec.id {
                 String::new()

@@ -217,10 +217,41 @@ impl LockedImage {
 
     /// The name the store gives the image (`org.opencontainers.image.ref.name`).
     pub fn store_name(&self) -> String {
-        match (&self.reference, &self.path) {
-            (Some(reference), _) => reference.clone(),
+        match (self.source, &self.reference) {
+            (SourceKind::Docker, Some(reference)) => reference.clone(),
             _ => format!("imagelock.local/{}", self.id),
         }
+    }
+
+    /// The fields this entry carries that its source kind never has (a
+    /// hand-edited lock could otherwise name a layout image like a registry
+    /// one, or give an OCI image ACI dependencies).
+    pub fn foreign_fields(&self) -> Vec<&'static str> {
+        let oci = self.is_oci();
+        let aci = !oci;
+        let docker = self.source == SourceKind::Docker;
+        let layout = self.source == SourceKind::OciLayout;
+        let appc = self.source == SourceKind::Appc;
+        [
+            ("registry", self.registry.is_some() && !docker),
+            ("reference", self.reference.is_some() && !docker),
+            ("path", self.path.is_some() && !layout),
+            ("ref", self.ref_name.is_some() && !layout),
+            ("name", self.name.is_some() && !aci),
+            ("labels", !self.labels.is_empty() && !appc),
+            ("discovery", self.discovery.is_some() && !appc),
+            ("url", self.url.is_some() && !aci),
+            ("image-id", self.image_id.is_some() && !aci),
+            ("aci", self.aci.is_some() && !aci),
+            ("signature", self.signature.is_some() && !aci),
+            ("dependencies", !self.dependencies.is_empty() && !aci),
+            ("dependency-of", self.dependency_of.is_some() && !appc),
+            ("index", self.index.is_some() && !oci),
+            ("manifest", !self.manifests.is_empty() && !oci),
+        ]
+        .into_iter()
+        .filter_map(|(field, foreign)| foreign.then_some(field))
+        .collect()
     }
 
     /// Total bytes of all blobs.
@@ -447,6 +478,14 @@ impl Lock {
                     image.id
                 )));
             }
+            if let Some(field) = image.foreign_fields().first() {
+                return Err(invalid(format!(
+                    "image `{}` (source = \"{}\") has `{field}`, which {} entries never have",
+                    image.id,
+                    image.source.as_str(),
+                    image.source.as_str()
+                )));
+            }
             if let Some(registry) = &image.registry
                 && !is_registry_endpoint(registry)
             {
@@ -474,6 +513,35 @@ impl Lock {
             ));
         }
         Ok(Lock { images })
+    }
+
+    /// Whether `id` is reached from the top-level entry `root` through the
+    /// dependency lists of entries that name `root` as theirs: what makes a
+    /// `dependency-of = root` entry a dependency rather than a stowaway.
+    pub fn reaches(&self, root: &str, id: &str) -> bool {
+        let mut seen = std::collections::BTreeSet::new();
+        let mut next = vec![root];
+        while let Some(at) = next.pop() {
+            if !seen.insert(at) {
+                continue;
+            }
+            let Some(image) = self.images.get(at) else {
+                continue;
+            };
+            for dependency in &image.dependencies {
+                let in_tree = self
+                    .images
+                    .get(dependency)
+                    .is_some_and(|d| d.dependency_of.as_deref() == Some(root));
+                if dependency == id && in_tree {
+                    return true;
+                }
+                if in_tree {
+                    next.push(dependency);
+                }
+            }
+        }
+        false
     }
 
     /// Every blob the lock pins, once each, by digest.

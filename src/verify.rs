@@ -339,6 +339,22 @@ pub async fn check_pins(
     check_images(lock, store, manifest, trust, None).await
 }
 
+/// [`check_pins`] on the calling thread (for commands that are not async:
+/// export, inspect, render). Reports come back sorted by image ID.
+pub fn check_pins_blocking(
+    lock: &Lock,
+    store: &Store,
+    manifest: &Manifest,
+    trust: &TrustStore,
+) -> Vec<ImageReport> {
+    let images: Vec<(LockedImage, Option<String>)> = lock
+        .images
+        .values()
+        .map(|image| (image.clone(), policy_problem(image, lock, manifest)))
+        .collect();
+    check_each(&images, lock, store, trust, None)
+}
+
 /// The per-image checks of [`verify`] and [`check_pins`]; `hashed` holds the
 /// result of re-hashing each blob, when that was done.
 async fn check_images(
@@ -355,40 +371,50 @@ async fn check_images(
         .collect();
     let (lock, store) = (lock.clone(), store.clone());
     let reports = tokio::task::spawn_blocking(move || {
-        let checker = crate::pinned::Checker::new(&store);
-        let verdicts = Verdicts::default();
-        concurrency::map_blocking(&images, concurrency::cpu_threads(), |(image, policy)| {
-            let blobs = image.blobs();
-            let mut report = ImageReport {
-                id: image.id.clone(),
-                blobs: blobs.len(),
-                bytes: blobs.iter().map(|b| b.size).sum(),
-                verified: image.verified,
-                signed_by: None,
-                prefix: None,
-                problems: policy.iter().cloned().collect(),
-            };
-            // The facts first: a signature only counts for the bytes the lock really pins.
-            match checker.check(image, &lock) {
-                Err(e) if hashed.is_none() || !e.is_missing() => {
-                    report.problems.push(e.to_string())
-                }
-                _ => {}
-            }
-            for blob in &blobs {
-                if let Some(Err(problem)) = hashed.as_ref().and_then(|h| h.get(&blob.digest)) {
-                    report.problems.push(problem.clone());
-                }
-            }
-            if report.problems.is_empty() {
-                check_signatures(image, &store, &trust, &verdicts, &mut report);
-            }
-            report
-        })
+        check_each(&images, &lock, &store, &trust, hashed.as_deref())
     })
     .await?;
-    // Already in image ID order: the lock keeps its images sorted.
     Ok(reports)
+}
+
+/// Checks each (entry, its policy problem) on scoped threads: the facts
+/// against the pinned bytes, the blobs' hashes when `hashed` has them, and the
+/// signatures. In the order given (the lock keeps its images sorted by ID).
+fn check_each(
+    images: &[(LockedImage, Option<String>)],
+    lock: &Lock,
+    store: &Store,
+    trust: &TrustStore,
+    hashed: Option<&BTreeMap<Digest, Result<(), String>>>,
+) -> Vec<ImageReport> {
+    let checker = crate::pinned::Checker::new(store);
+    let verdicts = Verdicts::default();
+    concurrency::map_blocking(images, concurrency::cpu_threads(), |(image, policy)| {
+        let blobs = image.blobs();
+        let mut report = ImageReport {
+            id: image.id.clone(),
+            blobs: blobs.len(),
+            bytes: blobs.iter().map(|b| b.size).sum(),
+            verified: image.verified,
+            signed_by: None,
+            prefix: None,
+            problems: policy.iter().cloned().collect(),
+        };
+        // The facts first: a signature only counts for the bytes the lock really pins.
+        match checker.check(image, lock) {
+            Err(e) if hashed.is_none() || !e.is_missing() => report.problems.push(e.to_string()),
+            _ => {}
+        }
+        for blob in &blobs {
+            if let Some(Err(problem)) = hashed.and_then(|h| h.get(&blob.digest)) {
+                report.problems.push(problem.clone());
+            }
+        }
+        if report.problems.is_empty() {
+            check_signatures(image, store, trust, &verdicts, &mut report);
+        }
+        report
+    })
 }
 
 /// What is wrong with `image` under the manifest's trust policy now, if
@@ -397,6 +423,19 @@ async fn check_images(
 /// dependency: from a tree whose root was accepted unverified). This catches a
 /// lock edited by hand and a prefix added after an image was locked.
 pub fn policy_problem(image: &LockedImage, lock: &Lock, manifest: &Manifest) -> Option<String> {
+    if let Some(root) = &image.dependency_of {
+        if manifest.images.contains_key(&image.id) {
+            return Some(format!(
+                "it is an entry of {}, but the lock pins it as a dependency of `{root}`",
+                manifest.path.display()
+            ));
+        }
+        if !lock.reaches(root, &image.id) {
+            return Some(format!(
+                "the lock pins it as a dependency of `{root}`, but no dependency of `{root}` leads to it"
+            ));
+        }
+    }
     let root_id = image.dependency_of.as_deref().unwrap_or(&image.id);
     let Some(spec) = manifest.images.get(root_id) else {
         return Some(format!(
