@@ -375,7 +375,7 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
     if !is_valid_id(id) {
         return Err((
             None,
-            format!("images.{id}"),
+            format!("images.{}", crate::errors::escape(id)),
             "image IDs may contain only ASCII letters, digits, '-', '_' and '.'".into(),
         ));
     }

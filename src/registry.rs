@@ -22,6 +22,7 @@ use serde::Deserialize;
 
 use crate::credentials::{self, Credential};
 use crate::digest::{Digest, Hasher};
+use crate::errors::escape;
 use crate::oci;
 
 /// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
@@ -1154,10 +1155,11 @@ async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
             .errors
             .iter()
             .map(|e| {
-                let code = e.code.as_deref().unwrap_or("ERROR");
+                // The server's words, shown as text: never terminal controls or bidi overrides.
+                let code = escape(e.code.as_deref().unwrap_or("ERROR"));
                 match &e.message {
-                    Some(m) => format!("{code} ({m})"),
-                    None => code.to_owned(),
+                    Some(m) => format!("{code} ({})", escape(m)),
+                    None => code.into_owned(),
                 }
             })
             .collect::<Vec<_>>()

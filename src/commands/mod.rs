@@ -92,7 +92,7 @@ async fn relock(resolver: Arc<Resolver>, old: &Lock, stale: &Staleness) -> anyho
             result.with_context(|| {
                 format!(
                     "cannot lock image `{id}` ({}, {}:{})",
-                    spec.request(),
+                    crate::errors::escape(&spec.request()),
                     manifest.path.display(),
                     spec.line
                 )
