@@ -431,3 +431,34 @@ fn a_stalled_body_is_retried_after_the_read_timeout() {
     assert_eq!(f.server.hits(&f.layer_path), 2);
     assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
 }
+
+#[test]
+fn a_manifest_claiming_an_absurd_layer_size_is_refused_at_lock() {
+    let f = locked_fixture();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let huge = 1u64 << 62;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{huge}}}]}}"#,
+        sha(config),
+        config.len(),
+        sha(&f.layer),
+    );
+    f.server.set(
+        "/v2/test/img/manifests/v1",
+        Canned::ok(manifest.as_bytes(), &[("Content-Type", OCI_MANIFEST)]),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("cannot lock image `img`")
+            && run.stderr.contains(&format!(
+                "layer 1 {} claims {huge} bytes, more than the 1.0 TiB a blob may have",
+                sha(&f.layer)
+            ))
+            && run.stderr.contains("hint: nothing was pinned"),
+        "{}",
+        run.stderr
+    );
+    assert!(!f.project.root().join("images.lock").exists());
+}
