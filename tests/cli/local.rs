@@ -372,6 +372,10 @@ fn a_corrupt_store_index_is_named_with_what_to_do() {
     let hint = format!("\nhint: move {} aside;", index.display());
     assert_eq!(run.stderr.matches("hint:").count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    // verify fails on it too, the same way (it exited 0: it never read index.json).
+    let verify = project.run(&["verify"]).failure(1);
+    assert!(verify.stderr.contains(&expected), "{}", verify.stderr);
+    assert!(verify.stderr.contains(&hint), "{}", verify.stderr);
     // Doing what the hint says works.
     std::fs::rename(&index, project.store().join("index.json.old")).expect("move");
     project.run(&["sync"]).success();
