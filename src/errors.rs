@@ -180,9 +180,13 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             path.display()
         ));
     }
-    if let Some(RegistryError::Unauthorized { host, fix, .. }) =
-        cause.downcast_ref::<RegistryError>()
-    {
+    let registry = cause.downcast_ref::<RegistryError>();
+    if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
+        return Some(format!(
+            "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"
+        ));
+    }
+    if let Some(RegistryError::Unauthorized { host, fix, .. }) = registry {
         let again = match fix {
             AuthFix::LogIn => "",
             AuthFix::LogInAgain => " again",

@@ -6,7 +6,11 @@
 //! was asked for and any `Docker-Content-Digest` the registry sent. Blob bodies
 //! are handed out as streams; their callers hash and size-check them (see
 //! `store`). Tokens are cached per (registry, scope) and never sent to another
-//! host (reqwest strips `Authorization` on cross-host redirects).
+//! host (reqwest strips `Authorization` on cross-host redirects, and upload
+//! locations on another host get none). Credentials and tokens travel only over
+//! HTTPS, or plain HTTP to a host the user listed as `insecure-http`: a token
+//! server (realm) on any other plain-HTTP address is refused before anything is
+//! sent to it.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -248,6 +252,19 @@ pub enum RegistryError {
         attempts: u32,
         /// The last failure.
         last: Box<RegistryError>,
+    },
+    /// A token server (the realm of a Bearer challenge) that credentials or a
+    /// token would reach over plain HTTP; nothing was sent to it.
+    #[error(
+        "{host} sends clients for a token to {realm}, which is plain HTTP: credentials and tokens are sent only over HTTPS, or over HTTP to a host listed in images.toml as `[registries.\"{realm_host}\"] insecure-http = true` (nothing was sent)"
+    )]
+    PlainHttpRealm {
+        /// The registry that challenged.
+        host: String,
+        /// The token server's URL.
+        realm: String,
+        /// Its `host[:port]`.
+        realm_host: String,
     },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
@@ -624,7 +641,9 @@ impl RegistryClient {
 
     /// Sends `method url` with `decorate`'s headers and body, with the
     /// credentials `scope` needs (answering a 401 challenge once), retrying
-    /// transient failures; returns whatever the registry answered then.
+    /// transient failures; returns whatever the registry answered then. A URL
+    /// on another host than the registry (an upload location it named) gets no
+    /// credentials at all.
     async fn authorized(
         &self,
         repo: &Repository,
@@ -634,7 +653,8 @@ impl RegistryClient {
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
-        let mut authorization = self.cached_auth(repo.host(), scope);
+        let own_host = same_host(url, &repo.base);
+        let mut authorization = self.cached_auth(repo.host(), scope).filter(|_| own_host);
         for attempt in 0..2 {
             let response = self
                 .with_retries(url, || {
@@ -645,7 +665,7 @@ impl RegistryClient {
                     request
                 })
                 .await?;
-            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 && own_host {
                 authorization = Some(self.authenticate(repo, scope, response.headers()).await?);
                 continue;
             }
@@ -767,7 +787,10 @@ impl RegistryClient {
             .header(reqwest::header::CONTENT_LENGTH, length)
             .header("Content-Range", format!("{start}-{}", start + length - 1))
             .body(body);
-        if let Some(value) = self.cached_auth(repo.host(), &push_scope(repo)) {
+        if let Some(value) = self
+            .cached_auth(repo.host(), &push_scope(repo))
+            .filter(|_| same_host(location, &repo.base))
+        {
             request = request.header(AUTHORIZATION, value);
         }
         let response = request.send().await.map_err(|e| network(location, &e))?;
@@ -975,6 +998,20 @@ impl RegistryClient {
         scopes: &[&str],
         credential: Option<&Credential>,
     ) -> Result<(String, u64), RegistryError> {
+        // Credentials and the token they buy go over HTTPS, or over plain HTTP
+        // only to a host the user listed: refuse before sending anything.
+        if let Err(refused) = self.check_scheme(realm) {
+            return Err(match refused {
+                RegistryError::PlainHttp {
+                    host: realm_host, ..
+                } => RegistryError::PlainHttpRealm {
+                    host: host.to_owned(),
+                    realm: realm.to_owned(),
+                    realm_host,
+                },
+                other => other,
+            });
+        }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
         if let Some(service) = service {
             query.push(("service", service));
@@ -1233,6 +1270,17 @@ pub fn network(url: &str, e: &reqwest::Error) -> RegistryError {
     }
 }
 
+/// Whether `url` is on the host (and port) of the endpoint `base`, the rule
+/// reqwest applies before carrying `Authorization` across a redirect.
+fn same_host(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
+    }
+}
+
 /// One parsed `WWW-Authenticate` challenge.
 #[derive(Debug, PartialEq, Eq)]
 struct Challenge {
@@ -1310,6 +1358,22 @@ mod tests {
         let c = parse_challenge("Bearer realm=https://auth.example/token, service=reg")
             .expect("parses");
         assert_eq!(c.params["service"], "reg");
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        let base = "https://registry.test";
+        for (url, same) in [
+            ("https://registry.test/v2/x/blobs/uploads/1", true),
+            ("https://registry.test:443/v2/x/blobs/uploads/1", true),
+            ("https://registry.test:5000/v2/x/blobs/uploads/1", false),
+            ("http://registry.test/v2/x/blobs/uploads/1", false),
+            ("https://storage.test/upload/1", false),
+            ("https://registry.test.evil/upload", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(same_host(url, base), same, "{url}");
+        }
     }
 
     #[test]

@@ -505,7 +505,11 @@ pub struct HostileServer {
     routes: Routes,
     hits: Hits,
     ranges: Ranges,
+    heads: Heads,
 }
+
+/// Every request head received (request line and headers), in order.
+type Heads = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 type Hits = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
 
@@ -584,14 +588,23 @@ impl HostileServer {
         let counted = hits.clone();
         let ranges: Ranges = Default::default();
         let seen = ranges.clone();
-        let (port, stop) = accept_loop(move |stream| serve(stream, &shared, &counted, &seen));
+        let heads: Heads = Default::default();
+        let recorded = heads.clone();
+        let (port, stop) =
+            accept_loop(move |stream| serve(stream, &shared, &counted, &seen, &recorded));
         HostileServer {
             port,
             stop,
             routes,
             hits,
             ranges,
+            heads,
         }
+    }
+
+    /// Every request head received so far (request line and headers), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.heads.lock().expect("heads").clone()
     }
 
     /// The `Range` header of each request for `path`, in order.
@@ -648,7 +661,7 @@ fn request_header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
+fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges, heads: &Heads) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     loop {
@@ -670,6 +683,10 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
             .unwrap_or("/")
             .to_owned();
         *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
+        heads
+            .lock()
+            .expect("heads")
+            .push(text.trim_end().to_owned());
         let authorization = request_header(&text, "authorization");
         let range = request_header(&text, "range");
         ranges

@@ -462,3 +462,144 @@ fn a_manifest_claiming_an_absurd_layer_size_is_refused_at_lock() {
     );
     assert!(!f.project.root().join("images.lock").exists());
 }
+
+/// `alice:pw` for `host`, in a containers auth.json the project's runs read.
+fn log_in(project: &mut Project, host: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+    let file = project.dir.path().join("auth.json");
+    std::fs::write(
+        &file,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .expect("write auth.json");
+    project
+        .env
+        .insert("REGISTRY_AUTH_FILE".into(), file.display().to_string());
+    format!("Basic {auth}")
+}
+
+#[test]
+fn a_token_server_on_plain_http_elsewhere_never_gets_the_credentials() {
+    let mut f = locked_fixture();
+    // The registry (plain HTTP, listed) sends clients for a token to another
+    // port, which nobody listed as insecure-http: the credentials would cross
+    // the network in clear.
+    let tokens = HostileServer::start(BTreeMap::new());
+    let realm = format!("http://{}/token", tokens.host());
+    let challenge = format!(r#"Bearer realm="{realm}",service="test-registry""#);
+    f.server.set(
+        "/v2/test/img/manifests/v1",
+        Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+            .requiring("Bearer tok-1", &challenge),
+    );
+    let basic = log_in(&mut f.project, &f.server.host());
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        tokens.requests().is_empty(),
+        "the token server was contacted: {:?}",
+        tokens.requests()
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "sends clients for a token to {realm}, which is plain HTTP"
+        )) && run.stderr.contains("nothing was sent"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "`[registries.\"{}\"] insecure-http = true`",
+            tokens.host()
+        )) && run.stderr.contains("\nhint: if the network to "),
+        "{}",
+        run.stderr
+    );
+    assert!(!f.project.root().join("images.lock").exists());
+
+    // Listed, as the hint says, the token server gets them (and issues a token).
+    tokens.set(
+        "/token",
+        Canned::ok(
+            br#"{"token":"tok-1"}"#,
+            &[("Content-Type", "application/json")],
+        )
+        .requiring(&basic, r#"Basic realm="token""#),
+    );
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            tokens.host()
+        ),
+    );
+    f.project.run(&["lock"]).success();
+    assert!(
+        tokens
+            .requests()
+            .iter()
+            .any(|r| r.contains(&format!("authorization: {basic}"))),
+        "{:?}",
+        tokens.requests()
+    );
+}
+
+#[test]
+fn authorization_is_not_carried_across_a_redirect_to_another_host() {
+    let mut f = locked_fixture();
+    // The registry wants Basic credentials, then redirects manifests and
+    // blobs to another host (a CDN), which must not see them.
+    let cdn = HostileServer::start(BTreeMap::new());
+    let basic = log_in(&mut f.project, &f.server.host());
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_path = format!("/v2/test/img/blobs/{}", sha(config));
+    let manifest_path = "/v2/test/img/manifests/v1".to_owned();
+    for path in [manifest_path.clone(), f.layer_path.clone(), config_path] {
+        let location = format!("http://{}{path}", cdn.host());
+        let body = if path == manifest_path {
+            Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+        } else if path == f.layer_path {
+            Canned::ok(&f.layer, &[])
+        } else {
+            Canned::ok(config, &[])
+        };
+        cdn.set(&path, body);
+        f.server.set(
+            &path,
+            Canned::status(307, &[("Location", &location)])
+                .requiring(&basic, r#"Basic realm="registry""#),
+        );
+    }
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            cdn.host()
+        ),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    f.project.run(&["lock"]).success();
+    f.project.run(&["sync"]).success();
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+    // The registry got the credentials; the other host got every request, without them.
+    assert!(
+        f.server
+            .requests()
+            .iter()
+            .any(|r| r.contains(&format!("authorization: {basic}"))),
+        "{:?}",
+        f.server.requests()
+    );
+    let to_cdn = cdn.requests();
+    assert!(to_cdn.len() >= 3, "{to_cdn:?}");
+    for request in &to_cdn {
+        assert!(
+            !request.to_ascii_lowercase().contains("authorization"),
+            "{request}"
+        );
+    }
+}
