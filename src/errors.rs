@@ -181,6 +181,16 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
         ));
     }
     let registry = cause.downcast_ref::<RegistryError>();
+    // A failure retried until the retries ran out has the hint of its last attempt.
+    let registry = match registry {
+        Some(RegistryError::Exhausted { last, .. }) => Some(&**last),
+        other => other,
+    };
+    if let Some(RegistryError::TooSlow { .. }) = registry {
+        return Some(
+            "the server is stalling or the link is very slow; if it is only slow, raise the limits: IMAGELOCK_HTTP_DEADLINE_MS (a whole manifest, page, signature or key), IMAGELOCK_HTTP_MIN_RATE bytes/s over IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS (blobs); 0 turns a limit off".to_owned(),
+        );
+    }
     if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
         return Some(format!(
             "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"

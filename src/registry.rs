@@ -11,10 +11,17 @@
 //! HTTPS, or plain HTTP to a host the user listed as `insecure-http`: a token
 //! server (realm) on any other plain-HTTP address is refused before anything is
 //! sent to it.
+//!
+//! Every request is bounded in time ([`TransferLimits`]): a document (manifest,
+//! page, signature, key, token) must arrive whole within a deadline; a blob,
+//! which may be gigabytes, must keep up a minimum rate; either way a server
+//! that trickles bytes fails the request with [`RegistryError::TooSlow`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{
@@ -55,6 +62,8 @@ pub struct HttpOptions {
     pub insecure_http: Vec<String>,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// How long a request may take and how slow a body may arrive.
+    pub limits: TransferLimits,
 }
 
 /// The read timeout: [`READ_TIMEOUT`] unless `IMAGELOCK_HTTP_READ_TIMEOUT_MS` says otherwise.
@@ -92,24 +101,26 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A whole number from environment variable `name`, if it is set and not empty.
+fn env_number(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}=`{}` is not a whole number", escape(&v))),
+        _ => Ok(None),
+    }
+}
+
 impl RetryPolicy {
     /// The defaults, overridden by `IMAGELOCK_HTTP_RETRIES` and `IMAGELOCK_HTTP_RETRY_DELAY_MS`.
     pub fn from_env() -> Result<RetryPolicy, String> {
         let mut policy = RetryPolicy::default();
-        let number = |name: &str| -> Result<Option<u64>, String> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => v
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("{name}=`{v}` is not a whole number")),
-                _ => Ok(None),
-            }
-        };
-        if let Some(n) = number("IMAGELOCK_HTTP_RETRIES")? {
+        if let Some(n) = env_number("IMAGELOCK_HTTP_RETRIES")? {
             policy.retries =
                 u32::try_from(n).map_err(|_| "IMAGELOCK_HTTP_RETRIES is too large".to_owned())?;
         }
-        if let Some(ms) = number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
             policy.delay = Duration::from_millis(ms);
         }
         Ok(policy)
@@ -139,6 +150,177 @@ fn jitter_fraction() -> f64 {
             .map_or(0, |d| d.as_nanos()),
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How long a document request (a manifest, discovery page, signature, key or
+/// token) may take from connecting to its last byte, and how long any request
+/// may wait for its response headers. The largest document accepted (a 4 MiB
+/// manifest) still arrives at 14 KiB/s, slower than any real link; a server
+/// that trickles is cut off after minutes instead of holding a run forever.
+/// `IMAGELOCK_HTTP_DEADLINE_MS` overrides it.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
+/// The slowest a blob body may arrive, in bytes per second averaged over
+/// [`DEFAULT_MIN_RATE_WINDOW`]. Blobs can be gigabytes, so they get a rate
+/// rather than a deadline: at 1 KiB/s one gigabyte takes twelve days, so a
+/// server this slow is stalling, not serving (cargo's low-speed check, 10 B/s,
+/// is for small crates). The download then resumes like any interrupted one.
+/// `IMAGELOCK_HTTP_MIN_RATE` overrides it.
+pub const DEFAULT_MIN_RATE: u64 = 1024;
+/// The window the minimum rate is averaged over: long enough to ride out a
+/// congested moment or a slow disk on the server (cargo waits 30 s too).
+/// `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS` overrides it.
+pub const DEFAULT_MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
+
+/// Time limits on every request (0 in an override turns that limit off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// A document's whole exchange, and any request's wait for headers.
+    pub deadline: Duration,
+    /// Bytes per second a blob body must average over `rate_window`.
+    pub min_rate: u64,
+    /// The window `min_rate` is measured over.
+    pub rate_window: Duration,
+}
+
+impl Default for TransferLimits {
+    fn default() -> TransferLimits {
+        TransferLimits {
+            deadline: DEFAULT_REQUEST_DEADLINE,
+            min_rate: DEFAULT_MIN_RATE,
+            rate_window: DEFAULT_MIN_RATE_WINDOW,
+        }
+    }
+}
+
+impl TransferLimits {
+    /// The defaults, overridden by `IMAGELOCK_HTTP_DEADLINE_MS`,
+    /// `IMAGELOCK_HTTP_MIN_RATE` and `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS`.
+    pub fn from_env() -> Result<TransferLimits, String> {
+        let mut limits = TransferLimits::default();
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_DEADLINE_MS")? {
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(rate) = env_number("IMAGELOCK_HTTP_MIN_RATE")? {
+            limits.min_rate = rate;
+        }
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS")? {
+            limits.rate_window = Duration::from_millis(ms);
+        }
+        Ok(limits)
+    }
+
+    /// Bytes that must arrive in each rate window, or `None` when there is no rate limit.
+    fn bytes_per_window(&self) -> Option<u64> {
+        let bytes = u128::from(self.min_rate) * self.rate_window.as_millis() / 1000;
+        (bytes > 0).then(|| u64::try_from(bytes).unwrap_or(u64::MAX))
+    }
+}
+
+/// How a request's response is bounded in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// A document: headers and the whole body within the deadline.
+    Document,
+    /// A blob: headers within the deadline, then the body at the minimum rate.
+    Stream,
+    /// A request carrying a blob (up to a push chunk): no deadline, since
+    /// sending it is part of the request; the response body as for [`Transfer::Stream`].
+    Upload,
+}
+
+/// A body that broke a [`TransferLimits`] limit; found in a reqwest error's
+/// causes by [`network`], which turns it into [`RegistryError::TooSlow`].
+#[derive(Debug)]
+struct Slow(String);
+
+impl std::fmt::Display for Slow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Slow {}
+
+/// What a deadline of `deadline` means, for messages.
+fn deadline_broken(deadline: Duration) -> String {
+    format!(
+        "no complete answer within {} (the deadline for one request)",
+        crate::printer::human_duration(deadline)
+    )
+}
+
+/// What falling under the minimum rate means, for messages.
+fn rate_broken(limits: &TransferLimits, got: u64) -> String {
+    format!(
+        "{got} bytes in {}, under the minimum rate of {} bytes/s",
+        crate::printer::human_duration(limits.rate_window),
+        limits.min_rate
+    )
+}
+
+/// A response body held to a time limit: a deadline for its last byte, or a
+/// minimum rate per window. Its size hint is the inner body's, so the
+/// response's `content_length()` is unchanged.
+struct LimitedBody {
+    inner: reqwest::Body,
+    limit: BodyLimit,
+    /// When the deadline or the current rate window ends.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes received in the current rate window.
+    window_bytes: u64,
+}
+
+enum BodyLimit {
+    /// The last byte must arrive before the timer fires.
+    Deadline(Duration),
+    /// Each window of the timer must bring this many bytes.
+    Rate(TransferLimits, u64),
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        // The timer is checked on every poll, also while bytes trickle in.
+        if this.timer.as_mut().poll(cx).is_ready() {
+            match &this.limit {
+                BodyLimit::Deadline(deadline) => {
+                    return Poll::Ready(Some(Err(Box::new(Slow(deadline_broken(*deadline))))));
+                }
+                BodyLimit::Rate(limits, needed) => {
+                    if this.window_bytes < *needed {
+                        let slow = Slow(rate_broken(limits, this.window_bytes));
+                        return Poll::Ready(Some(Err(Box::new(slow))));
+                    }
+                    this.window_bytes = 0;
+                    let next = tokio::time::Instant::now() + limits.rate_window;
+                    this.timer.as_mut().reset(next);
+                    // Registers the waker for the new window.
+                    let _ = this.timer.as_mut().poll(cx);
+                }
+            }
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            this.window_bytes = this.window_bytes.saturating_add(data.len() as u64);
+        }
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether a status is worth retrying: the server is overloaded or failing.
@@ -253,6 +435,14 @@ pub enum RegistryError {
         /// The last failure.
         last: Box<RegistryError>,
     },
+    /// The server answered too slowly: past the deadline, or under the minimum rate.
+    #[error("{url} is too slow: {what}")]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Which limit it broke, with the limit's value.
+        what: String,
+    },
     /// A token server (the realm of a Bearer challenge) that credentials or a
     /// token would reach over plain HTTP; nothing was sent to it.
     #[error(
@@ -350,6 +540,7 @@ impl LazyClient {
 pub struct RegistryClient {
     http: reqwest::Client,
     retry: RetryPolicy,
+    limits: TransferLimits,
     /// `host[:port]`s plain HTTP is allowed for.
     insecure_http: Vec<String>,
     /// Bearer tokens by (host, scope).
@@ -410,6 +601,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http,
             retry: options.retry,
+            limits: options.limits,
             insecure_http: options.insecure_http.clone(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
@@ -424,7 +616,13 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         let url = repo.url("manifests", reference);
         let response = self
-            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT), None)
+            .send(
+                repo,
+                Transfer::Document,
+                &url,
+                Some(oci::MANIFEST_ACCEPT),
+                None,
+            )
             .await?;
         let headers = response.headers().clone();
         let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
@@ -456,7 +654,7 @@ impl RegistryClient {
         from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let url = repo.url("blobs", &digest.to_string());
-        let response = self.send(repo, Method::GET, &url, None, from).await?;
+        let response = self.send(repo, Transfer::Stream, &url, None, from).await?;
         // A registry may announce its canonical (sha256) digest of a blob
         // asked for by sha512; only a digest of the same algorithm can contradict.
         if let Some(announced) = header_str(response.headers(), "docker-content-digest")
@@ -477,26 +675,38 @@ impl RegistryClient {
         self.retry
     }
 
-    /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
-    /// registry credentials; a non-success status is an error.
+    /// GETs a small document at a plain URL (signatures, keys), without
+    /// registry credentials, bounded by the deadline; a non-success status is an error.
     pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
-        let response = self.get_url_if(url, &Conditions::default()).await?;
+        let response = self
+            .get_url_with(url, &Conditions::default(), Transfer::Document)
+            .await?;
         if !response.status().is_success() {
             return Err(status_error(url, response).await);
         }
         Ok(response)
     }
 
-    /// GETs a plain URL with a range or revalidation headers. Returns 200,
-    /// 206 and 304 responses; other statuses are errors.
+    /// GETs content at a plain URL (an ACI, a blob) with a range or
+    /// revalidation headers; its body must keep up the minimum rate. Returns
+    /// 200, 206 and 304 responses; other statuses are errors.
     pub async fn get_url_if(
         &self,
         url: &str,
         conditions: &Conditions,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.get_url_with(url, conditions, Transfer::Stream).await
+    }
+
+    async fn get_url_with(
+        &self,
+        url: &str,
+        conditions: &Conditions,
+        transfer: Transfer,
+    ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
         let response = self
-            .with_retries(url, || {
+            .with_retries(url, transfer, || {
                 let mut request = self.http.get(url);
                 if let Some(from) = conditions.from.filter(|n| *n > 0) {
                     request = request.header(RANGE, format!("bytes={from}-"));
@@ -520,16 +730,31 @@ impl RegistryClient {
 
     /// Sends the request `build` makes, again after transient failures
     /// (connection errors, timeouts, 5xx, 408, 429) with backoff; returns the
-    /// first other response, whatever its status.
+    /// first other response, whatever its status. Every response's body is
+    /// bounded as `transfer` says; a request whose headers miss the deadline
+    /// (uploads excepted) fails at once: a server that slow is no blip.
     async fn with_retries(
         &self,
         url: &str,
+        transfer: Transfer,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (last, after) = match build().send().await {
+            let started = tokio::time::Instant::now();
+            let sent = if self.limits.deadline.is_zero() || transfer == Transfer::Upload {
+                build().send().await
+            } else {
+                tokio::time::timeout(self.limits.deadline, build().send())
+                    .await
+                    .map_err(|_| RegistryError::TooSlow {
+                        url: url.to_owned(),
+                        what: deadline_broken(self.limits.deadline),
+                    })?
+            };
+            let sent = sent.map(|response| self.bounded(response, transfer, started));
+            let (last, after) = match sent {
                 Ok(response) if !is_transient(response.status()) => return Ok(response),
                 Ok(response) => {
                     let after = retry_after(response.headers());
@@ -550,6 +775,50 @@ impl RegistryClient {
             }
             tokio::time::sleep(self.retry.backoff(attempt, after)).await;
         }
+    }
+
+    /// `response` with its body held to the limits of `transfer`, for a request sent at `started`.
+    fn bounded(
+        &self,
+        response: reqwest::Response,
+        transfer: Transfer,
+        started: tokio::time::Instant,
+    ) -> reqwest::Response {
+        let limits = self.limits;
+        let (limit, timer) = match transfer {
+            Transfer::Document if !limits.deadline.is_zero() => (
+                BodyLimit::Deadline(limits.deadline),
+                tokio::time::sleep_until(started + limits.deadline),
+            ),
+            Transfer::Stream | Transfer::Upload => match limits.bytes_per_window() {
+                Some(needed) if !limits.rate_window.is_zero() => (
+                    BodyLimit::Rate(limits, needed),
+                    tokio::time::sleep(limits.rate_window),
+                ),
+                _ => return response,
+            },
+            Transfer::Document => return response,
+        };
+        use reqwest::ResponseBuilderExt as _;
+        let url = response.url().clone();
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut builder = http::Response::builder()
+            .status(parts.status)
+            .version(parts.version)
+            .url(url);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = parts.headers;
+        }
+        let body = reqwest::Body::wrap(LimitedBody {
+            inner: body,
+            limit,
+            timer: Box::pin(timer),
+            window_bytes: 0,
+        });
+        builder
+            .body(body)
+            .map(reqwest::Response::from)
+            .expect("a status, version and headers taken from a response make a response")
     }
 
     /// GETs a small document that may not exist (a signature): `None` on 404,
@@ -578,7 +847,9 @@ impl RegistryClient {
     /// status as a miss); returns the final URL after redirects and the body.
     pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
         self.check_scheme(url)?;
-        let response = self.with_retries(url, || self.http.get(url)).await?;
+        let response = self
+            .with_retries(url, Transfer::Document, || self.http.get(url))
+            .await?;
         if response.status() != StatusCode::OK {
             return Err(RegistryError::Status {
                 url: url.to_owned(),
@@ -616,14 +887,14 @@ impl RegistryClient {
     async fn send(
         &self,
         repo: &Repository,
-        method: Method,
+        transfer: Transfer,
         url: &str,
         accept: Option<&str>,
         from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let scope = format!("repository:{}:pull", repo.path);
         let response = self
-            .authorized(repo, &scope, method, url, |mut request| {
+            .authorized_as(repo, &scope, Method::GET, transfer, url, |mut request| {
                 if let Some(accept) = accept {
                     request = request.header(ACCEPT, accept);
                 }
@@ -641,9 +912,7 @@ impl RegistryClient {
 
     /// Sends `method url` with `decorate`'s headers and body, with the
     /// credentials `scope` needs (answering a 401 challenge once), retrying
-    /// transient failures; returns whatever the registry answered then. A URL
-    /// on another host than the registry (an upload location it named) gets no
-    /// credentials at all.
+    /// transient failures; returns whatever the registry answered then.
     async fn authorized(
         &self,
         repo: &Repository,
@@ -652,12 +921,28 @@ impl RegistryClient {
         url: &str,
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.authorized_as(repo, scope, method, Transfer::Document, url, decorate)
+            .await
+    }
+
+    /// [`RegistryClient::authorized`] with the response body bounded as `transfer` says.
+    /// A URL on another host than the registry (an upload location it named)
+    /// gets no credentials at all.
+    async fn authorized_as(
+        &self,
+        repo: &Repository,
+        scope: &str,
+        method: Method,
+        transfer: Transfer,
+        url: &str,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
         let own_host = same_host(url, &repo.base);
         let mut authorization = self.cached_auth(repo.host(), scope).filter(|_| own_host);
         for attempt in 0..2 {
             let response = self
-                .with_retries(url, || {
+                .with_retries(url, transfer, || {
                     let mut request = decorate(self.http.request(method.clone(), url));
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value);
@@ -857,10 +1142,17 @@ impl RegistryClient {
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         let response = self
-            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
-                    .body(body.clone())
-            })
+            .authorized_as(
+                repo,
+                &push_scope(repo),
+                Method::PUT,
+                Transfer::Upload,
+                &url,
+                |r| {
+                    r.header(CONTENT_TYPE, "application/octet-stream")
+                        .body(body.clone())
+                },
+            )
             .await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(&url, response).await);
@@ -1020,7 +1312,7 @@ impl RegistryClient {
             query.push(("account", &c.username));
         }
         let response = self
-            .with_retries(realm, || {
+            .with_retries(realm, Transfer::Document, || {
                 let mut request = self.http.get(realm).query(&query);
                 if let Some(c) = credential {
                     request = request.header(AUTHORIZATION, c.basic_header());
@@ -1262,8 +1554,18 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A network error for `url`.
+/// A network error for `url`; a body that broke a time limit is [`RegistryError::TooSlow`].
 pub fn network(url: &str, e: &reqwest::Error) -> RegistryError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(slow) = c.downcast_ref::<Slow>() {
+            return RegistryError::TooSlow {
+                url: url.to_owned(),
+                what: slow.0.clone(),
+            };
+        }
+        cause = c.source();
+    }
     RegistryError::Network {
         url: url.to_owned(),
         message: error_chain(e),
@@ -1374,6 +1676,23 @@ mod tests {
         ] {
             assert_eq!(same_host(url, base), same, "{url}");
         }
+    }
+
+    #[test]
+    fn rate_limits_count_bytes_per_window() {
+        let limits = TransferLimits::default();
+        assert_eq!(limits.bytes_per_window(), Some(30 * 1024));
+        let off = TransferLimits {
+            min_rate: 0,
+            ..limits
+        };
+        assert_eq!(off.bytes_per_window(), None);
+        let fast = TransferLimits {
+            min_rate: 1000,
+            rate_window: Duration::from_millis(500),
+            ..limits
+        };
+        assert_eq!(fast.bytes_per_window(), Some(500));
     }
 
     #[test]

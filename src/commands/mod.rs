@@ -187,6 +187,7 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         resolve: settings.resolve.clone(),
         insecure_http,
         retry: settings.retry,
+        limits: settings.limits,
     }
 }
 

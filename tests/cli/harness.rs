@@ -533,6 +533,8 @@ pub struct Canned {
     pub ranges: bool,
     /// Wait this long after the headers before sending the body.
     pub stall: Option<Duration>,
+    /// Send the body one byte at a time, this long apart.
+    pub trickle: Option<Duration>,
 }
 
 impl Canned {
@@ -548,6 +550,7 @@ impl Canned {
             auth: None,
             ranges: false,
             stall: None,
+            trickle: None,
         }
     }
 
@@ -568,6 +571,12 @@ impl Canned {
     /// The same response, closing the connection after `n` body bytes.
     pub fn truncated(mut self, n: usize) -> Canned {
         self.truncate_at = Some(n);
+        self
+    }
+
+    /// The same response, its body sent one byte every `interval`.
+    pub fn trickled(mut self, interval: Duration) -> Canned {
+        self.trickle = Some(interval);
         self
     }
 
@@ -709,6 +718,7 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges, h
                     auth: None,
                     ranges: false,
                     stall: None,
+                    trickle: None,
                 },
             }
         };
@@ -725,6 +735,7 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges, h
                 auth: None,
                 ranges: false,
                 stall: None,
+                trickle: None,
             };
         }
         let from = range
@@ -762,7 +773,14 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges, h
         if let Some(stall) = canned.stall {
             std::thread::sleep(stall);
         }
-        if stream.write_all(body).is_err() {
+        if let Some(interval) = canned.trickle {
+            for byte in body {
+                if stream.write_all(std::slice::from_ref(byte)).is_err() {
+                    return;
+                }
+                std::thread::sleep(interval);
+            }
+        } else if stream.write_all(body).is_err() {
             return;
         }
         if canned.truncate_at.is_some() {

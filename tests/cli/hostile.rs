@@ -189,6 +189,7 @@ fn server_errors_are_reported_with_status() {
             auth: None,
             ranges: false,
             stall: None,
+            trickle: None,
         },
     );
     sync_fails_cleanly(&f, "500 Internal Server Error: UNKNOWN (disk on fire)");
@@ -602,4 +603,92 @@ fn authorization_is_not_carried_across_a_redirect_to_another_host() {
             "{request}"
         );
     }
+}
+
+#[test]
+fn a_trickling_manifest_fails_the_lock_at_the_deadline() {
+    let mut f = locked_fixture();
+    f.project
+        .env
+        .insert("IMAGELOCK_HTTP_DEADLINE_MS".into(), "1500".into());
+    // One byte every 100 ms, each well within the read timeout: without a
+    // deadline the manifest alone would take a minute.
+    let path = "/v2/test/img/manifests/v1";
+    f.server.set(
+        path,
+        Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+            .trickled(std::time::Duration::from_millis(100)),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let before = f.server.hits(path);
+    let started = std::time::Instant::now();
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let url = format!("http://{}{path}", f.server.host());
+    assert!(
+        run.stderr.contains(&format!(
+            "{url} is too slow: no complete answer within 1.5s (the deadline for one request)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: ") && run.stderr.contains("IMAGELOCK_HTTP_DEADLINE_MS"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        f.server.hits(path) - before,
+        1,
+        "a deadline missed is not retried"
+    );
+}
+
+#[test]
+fn a_trickling_blob_fails_the_sync_under_the_minimum_rate() {
+    let mut f = locked_fixture();
+    for (k, v) in [
+        ("IMAGELOCK_HTTP_MIN_RATE", "1000"),
+        ("IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS", "500"),
+        ("IMAGELOCK_HTTP_RETRIES", "1"),
+    ] {
+        f.project.env.insert(k.into(), v.into());
+    }
+    f.server.set(
+        &f.layer_path,
+        Canned::ok(&f.layer, &[]).trickled(std::time::Duration::from_millis(20)),
+    );
+    let started = std::time::Instant::now();
+    let run = f.project.run(&["sync"]).failure(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let url = format!("http://{}{}", f.server.host(), f.layer_path);
+    assert!(
+        run.stderr.contains(&format!("{url} is too slow: "))
+            && run
+                .stderr
+                .contains("bytes in 0.5s, under the minimum rate of 1000 bytes/s")
+            && run.stderr.contains("(gave up after 2 attempts)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("IMAGELOCK_HTTP_MIN_RATE"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.server.hits(&f.layer_path), 2);
+    let hex = sha(&f.layer).trim_start_matches("sha256:").to_owned();
+    assert!(!f.project.store().join("blobs/sha256").join(hex).exists());
+    f.project.assert_store_valid(&f.project.store());
+    // A server at full speed again: the same store syncs.
+    f.server.set(&f.layer_path, Canned::ok(&f.layer, &[]));
+    f.project.run(&["sync"]).success();
 }
