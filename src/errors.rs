@@ -191,6 +191,11 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "the server is stalling or the link is very slow; if it is only slow, raise the limits: IMAGELOCK_HTTP_DEADLINE_MS (a whole manifest, page, signature or key), IMAGELOCK_HTTP_MIN_RATE bytes/s over IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS (blobs); 0 turns a limit off".to_owned(),
         );
     }
+    if let Some(RegistryError::PlainHttpCredentials { host, .. }) = registry {
+        return Some(format!(
+            "if images.lock was edited to `http://` for {host}, restore it (`git checkout -- images.lock`) or run `imagelock lock`; if {host} really is plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml"
+        ));
+    }
     if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
         return Some(format!(
             "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"

@@ -8,9 +8,9 @@
 //! `store`). Tokens are cached per (registry, scope) and never sent to another
 //! host (reqwest strips `Authorization` on cross-host redirects, and upload
 //! locations on another host get none). Credentials and tokens travel only over
-//! HTTPS, or plain HTTP to a host the user listed as `insecure-http`: a token
-//! server (realm) on any other plain-HTTP address is refused before anything is
-//! sent to it.
+//! HTTPS, or plain HTTP to a host images.toml lists as `insecure-http` (not one
+//! only the lock names, as under `sync --frozen`): a token server (realm) or a
+//! registry on any other plain-HTTP address is refused before anything is sent.
 //!
 //! Every request is bounded in time ([`TransferLimits`]): a document (manifest,
 //! page, signature, key, token) must arrive whole within a deadline; a blob,
@@ -59,7 +59,13 @@ pub struct HttpOptions {
     /// Host → socket address overrides (`--resolve`); TLS still verifies the host name.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
+    /// (In `sync --frozen` these are the hosts the lock records.)
     pub insecure_http: Vec<String>,
+    /// The manifest whose `[registries]` decide which hosts credentials and
+    /// tokens may reach over plain HTTP, read when the client is built; `None`:
+    /// no host. Never the lock's hosts: the lock is untrusted input, and a
+    /// registry edited to `http://` there must not get credentials in clear.
+    pub credentials_manifest: Option<PathBuf>,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
     /// How long a request may take and how slow a body may arrive.
@@ -456,6 +462,17 @@ pub enum RegistryError {
         /// Its `host[:port]`.
         realm_host: String,
     },
+    /// A registry asking for credentials over plain HTTP on a host images.toml
+    /// does not list (its `http://` came from images.lock); nothing was sent.
+    #[error(
+        "{host} asks for credentials at {url}, which is plain HTTP, and images.toml does not list it as `[registries.\"{host}\"] insecure-http = true` (the plain HTTP comes from images.lock); credentials and tokens go only over HTTPS or to hosts images.toml lists (nothing was sent)"
+    )]
+    PlainHttpCredentials {
+        /// The registry.
+        host: String,
+        /// The URL that was challenged.
+        url: String,
+    },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
         "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
@@ -543,6 +560,8 @@ pub struct RegistryClient {
     limits: TransferLimits,
     /// `host[:port]`s plain HTTP is allowed for.
     insecure_http: Vec<String>,
+    /// `host[:port]`s credentials and tokens may reach over plain HTTP (images.toml's).
+    plain_http_credentials: Vec<String>,
     /// Bearer tokens by (host, scope).
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Hosts that asked for Basic auth, with the header to send.
@@ -603,6 +622,11 @@ impl RegistryClient {
             retry: options.retry,
             limits: options.limits,
             insecure_http: options.insecure_http.clone(),
+            plain_http_credentials: options
+                .credentials_manifest
+                .as_deref()
+                .map(crate::manifest::insecure_http_hosts_in)
+                .unwrap_or_default(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
         })
@@ -865,22 +889,13 @@ impl RegistryClient {
     /// Refuses plain-HTTP URLs except for the hosts the user allowed (the
     /// redirect policy applies the same rule to every hop).
     fn check_scheme(&self, url: &str) -> Result<(), RegistryError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Network {
-            url: url.to_owned(),
-            message: format!("not a valid URL: {e}"),
-        })?;
-        match parsed.scheme() {
-            "https" => Ok(()),
-            "http" if self.insecure_http.contains(&host_port(&parsed)) => Ok(()),
-            "http" => Err(RegistryError::PlainHttp {
-                url: url.to_owned(),
-                host: host_port(&parsed),
-            }),
-            other => Err(RegistryError::Network {
-                url: url.to_owned(),
-                message: format!("the `{other}` scheme is not supported (use https://)"),
-            }),
-        }
+        scheme_allowed(url, &self.insecure_http)
+    }
+
+    /// Whether credentials or a token may be sent to `url`: HTTPS, or plain
+    /// HTTP to a host images.toml lists.
+    fn may_carry_credentials(&self, url: &str) -> bool {
+        scheme_allowed(url, &self.plain_http_credentials).is_ok()
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying once.
@@ -939,7 +954,10 @@ impl RegistryClient {
     ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
         let own_host = same_host(url, &repo.base);
-        let mut authorization = self.cached_auth(repo.host(), scope).filter(|_| own_host);
+        let credentials_allowed = own_host && self.may_carry_credentials(url);
+        let mut authorization = self
+            .cached_auth(repo.host(), scope)
+            .filter(|_| credentials_allowed);
         for attempt in 0..2 {
             let response = self
                 .with_retries(url, transfer, || {
@@ -951,6 +969,12 @@ impl RegistryClient {
                 })
                 .await?;
             if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 && own_host {
+                if !credentials_allowed {
+                    return Err(RegistryError::PlainHttpCredentials {
+                        host: repo.host().to_owned(),
+                        url: url.to_owned(),
+                    });
+                }
                 authorization = Some(self.authenticate(repo, scope, response.headers()).await?);
                 continue;
             }
@@ -1074,7 +1098,7 @@ impl RegistryClient {
             .body(body);
         if let Some(value) = self
             .cached_auth(repo.host(), &push_scope(repo))
-            .filter(|_| same_host(location, &repo.base))
+            .filter(|_| same_host(location, &repo.base) && self.may_carry_credentials(location))
         {
             request = request.header(AUTHORIZATION, value);
         }
@@ -1291,8 +1315,8 @@ impl RegistryClient {
         credential: Option<&Credential>,
     ) -> Result<(String, u64), RegistryError> {
         // Credentials and the token they buy go over HTTPS, or over plain HTTP
-        // only to a host the user listed: refuse before sending anything.
-        if let Err(refused) = self.check_scheme(realm) {
+        // only to a host images.toml lists: refuse before sending anything.
+        if let Err(refused) = scheme_allowed(realm, &self.plain_http_credentials) {
             return Err(match refused {
                 RegistryError::PlainHttp {
                     host: realm_host, ..
@@ -1527,6 +1551,26 @@ fn upload_location(
         Ok(location.to_owned())
     } else {
         Ok(format!("{}{location}", repo.base))
+    }
+}
+
+/// HTTPS, or plain HTTP to one of `hosts`; any other URL is refused.
+fn scheme_allowed(url: &str, hosts: &[String]) -> Result<(), RegistryError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Network {
+        url: url.to_owned(),
+        message: format!("not a valid URL: {e}"),
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if hosts.contains(&host_port(&parsed)) => Ok(()),
+        "http" => Err(RegistryError::PlainHttp {
+            url: url.to_owned(),
+            host: host_port(&parsed),
+        }),
+        other => Err(RegistryError::Network {
+            url: url.to_owned(),
+            message: format!("the `{other}` scheme is not supported (use https://)"),
+        }),
     }
 }
 

@@ -186,6 +186,9 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
         insecure_http,
+        // Whatever `insecure_http` holds (the lock's hosts under --frozen),
+        // credentials follow images.toml alone.
+        credentials_manifest: Some(settings.manifest.clone()),
         retry: settings.retry,
         limits: settings.limits,
     }

@@ -606,6 +606,46 @@ fn authorization_is_not_carried_across_a_redirect_to_another_host() {
 }
 
 #[test]
+fn a_lock_naming_plain_http_never_gets_credentials_sent_in_clear() {
+    let mut f = locked_fixture();
+    let basic = log_in(&mut f.project, &f.server.host());
+    f.server.set(
+        &f.layer_path,
+        Canned::ok(&f.layer, &[]).requiring(&basic, r#"Basic realm="registry""#),
+    );
+    // images.toml does not list the host as insecure-http (think of a lock
+    // edited from https:// to http://): `sync --frozen` reads only the lock.
+    f.project.write(
+        "images.toml",
+        &format!(
+            "[images.img]\ndocker = \"{}/test/img:v1\"\ninsecure = true\n",
+            f.server.host()
+        ),
+    );
+    let run = f.project.run(&["sync", "--frozen"]).failure(1);
+    let sent: Vec<String> = f
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("authorization"))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "credentials went over plain HTTP: {sent:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{} asks for credentials at http://{}{}, which is plain HTTP, and images.toml does not list it",
+            f.server.host(),
+            f.server.host(),
+            f.layer_path
+        )) && run.stderr.contains("hint: if images.lock was edited to `http://`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
 fn a_trickling_manifest_fails_the_lock_at_the_deadline() {
     let mut f = locked_fixture();
     f.project
