@@ -270,17 +270,36 @@ fn rate_broken(limits: &TransferLimits, got: u64) -> String {
 struct LimitedBody {
     inner: reqwest::Body,
     limit: BodyLimit,
-    /// When the deadline or the current rate window ends.
+    /// Fires at the deadline, or when the current rate window would end.
     timer: Pin<Box<tokio::time::Sleep>>,
     /// Bytes received in the current rate window.
     window_bytes: u64,
+    /// Time spent waiting for the server in the current rate window. Only
+    /// that counts: a reader that stops polling (a full channel to a slow
+    /// disk) must not make the server look slow.
+    waited: Duration,
+    /// Since when the body has been waiting for the server, if it is.
+    pending_since: Option<tokio::time::Instant>,
 }
 
 enum BodyLimit {
     /// The last byte must arrive before the timer fires.
     Deadline(Duration),
-    /// Each window of the timer must bring this many bytes.
+    /// Each window of waiting on the server must bring this many bytes.
     Rate(TransferLimits, u64),
+}
+
+impl LimitedBody {
+    fn new(inner: reqwest::Body, limit: BodyLimit, timer: tokio::time::Sleep) -> LimitedBody {
+        LimitedBody {
+            inner,
+            limit,
+            timer: Box::pin(timer),
+            window_bytes: 0,
+            waited: Duration::ZERO,
+            pending_since: None,
+        }
+    }
 }
 
 impl http_body::Body for LimitedBody {
@@ -292,30 +311,45 @@ impl http_body::Body for LimitedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
         let this = &mut *self;
-        // The timer is checked on every poll, also while bytes trickle in.
-        if this.timer.as_mut().poll(cx).is_ready() {
-            match &this.limit {
-                BodyLimit::Deadline(deadline) => {
+        let now = tokio::time::Instant::now();
+        match &this.limit {
+            // Checked on every poll, also while bytes trickle in.
+            BodyLimit::Deadline(deadline) => {
+                if this.timer.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Some(Err(Box::new(Slow(deadline_broken(*deadline))))));
                 }
-                BodyLimit::Rate(limits, needed) => {
+            }
+            BodyLimit::Rate(limits, needed) => {
+                if let Some(since) = this.pending_since.take() {
+                    this.waited += now - since;
+                }
+                if this.waited >= limits.rate_window {
                     if this.window_bytes < *needed {
                         let slow = Slow(rate_broken(limits, this.window_bytes));
                         return Poll::Ready(Some(Err(Box::new(slow))));
                     }
+                    this.waited = Duration::ZERO;
                     this.window_bytes = 0;
-                    let next = tokio::time::Instant::now() + limits.rate_window;
-                    this.timer.as_mut().reset(next);
-                    // Registers the waker for the new window.
-                    let _ = this.timer.as_mut().poll(cx);
                 }
             }
         }
         let polled = Pin::new(&mut this.inner).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled
-            && let Some(data) = frame.data_ref()
-        {
-            this.window_bytes = this.window_bytes.saturating_add(data.len() as u64);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.window_bytes = this.window_bytes.saturating_add(data.len() as u64);
+                }
+            }
+            Poll::Pending => {
+                if let BodyLimit::Rate(limits, _) = &this.limit {
+                    // Wake up when this window's waiting would be used up.
+                    this.pending_since = Some(now);
+                    let end = now + limits.rate_window.saturating_sub(this.waited);
+                    this.timer.as_mut().reset(end);
+                    let _ = this.timer.as_mut().poll(cx);
+                }
+            }
+            Poll::Ready(_) => {}
         }
         polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
     }
@@ -833,12 +867,7 @@ impl RegistryClient {
         if let Some(headers) = builder.headers_mut() {
             *headers = parts.headers;
         }
-        let body = reqwest::Body::wrap(LimitedBody {
-            inner: body,
-            limit,
-            timer: Box::pin(timer),
-            window_bytes: 0,
-        });
+        let body = reqwest::Body::wrap(LimitedBody::new(body, limit, timer));
         builder
             .body(body)
             .map(reqwest::Response::from)
@@ -1737,6 +1766,74 @@ mod tests {
             ..limits
         };
         assert_eq!(fast.bytes_per_window(), Some(500));
+    }
+
+    /// A body stream: `chunks` chunks ready at once, then the end; or, with
+    /// `chunks` = `None`, a server that never sends anything.
+    struct Chunks(Option<usize>);
+
+    impl futures_core::Stream for Chunks {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match &mut self.0 {
+                None => Poll::Pending,
+                Some(0) => Poll::Ready(None),
+                Some(n) => {
+                    *n -= 1;
+                    Poll::Ready(Some(Ok(bytes::Bytes::from_static(b"0123456789"))))
+                }
+            }
+        }
+    }
+
+    async fn next_frame(body: &mut LimitedBody) -> Option<Result<bytes::Bytes, String>> {
+        use http_body::Body as _;
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
+            .await
+            .map(|frame| {
+                frame
+                    .map(|f| f.into_data().unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            })
+    }
+
+    #[tokio::test]
+    async fn only_time_waiting_on_the_server_counts_against_the_rate() {
+        let limits = TransferLimits {
+            min_rate: 1_000_000,
+            rate_window: Duration::from_millis(50),
+            ..TransferLimits::default()
+        };
+        let rate = || BodyLimit::Rate(limits, limits.bytes_per_window().expect("a rate"));
+        // The reader is the slow one: 10 bytes per 100 ms, but every byte was
+        // ready when asked for.
+        let mut body = LimitedBody::new(
+            reqwest::Body::wrap_stream(Chunks(Some(3))),
+            rate(),
+            tokio::time::sleep(limits.rate_window),
+        );
+        for _ in 0..3 {
+            assert!(matches!(next_frame(&mut body).await, Some(Ok(_))));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(next_frame(&mut body).await.is_none());
+        // A server that sends nothing fails after one window.
+        let mut silent = LimitedBody::new(
+            reqwest::Body::wrap_stream(Chunks(None)),
+            rate(),
+            tokio::time::sleep(limits.rate_window),
+        );
+        let started = Instant::now();
+        let error = next_frame(&mut silent)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
+        assert!(
+            error.contains("0 bytes in 50ms, under the minimum rate"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]
