@@ -4,7 +4,8 @@
 //! Search order (containers-auth.json(5), then Docker): `$REGISTRY_AUTH_FILE`,
 //! `$XDG_RUNTIME_DIR/containers/auth.json`, `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`,
 //! `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. The first file with an
-//! entry for the registry wins. Secrets never appear in `Debug` output.
+//! entry for the registry wins. Secrets never appear in `Debug` output, nor in
+//! errors: a broken auth file is described by where and how it is broken, not quoted.
 
 use std::collections::BTreeMap;
 use std::fmt;

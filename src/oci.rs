@@ -3,6 +3,7 @@
 //!
 //! Invariant: these types are only ever *read*; manifests are stored and pushed
 //! as their original bytes, because re-serialising would change their digest.
+//! An image manifest describing a blob over [`MAX_BLOB_BYTES`] is refused.
 
 use std::collections::BTreeMap;
 
