@@ -114,15 +114,15 @@ pub fn detect_compression(head: &[u8]) -> Result<Compression, AciError> {
     }
     if looks_like_text(head) {
         return Err(AciError::Text {
-            guess: text_guess(head),
-            excerpt: text_excerpt(head),
+            kind: text_kind(head),
+            size: size_seen(head),
         });
     }
     if head.len() <= magic_end {
         return Err(AciError::TooShort { len: head.len() });
     }
     Err(AciError::UnknownFormat {
-        first_bytes: hex::encode(&head[..head.len().min(8)]),
+        size: size_seen(head),
     })
 }
 
@@ -133,29 +133,24 @@ fn looks_like_text(head: &[u8]) -> bool {
         .any(|&b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f))
 }
 
-fn text_guess(head: &[u8]) -> &'static str {
+/// What kind of text a body is, for the error message. Only the kind: the
+/// text itself is never quoted, because a `path` or `url` entry can name any
+/// file the user can read (a symlink to a password file, a private key).
+fn text_kind(head: &[u8]) -> &'static str {
     match head.iter().find(|b| !b.is_ascii_whitespace()) {
-        Some(b'<') => "an HTML error page?",
-        Some(b'{' | b'[') => "JSON, an API error?",
+        Some(b'<') => "HTML (an error page?)",
+        Some(b'{' | b'[') => "JSON (an API error?)",
         _ => "plain text",
     }
 }
 
-/// The first line of a text body, shortened, for the error message.
-fn text_excerpt(head: &[u8]) -> String {
-    const MAX_CHARS: usize = 60;
-    let text = String::from_utf8_lossy(head);
-    let line = text
-        .trim_start()
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .trim_end();
-    let mut excerpt: String = line.chars().take(MAX_CHARS).collect();
-    if line.chars().count() > MAX_CHARS {
-        excerpt.push_str("...");
+/// How big a body that failed detection is, as far as detection read it.
+fn size_seen(head: &[u8]) -> String {
+    if head.len() < DETECT_LEN {
+        format!("{} bytes", head.len())
+    } else {
+        format!("{DETECT_LEN} bytes or more")
     }
-    excerpt
 }
 
 /// Default [`Limits::max_uncompressed`]: 8 GiB. Real ACIs are tens to hundreds of MiB, so this
@@ -211,13 +206,14 @@ pub enum AciError {
     /// The body is empty.
     #[error("not an ACI: the body is empty")]
     Empty,
-    /// The body is text, typically an error page served with status 200.
-    #[error("not an ACI: the body is text ({guess}): `{excerpt}`")]
+    /// The body is text, typically an error page served with status 200. The
+    /// message describes it and never quotes it.
+    #[error("not an ACI: the body is {kind}, {size}; an ACI is a tar archive")]
     Text {
         /// What kind of text it looks like.
-        guess: &'static str,
-        /// Its first line, shortened.
-        excerpt: String,
+        kind: &'static str,
+        /// How many bytes detection saw (`N bytes` or `512 bytes or more`).
+        size: String,
     },
     /// Too few bytes to hold a tar header.
     #[error("not an ACI: only {len} bytes, too short for a tar archive")]
@@ -225,13 +221,13 @@ pub enum AciError {
         /// The body's length.
         len: usize,
     },
-    /// No known magic bytes.
+    /// No known magic bytes. The bytes are not shown, for the reason [`AciError::Text`] gives.
     #[error(
-        "not an ACI: unknown format (first bytes {first_bytes}); expected a tar archive, plain or compressed with gzip, bzip2, xz or zstd"
+        "not an ACI: unknown binary format, {size}; expected a tar archive, plain or compressed with gzip, bzip2, xz or zstd"
     )]
     UnknownFormat {
-        /// Up to 8 leading bytes, in hex.
-        first_bytes: String,
+        /// How many bytes detection saw.
+        size: String,
     },
     /// Reading the source failed (network or file), as opposed to bad content.
     #[error("reading the ACI failed")]
@@ -1910,17 +1906,17 @@ mod tests {
             (
                 "html",
                 html.to_vec(),
-                Err("the body is text (an HTML error page?): `<!DOCTYPE html>`"),
+                Err("the body is HTML (an error page?), "),
             ),
             (
                 "json",
                 br#"{"errors":[]}"#.to_vec(),
-                Err("JSON, an API error?"),
+                Err("the body is JSON (an API error?), 13 bytes"),
             ),
             (
                 "text",
                 b"Not Found\n".to_vec(),
-                Err("text (plain text): `Not Found`"),
+                Err("the body is plain text, 10 bytes; an ACI is a tar archive"),
             ),
             ("bzip2 magic cut short", b"BZ".to_vec(), Err("plain text")),
             ("empty", Vec::new(), Err("the body is empty")),
@@ -1928,9 +1924,9 @@ mod tests {
             (
                 "v7 tar (no ustar magic)",
                 vec![0u8; 512],
-                Err("unknown format (first bytes 0000000000000000)"),
+                Err("unknown binary format, 512 bytes or more"),
             ),
-            ("noise", noise(4096, 3), Err("unknown format")),
+            ("noise", noise(4096, 3), Err("unknown binary format")),
         ];
         for (name, head, expected) in cases {
             match (detect_compression(&head), expected) {
@@ -1942,6 +1938,14 @@ mod tests {
                 }
                 (found, expected) => panic!("{name}: got {found:?}, expected {expected:?}"),
             }
+        }
+        // What was found is described, never quoted: the body may be any file.
+        for secret in [
+            &b"root:$6$s3cr3tHash:19000:0:99999:7:::\n"[..],
+            b"<p>s3cr3tHash</p>",
+        ] {
+            let message = detect_compression(secret).expect_err("text").to_string();
+            assert!(!message.contains("s3cr3t"), "{message}");
         }
     }
 
@@ -2012,9 +2016,13 @@ mod tests {
             (
                 "html",
                 html.clone(),
-                "not an ACI: the body is text (an HTML error page?)",
+                "not an ACI: the body is HTML (an error page?), 512 bytes or more",
             ),
-            ("noise", noise(100_000, 11), "not an ACI: unknown format"),
+            (
+                "noise",
+                noise(100_000, 11),
+                "not an ACI: unknown binary format",
+            ),
             (
                 "gzipped html",
                 gzip(&html),

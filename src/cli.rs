@@ -476,6 +476,9 @@ pub struct Settings {
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// Retries of transient HTTP failures (`IMAGELOCK_HTTP_RETRIES`, `IMAGELOCK_HTTP_RETRY_DELAY_MS`).
     pub retry: crate::registry::RetryPolicy,
+    /// Request deadline and minimum transfer rate (`IMAGELOCK_HTTP_DEADLINE_MS`,
+    /// `IMAGELOCK_HTTP_MIN_RATE`, `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS`).
+    pub limits: crate::registry::TransferLimits,
     /// Output routing.
     pub printer: Printer,
 }
@@ -507,6 +510,7 @@ impl Settings {
             ca_files: ca_file,
             resolve,
             retry: crate::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
+            limits: crate::registry::TransferLimits::from_env().map_err(anyhow::Error::msg)?,
             printer: Printer { verbosity, json },
         })
     }

@@ -4,7 +4,8 @@
 //! Search order (containers-auth.json(5), then Docker): `$REGISTRY_AUTH_FILE`,
 //! `$XDG_RUNTIME_DIR/containers/auth.json`, `${XDG_CONFIG_HOME:-~/.config}/containers/auth.json`,
 //! `$DOCKER_CONFIG/config.json` or `~/.docker/config.json`. The first file with an
-//! entry for the registry wins. Secrets never appear in `Debug` output.
+//! entry for the registry wins. Secrets never appear in `Debug` output, nor in
+//! errors: a broken auth file is described by where and how it is broken, not quoted.
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -136,7 +137,7 @@ pub fn lookup(host: &str) -> Result<Option<Credential>, CredentialError> {
         };
         let file: AuthFile = serde_json::from_str(&text).map_err(|e| CredentialError::BadFile {
             path: path.clone(),
-            message: e.to_string(),
+            message: describe_json_error(&e),
         })?;
         if let Some(helper) = file
             .cred_helpers
@@ -170,6 +171,21 @@ pub fn lookup(host: &str) -> Result<Option<Credential>, CredentialError> {
         }
     }
     Ok(None)
+}
+
+/// Where and how an auth file is broken, without serde's own text: that quotes
+/// the value it found (`invalid type: string "dXNlcjpwYXNz"`), which can be a secret.
+fn describe_json_error(e: &serde_json::Error) -> String {
+    use serde_json::error::Category;
+    let what = match e.classify() {
+        Category::Syntax => "is not valid JSON",
+        Category::Eof => "ends early",
+        Category::Data => {
+            "does not have the shape of an auth file (`auths` maps registries to `auth` or `username`/`password`; `credHelpers`, `credsStore` name helpers)"
+        }
+        Category::Io => "cannot be read",
+    };
+    format!("{what} (line {}, column {})", e.line(), e.column())
 }
 
 fn decode_entry(entry: &AuthEntry) -> Result<Option<Credential>, String> {
@@ -249,6 +265,23 @@ mod tests {
         );
         assert_eq!(normalize_host("docker.io"), "index.docker.io");
         assert_eq!(normalize_host("http://127.0.0.1:5000/"), "127.0.0.1:5000");
+    }
+
+    #[test]
+    fn broken_auth_files_are_described_not_quoted() {
+        for text in [
+            r#"{"auths": {"r.test": "dXNlcjpzM2NyM3Q="}}"#,
+            r#"{"auths": "dXNlcjpzM2NyM3Q="}"#,
+        ] {
+            let e = serde_json::from_str::<AuthFile>(text).expect_err("invalid");
+            assert!(
+                e.to_string().contains("dXNlcjpzM2NyM3Q"),
+                "serde quotes it: {e}"
+            );
+            let described = describe_json_error(&e);
+            assert!(!described.contains("dXNlcjpzM2NyM3Q"), "{described}");
+            assert!(described.contains("(line 1, column "), "{described}");
+        }
     }
 
     #[test]

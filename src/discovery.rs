@@ -464,7 +464,13 @@ pub struct Attempt {
 
 impl fmt::Display for Attempt {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {}", self.url, self.reason)
+        // The reason quotes the page (its tags' prefixes and templates) and the server.
+        write!(
+            f,
+            "{}: {}",
+            crate::errors::escape(&self.url),
+            crate::errors::escape(&self.reason)
+        )
     }
 }
 
@@ -491,14 +497,15 @@ impl fmt::Display for Wanted {
 pub enum DiscoveryError {
     /// The name is not an AC Identifier; nothing was requested.
     #[error(
-        "`{name}` is not a valid appc image name: use lowercase letters and digits separated by single `-`, `.`, `_`, `~` or `/`, e.g. `example.com/app`"
+        "`{}` is not a valid appc image name: use lowercase letters and digits separated by single `-`, `.`, `_`, `~` or `/`, e.g. `example.com/app`",
+        crate::errors::escape(.name)
     )]
     BadName {
         /// The name as given.
         name: String,
     },
     /// A label cannot be used for discovery; nothing was requested.
-    #[error("label `{label}`: {reason}")]
+    #[error("label `{}`: {reason}", crate::errors::escape(.label))]
     BadLabel {
         /// The label's name.
         label: String,

@@ -2,7 +2,12 @@
 //!
 //! A [`Hinted`] error displays as its inner error; the binary prints the hint
 //! after the cause chain as `hint: ...`.
+//!
+//! Text that came from a user or a server (a name, a registry's error message,
+//! a discovery page) goes into messages through [`escape`], so it can neither
+//! drive the terminal nor reorder what is shown around it.
 
+use std::borrow::Cow;
 use std::fmt;
 
 /// An error with a suggested fix.
@@ -37,6 +42,48 @@ pub fn with_hint(error: impl Into<anyhow::Error>, hint: impl Into<String>) -> an
 /// Builds an error from a message with a hint.
 pub fn hinted(message: impl fmt::Display, hint: impl Into<String>) -> anyhow::Error {
     with_hint(anyhow::anyhow!("{message}"), hint)
+}
+
+/// Whether `c` must not reach a terminal as it is: C0 and C1 controls and DEL
+/// (terminal escapes, carriage returns that overwrite a line, newlines that
+/// fake a `hint:` line) and the Unicode bidirectional controls (U+202A..U+202E,
+/// U+2066..U+2069, and the marks U+200E, U+200F, U+061C) that make text display
+/// in another order than it is read ("Trojan Source", CVE-2021-42574).
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}' | '\u{200e}' | '\u{200f}' | '\u{061c}'
+        )
+}
+
+/// `text` with every control and bidirectional-override character written as
+/// a `\u{..}` escape (`\n`, `\r`, `\t` for those three), so untrusted input
+/// shows as what it is. Borrowed when nothing needed escaping.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if needs_escape(c) => out.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// [`escape`] for a whole message about to be printed: each line escaped, the
+/// line breaks kept (messages such as a TOML parse error span lines).
+pub fn escape_lines(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c != '\n' && needs_escape(c)) {
+        return Cow::Borrowed(text);
+    }
+    Cow::Owned(text.split('\n').map(escape).collect::<Vec<_>>().join("\n"))
 }
 
 /// Exit code for failures (the default).
@@ -133,9 +180,28 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             path.display()
         ));
     }
-    if let Some(RegistryError::Unauthorized { host, fix, .. }) =
-        cause.downcast_ref::<RegistryError>()
-    {
+    let registry = cause.downcast_ref::<RegistryError>();
+    // A failure retried until the retries ran out has the hint of its last attempt.
+    let registry = match registry {
+        Some(RegistryError::Exhausted { last, .. }) => Some(&**last),
+        other => other,
+    };
+    if let Some(RegistryError::TooSlow { .. }) = registry {
+        return Some(
+            "the server is stalling or the link is very slow; if it is only slow, raise the limits: IMAGELOCK_HTTP_DEADLINE_MS (a whole manifest, page, signature or key), IMAGELOCK_HTTP_MIN_RATE bytes/s over IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS (blobs); 0 turns a limit off".to_owned(),
+        );
+    }
+    if let Some(RegistryError::PlainHttpCredentials { host, .. }) = registry {
+        return Some(format!(
+            "if images.lock was edited to `http://` for {host}, restore it (`git checkout -- images.lock`) or run `imagelock lock`; if {host} really is plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml"
+        ));
+    }
+    if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
+        return Some(format!(
+            "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"
+        ));
+    }
+    if let Some(RegistryError::Unauthorized { host, fix, .. }) = registry {
         let again = match fix {
             AuthFix::LogIn => "",
             AuthFix::LogInAgain => " again",
@@ -150,7 +216,30 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::hint_for;
+    use super::{escape, escape_lines, hint_for};
+
+    #[test]
+    fn untrusted_text_is_escaped() {
+        let cases = [
+            ("example.com/app", "example.com/app"),
+            ("caf\u{e9} \u{2014} ok", "caf\u{e9} \u{2014} ok"),
+            ("a\u{202e}gpj.exe", "a\\u{202e}gpj.exe"),
+            ("\u{2066}x\u{2069}", "\\u{2066}x\\u{2069}"),
+            ("\u{200f}", "\\u{200f}"),
+            ("red \u{1b}[31m", "red \\u{1b}[31m"),
+            ("line\nhint: run this", "line\\nhint: run this"),
+            ("over\rwrite\ttab", "over\\rwrite\\ttab"),
+            ("c1 \u{9b}31m del \u{7f}", "c1 \\u{9b}31m del \\u{7f}"),
+        ];
+        for (raw, shown) in cases {
+            assert_eq!(escape(raw), shown, "{raw:?}");
+        }
+        assert!(matches!(escape("plain"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(
+            escape_lines("first\nsecond \u{202e}x\r"),
+            "first\nsecond \\u{202e}x\\r"
+        );
+    }
     use crate::registry::{AuthFix, RegistryError};
 
     fn unauthorized(fix: AuthFix) -> anyhow::Error {

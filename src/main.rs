@@ -177,16 +177,20 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
     })
 }
 
+/// Prints `error`, its causes and its hint on stderr. Messages carry names,
+/// paths and server text: controls and bidirectional overrides in them are
+/// escaped here as well as where they were put in, whatever the source.
 fn report(error: &anyhow::Error) {
-    eprintln!("error: {error}");
+    use imagelock::errors::escape_lines;
+    eprintln!("error: {}", escape_lines(&error.to_string()));
     let hint = imagelock::errors::hint_for(error);
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
         if !error.to_string().contains(&text) {
-            eprintln!("  Caused by: {text}");
+            eprintln!("  Caused by: {}", escape_lines(&text));
         }
     }
     if let Some(hint) = hint {
-        eprintln!("hint: {hint}");
+        eprintln!("hint: {}", escape_lines(&hint));
     }
 }

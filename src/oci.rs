@@ -3,6 +3,7 @@
 //!
 //! Invariant: these types are only ever *read*; manifests are stored and pushed
 //! as their original bytes, because re-serialising would change their digest.
+//! An image manifest describing a blob over [`MAX_BLOB_BYTES`] is refused.
 
 use std::collections::BTreeMap;
 
@@ -30,6 +31,12 @@ pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
 /// Registries and clients cap manifests at 4 MiB; so do we, so a hostile server
 /// cannot make us buffer an unbounded body.
 pub const MAX_MANIFEST_BYTES: u64 = 4 * 1024 * 1024;
+/// The largest config or layer an image manifest may describe: 1 TiB, far
+/// beyond any layer a registry accepts (they refuse a few tens of GiB), so only
+/// a lie is refused. It also keeps every sum over a lock in range: a 4 MiB
+/// manifest holds under 2^15 descriptors, so one image stays under 2^55 bytes,
+/// where sizes near 2^63 would make a lock every later command refuses.
+pub const MAX_BLOB_BYTES: u64 = 1 << 40;
 
 /// What kind of document a manifest's bytes are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +132,19 @@ pub enum ManifestError {
         /// From Content-Type or the referencing descriptor.
         served: String,
     },
+    /// A descriptor claims a size over [`MAX_BLOB_BYTES`].
+    #[error(
+        "{what} {digest} claims {size} bytes, more than the {} a blob may have: the manifest lies about sizes",
+        crate::printer::human_bytes(MAX_BLOB_BYTES)
+    )]
+    BlobTooLarge {
+        /// "config" or "layer N".
+        what: String,
+        /// The blob's digest.
+        digest: Digest,
+        /// The size claimed.
+        size: u64,
+    },
     /// A media type imagelock cannot pin.
     #[error(
         "unsupported manifest media type `{0}` (expected an OCI or Docker schema 2 manifest or index)"
@@ -171,7 +191,8 @@ pub fn detect_media_type(
     }
 }
 
-/// Parses an image manifest and checks its schema version.
+/// Parses an image manifest and checks its schema version and that no blob
+/// claims more than [`MAX_BLOB_BYTES`].
 pub fn parse_image_manifest(bytes: &[u8]) -> Result<ImageManifest, ManifestError> {
     let manifest: ImageManifest =
         serde_json::from_slice(bytes).map_err(|source| ManifestError::Json {
@@ -180,6 +201,22 @@ pub fn parse_image_manifest(bytes: &[u8]) -> Result<ImageManifest, ManifestError
         })?;
     if manifest.schema_version != 2 {
         return Err(ManifestError::SchemaVersion(manifest.schema_version));
+    }
+    let described = std::iter::once(("config".to_owned(), &manifest.config)).chain(
+        manifest
+            .layers
+            .iter()
+            .enumerate()
+            .map(|(i, layer)| (format!("layer {}", i + 1), layer)),
+    );
+    for (what, descriptor) in described {
+        if descriptor.size > MAX_BLOB_BYTES {
+            return Err(ManifestError::BlobTooLarge {
+                what,
+                digest: descriptor.digest.clone(),
+                size: descriptor.size,
+            });
+        }
     }
     Ok(manifest)
 }
@@ -200,6 +237,26 @@ pub fn parse_index(bytes: &[u8]) -> Result<ImageIndex, ManifestError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn absurd_blob_sizes_are_refused() {
+        let manifest = |config: u64, layer: u64| {
+            format!(
+                r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"sha256:{c}","size":{config}}},"layers":[{{"mediaType":"l","digest":"sha256:{l}","size":{layer}}}]}}"#,
+                c = "c".repeat(64),
+                l = "1".repeat(64),
+            )
+        };
+        assert!(parse_image_manifest(manifest(1, MAX_BLOB_BYTES).as_bytes()).is_ok());
+        let error = parse_image_manifest(manifest(1, 1 << 62).as_bytes()).expect_err("refused");
+        assert!(
+            error.to_string().contains("layer 1 sha256:1111")
+                && error.to_string().contains(&(1u64 << 62).to_string()),
+            "{error}"
+        );
+        let error = parse_image_manifest(manifest(u64::MAX, 1).as_bytes()).expect_err("refused");
+        assert!(error.to_string().starts_with("config "), "{error}");
+    }
 
     #[test]
     fn media_type_detection() {

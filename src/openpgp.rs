@@ -58,6 +58,26 @@ pub enum KeyError {
     },
 }
 
+/// rpgp's description of a parse failure without the bytes it stopped at: its
+/// armor reader quotes the rest of the input (`Error { input: [114, 111, ...] }`),
+/// and a key or signature path can name any file the user can read.
+fn parse_failure(e: &dyn fmt::Display) -> String {
+    let text = e.to_string();
+    let quoted = text.find(" Error(").into_iter().chain(
+        text.char_indices()
+            .zip(text.chars().skip(1))
+            .find(|((_, c), next)| *c == '[' && next.is_ascii_digit())
+            .map(|((at, _), _)| at),
+    );
+    match quoted.min() {
+        Some(at) => format!(
+            "{} (the bytes it stopped at are not shown)",
+            text[..at].trim_end()
+        ),
+        None => text,
+    }
+}
+
 fn origin(path: Option<&Path>) -> String {
     match path {
         Some(path) => format!("key file {}", path.display()),
@@ -381,7 +401,12 @@ pub fn parse_public_keys(bytes: &[u8]) -> Result<Vec<PublicKey>, KeyError> {
         return Err(invalid("is empty".to_owned()));
     }
     let mut parsed = Vec::new();
-    let not_a_key = |e: pgp::errors::Error| invalid(format!("is not an OpenPGP public key: {e}"));
+    let not_a_key = |e: pgp::errors::Error| {
+        invalid(format!(
+            "is not an OpenPGP public key: {}",
+            parse_failure(&e)
+        ))
+    };
     // Binary OpenPGP data starts with a packet tag, whose high bit is set.
     if bytes[0] & 0x80 != 0 {
         parsed.extend(PublicOrSecret::from_bytes_many(bytes).map_err(not_a_key)?);
@@ -662,7 +687,10 @@ impl Keyring {
             ));
         }
         let malformed = |e: &dyn fmt::Display| {
-            SignatureError::Malformed(format!("not an OpenPGP signed message: {e}"))
+            SignatureError::Malformed(format!(
+                "not an OpenPGP signed message: {}",
+                parse_failure(e)
+            ))
         };
         let (mut msg, _headers) = Message::from_reader(message).map_err(|e| malformed(&e))?;
 
@@ -774,8 +802,9 @@ fn first_detached_signature(bytes: &[u8]) -> Result<Signature, SignatureError> {
             "the signature is empty".to_owned(),
         ));
     }
-    let not_a_signature =
-        |e: pgp::errors::Error| SignatureError::Malformed(format!("not a detached signature: {e}"));
+    let not_a_signature = |e: pgp::errors::Error| {
+        SignatureError::Malformed(format!("not a detached signature: {}", parse_failure(&e)))
+    };
     let (mut signatures, _headers) =
         DetachedSignature::from_reader_many(bytes).map_err(not_a_signature)?;
     match signatures.next() {
@@ -1097,11 +1126,21 @@ mod tests {
                 "holds no OpenPGP public key",
             ),
             ("binary garbage", &[0xff; 32], "the key data"),
+            // The armor reader's error quotes what follows the header; not shown.
+            (
+                "armored secret",
+                b"-----BEGIN PGP PUBLIC KEY BLOCK-----\nroot:$6$s3cr3t:1\n-----END PGP PUBLIC KEY BLOCK-----\n",
+                "(the bytes it stopped at are not shown)",
+            ),
         ];
         for (name, bytes, want) in cases {
             let error = parse_public_keys(bytes).expect_err(name).to_string();
             assert!(error.contains(want), "{name}: {error}");
             assert!(error.starts_with("the key data "), "{name}: {error}");
+            assert!(
+                !error.contains("114, 111") && !error.contains("s3cr3t"),
+                "{name}: {error}"
+            );
         }
     }
 

@@ -46,9 +46,11 @@ impl Printer {
         }
     }
 
-    /// A warning on stderr (always).
+    /// A warning on stderr (always); controls and bidirectional overrides in
+    /// it are escaped, as warnings quote what servers and files said.
     pub fn warn(&self, line: impl AsRef<str>) {
-        let _ = writeln!(std::io::stderr(), "warning: {}", line.as_ref());
+        let line = crate::errors::escape_lines(line.as_ref());
+        let _ = writeln!(std::io::stderr(), "warning: {line}");
     }
 
     /// Data for people on stdout (a table, a diff): printed unless `--json`

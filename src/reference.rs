@@ -16,6 +16,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::errors::escape;
+
 /// Registry assumed when a reference names none (Docker Hub, as users see it).
 const DEFAULT_DOMAIN: &str = "docker.io";
 /// Legacy spelling of Docker Hub, canonicalised to [`DEFAULT_DOMAIN`].
@@ -55,7 +57,8 @@ pub enum ReferenceError {
     ImageId(String),
     /// The repository path contains uppercase letters (only tags and registry hosts may).
     #[error(
-        "invalid image reference `{input}`: repository name `{path}` must be lowercase (only the tag and the registry host may contain uppercase letters)"
+        "invalid image reference `{}`: repository name `{}` must be lowercase (only the tag and the registry host may contain uppercase letters)",
+        escape(.input), escape(.path)
     )]
     Uppercase {
         /// The reference as written.
@@ -64,7 +67,7 @@ pub enum ReferenceError {
         path: String,
     },
     /// The input does not follow `[registry[:port]/]path[:tag][@digest]`.
-    #[error("invalid image reference `{input}`: {reason}")]
+    #[error("invalid image reference `{}`: {}", escape(.input), escape(.reason))]
     InvalidFormat {
         /// The reference as written.
         input: String,
@@ -73,7 +76,8 @@ pub enum ReferenceError {
     },
     /// The normalised repository path is longer than 255 characters.
     #[error(
-        "invalid image reference `{input}`: repository path is {length} characters long, the limit is {MAX_PATH_LEN}"
+        "invalid image reference `{}`: repository path is {length} characters long, the limit is {MAX_PATH_LEN}",
+        escape(.input)
     )]
     NameTooLong {
         /// The reference as written.
@@ -82,7 +86,7 @@ pub enum ReferenceError {
         length: usize,
     },
     /// The tag is empty, too long, or uses characters outside `[A-Za-z0-9_.-]`.
-    #[error("invalid tag in image reference `{input}`: {reason}")]
+    #[error("invalid tag in image reference `{}`: {}", escape(.input), escape(.reason))]
     InvalidTag {
         /// The reference as written.
         input: String,
@@ -92,7 +96,7 @@ pub enum ReferenceError {
         reason: String,
     },
     /// The digest is malformed, uses uppercase hex, or uses an algorithm other than sha256/sha512.
-    #[error("invalid digest in image reference `{input}`: {reason}")]
+    #[error("invalid digest in image reference `{}`: {}", escape(.input), escape(.reason))]
     InvalidDigest {
         /// The reference (or bare digest) as written.
         input: String,

@@ -6,11 +6,22 @@
 //! was asked for and any `Docker-Content-Digest` the registry sent. Blob bodies
 //! are handed out as streams; their callers hash and size-check them (see
 //! `store`). Tokens are cached per (registry, scope) and never sent to another
-//! host (reqwest strips `Authorization` on cross-host redirects).
+//! host (reqwest strips `Authorization` on cross-host redirects, and upload
+//! locations on another host get none). Credentials and tokens travel only over
+//! HTTPS, or plain HTTP to a host images.toml lists as `insecure-http` (not one
+//! only the lock names, as under `sync --frozen`): a token server (realm) or a
+//! registry on any other plain-HTTP address is refused before anything is sent.
+//!
+//! Every request is bounded in time ([`TransferLimits`]): a document (manifest,
+//! page, signature, key, token) must arrive whole within a deadline; a blob,
+//! which may be gigabytes, must keep up a minimum rate; either way a server
+//! that trickles bytes fails the request with [`RegistryError::TooSlow`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{
@@ -22,6 +33,7 @@ use serde::Deserialize;
 
 use crate::credentials::{self, Credential};
 use crate::digest::{Digest, Hasher};
+use crate::errors::escape;
 use crate::oci;
 
 /// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
@@ -47,9 +59,17 @@ pub struct HttpOptions {
     /// Host → socket address overrides (`--resolve`); TLS still verifies the host name.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
+    /// (In `sync --frozen` these are the hosts the lock records.)
     pub insecure_http: Vec<String>,
+    /// The manifest whose `[registries]` decide which hosts credentials and
+    /// tokens may reach over plain HTTP, read when the client is built; `None`:
+    /// no host. Never the lock's hosts: the lock is untrusted input, and a
+    /// registry edited to `http://` there must not get credentials in clear.
+    pub credentials_manifest: Option<PathBuf>,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
+    /// How long a request may take and how slow a body may arrive.
+    pub limits: TransferLimits,
 }
 
 /// The read timeout: [`READ_TIMEOUT`] unless `IMAGELOCK_HTTP_READ_TIMEOUT_MS` says otherwise.
@@ -87,24 +107,26 @@ impl Default for RetryPolicy {
     }
 }
 
+/// A whole number from environment variable `name`, if it is set and not empty.
+fn env_number(name: &str) -> Result<Option<u64>, String> {
+    match std::env::var(name) {
+        Ok(v) if !v.is_empty() => v
+            .parse()
+            .map(Some)
+            .map_err(|_| format!("{name}=`{}` is not a whole number", escape(&v))),
+        _ => Ok(None),
+    }
+}
+
 impl RetryPolicy {
     /// The defaults, overridden by `IMAGELOCK_HTTP_RETRIES` and `IMAGELOCK_HTTP_RETRY_DELAY_MS`.
     pub fn from_env() -> Result<RetryPolicy, String> {
         let mut policy = RetryPolicy::default();
-        let number = |name: &str| -> Result<Option<u64>, String> {
-            match std::env::var(name) {
-                Ok(v) if !v.is_empty() => v
-                    .parse()
-                    .map(Some)
-                    .map_err(|_| format!("{name}=`{v}` is not a whole number")),
-                _ => Ok(None),
-            }
-        };
-        if let Some(n) = number("IMAGELOCK_HTTP_RETRIES")? {
+        if let Some(n) = env_number("IMAGELOCK_HTTP_RETRIES")? {
             policy.retries =
                 u32::try_from(n).map_err(|_| "IMAGELOCK_HTTP_RETRIES is too large".to_owned())?;
         }
-        if let Some(ms) = number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_RETRY_DELAY_MS")? {
             policy.delay = Duration::from_millis(ms);
         }
         Ok(policy)
@@ -134,6 +156,211 @@ fn jitter_fraction() -> f64 {
             .map_or(0, |d| d.as_nanos()),
     );
     (h.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// How long a document request (a manifest, discovery page, signature, key or
+/// token) may take from connecting to its last byte, and how long any request
+/// may wait for its response headers. The largest document accepted (a 4 MiB
+/// manifest) still arrives at 14 KiB/s, slower than any real link; a server
+/// that trickles is cut off after minutes instead of holding a run forever.
+/// `IMAGELOCK_HTTP_DEADLINE_MS` overrides it.
+pub const DEFAULT_REQUEST_DEADLINE: Duration = Duration::from_secs(300);
+/// The slowest a blob body may arrive, in bytes per second averaged over
+/// [`DEFAULT_MIN_RATE_WINDOW`]. Blobs can be gigabytes, so they get a rate
+/// rather than a deadline: at 1 KiB/s one gigabyte takes twelve days, so a
+/// server this slow is stalling, not serving (cargo's low-speed check, 10 B/s,
+/// is for small crates). The download then resumes like any interrupted one.
+/// `IMAGELOCK_HTTP_MIN_RATE` overrides it.
+pub const DEFAULT_MIN_RATE: u64 = 1024;
+/// The window the minimum rate is averaged over: long enough to ride out a
+/// congested moment or a slow disk on the server (cargo waits 30 s too).
+/// `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS` overrides it.
+pub const DEFAULT_MIN_RATE_WINDOW: Duration = Duration::from_secs(30);
+
+/// Time limits on every request (0 in an override turns that limit off).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferLimits {
+    /// A document's whole exchange, and any request's wait for headers.
+    pub deadline: Duration,
+    /// Bytes per second a blob body must average over `rate_window`.
+    pub min_rate: u64,
+    /// The window `min_rate` is measured over.
+    pub rate_window: Duration,
+}
+
+impl Default for TransferLimits {
+    fn default() -> TransferLimits {
+        TransferLimits {
+            deadline: DEFAULT_REQUEST_DEADLINE,
+            min_rate: DEFAULT_MIN_RATE,
+            rate_window: DEFAULT_MIN_RATE_WINDOW,
+        }
+    }
+}
+
+impl TransferLimits {
+    /// The defaults, overridden by `IMAGELOCK_HTTP_DEADLINE_MS`,
+    /// `IMAGELOCK_HTTP_MIN_RATE` and `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS`.
+    pub fn from_env() -> Result<TransferLimits, String> {
+        let mut limits = TransferLimits::default();
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_DEADLINE_MS")? {
+            limits.deadline = Duration::from_millis(ms);
+        }
+        if let Some(rate) = env_number("IMAGELOCK_HTTP_MIN_RATE")? {
+            limits.min_rate = rate;
+        }
+        if let Some(ms) = env_number("IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS")? {
+            limits.rate_window = Duration::from_millis(ms);
+        }
+        Ok(limits)
+    }
+
+    /// Bytes that must arrive in each rate window, or `None` when there is no rate limit.
+    fn bytes_per_window(&self) -> Option<u64> {
+        let bytes = u128::from(self.min_rate) * self.rate_window.as_millis() / 1000;
+        (bytes > 0).then(|| u64::try_from(bytes).unwrap_or(u64::MAX))
+    }
+}
+
+/// How a request's response is bounded in time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Transfer {
+    /// A document: headers and the whole body within the deadline.
+    Document,
+    /// A blob: headers within the deadline, then the body at the minimum rate.
+    Stream,
+    /// A request carrying a blob (up to a push chunk): no deadline, since
+    /// sending it is part of the request; the response body as for [`Transfer::Stream`].
+    Upload,
+}
+
+/// A body that broke a [`TransferLimits`] limit; found in a reqwest error's
+/// causes by [`network`], which turns it into [`RegistryError::TooSlow`].
+#[derive(Debug)]
+struct Slow(String);
+
+impl std::fmt::Display for Slow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Slow {}
+
+/// What a deadline of `deadline` means, for messages.
+fn deadline_broken(deadline: Duration) -> String {
+    format!(
+        "no complete answer within {} (the deadline for one request)",
+        crate::printer::human_duration(deadline)
+    )
+}
+
+/// What falling under the minimum rate means, for messages.
+fn rate_broken(limits: &TransferLimits, got: u64) -> String {
+    format!(
+        "{got} bytes in {}, under the minimum rate of {} bytes/s",
+        crate::printer::human_duration(limits.rate_window),
+        limits.min_rate
+    )
+}
+
+/// A response body held to a time limit: a deadline for its last byte, or a
+/// minimum rate per window. Its size hint is the inner body's, so the
+/// response's `content_length()` is unchanged.
+struct LimitedBody {
+    inner: reqwest::Body,
+    limit: BodyLimit,
+    /// Fires at the deadline, or when the current rate window would end.
+    timer: Pin<Box<tokio::time::Sleep>>,
+    /// Bytes received in the current rate window.
+    window_bytes: u64,
+    /// Time spent waiting for the server in the current rate window. Only
+    /// that counts: a reader that stops polling (a full channel to a slow
+    /// disk) must not make the server look slow.
+    waited: Duration,
+    /// Since when the body has been waiting for the server, if it is.
+    pending_since: Option<tokio::time::Instant>,
+}
+
+enum BodyLimit {
+    /// The last byte must arrive before the timer fires.
+    Deadline(Duration),
+    /// Each window of waiting on the server must bring this many bytes.
+    Rate(TransferLimits, u64),
+}
+
+impl LimitedBody {
+    fn new(inner: reqwest::Body, limit: BodyLimit, timer: tokio::time::Sleep) -> LimitedBody {
+        LimitedBody {
+            inner,
+            limit,
+            timer: Box::pin(timer),
+            window_bytes: 0,
+            waited: Duration::ZERO,
+            pending_since: None,
+        }
+    }
+}
+
+impl http_body::Body for LimitedBody {
+    type Data = bytes::Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<bytes::Bytes>, Self::Error>>> {
+        let this = &mut *self;
+        let now = tokio::time::Instant::now();
+        match &this.limit {
+            // Checked on every poll, also while bytes trickle in.
+            BodyLimit::Deadline(deadline) => {
+                if this.timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Some(Err(Box::new(Slow(deadline_broken(*deadline))))));
+                }
+            }
+            BodyLimit::Rate(limits, needed) => {
+                if let Some(since) = this.pending_since.take() {
+                    this.waited += now - since;
+                }
+                if this.waited >= limits.rate_window {
+                    if this.window_bytes < *needed {
+                        let slow = Slow(rate_broken(limits, this.window_bytes));
+                        return Poll::Ready(Some(Err(Box::new(slow))));
+                    }
+                    this.waited = Duration::ZERO;
+                    this.window_bytes = 0;
+                }
+            }
+        }
+        let polled = Pin::new(&mut this.inner).poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    this.window_bytes = this.window_bytes.saturating_add(data.len() as u64);
+                }
+            }
+            Poll::Pending => {
+                if let BodyLimit::Rate(limits, _) = &this.limit {
+                    // Wake up when this window's waiting would be used up.
+                    this.pending_since = Some(now);
+                    let end = now + limits.rate_window.saturating_sub(this.waited);
+                    this.timer.as_mut().reset(end);
+                    let _ = this.timer.as_mut().poll(cx);
+                }
+            }
+            Poll::Ready(_) => {}
+        }
+        polled.map(|frame| frame.map(|r| r.map_err(Into::into)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Whether a status is worth retrying: the server is overloaded or failing.
@@ -248,6 +475,38 @@ pub enum RegistryError {
         /// The last failure.
         last: Box<RegistryError>,
     },
+    /// The server answered too slowly: past the deadline, or under the minimum rate.
+    #[error("{url} is too slow: {what}")]
+    TooSlow {
+        /// The URL.
+        url: String,
+        /// Which limit it broke, with the limit's value.
+        what: String,
+    },
+    /// A token server (the realm of a Bearer challenge) that credentials or a
+    /// token would reach over plain HTTP; nothing was sent to it.
+    #[error(
+        "{host} sends clients for a token to {realm}, which is plain HTTP: credentials and tokens are sent only over HTTPS, or over HTTP to a host listed in images.toml as `[registries.\"{realm_host}\"] insecure-http = true` (nothing was sent)"
+    )]
+    PlainHttpRealm {
+        /// The registry that challenged.
+        host: String,
+        /// The token server's URL.
+        realm: String,
+        /// Its `host[:port]`.
+        realm_host: String,
+    },
+    /// A registry asking for credentials over plain HTTP on a host images.toml
+    /// does not list (its `http://` came from images.lock); nothing was sent.
+    #[error(
+        "{host} asks for credentials at {url}, which is plain HTTP, and images.toml does not list it as `[registries.\"{host}\"] insecure-http = true` (the plain HTTP comes from images.lock); credentials and tokens go only over HTTPS or to hosts images.toml lists (nothing was sent)"
+    )]
+    PlainHttpCredentials {
+        /// The registry.
+        host: String,
+        /// The URL that was challenged.
+        url: String,
+    },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
         "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
@@ -332,8 +591,11 @@ impl LazyClient {
 pub struct RegistryClient {
     http: reqwest::Client,
     retry: RetryPolicy,
+    limits: TransferLimits,
     /// `host[:port]`s plain HTTP is allowed for.
     insecure_http: Vec<String>,
+    /// `host[:port]`s credentials and tokens may reach over plain HTTP (images.toml's).
+    plain_http_credentials: Vec<String>,
     /// Bearer tokens by (host, scope).
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Hosts that asked for Basic auth, with the header to send.
@@ -392,7 +654,13 @@ impl RegistryClient {
         Ok(RegistryClient {
             http,
             retry: options.retry,
+            limits: options.limits,
             insecure_http: options.insecure_http.clone(),
+            plain_http_credentials: options
+                .credentials_manifest
+                .as_deref()
+                .map(crate::manifest::insecure_http_hosts_in)
+                .unwrap_or_default(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
         })
@@ -406,7 +674,13 @@ impl RegistryClient {
     ) -> Result<FetchedManifest, RegistryError> {
         let url = repo.url("manifests", reference);
         let response = self
-            .send(repo, Method::GET, &url, Some(oci::MANIFEST_ACCEPT), None)
+            .send(
+                repo,
+                Transfer::Document,
+                &url,
+                Some(oci::MANIFEST_ACCEPT),
+                None,
+            )
             .await?;
         let headers = response.headers().clone();
         let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
@@ -438,7 +712,7 @@ impl RegistryClient {
         from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let url = repo.url("blobs", &digest.to_string());
-        let response = self.send(repo, Method::GET, &url, None, from).await?;
+        let response = self.send(repo, Transfer::Stream, &url, None, from).await?;
         // A registry may announce its canonical (sha256) digest of a blob
         // asked for by sha512; only a digest of the same algorithm can contradict.
         if let Some(announced) = header_str(response.headers(), "docker-content-digest")
@@ -459,26 +733,38 @@ impl RegistryClient {
         self.retry
     }
 
-    /// GETs a plain URL (ACIs, signatures, discovery pages, keys), without
-    /// registry credentials; a non-success status is an error.
+    /// GETs a small document at a plain URL (signatures, keys), without
+    /// registry credentials, bounded by the deadline; a non-success status is an error.
     pub async fn get_url(&self, url: &str) -> Result<reqwest::Response, RegistryError> {
-        let response = self.get_url_if(url, &Conditions::default()).await?;
+        let response = self
+            .get_url_with(url, &Conditions::default(), Transfer::Document)
+            .await?;
         if !response.status().is_success() {
             return Err(status_error(url, response).await);
         }
         Ok(response)
     }
 
-    /// GETs a plain URL with a range or revalidation headers. Returns 200,
-    /// 206 and 304 responses; other statuses are errors.
+    /// GETs content at a plain URL (an ACI, a blob) with a range or
+    /// revalidation headers; its body must keep up the minimum rate. Returns
+    /// 200, 206 and 304 responses; other statuses are errors.
     pub async fn get_url_if(
         &self,
         url: &str,
         conditions: &Conditions,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.get_url_with(url, conditions, Transfer::Stream).await
+    }
+
+    async fn get_url_with(
+        &self,
+        url: &str,
+        conditions: &Conditions,
+        transfer: Transfer,
+    ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
         let response = self
-            .with_retries(url, || {
+            .with_retries(url, transfer, || {
                 let mut request = self.http.get(url);
                 if let Some(from) = conditions.from.filter(|n| *n > 0) {
                     request = request.header(RANGE, format!("bytes={from}-"));
@@ -502,16 +788,31 @@ impl RegistryClient {
 
     /// Sends the request `build` makes, again after transient failures
     /// (connection errors, timeouts, 5xx, 408, 429) with backoff; returns the
-    /// first other response, whatever its status.
+    /// first other response, whatever its status. Every response's body is
+    /// bounded as `transfer` says; a request whose headers miss the deadline
+    /// (uploads excepted) fails at once: a server that slow is no blip.
     async fn with_retries(
         &self,
         url: &str,
+        transfer: Transfer,
         build: impl Fn() -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let (last, after) = match build().send().await {
+            let started = tokio::time::Instant::now();
+            let sent = if self.limits.deadline.is_zero() || transfer == Transfer::Upload {
+                build().send().await
+            } else {
+                tokio::time::timeout(self.limits.deadline, build().send())
+                    .await
+                    .map_err(|_| RegistryError::TooSlow {
+                        url: url.to_owned(),
+                        what: deadline_broken(self.limits.deadline),
+                    })?
+            };
+            let sent = sent.map(|response| self.bounded(response, transfer, started));
+            let (last, after) = match sent {
                 Ok(response) if !is_transient(response.status()) => return Ok(response),
                 Ok(response) => {
                     let after = retry_after(response.headers());
@@ -532,6 +833,45 @@ impl RegistryClient {
             }
             tokio::time::sleep(self.retry.backoff(attempt, after)).await;
         }
+    }
+
+    /// `response` with its body held to the limits of `transfer`, for a request sent at `started`.
+    fn bounded(
+        &self,
+        response: reqwest::Response,
+        transfer: Transfer,
+        started: tokio::time::Instant,
+    ) -> reqwest::Response {
+        let limits = self.limits;
+        let (limit, timer) = match transfer {
+            Transfer::Document if !limits.deadline.is_zero() => (
+                BodyLimit::Deadline(limits.deadline),
+                tokio::time::sleep_until(started + limits.deadline),
+            ),
+            Transfer::Stream | Transfer::Upload => match limits.bytes_per_window() {
+                Some(needed) if !limits.rate_window.is_zero() => (
+                    BodyLimit::Rate(limits, needed),
+                    tokio::time::sleep(limits.rate_window),
+                ),
+                _ => return response,
+            },
+            Transfer::Document => return response,
+        };
+        use reqwest::ResponseBuilderExt as _;
+        let url = response.url().clone();
+        let (parts, body) = http::Response::<reqwest::Body>::from(response).into_parts();
+        let mut builder = http::Response::builder()
+            .status(parts.status)
+            .version(parts.version)
+            .url(url);
+        if let Some(headers) = builder.headers_mut() {
+            *headers = parts.headers;
+        }
+        let body = reqwest::Body::wrap(LimitedBody::new(body, limit, timer));
+        builder
+            .body(body)
+            .map(reqwest::Response::from)
+            .expect("a status, version and headers taken from a response make a response")
     }
 
     /// GETs a small document that may not exist (a signature): `None` on 404,
@@ -560,7 +900,9 @@ impl RegistryClient {
     /// status as a miss); returns the final URL after redirects and the body.
     pub async fn get_page(&self, url: &str) -> Result<(String, Vec<u8>), RegistryError> {
         self.check_scheme(url)?;
-        let response = self.with_retries(url, || self.http.get(url)).await?;
+        let response = self
+            .with_retries(url, Transfer::Document, || self.http.get(url))
+            .await?;
         if response.status() != StatusCode::OK {
             return Err(RegistryError::Status {
                 url: url.to_owned(),
@@ -576,36 +918,27 @@ impl RegistryClient {
     /// Refuses plain-HTTP URLs except for the hosts the user allowed (the
     /// redirect policy applies the same rule to every hop).
     fn check_scheme(&self, url: &str) -> Result<(), RegistryError> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Network {
-            url: url.to_owned(),
-            message: format!("not a valid URL: {e}"),
-        })?;
-        match parsed.scheme() {
-            "https" => Ok(()),
-            "http" if self.insecure_http.contains(&host_port(&parsed)) => Ok(()),
-            "http" => Err(RegistryError::PlainHttp {
-                url: url.to_owned(),
-                host: host_port(&parsed),
-            }),
-            other => Err(RegistryError::Network {
-                url: url.to_owned(),
-                message: format!("the `{other}` scheme is not supported (use https://)"),
-            }),
-        }
+        scheme_allowed(url, &self.insecure_http)
+    }
+
+    /// Whether credentials or a token may be sent to `url`: HTTPS, or plain
+    /// HTTP to a host images.toml lists.
+    fn may_carry_credentials(&self, url: &str) -> bool {
+        scheme_allowed(url, &self.plain_http_credentials).is_ok()
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying once.
     async fn send(
         &self,
         repo: &Repository,
-        method: Method,
+        transfer: Transfer,
         url: &str,
         accept: Option<&str>,
         from: Option<u64>,
     ) -> Result<reqwest::Response, RegistryError> {
         let scope = format!("repository:{}:pull", repo.path);
         let response = self
-            .authorized(repo, &scope, method, url, |mut request| {
+            .authorized_as(repo, &scope, Method::GET, transfer, url, |mut request| {
                 if let Some(accept) = accept {
                     request = request.header(ACCEPT, accept);
                 }
@@ -632,11 +965,31 @@ impl RegistryClient {
         url: &str,
         decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, RegistryError> {
+        self.authorized_as(repo, scope, method, Transfer::Document, url, decorate)
+            .await
+    }
+
+    /// [`RegistryClient::authorized`] with the response body bounded as `transfer` says.
+    /// A URL on another host than the registry (an upload location it named)
+    /// gets no credentials at all.
+    async fn authorized_as(
+        &self,
+        repo: &Repository,
+        scope: &str,
+        method: Method,
+        transfer: Transfer,
+        url: &str,
+        decorate: impl Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, RegistryError> {
         self.check_scheme(url)?;
-        let mut authorization = self.cached_auth(repo.host(), scope);
+        let own_host = same_host(url, &repo.base);
+        let credentials_allowed = own_host && self.may_carry_credentials(url);
+        let mut authorization = self
+            .cached_auth(repo.host(), scope)
+            .filter(|_| credentials_allowed);
         for attempt in 0..2 {
             let response = self
-                .with_retries(url, || {
+                .with_retries(url, transfer, || {
                     let mut request = decorate(self.http.request(method.clone(), url));
                     if let Some(value) = &authorization {
                         request = request.header(AUTHORIZATION, value);
@@ -644,7 +997,13 @@ impl RegistryClient {
                     request
                 })
                 .await?;
-            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 {
+            if response.status() == StatusCode::UNAUTHORIZED && attempt == 0 && own_host {
+                if !credentials_allowed {
+                    return Err(RegistryError::PlainHttpCredentials {
+                        host: repo.host().to_owned(),
+                        url: url.to_owned(),
+                    });
+                }
                 authorization = Some(self.authenticate(repo, scope, response.headers()).await?);
                 continue;
             }
@@ -766,7 +1125,10 @@ impl RegistryClient {
             .header(reqwest::header::CONTENT_LENGTH, length)
             .header("Content-Range", format!("{start}-{}", start + length - 1))
             .body(body);
-        if let Some(value) = self.cached_auth(repo.host(), &push_scope(repo)) {
+        if let Some(value) = self
+            .cached_auth(repo.host(), &push_scope(repo))
+            .filter(|_| same_host(location, &repo.base) && self.may_carry_credentials(location))
+        {
             request = request.header(AUTHORIZATION, value);
         }
         let response = request.send().await.map_err(|e| network(location, &e))?;
@@ -833,10 +1195,17 @@ impl RegistryClient {
         let separator = if location.contains('?') { '&' } else { '?' };
         let url = format!("{location}{separator}digest={digest}");
         let response = self
-            .authorized(repo, &push_scope(repo), Method::PUT, &url, |r| {
-                r.header(CONTENT_TYPE, "application/octet-stream")
-                    .body(body.clone())
-            })
+            .authorized_as(
+                repo,
+                &push_scope(repo),
+                Method::PUT,
+                Transfer::Upload,
+                &url,
+                |r| {
+                    r.header(CONTENT_TYPE, "application/octet-stream")
+                        .body(body.clone())
+                },
+            )
             .await?;
         if response.status() != StatusCode::CREATED {
             return Err(status_error(&url, response).await);
@@ -974,6 +1343,20 @@ impl RegistryClient {
         scopes: &[&str],
         credential: Option<&Credential>,
     ) -> Result<(String, u64), RegistryError> {
+        // Credentials and the token they buy go over HTTPS, or over plain HTTP
+        // only to a host images.toml lists: refuse before sending anything.
+        if let Err(refused) = scheme_allowed(realm, &self.plain_http_credentials) {
+            return Err(match refused {
+                RegistryError::PlainHttp {
+                    host: realm_host, ..
+                } => RegistryError::PlainHttpRealm {
+                    host: host.to_owned(),
+                    realm: realm.to_owned(),
+                    realm_host,
+                },
+                other => other,
+            });
+        }
         let mut query: Vec<(&str, &str)> = scopes.iter().map(|s| ("scope", *s)).collect();
         if let Some(service) = service {
             query.push(("service", service));
@@ -982,7 +1365,7 @@ impl RegistryClient {
             query.push(("account", &c.username));
         }
         let response = self
-            .with_retries(realm, || {
+            .with_retries(realm, Transfer::Document, || {
                 let mut request = self.http.get(realm).query(&query);
                 if let Some(c) = credential {
                     request = request.header(AUTHORIZATION, c.basic_header());
@@ -1154,10 +1537,11 @@ async fn status_error(url: &str, response: reqwest::Response) -> RegistryError {
             .errors
             .iter()
             .map(|e| {
-                let code = e.code.as_deref().unwrap_or("ERROR");
+                // The server's words, shown as text: never terminal controls or bidi overrides.
+                let code = escape(e.code.as_deref().unwrap_or("ERROR"));
                 match &e.message {
-                    Some(m) => format!("{code} ({m})"),
-                    None => code.to_owned(),
+                    Some(m) => format!("{code} ({})", escape(m)),
+                    None => code.into_owned(),
                 }
             })
             .collect::<Vec<_>>()
@@ -1199,6 +1583,26 @@ fn upload_location(
     }
 }
 
+/// HTTPS, or plain HTTP to one of `hosts`; any other URL is refused.
+fn scheme_allowed(url: &str, hosts: &[String]) -> Result<(), RegistryError> {
+    let parsed = reqwest::Url::parse(url).map_err(|e| RegistryError::Network {
+        url: url.to_owned(),
+        message: format!("not a valid URL: {e}"),
+    })?;
+    match parsed.scheme() {
+        "https" => Ok(()),
+        "http" if hosts.contains(&host_port(&parsed)) => Ok(()),
+        "http" => Err(RegistryError::PlainHttp {
+            url: url.to_owned(),
+            host: host_port(&parsed),
+        }),
+        other => Err(RegistryError::Network {
+            url: url.to_owned(),
+            message: format!("the `{other}` scheme is not supported (use https://)"),
+        }),
+    }
+}
+
 /// `host[:port]` of a URL as users write it in `[registries]` (the port only when explicit).
 pub fn host_port(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or_default();
@@ -1223,11 +1627,32 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
     out
 }
 
-/// A network error for `url`.
+/// A network error for `url`; a body that broke a time limit is [`RegistryError::TooSlow`].
 pub fn network(url: &str, e: &reqwest::Error) -> RegistryError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if let Some(slow) = c.downcast_ref::<Slow>() {
+            return RegistryError::TooSlow {
+                url: url.to_owned(),
+                what: slow.0.clone(),
+            };
+        }
+        cause = c.source();
+    }
     RegistryError::Network {
         url: url.to_owned(),
         message: error_chain(e),
+    }
+}
+
+/// Whether `url` is on the host (and port) of the endpoint `base`, the rule
+/// reqwest applies before carrying `Authorization` across a redirect.
+fn same_host(url: &str, base: &str) -> bool {
+    match (reqwest::Url::parse(url), reqwest::Url::parse(base)) {
+        (Ok(a), Ok(b)) => {
+            a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+        }
+        _ => false,
     }
 }
 
@@ -1308,6 +1733,107 @@ mod tests {
         let c = parse_challenge("Bearer realm=https://auth.example/token, service=reg")
             .expect("parses");
         assert_eq!(c.params["service"], "reg");
+    }
+
+    #[test]
+    fn credentials_stay_on_the_registry_host() {
+        let base = "https://registry.test";
+        for (url, same) in [
+            ("https://registry.test/v2/x/blobs/uploads/1", true),
+            ("https://registry.test:443/v2/x/blobs/uploads/1", true),
+            ("https://registry.test:5000/v2/x/blobs/uploads/1", false),
+            ("http://registry.test/v2/x/blobs/uploads/1", false),
+            ("https://storage.test/upload/1", false),
+            ("https://registry.test.evil/upload", false),
+            ("not a url", false),
+        ] {
+            assert_eq!(same_host(url, base), same, "{url}");
+        }
+    }
+
+    #[test]
+    fn rate_limits_count_bytes_per_window() {
+        let limits = TransferLimits::default();
+        assert_eq!(limits.bytes_per_window(), Some(30 * 1024));
+        let off = TransferLimits {
+            min_rate: 0,
+            ..limits
+        };
+        assert_eq!(off.bytes_per_window(), None);
+        let fast = TransferLimits {
+            min_rate: 1000,
+            rate_window: Duration::from_millis(500),
+            ..limits
+        };
+        assert_eq!(fast.bytes_per_window(), Some(500));
+    }
+
+    /// A body stream: `chunks` chunks ready at once, then the end; or, with
+    /// `chunks` = `None`, a server that never sends anything.
+    struct Chunks(Option<usize>);
+
+    impl futures_core::Stream for Chunks {
+        type Item = Result<bytes::Bytes, std::io::Error>;
+
+        fn poll_next(mut self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            match &mut self.0 {
+                None => Poll::Pending,
+                Some(0) => Poll::Ready(None),
+                Some(n) => {
+                    *n -= 1;
+                    Poll::Ready(Some(Ok(bytes::Bytes::from_static(b"0123456789"))))
+                }
+            }
+        }
+    }
+
+    async fn next_frame(body: &mut LimitedBody) -> Option<Result<bytes::Bytes, String>> {
+        use http_body::Body as _;
+        std::future::poll_fn(|cx| Pin::new(&mut *body).poll_frame(cx))
+            .await
+            .map(|frame| {
+                frame
+                    .map(|f| f.into_data().unwrap_or_default())
+                    .map_err(|e| e.to_string())
+            })
+    }
+
+    #[tokio::test]
+    async fn only_time_waiting_on_the_server_counts_against_the_rate() {
+        let limits = TransferLimits {
+            min_rate: 1_000_000,
+            rate_window: Duration::from_millis(50),
+            ..TransferLimits::default()
+        };
+        let rate = || BodyLimit::Rate(limits, limits.bytes_per_window().expect("a rate"));
+        // The reader is the slow one: 10 bytes per 100 ms, but every byte was
+        // ready when asked for.
+        let mut body = LimitedBody::new(
+            reqwest::Body::wrap_stream(Chunks(Some(3))),
+            rate(),
+            tokio::time::sleep(limits.rate_window),
+        );
+        for _ in 0..3 {
+            assert!(matches!(next_frame(&mut body).await, Some(Ok(_))));
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(next_frame(&mut body).await.is_none());
+        // A server that sends nothing fails after one window.
+        let mut silent = LimitedBody::new(
+            reqwest::Body::wrap_stream(Chunks(None)),
+            rate(),
+            tokio::time::sleep(limits.rate_window),
+        );
+        let started = Instant::now();
+        let error = next_frame(&mut silent)
+            .await
+            .expect("an error")
+            .expect_err("too slow");
+        assert!(
+            error.contains("0 bytes in 50ms, under the minimum rate"),
+            "{error}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
     }
 
     #[test]

@@ -523,7 +523,14 @@ fn image_manifest(
     fetched: &FetchedManifest,
     platform: Option<String>,
 ) -> anyhow::Result<LockedManifest> {
-    let parsed = oci::parse_image_manifest(&fetched.bytes)?;
+    let parsed = oci::parse_image_manifest(&fetched.bytes).map_err(|e| match e {
+        // Pinned, it would make an images.lock every later command refuses.
+        e @ oci::ManifestError::BlobTooLarge { .. } => hinted(
+            format!("manifest {}: {e}", fetched.digest),
+            "nothing was pinned; pin another tag or digest, or tell the image's publisher",
+        ),
+        other => other.into(),
+    })?;
     let blob = |d: &oci::Descriptor| Blob {
         digest: d.digest.clone(),
         size: d.size,

