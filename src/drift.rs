@@ -169,7 +169,7 @@ pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Stalen
             ));
         }
     }
-    for (root, _) in &stowaways {
+    for root in stowaways.keys() {
         if !manifest.images.contains_key(*root) && !out.removed.iter().any(|r| r == root) {
             out.removed.push((*root).to_owned());
         }

@@ -446,6 +446,24 @@ fn check_aci(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Checked,
         }
         Err(e) => return Err(unusable(format!("cannot read {}: {e}", path.display()))),
     };
+    if aci_blob.media_type != crate::lockfile::ACI_MEDIA_TYPE {
+        return Err(disagrees(
+            format!("the media type of ACI {}", aci_blob.digest),
+            &aci_blob.media_type,
+            crate::lockfile::ACI_MEDIA_TYPE,
+        ));
+    }
+    let stored = file
+        .metadata()
+        .map_err(|e| unusable(format!("cannot read {}: {e}", path.display())))?
+        .len();
+    if stored != aci_blob.size {
+        return Err(disagrees(
+            format!("the size of ACI {}", aci_blob.digest),
+            aci_blob.size,
+            stored,
+        ));
+    }
     let info = aci::read_aci(
         std::io::BufReader::with_capacity(256 * 1024, file),
         &aci::Limits::default(),

@@ -225,11 +225,72 @@ async fn import_bundle(
     Ok(imported)
 }
 
-/// Every pin of `lock` checked against the bytes in `store` (see
-/// [`crate::pinned`]): the first entry that disagrees is refused.
-fn check_pins(lock: &Lock, store: &Store, lock_path: &Path) -> anyhow::Result<()> {
-    crate::pinned::check_lock(lock, store)
-        .map_err(|(id, error)| crate::pinned::refusal(&id, lock_path, error))
+/// Every pin of `lock` (the whole lock, or the part a command acts on)
+/// against the bytes in `store`, the trust policy of `manifest` and the
+/// signatures, offline: what `sync` checks on every run, and what `render`,
+/// `export`, `push` and `inspect` check before acting on the lock. Returns how
+/// many signatures verified; refuses, naming every entry that failed, with
+/// `consequence` (what did not happen) in the message.
+fn check_trusted(
+    lock: &Lock,
+    lock_path: &Path,
+    store: &Store,
+    manifest: &Manifest,
+    trust: &TrustStore,
+    consequence: &str,
+) -> anyhow::Result<usize> {
+    let reports = crate::verify::check_pins_blocking(lock, store, manifest, trust);
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.ok())
+        .map(|r| format!("  {}: {}", r.id, r.problems.join("; ")))
+        .collect();
+    if !failed.is_empty() {
+        return Err(hinted(
+            format!(
+                "{} pins what its bytes, signatures or the keys in {} do not vouch for; {consequence}:\n{}",
+                lock_path.display(),
+                manifest.path.display(),
+                failed.join("\n")
+            ),
+            format!(
+                "if {} was edited by hand or came from an untrusted change, review it (`git log -p {}`); remove the named images from it and run `imagelock lock`; `imagelock sync` fetches what the store lacks",
+                lock_path.display(),
+                lock_path.display()
+            ),
+        ));
+    }
+    let signatures = reports
+        .iter()
+        .filter(|r| r.signed_by.is_some())
+        .filter_map(|r| lock.images.get(&r.id))
+        .map(|image| {
+            image.signature.iter().count()
+                + image
+                    .manifests
+                    .iter()
+                    .filter(|m| m.signature.is_some())
+                    .count()
+        })
+        .sum();
+    Ok(signatures)
+}
+
+/// The entry `id` with the dependencies it pulled in (what rendering it reads).
+fn tree_of(lock: &Lock, id: &str) -> Lock {
+    let root = lock
+        .images
+        .get(id)
+        .and_then(|i| i.dependency_of.as_deref())
+        .unwrap_or(id);
+    Lock {
+        images: lock
+            .images
+            .iter()
+            .filter(|(_, i)| i.id == root || i.dependency_of.as_deref() == Some(root))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
+    }
 }
 
 /// The lock at `lock_path`, or an error saying how to make one (`hint`).

@@ -7,7 +7,10 @@ use crate::errors::hinted;
 use crate::lockfile::{Lock, lock_path_for};
 use crate::printer::plural;
 
-use super::{existing_store, manifest_if_any, require_lock, store_from_manifest_leniently};
+use super::{
+    check_trusted, existing_store, manifest_if_any, require_lock, store_from_manifest_leniently,
+    tree_of,
+};
 
 /// `imagelock diff`.
 pub fn diff(settings: &Settings, against: Option<&str>) -> anyhow::Result<()> {
@@ -119,11 +122,27 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         None => store_from_manifest_leniently(&settings.manifest),
     };
     let (store_path, store) = existing_store(settings, manifest_store);
-    if let Some(store) = &store {
-        // What inspect shows of layers and labels must be what the pinned bytes say.
-        match crate::pinned::check_image(image, &lock, store) {
-            Err(e) if !e.is_missing() => return Err(crate::pinned::refusal(id, &lock_path, e)),
-            _ => {}
+    if let Some(store) = &store
+        && store.contains(&image.root())
+    {
+        // What inspect shows (layers, labels, "verified", the signer) must be
+        // what the pinned bytes, the signatures and the keys say.
+        match &manifest {
+            Some(manifest) => {
+                check_trusted(
+                    &tree_of(&lock, id),
+                    &lock_path,
+                    store,
+                    manifest,
+                    &crate::trust::TrustStore::new(manifest),
+                    "nothing is shown",
+                )?;
+            }
+            None => {
+                if let Err(e) = crate::pinned::check_image(image, &lock, store) {
+                    return Err(crate::pinned::refusal(id, &lock_path, e));
+                }
+            }
         }
     }
     let state = crate::report::StoreState {

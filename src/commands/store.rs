@@ -11,7 +11,8 @@ use crate::lockfile::{Lock, lock_path_for};
 use crate::printer::{human_bytes, human_duration, plural};
 
 use super::{
-    existing_store, require_lock, required_store, store_from_manifest_leniently, store_location,
+    check_trusted, existing_store, load_manifest, require_lock, required_store,
+    store_from_manifest_leniently, store_location, tree_of,
 };
 
 /// `imagelock gc`.
@@ -165,7 +166,23 @@ pub async fn render(
         &lock_path,
         "run `imagelock lock` and `imagelock sync` first",
     )?;
-    let store_path = store_location(settings, store_from_manifest_leniently(&settings.manifest));
+    let manifest = load_manifest(&settings.manifest)?;
+    let store_path = store_location(settings, manifest.store_path.clone());
+    if lock.images.contains_key(&request.id)
+        && let Some(store) = crate::store::Store::open_existing(&store_path)
+    {
+        // Rendered, or served from the cache, only what sync would accept:
+        // the pins, the trust policy and the signatures of the image's tree.
+        let _shared = store.lock_shared()?;
+        check_trusted(
+            &tree_of(&lock, &request.id),
+            &lock_path,
+            &store,
+            &manifest,
+            &crate::trust::TrustStore::new(&manifest),
+            "nothing was rendered",
+        )?;
+    }
     let (manifest, printer) = (settings.manifest.clone(), settings.printer);
     tokio::task::spawn_blocking(move || {
         crate::render::run(&manifest, &lock, &store_path, &request, printer)

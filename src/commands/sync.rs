@@ -13,11 +13,11 @@ use crate::lockfile::{Lock, lock_path_for};
 use crate::manifest::Manifest;
 use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::LazyClient;
-use crate::store::Store;
 use crate::trust::TrustStore;
 
 use super::{
-    http_options, import_bundle, load_manifest, open_store, relock, resolver_for, stale_error,
+    check_trusted, http_options, import_bundle, load_manifest, open_store, relock, resolver_for,
+    stale_error,
 };
 
 /// `imagelock sync`.
@@ -172,7 +172,14 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     let mirrors = sync_mirrors(&options, &manifest)?;
     crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
     // Nothing is named in the store before every pin checks out against its bytes.
-    let signatures = check_pins(&lock, &lock_path, &store, &manifest, trust).await?;
+    let signatures = check_trusted(
+        &lock,
+        &lock_path,
+        &store,
+        &manifest,
+        &trust,
+        "nothing was named in the store",
+    )?;
     crate::sync::name_images(&plan, &store).await?;
     crate::gc::register(&store, &lock_path, &lock).with_context(|| {
         format!(
@@ -263,51 +270,4 @@ fn sync_mirrors(
         only,
         lookaside,
     })
-}
-
-/// Checks every pin of `lock` against the store, whatever this sync fetched
-/// (see [`crate::verify::check_pins`]); returns how many images carry
-/// signatures that verified.
-async fn check_pins(
-    lock: &Lock,
-    lock_path: &Path,
-    store: &Store,
-    manifest: &Manifest,
-    trust: Arc<TrustStore>,
-) -> anyhow::Result<usize> {
-    let reports = crate::verify::check_pins(lock, store, manifest, trust).await?;
-    let failed: Vec<String> = reports
-        .iter()
-        .filter(|r| !r.ok())
-        .map(|r| format!("  {}: {}", r.id, r.problems.join("; ")))
-        .collect();
-    if !failed.is_empty() {
-        return Err(hinted(
-            format!(
-                "{} pins what its bytes, signatures or the keys in {} do not vouch for; nothing was named in the store:\n{}",
-                lock_path.display(),
-                manifest.path.display(),
-                failed.join("\n")
-            ),
-            format!(
-                "if {} was edited by hand or came from an untrusted change, review it (`git log -p {}`); remove the named images from it and run `imagelock lock`",
-                lock_path.display(),
-                lock_path.display()
-            ),
-        ));
-    }
-    let signatures = reports
-        .iter()
-        .filter(|r| r.signed_by.is_some())
-        .filter_map(|r| lock.images.get(&r.id))
-        .map(|image| {
-            image.signature.iter().count()
-                + image
-                    .manifests
-                    .iter()
-                    .filter(|m| m.signature.is_some())
-                    .count()
-        })
-        .sum();
-    Ok(signatures)
 }

@@ -85,11 +85,9 @@ const STALE_ONLY: [Outcome; 8] = [
 const PINS: [Outcome; 8] = [
     Refused, Refused, Refused, Refused, Refused, Refused, Refused, Unaffected,
 ];
-/// The trust policy refuses (every command that applies it); render, inspect
-/// and fsck do not judge trust and act on unchanged pins.
-const POLICY: [Outcome; 8] = [
-    Refused, Refused, Refused, Refused, Unaffected, Unaffected, Refused, Unaffected,
-];
+/// Refused by the trust policy or the signatures: every command that acts on
+/// the lock applies them (render, inspect, export and push too).
+const POLICY: [Outcome; 8] = PINS;
 
 fn rows() -> Vec<Row> {
     vec![
@@ -200,9 +198,7 @@ fn rows() -> Vec<Row> {
             edit: |lock, _| {
                 image(lock, "hello")["verified"] = true.into();
             },
-            outcomes: [
-                Refused, Refused, Refused, Refused, Unaffected, Unaffected, Refused, Unaffected,
-            ],
+            outcomes: POLICY,
         },
         Row {
             field: "layout path",
@@ -243,7 +239,7 @@ fn rows() -> Vec<Row> {
         Row {
             field: "ACI labels",
             image: "hello-aci",
-            names: "labels.version",
+            names: "labels",
             edit: |lock, _| {
                 let labels = toml::Table::from_iter([("version".into(), "9.9.9".into())]);
                 image(lock, "hello-aci").insert("labels".into(), labels.into());
@@ -309,15 +305,61 @@ fn rows() -> Vec<Row> {
             },
             outcomes: POLICY,
         },
+        Row {
+            field: "ACI media type",
+            image: "hello-aci",
+            names: "media type",
+            edit: |lock, _| {
+                image(lock, "hello-aci")["aci"]["media-type"] =
+                    "application/vnd.oci.image.layer.v1.tar".into();
+            },
+            outcomes: PINS,
+        },
+        Row {
+            field: "reference on a layout entry (another image's store name)",
+            image: "hello",
+            names: "reference",
+            edit: |lock, _| {
+                image(lock, "hello")
+                    .insert("reference".into(), "docker.io/library/alpine:3.20".into());
+            },
+            outcomes: PINS,
+        },
+        Row {
+            field: "dependency-of on an images.toml entry",
+            image: "hello-aci",
+            names: "dependency",
+            edit: |lock, _| {
+                image(lock, "hello-aci").insert("dependency-of".into(), "other".into());
+            },
+            outcomes: PINS,
+        },
+        Row {
+            field: "an extra entry posing as a dependency",
+            image: "zz-stowaway",
+            names: "dependency",
+            edit: |lock, _| {
+                let mut stowaway = image(lock, "hello-aci").clone();
+                stowaway.insert("id".into(), "zz-stowaway".into());
+                stowaway.insert("source".into(), "appc".into());
+                stowaway.insert("dependency-of".into(), "hello-aci".into());
+                lock["image"]
+                    .as_array_mut()
+                    .expect("images")
+                    .push(stowaway.into());
+            },
+            outcomes: PINS,
+        },
     ]
 }
 
 /// The signer the lock names is judged against the keys (staleness) and
-/// against the signature (sync, verify); render, inspect and fsck judge no signer.
+/// against the signature (everything that acts on the lock).
 const ALL_BUT_STORE_READERS: [Outcome; 8] = POLICY;
-/// Only re-verifying the signature can tell which of the key's subkeys made it.
+/// Only re-verifying the signature can tell which of the key's subkeys made
+/// it: `lock --check` compares the lock with images.toml and the bytes it pins.
 const SIGNATURE: [Outcome; 8] = [
-    Unaffected, Refused, Refused, Refused, Unaffected, Unaffected, Unaffected, Unaffected,
+    Unaffected, Refused, Refused, Refused, Refused, Refused, Refused, Unaffected,
 ];
 
 /// Every file under `dir` with its bytes (symlinks by target), for comparing trees.
