@@ -254,7 +254,7 @@ fn check_trusted(
                 failed.join("\n")
             ),
             format!(
-                "if {} was edited by hand or came from an untrusted change, review it (`git log -p {}`); remove the named images from it and run `imagelock lock`; `imagelock sync` fetches what the store lacks",
+                "if {} was edited by hand or came from an untrusted change, review it (`git log -p {}`); remove the named images from it and run `imagelock lock`. A store file that is damaged: `imagelock fsck --repair`, then `imagelock sync`",
                 lock_path.display(),
                 lock_path.display()
             ),

@@ -955,9 +955,9 @@ fn aci_with_a_dependency_and_a_path_whitelist() {
     project.write("images.lock", &tampered);
     let run = project.run(&["render", "app", "tampered"]).failure(1);
     assert!(
-        run.stderr.contains(
-            "image `app`: images.lock says labels.version is 2, but the pinned bytes say 1"
-        ) && !project.root().join("tampered").exists(),
+        run.stderr
+            .contains("app: images.lock says labels.version is 2, but the pinned bytes say 1")
+            && !project.root().join("tampered").exists(),
         "{}",
         run.stderr
     );

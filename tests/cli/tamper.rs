@@ -239,7 +239,7 @@ fn rows() -> Vec<Row> {
         Row {
             field: "ACI labels",
             image: "hello-aci",
-            names: "labels",
+            names: "labels.version",
             edit: |lock, _| {
                 let labels = toml::Table::from_iter([("version".into(), "9.9.9".into())]);
                 image(lock, "hello-aci").insert("labels".into(), labels.into());
