@@ -80,6 +80,9 @@ fn disagrees(field: impl Into<String>, lock: impl ToString, pinned: impl ToStrin
 pub struct Checked {
     /// The image's blobs that were read and re-hashed (manifests, index, ACI).
     pub read: usize,
+    /// For a manifest pinned without an index: the platform its config names
+    /// (nothing in the lock says it; the caller compares it with the entry's).
+    pub lone_platform: Option<crate::platform::Platform>,
 }
 
 /// Checks every fact `image`'s lock entry derives from its pinned root against
@@ -330,6 +333,22 @@ fn check_oci(image: &LockedImage, checker: &Checker<'_>) -> Result<Checked, Fact
         check_manifest(checker, manifest)?;
         checked.read += 1;
     }
+    if image.index.is_none() {
+        let config = &image.manifests[0].config;
+        let bytes = checker.manifest_bytes(config, "config")?;
+        #[derive(serde::Deserialize)]
+        struct ConfigPlatform {
+            #[serde(flatten)]
+            platform: crate::platform::Platform,
+        }
+        let parsed: ConfigPlatform =
+            serde_json::from_slice(&bytes).map_err(|e| FactError::Unusable {
+                what: "config",
+                digest: config.digest.clone(),
+                why: format!("it names no platform (os, architecture): {e}"),
+            })?;
+        checked.lone_platform = Some(parsed.platform);
+    }
     Ok(checked)
 }
 
@@ -470,7 +489,10 @@ fn check_aci(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Checked,
     )
     .map_err(|e| unusable(format!("not a valid ACI: {e}")))?;
     check_aci_facts(image, lock, &info.image_id, &info.manifest)?;
-    Ok(Checked { read: 1 })
+    Ok(Checked {
+        read: 1,
+        lone_platform: None,
+    })
 }
 
 /// An ACI entry's name, labels, image ID and dependencies against its manifest.

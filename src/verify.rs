@@ -347,12 +347,7 @@ pub fn check_pins_blocking(
     manifest: &Manifest,
     trust: &TrustStore,
 ) -> Vec<ImageReport> {
-    let images: Vec<(LockedImage, Option<String>)> = lock
-        .images
-        .values()
-        .map(|image| (image.clone(), policy_problem(image, lock, manifest)))
-        .collect();
-    check_each(&images, lock, store, trust, None)
+    check_each(&to_check(lock, manifest), lock, store, trust, None)
 }
 
 /// The per-image checks of [`verify`] and [`check_pins`]; `hashed` holds the
@@ -364,11 +359,7 @@ async fn check_images(
     trust: Arc<TrustStore>,
     hashed: Option<Arc<BTreeMap<Digest, Result<(), String>>>>,
 ) -> anyhow::Result<Vec<ImageReport>> {
-    let images: Vec<(LockedImage, Option<String>)> = lock
-        .images
-        .values()
-        .map(|image| (image.clone(), policy_problem(image, lock, manifest)))
-        .collect();
+    let images = to_check(lock, manifest);
     let (lock, store) = (lock.clone(), store.clone());
     let reports = tokio::task::spawn_blocking(move || {
         check_each(&images, &lock, &store, &trust, hashed.as_deref())
@@ -377,11 +368,57 @@ async fn check_images(
     Ok(reports)
 }
 
-/// Checks each (entry, its policy problem) on scoped threads: the facts
+/// One entry to check, with what images.toml asks of it.
+struct ToCheck {
+    image: LockedImage,
+    /// What the trust policy says is wrong with it, if anything.
+    policy: Option<String>,
+    /// The platforms the entry sets explicitly (none: this machine's, not binding).
+    platforms: Vec<crate::platform::Platform>,
+}
+
+fn to_check(lock: &Lock, manifest: &Manifest) -> Vec<ToCheck> {
+    lock.images
+        .values()
+        .map(|image| ToCheck {
+            image: image.clone(),
+            policy: policy_problem(image, lock, manifest),
+            platforms: manifest
+                .images
+                .get(&image.id)
+                .map(|spec| spec.platforms.clone())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+/// A manifest pinned alone (no index) must be for one of the platforms the
+/// entry asks for: the lock could otherwise pin any signed platform manifest
+/// of the image in place of the index.
+fn lone_platform_problem(
+    lone: Option<&crate::platform::Platform>,
+    wanted: &[crate::platform::Platform],
+) -> Option<String> {
+    let lone = lone?;
+    if wanted.is_empty()
+        || wanted
+            .iter()
+            .any(|w| crate::platform::select(w, &[Some(lone)]).is_some())
+    {
+        return None;
+    }
+    let wanted: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    Some(format!(
+        "the lock pins one {lone} manifest without an index, but images.toml asks for platforms {}; if the image has no build for them, set `platforms` to what it provides",
+        wanted.join(", ")
+    ))
+}
+
+/// Checks each entry on scoped threads: the facts
 /// against the pinned bytes, the blobs' hashes when `hashed` has them, and the
 /// signatures. In the order given (the lock keeps its images sorted by ID).
 fn check_each(
-    images: &[(LockedImage, Option<String>)],
+    images: &[ToCheck],
     lock: &Lock,
     store: &Store,
     trust: &TrustStore,
@@ -389,7 +426,8 @@ fn check_each(
 ) -> Vec<ImageReport> {
     let checker = crate::pinned::Checker::new(store);
     let verdicts = Verdicts::default();
-    concurrency::map_blocking(images, concurrency::cpu_threads(), |(image, policy)| {
+    concurrency::map_blocking(images, concurrency::cpu_threads(), |item| {
+        let (image, policy) = (&item.image, &item.policy);
         let blobs = image.blobs();
         let mut report = ImageReport {
             id: image.id.clone(),
@@ -403,7 +441,11 @@ fn check_each(
         // The facts first: a signature only counts for the bytes the lock really pins.
         match checker.check(image, lock) {
             Err(e) if hashed.is_none() || !e.is_missing() => report.problems.push(e.to_string()),
-            _ => {}
+            Err(_) => {}
+            Ok(checked) => report.problems.extend(lone_platform_problem(
+                checked.lone_platform.as_ref(),
+                &item.platforms,
+            )),
         }
         for blob in &blobs {
             if let Some(Err(problem)) = hashed.and_then(|h| h.get(&blob.digest)) {
@@ -460,5 +502,34 @@ pub fn policy_problem(image: &LockedImage, lock: &Lock, manifest: &Manifest) -> 
                 )
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lone_manifest_must_be_for_a_platform_the_entry_asks_for() {
+        let p = |s: &str| s.parse::<crate::platform::Platform>().expect("platform");
+        let arm64 = p("linux/arm64");
+        // The entry sets no platforms: this machine's default is not binding.
+        assert_eq!(lone_platform_problem(Some(&arm64), &[]), None);
+        assert_eq!(
+            lone_platform_problem(Some(&arm64), &[p("linux/arm64/v8")]),
+            None
+        );
+        assert_eq!(
+            lone_platform_problem(Some(&arm64), &[p("linux/amd64"), p("linux/arm64")]),
+            None
+        );
+        let problem = lone_platform_problem(Some(&arm64), &[p("linux/amd64")]).expect("refused");
+        assert!(
+            problem.contains("one linux/arm64 manifest without an index")
+                && problem.contains("asks for platforms linux/amd64"),
+            "{problem}"
+        );
+        // Chosen from an index: the index check covers the platform.
+        assert_eq!(lone_platform_problem(None, &[p("linux/amd64")]), None);
     }
 }
