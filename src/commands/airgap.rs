@@ -45,14 +45,7 @@ pub fn export(
         "run `imagelock sync` first, so the bundle can carry the images",
     )?;
     let _shared = store.lock_shared()?;
-    check_trusted(
-        &lock,
-        &lock_path,
-        &store,
-        &manifest,
-        &crate::trust::TrustStore::new(&manifest),
-        "nothing was exported",
-    )?;
+    check_trusted(&lock, &lock_path, &store, &manifest, "nothing was exported")?;
     // Each key file once, named by its path under the manifest's directory
     // (`..` and root components dropped: a tar entry may not climb out).
     let keys: Vec<(String, PathBuf)> = manifest
@@ -133,14 +126,7 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
             "run `imagelock sync` first: push copies from the store",
         ));
     }
-    check_trusted(
-        &lock,
-        &lock_path,
-        &store,
-        &manifest,
-        &crate::trust::TrustStore::new(&manifest),
-        "nothing was pushed",
-    )?;
+    check_trusted(&lock, &lock_path, &store, &manifest, "nothing was pushed")?;
     // Plain HTTP only for the hosts images.toml names, never for what the lock records.
     let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();

@@ -236,10 +236,10 @@ fn check_trusted(
     lock_path: &Path,
     store: &Store,
     manifest: &Manifest,
-    trust: &TrustStore,
     consequence: &str,
 ) -> anyhow::Result<usize> {
-    let reports = crate::verify::check_pins_blocking(lock, store, manifest, trust);
+    let trust = TrustStore::new(manifest);
+    let reports = crate::verify::check_pins_blocking(lock, store, manifest, &trust);
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.ok())

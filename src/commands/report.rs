@@ -134,7 +134,6 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
                     &lock_path,
                     store,
                     manifest,
-                    &crate::trust::TrustStore::new(manifest),
                     "nothing is shown",
                 )?;
             }

@@ -179,7 +179,6 @@ pub async fn render(
             &lock_path,
             &store,
             &manifest,
-            &crate::trust::TrustStore::new(&manifest),
             "nothing was rendered",
         )?;
     }

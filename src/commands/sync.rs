@@ -177,7 +177,6 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         &lock_path,
         &store,
         &manifest,
-        &trust,
         "nothing was named in the store",
     )?;
     crate::sync::name_images(&plan, &store).await?;
