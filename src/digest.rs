@@ -144,11 +144,12 @@ impl schemars::JsonSchema for Digest {
     }
 }
 
-/// Hashes a whole file with `algorithm`, reading it in large pieces; returns
-/// its size and digest.
+/// Hashes a whole regular file with `algorithm`, reading it in large pieces;
+/// returns its size and digest. A symbolic link, fifo or device at `path` is an
+/// error, never followed or read ([`crate::fsutil::open_regular`]).
 pub fn hash_file(path: &std::path::Path, algorithm: Algorithm) -> std::io::Result<(u64, Digest)> {
     use std::io::Read;
-    let mut file = std::fs::File::open(path)?;
+    let mut file = crate::fsutil::open_regular(path)?;
     let mut hasher = Hasher::new(algorithm);
     let mut buffer = vec![0u8; crate::concurrency::COPY_BUFFER_BYTES];
     let mut size = 0u64;

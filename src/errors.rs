@@ -174,11 +174,25 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             }
         });
     }
-    if let Some(crate::store::StoreError::CorruptIndex { path, .. }) = cause.downcast_ref() {
-        return Some(format!(
-            "move {} aside; `imagelock sync` writes a new one from images.lock",
-            path.display()
-        ));
+    match cause.downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::CorruptIndex { path, .. }) => {
+            return Some(format!(
+                "move {} aside; `imagelock sync` writes a new one from images.lock",
+                path.display()
+            ));
+        }
+        Some(crate::store::StoreError::Unsafe { path, .. }) => {
+            return Some(format!(
+                "imagelock did not put it there: check what it is (`ls -l {path}`), then remove it (`rm {path}`; the store makes what it needs again). To keep the store on another disk, point `--store`, IMAGELOCK_STORE or `[store] path` at the real directory instead of linking part of it",
+                path = path.display()
+            ));
+        }
+        Some(crate::store::StoreError::NotAStore { .. }) => {
+            return Some(
+                "point `--store`, IMAGELOCK_STORE or `[store] path` at a new or empty directory (imagelock makes the store there) or at an existing imagelock store; it never adopts a directory it did not create, because `gc` removes whatever no lock needs".to_owned(),
+            );
+        }
+        _ => {}
     }
     let registry = cause.downcast_ref::<RegistryError>();
     // A failure retried until the retries ran out has the hint of its last attempt.

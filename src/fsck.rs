@@ -1,21 +1,30 @@
-//! Store integrity: re-hash every blob and walk what `index.json` names.
+//! Store integrity: re-hash every blob, walk what `index.json` names, and check
+//! every rendered tree against its listing.
 //!
 //! Every file under `blobs/<alg>/` is hashed (in parallel, one file per core)
-//! and compared with its name; `index.json` is walked index → manifests →
-//! configs and layers, and whatever it references must be present. `repair`
-//! moves corrupt blobs to `STORE/quarantine/` (never deletes them: they are
-//! evidence), after which a sync fetches what the lock needs again.
+//! and compared with its name; an entry there that is not a regular file (a
+//! link is never followed) is corrupt. `index.json` is walked index →
+//! manifests → configs and layers, and whatever it references must be present.
+//! Every tree of the render cache is re-read and compared with the listing it
+//! was built with ([`crate::render::cache::check`]): a tree changed through a
+//! hard-linked render is reported as modified, with the paths that changed.
+//! `repair` moves corrupt blobs to `STORE/quarantine/<alg>-<hex>` and modified
+//! or damaged trees to `STORE/quarantine/rendered-<key>` (never deletes them:
+//! they are evidence), after which a sync fetches what the lock needs again
+//! and the next render builds the tree anew.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+use rustix::fs::FileType;
 use serde::Serialize;
 
 use crate::concurrency;
 use crate::digest::Digest;
 
 use crate::oci::{self, ManifestKind};
-use crate::store::Store;
+use crate::render::cache;
+use crate::store::{QUARANTINE_DIR, RENDERED_DIR, Store};
 
 /// What `fsck` found.
 #[derive(Debug, Default, Serialize)]
@@ -30,12 +39,27 @@ pub struct Report {
     pub missing: Vec<(Digest, String)>,
     /// Files under `blobs/` whose name is not a digest.
     pub strays: Vec<PathBuf>,
+    /// Rendered trees checked.
+    pub rendered: usize,
+    /// Rendered trees that changed since they were built, or are damaged.
+    pub rendered_bad: Vec<BadTree>,
+}
+
+/// A rendered tree that is not what was built.
+#[derive(Debug, Clone, Serialize)]
+pub struct BadTree {
+    /// Its cache key (`STORE/rendered/<key>`).
+    pub key: String,
+    /// The lock entry it was first rendered for, if its record says.
+    pub image: Option<String>,
+    /// What is wrong.
+    pub condition: cache::Condition,
 }
 
 impl Report {
     /// Whether the store is sound.
     pub fn ok(&self) -> bool {
-        self.corrupt.is_empty() && self.missing.is_empty()
+        self.corrupt.is_empty() && self.missing.is_empty() && self.rendered_bad.is_empty()
     }
 }
 
@@ -44,10 +68,20 @@ impl Report {
 pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut files = Vec::new();
-    for (digest, path) in store.blob_files()? {
-        match digest {
-            Some(digest) => files.push((digest, path)),
-            None => report.strays.push(path),
+    for blob in store.blob_files()? {
+        match blob.digest {
+            Some(digest) if blob.kind != FileType::RegularFile => {
+                report.blobs += 1;
+                report.corrupt.push((
+                    digest,
+                    format!(
+                        "it is {}, not a file (imagelock never follows a link in its store)",
+                        crate::store::describe(blob.kind)
+                    ),
+                ));
+            }
+            Some(digest) => files.push((digest, blob.path)),
+            None => report.strays.push(blob.path),
         }
     }
     let cores = concurrency::cpu_threads();
@@ -105,7 +139,7 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
         let Some(kind) = oci::manifest_kind(&descriptor.media_type) else {
             continue;
         };
-        let bytes = std::fs::read(store.blob_path(&descriptor.digest))?;
+        let bytes = crate::fsutil::read_regular(&store.blob_path(&descriptor.digest))?;
         match kind {
             ManifestKind::Index => {
                 if let Ok(child) = oci::parse_index(&bytes) {
@@ -130,20 +164,78 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
         .into_iter()
         .filter(|(d, _)| !present.contains(d) && !corrupt.contains(d))
         .collect();
+    check_rendered(store, &mut report).await?;
     Ok(report)
+}
+
+/// Checks every tree of the render cache (one at a time: each check hashes on all cores).
+async fn check_rendered(store: &Store, report: &mut Report) -> anyhow::Result<()> {
+    let Some(rendered) = store.open_dir(RENDERED_DIR)? else {
+        return Ok(());
+    };
+    let rendered = std::sync::Arc::new(rendered);
+    for entry in cache::list(&rendered)? {
+        let (dir, name) = (rendered.clone(), entry.name.clone());
+        let (condition, record) =
+            tokio::task::spawn_blocking(move || cache::check(&dir, &name)).await?;
+        match condition {
+            cache::Condition::Intact => report.rendered += 1,
+            // Never used again; `gc` removes it.
+            cache::Condition::Outdated => {}
+            condition => {
+                report.rendered += 1;
+                report.rendered_bad.push(BadTree {
+                    key: entry.name,
+                    image: record.map(|r| r.image),
+                    condition,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Moves the modified and damaged trees of `report` to
+/// `STORE/quarantine/rendered-<key>`; returns where they went. The caller holds
+/// the exclusive store lock.
+pub fn quarantine_rendered(store: &Store, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
+    let Some(rendered) = store.open_dir(RENDERED_DIR)? else {
+        return Ok(Vec::new());
+    };
+    let dir = store.dir(QUARANTINE_DIR)?;
+    let quarantine = store
+        .open_dir(QUARANTINE_DIR)?
+        .ok_or_else(|| anyhow::anyhow!("{} vanished", dir.display()))?;
+    let mut moved = Vec::new();
+    for bad in &report.rendered_bad {
+        let mut name = format!("rendered-{}", bad.key);
+        let mut n = 1;
+        while quarantine.kind(&name)?.is_some() {
+            n += 1;
+            name = format!("rendered-{}.{n}", bad.key);
+        }
+        rustix::fs::renameat(
+            rendered.fd(),
+            bad.key.as_str(),
+            quarantine.fd(),
+            name.as_str(),
+        )
+        .map_err(std::io::Error::from)?;
+        moved.push(dir.join(name));
+    }
+    Ok(moved)
 }
 
 /// Moves the corrupt blobs of `report` to `STORE/quarantine/<alg>-<hex>`;
 /// returns where they went. The caller holds the exclusive store lock.
 pub fn quarantine(store: &Store, report: &Report) -> anyhow::Result<Vec<PathBuf>> {
-    let dir = store.root().join("quarantine");
-    std::fs::create_dir_all(&dir)?;
+    let dir = store.dir(QUARANTINE_DIR)?;
     let mut moved = Vec::new();
     for (digest, _) in &report.corrupt {
         let from = store.blob_path(digest);
         let mut to = dir.join(format!("{}-{}", digest.algorithm().as_str(), digest.hex()));
         let mut n = 1;
-        while to.exists() {
+        while std::fs::symlink_metadata(&to).is_ok() {
             n += 1;
             to = dir.join(format!(
                 "{}-{}.{n}",

@@ -7,21 +7,29 @@
 //! exists is dead. `gc` keeps exactly the blobs some live root names and
 //! removes the rest, with the `index.json` refs pointing at removed content,
 //! rendered trees built from removed content, and leftovers in `ingest/`.
+//! Every path it removes (or, with `--dry-run`, would remove) is reported in
+//! [`Collected::paths`].
 //!
-//! Invariant: collection runs under the store's exclusive lock, so no sync
+//! Invariants: collection runs under the store's exclusive lock, so no sync
 //! (which holds it shared) is writing while blobs disappear; a sync started
-//! afterwards fetches again whatever it needs.
+//! afterwards fetches again whatever it needs. Only names the store makes are
+//! removed — digests in `blobs/<alg>/`, `<hash>.json` in `roots/`, cache keys
+//! and `.tmp-*` in `rendered/`, `tmp-*` and `<alg>-<hex>.partial` in `ingest/` —
+//! from directories opened without following links
+//! ([`crate::store::Store::open_dir`]); a link is removed, never its target,
+//! and anything else found there is left alone.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FileType;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::fsutil::write_atomic;
 use crate::lockfile::Lock;
 use crate::oci;
-use crate::store::Store;
+use crate::store::{INGEST_DIR, IngestName, ROOTS_DIR, Store};
 
 /// One registered root.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -47,6 +55,20 @@ pub struct Collected {
     pub rendered: Vec<String>,
     /// Files removed from `ingest/`.
     pub ingest: usize,
+    /// Every path removed (or that a dry run would remove), with what it is.
+    pub paths: Vec<Removed>,
+}
+
+/// One path a collection removes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Removed {
+    /// The file or directory.
+    pub path: PathBuf,
+    /// What it is: `blob`, `rendered tree`, `abandoned render`, `partial download`,
+    /// `temporary file`, `dead root`.
+    pub what: &'static str,
+    /// Its size in bytes (blobs and files; 0 for directories).
+    pub bytes: u64,
 }
 
 impl Collected {
@@ -54,15 +76,26 @@ impl Collected {
     pub fn bytes(&self) -> u64 {
         self.blobs.iter().map(|(_, size)| size).sum()
     }
+
+    fn removed(&mut self, path: PathBuf, what: &'static str, bytes: u64) {
+        self.paths.push(Removed { path, what, bytes });
+    }
 }
 
-fn roots_dir(store: &Store) -> PathBuf {
-    store.root().join("roots")
-}
-
-fn root_file(store: &Store, lock_path: &Path) -> PathBuf {
+/// The name of the root file of the lock at `lock_path`.
+fn root_name(lock_path: &Path) -> String {
     let key = Digest::sha256_of(lock_path.as_os_str().as_encoded_bytes());
-    roots_dir(store).join(format!("{}.json", key.hex()))
+    format!("{}.json", key.hex())
+}
+
+/// Whether `name` is one the store gives root files: `<64 hex>.json`.
+fn is_root_name(name: &str) -> bool {
+    name.strip_suffix(".json").is_some_and(|hex| {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
 }
 
 /// The absolute form of `lock_path` (roots must not depend on the working directory).
@@ -77,43 +110,41 @@ fn absolute(lock_path: &Path) -> std::io::Result<PathBuf> {
 
 /// Registers `lock` (read from `lock_path`) as a root of `store`; rewrites the
 /// root file only when the set of digests changed.
-pub fn register(store: &Store, lock_path: &Path, lock: &Lock) -> std::io::Result<()> {
+pub fn register(store: &Store, lock_path: &Path, lock: &Lock) -> anyhow::Result<()> {
     let lock_path = absolute(lock_path)?;
     let root = Root {
         lock: lock_path.clone(),
         digests: lock.blobs().into_keys().collect(),
     };
-    let file = root_file(store, &lock_path);
+    let file = store.dir(ROOTS_DIR)?.join(root_name(&lock_path));
     if read_root(&file).is_some_and(|old| old == root) {
         return Ok(());
     }
-    std::fs::create_dir_all(roots_dir(store))?;
     let mut bytes = serde_json::to_vec_pretty(&root).expect("a root serialises");
     bytes.push(b'\n');
-    write_atomic(&file, &bytes)
+    Ok(write_atomic(&file, &bytes)?)
 }
 
+/// A root file's content; `None` when it is unreadable, not JSON, or not a
+/// regular file (a link is never followed).
 fn read_root(file: &Path) -> Option<Root> {
-    serde_json::from_slice(&std::fs::read(file).ok()?).ok()
+    serde_json::from_slice(&crate::fsutil::read_regular(file).ok()?).ok()
 }
 
-/// Every registered root, with its file.
-pub fn roots(store: &Store) -> std::io::Result<Vec<(PathBuf, Option<Root>)>> {
-    let dir = roots_dir(store);
-    let entries = match std::fs::read_dir(&dir) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(e),
+/// Every registered root, with its file: the `<hash>.json` names of `roots/`
+/// (other names there are not the store's and are left alone).
+pub fn roots(store: &Store) -> anyhow::Result<Vec<(PathBuf, Option<Root>)>> {
+    let Some(dir) = store.open_dir(ROOTS_DIR)? else {
+        return Ok(Vec::new());
     };
     let mut out = Vec::new();
-    for entry in entries {
-        let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "json") {
+    for (name, kind) in dir.entries()? {
+        if is_root_name(&name) && kind != FileType::Directory {
+            let path = dir.path().join(&name);
             let root = read_root(&path);
             out.push((path, root));
         }
     }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(out)
 }
 
@@ -126,15 +157,23 @@ pub fn collect(
     dry_run: bool,
 ) -> anyhow::Result<Collected> {
     let mut out = Collected::default();
-    for (digest, path) in store.blob_files()? {
-        // A stray file (not named by a digest) is not ours: leave it.
-        let Some(digest) = digest.filter(|d| !keep.contains(d)) else {
+    for blob in store.blob_files()? {
+        // A stray file (not named by a digest) is not ours: leave it. Nor is a
+        // directory under a digest's name (`fsck` reports it).
+        let Some(digest) = blob.digest.filter(|d| !keep.contains(d)) else {
             continue;
         };
-        let size = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        if !dry_run {
-            std::fs::remove_file(&path)?;
+        if blob.kind == FileType::Directory {
+            continue;
         }
+        let size = match blob.kind {
+            FileType::RegularFile => std::fs::symlink_metadata(&blob.path).map_or(0, |m| m.len()),
+            _ => 0,
+        };
+        if !dry_run {
+            store.remove_blob(&digest)?;
+        }
+        out.removed(blob.path, "blob", size);
         out.blobs.push((digest, size));
     }
     out.blobs.sort();
@@ -154,12 +193,18 @@ pub fn collect(
     if !dry_run && !out.refs.is_empty() {
         store.retain_refs(|d| keep.contains(&d.digest))?;
     }
-    out.rendered = collect_rendered(store, keep, dry_run)?;
-    out.ingest = collect_ingest(store, keep, dry_run)?;
+    collect_rendered(store, keep, dry_run, &mut out)?;
+    collect_ingest(store, keep, dry_run, &mut out)?;
+    let roots_dir = store.open_dir(ROOTS_DIR)?;
     for root in dead_roots {
-        if !dry_run {
-            let _ = std::fs::remove_file(root);
+        let name = root
+            .file_name()
+            .and_then(|n| n.to_str())
+            .filter(|n| is_root_name(n));
+        if !dry_run && let (Some(dir), Some(name)) = (&roots_dir, name) {
+            let _ = dir.remove_file(name);
         }
+        out.removed(root.clone(), "dead root", 0);
     }
     out.dead_roots = dead_roots.to_vec();
     Ok(out)
@@ -172,10 +217,13 @@ fn collect_rendered(
     store: &Store,
     keep: &BTreeSet<Digest>,
     dry_run: bool,
-) -> anyhow::Result<Vec<String>> {
+    out: &mut Collected,
+) -> anyhow::Result<()> {
     use crate::render::cache;
-    let mut removed = Vec::new();
-    for entry in cache::list(store.root())? {
+    let Some(dir) = store.open_dir(crate::store::RENDERED_DIR)? else {
+        return Ok(());
+    };
+    for entry in cache::list(&dir)? {
         let live = entry.record.as_ref().is_some_and(|record| {
             record.format == cache::FORMAT
                 && record.sources.iter().all(|s| keep.contains(&s.digest))
@@ -183,54 +231,56 @@ fn collect_rendered(
         if live {
             continue;
         }
-        removed.push(
-            entry
-                .path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-        );
         if !dry_run {
-            cache::remove(&entry.path)?;
+            cache::remove(&dir, &entry.name)?;
         }
+        out.removed(dir.path().join(&entry.name), "rendered tree", 0);
+        out.rendered.push(entry.name);
     }
-    if !dry_run {
-        for build in cache::abandoned(store.root())? {
-            cache::remove(&build)?;
+    for build in cache::abandoned(&dir)? {
+        if !dry_run {
+            cache::remove(&dir, &build)?;
         }
+        out.removed(dir.path().join(&build), "abandoned render", 0);
     }
-    removed.sort();
-    Ok(removed)
+    out.rendered.sort();
+    Ok(())
 }
 
 /// Files in `ingest/`: partial downloads of blobs no longer needed, and
-/// temporary files left by killed processes (nobody writes during gc).
-fn collect_ingest(store: &Store, keep: &BTreeSet<Digest>, dry_run: bool) -> anyhow::Result<usize> {
-    let dir = store.root().join("ingest");
-    let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(0);
+/// temporary files left by killed processes (nobody writes during gc). Only
+/// names the store makes; anything else there is left alone.
+fn collect_ingest(
+    store: &Store,
+    keep: &BTreeSet<Digest>,
+    dry_run: bool,
+    out: &mut Collected,
+) -> anyhow::Result<()> {
+    let Some(dir) = store.open_dir(INGEST_DIR)? else {
+        return Ok(());
     };
-    let mut removed = 0;
-    for entry in entries {
-        let path = entry?.path();
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let resumable_for_kept = name
-            .strip_suffix(".partial")
-            .and_then(|stem| stem.split_once('-'))
-            .and_then(|(alg, hex)| format!("{alg}:{hex}").parse::<Digest>().ok())
-            .is_some_and(|d| keep.contains(&d));
-        if resumable_for_kept {
+    for (name, kind) in dir.entries()? {
+        let what = match IngestName::parse(&name) {
+            None => continue,
+            Some(IngestName::Partial(digest)) if keep.contains(&digest) => continue,
+            Some(IngestName::Partial(_)) => "partial download",
+            Some(IngestName::Temp) => "temporary file",
+        };
+        if kind == FileType::Directory {
             continue;
         }
+        let bytes = if kind == FileType::RegularFile {
+            dir.size(&name)
+        } else {
+            0
+        };
         if !dry_run {
-            std::fs::remove_file(&path)?;
+            dir.remove_file(&name)?;
         }
-        removed += 1;
+        out.removed(dir.path().join(&name), what, bytes);
+        out.ingest += 1;
     }
-    Ok(removed)
+    Ok(())
 }
 
 /// The live set: digests of every root whose lockfile still exists, and the dead roots.

@@ -230,7 +230,7 @@ fn read_manifest_blob(
         ));
     }
     let path = store.blob_path(&blob.digest);
-    let file = match std::fs::File::open(&path) {
+    let file = match crate::fsutil::open_regular(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FactError::Missing {
@@ -455,7 +455,7 @@ fn check_aci(image: &LockedImage, lock: &Lock, store: &Store) -> Result<Checked,
         why,
     };
     let path = store.blob_path(&aci_blob.digest);
-    let file = match std::fs::File::open(&path) {
+    let file = match crate::fsutil::open_regular(&path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(FactError::Missing {

@@ -193,12 +193,15 @@ fn verify_simple_signature(
     reference: &crate::reference::Reference,
     trusted: &crate::trust::Trusted,
 ) -> Verdict {
-    let bytes = crate::fsutil::read_if_exists(
-        &store.blob_path(&sig.digest),
-        crate::resolve::MAX_SIMPLE_SIGNATURE_BYTES,
-    )
-    .map_err(|e| format!("cannot read signature blob {}: {e:#}", sig.digest))?
-    .ok_or_else(|| format!("signature blob {} is not in the store", sig.digest))?;
+    let mut bytes = Vec::new();
+    crate::fsutil::open_regular(&store.blob_path(&sig.digest))
+        .and_then(|file| {
+            std::io::Read::read_to_end(
+                &mut std::io::Read::take(file, crate::resolve::MAX_SIMPLE_SIGNATURE_BYTES),
+                &mut bytes,
+            )
+        })
+        .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
     let (verified, claim) =
         crate::resolve::accept_simple_signature(trusted, &bytes, &manifest.digest, reference)
             .map_err(|e| {
@@ -235,10 +238,10 @@ fn check_signature(
         }
         Err(e) => return Err(format!("{e:#}")),
     };
-    let signature = std::fs::read(store.blob_path(&sig.digest))
+    let signature = crate::fsutil::read_regular(&store.blob_path(&sig.digest))
         .map_err(|e| format!("cannot read signature blob {}: {e}", sig.digest))?;
     let path = store.blob_path(&aci_blob.digest);
-    let file = std::fs::File::open(&path)
+    let file = crate::fsutil::open_regular(&path)
         .map(|f| std::io::BufReader::with_capacity(256 * 1024, f))
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let verified = trusted

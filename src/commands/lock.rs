@@ -40,7 +40,7 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
             ));
         }
         // Where the store already holds the pinned bytes, the pins must agree with them.
-        let (_, store) = existing_store(settings, manifest.store_path.clone());
+        let (_, store) = existing_store(settings, manifest.store_path.clone())?;
         if let Some(store) = store {
             for image in old.images.values() {
                 match crate::pinned::check_image(image, &old, &store) {

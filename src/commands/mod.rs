@@ -146,14 +146,16 @@ fn open_store(
     Ok((path, store))
 }
 
-/// The store the settings name, if one exists there (nothing is created).
+/// The store the settings name, if one exists there (nothing is created); an
+/// error when the path holds something that is not a store (see [`Store::open_existing`]).
 fn existing_store(
     settings: &Settings,
     manifest_store: Option<PathBuf>,
-) -> (PathBuf, Option<Store>) {
+) -> anyhow::Result<(PathBuf, Option<Store>)> {
     let path = store_location(settings, manifest_store);
-    let store = Store::open_existing(&path);
-    (path, store)
+    let store = Store::open_existing(&path)
+        .with_context(|| format!("cannot open the store at {}", path.display()))?;
+    Ok((path, store))
 }
 
 /// The store the settings name, which must exist: otherwise an error saying
@@ -163,7 +165,7 @@ fn required_store(
     manifest_store: Option<PathBuf>,
     hint: &str,
 ) -> anyhow::Result<(PathBuf, Store)> {
-    match existing_store(settings, manifest_store) {
+    match existing_store(settings, manifest_store)? {
         (path, Some(store)) => Ok((path, store)),
         (path, None) => Err(hinted(
             format!("there is no store at {}", path.display()),

@@ -121,7 +121,7 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         Some(m) => m.store_path.clone(),
         None => store_from_manifest_leniently(&settings.manifest),
     };
-    let (store_path, store) = existing_store(settings, manifest_store);
+    let (store_path, store) = existing_store(settings, manifest_store)?;
     if let Some(store) = &store
         && store.contains(&image.root())
     {

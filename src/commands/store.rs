@@ -19,7 +19,7 @@ use super::{
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let printer = settings.printer;
     let (store_path, store) =
-        existing_store(settings, store_from_manifest_leniently(&settings.manifest));
+        existing_store(settings, store_from_manifest_leniently(&settings.manifest))?;
     let Some(store) = store else {
         printer.status(format!(
             "There is no store at {}: nothing to collect",
@@ -31,19 +31,45 @@ pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
     let _exclusive = store.lock_exclusive()?;
     let (keep, dead, live) = crate::gc::live_set(&store)?;
     let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;
-    for (digest, size) in &collected.blobs {
-        printer.detail(format!("  {digest} ({})", human_bytes(*size)));
+    // A dry run exists to show what would go: every path, at the normal level.
+    let list = |line: String| {
+        if dry_run {
+            printer.status(line);
+        } else {
+            printer.detail(line);
+        }
+    };
+    if !collected.paths.is_empty() || !collected.refs.is_empty() {
+        list(format!(
+            "{}:",
+            if dry_run { "Would remove" } else { "Removed" }
+        ));
     }
-    for root in &collected.dead_roots {
-        printer.detail(format!("  dead root {}", root.display()));
+    for removed in &collected.paths {
+        let size = match removed.bytes {
+            0 => String::new(),
+            n => format!(", {}", human_bytes(n)),
+        };
+        list(format!(
+            "  {} ({}{size})",
+            removed.path.display(),
+            removed.what
+        ));
+    }
+    for name in &collected.refs {
+        list(format!(
+            "  {} entry `{name}`",
+            store.root().join("index.json").display()
+        ));
     }
     let verb = if dry_run { "Would remove" } else { "Removed" };
     printer.status(format!(
-        "{verb} {} ({}), {}, {} and {} from {}; {} live",
+        "{verb} {} ({}), {}, {}, {} and {} from {}; {} live",
         plural(collected.blobs.len(), "blob"),
         human_bytes(collected.bytes()),
         plural(collected.refs.len(), "index ref"),
         plural(collected.rendered.len(), "rendered tree"),
+        plural(collected.ingest, "download leftover"),
         plural(collected.dead_roots.len(), "dead root"),
         store_path.display(),
         plural(live, "root")
@@ -85,7 +111,16 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             printer.status(format!(
                 "Moved {} to {}",
                 plural(moved.len(), "corrupt blob"),
-                store.root().join("quarantine").display()
+                store.root().join(crate::store::QUARANTINE_DIR).display()
+            ));
+        }
+        if repair && !report.rendered_bad.is_empty() {
+            let moved = crate::fsck::quarantine_rendered(&store, &report)?;
+            printer.status(format!(
+                "Moved {} to {} (the next render builds {} anew)",
+                plural(moved.len(), "changed rendered tree"),
+                store.root().join(crate::store::QUARANTINE_DIR).display(),
+                if moved.len() == 1 { "it" } else { "them" }
             ));
         }
         report
@@ -96,18 +131,45 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     for (digest, who) in &report.missing {
         printer.warn(format!("  missing  {digest} (needed by {who})"));
     }
+    for bad in &report.rendered_bad {
+        let path = store.root().join(crate::store::RENDERED_DIR).join(&bad.key);
+        let image = bad
+            .image
+            .as_deref()
+            .map(|i| format!(" (rendered for `{i}`)"))
+            .unwrap_or_default();
+        let what = match &bad.condition {
+            crate::render::cache::Condition::Modified { paths } if paths.is_empty() => {
+                "its tree changed since it was rendered".to_owned()
+            }
+            crate::render::cache::Condition::Modified { paths } => format!(
+                "its tree changed since it was rendered: {}",
+                paths.join(", ")
+            ),
+            crate::render::cache::Condition::Damaged { problem } => format!("damaged: {problem}"),
+            _ => "unusable".to_owned(),
+        };
+        printer.warn(format!("  changed  {}{image}: {what}", path.display()));
+    }
     let rate = report.bytes as f64 / started.elapsed().as_secs_f64().max(1e-9);
     printer.status(format!(
-        "Checked {} ({}) in {} ({}/s): {} corrupt, {} missing",
+        "Checked {} ({}) and {} in {} ({}/s): {} corrupt, {} missing, {} changed",
         plural(report.blobs, "blob"),
         human_bytes(report.bytes),
+        plural(report.rendered, "rendered tree"),
         human_duration(started.elapsed()),
         human_bytes(rate as u64),
         report.corrupt.len(),
-        report.missing.len()
+        report.missing.len(),
+        report.rendered_bad.len()
     ));
     printer.json(&json!({ "store": store_path, "ok": report.ok(), "report": report }));
     if report.ok() {
+        return Ok(());
+    }
+    let blobs_ok = report.corrupt.is_empty() && report.missing.is_empty();
+    if repair && blobs_ok {
+        printer.status("Repaired: the store is sound");
         return Ok(());
     }
     if repair && lock.is_some() {
@@ -145,14 +207,43 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             "blobs only index.json references (no lock needs them) cannot be fetched again; `imagelock gc` drops them",
         ));
     }
+    if !blobs_ok {
+        return Err(hinted(
+            format!(
+                "{} has {} corrupt and {} missing blobs{}",
+                store_path.display(),
+                report.corrupt.len(),
+                report.missing.len(),
+                match report.rendered_bad.len() {
+                    0 => String::new(),
+                    n => format!(", and {}", plural(n, "changed rendered tree")),
+                }
+            ),
+            "`imagelock fsck --repair` quarantines corrupt blobs and changed rendered trees and fetches again what images.lock needs",
+        ));
+    }
     Err(hinted(
         format!(
-            "{} has {} corrupt and {} missing blobs",
+            "{} has {} that changed since {} rendered: render never uses {}, but directories rendered from {} with hard links share the changed files",
             store_path.display(),
-            report.corrupt.len(),
-            report.missing.len()
+            plural(report.rendered_bad.len(), "rendered tree"),
+            if report.rendered_bad.len() == 1 {
+                "it was"
+            } else {
+                "they were"
+            },
+            if report.rendered_bad.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
+            if report.rendered_bad.len() == 1 {
+                "it"
+            } else {
+                "them"
+            },
         ),
-        "`imagelock fsck --repair` quarantines corrupt blobs and fetches again what images.lock needs",
+        "`imagelock fsck --repair` moves them to the quarantine (the next render builds them anew); render the directories made from them again (`imagelock render ID DIR`), with `--copy` for trees you will change in place",
     ))
 }
 
@@ -169,7 +260,7 @@ pub async fn render(
     let manifest = load_manifest(&settings.manifest)?;
     let store_path = store_location(settings, manifest.store_path.clone());
     if lock.images.contains_key(&request.id)
-        && let Some(store) = crate::store::Store::open_existing(&store_path)
+        && let Some(store) = crate::store::Store::open_existing(&store_path)?
     {
         // Rendered, or served from the cache, only what sync would accept:
         // the pins, the trust policy and the signatures of the image's tree.

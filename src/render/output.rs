@@ -50,14 +50,14 @@ struct Walk {
     dest: tree::Tree,
 }
 
-/// Makes `dest` (an existing directory) hold the tree at `source`.
+/// Makes `dest` (an existing directory) hold the tree at `source` (an opened directory).
 pub fn materialize(
-    source: &std::path::Path,
+    source: std::os::fd::OwnedFd,
     dest: &std::path::Path,
     method: Method,
     privileged: bool,
 ) -> io::Result<Placed> {
-    let src = tree::Tree::open(source)?;
+    let src = tree::Tree::from_fd(source);
     let mut walk = Walk {
         method,
         privileged,

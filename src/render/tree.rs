@@ -148,6 +148,14 @@ impl Tree {
         })
     }
 
+    /// A tree rooted at an already opened directory.
+    pub fn from_fd(root: OwnedFd) -> Tree {
+        Tree {
+            root,
+            chain: Vec::new(),
+        }
+    }
+
     /// The root directory's descriptor.
     pub fn root(&self) -> BorrowedFd<'_> {
         self.root.as_fd()

@@ -465,13 +465,135 @@ fn oci_layers_render_like_umoci_and_are_cached() {
     drop(f);
     let rebuilt = project.run(&["render", "big", "fresh"]).success();
     assert!(
-        rebuilt.stderr.contains("was modified"),
+        rebuilt
+            .stderr
+            .contains("changed since it was rendered (etc/conf.d/new)"),
         "{}",
         rebuilt.stderr
     );
     assert_eq!(
         std::fs::read_to_string(root.join("fresh/etc/conf.d/new")).expect("read"),
         "new\n"
+    );
+}
+
+/// A file rewritten in place through a hard-linked render, with the same size and its old
+/// mtime restored, is never served again: `fsck` names the changed tree and file, the next
+/// render builds the tree anew with the image's bytes, and `fsck --repair` moves a changed
+/// tree to the quarantine.
+#[test]
+fn a_cached_file_changed_through_a_render_is_never_served() {
+    let project = Project::new();
+    let mut layout = LayoutBuilder::new(&project.root().join("layout"));
+    let passwd = b"root:x:0:0:root:/root:/bin/sh\n";
+    let descs = [layer(
+        &layout,
+        &[
+            dir("etc", 0o755),
+            file("etc/passwd", passwd, 0o644),
+            file("etc/motd", b"hello\n", 0o644),
+        ],
+        GZIP,
+    )];
+    let image = image(&layout, &descs);
+    layout.tag("img", &image);
+    locked_project(&project, &["img"]);
+    let root = project.root();
+    project.run(&["render", "img", "first"]).success();
+    let run = project.run(&["fsck"]).success();
+    assert!(run.stderr.contains("1 rendered tree"), "{}", run.stderr);
+
+    // What an attacker (or an editor) with the rendered directory can do: same size, old
+    // mtime, the same inode as the cache's file.
+    let tamper = |path: &Path, bytes: &[u8]| {
+        let old = std::fs::metadata(path).expect("stat");
+        assert_eq!(old.len(), bytes.len() as u64, "same size");
+        std::fs::write(path, bytes).expect("rewrite in place");
+        std::fs::File::options()
+            .write(true)
+            .open(path)
+            .expect("open")
+            .set_modified(old.modified().expect("mtime"))
+            .expect("restore mtime");
+        let new = std::fs::metadata(path).expect("stat");
+        assert_eq!((new.ino(), new.mtime()), (old.ino(), old.mtime()));
+    };
+    tamper(
+        &root.join("first/etc/passwd"),
+        b"evil:x:0:0:root:/root:/bin/sh\n",
+    );
+    let cache = cached_tree(&project.store(), "img");
+    assert_eq!(
+        std::fs::read(cache.join("etc/passwd")).expect("read"),
+        b"evil:x:0:0:root:/root:/bin/sh\n",
+        "the hard link reached the cache"
+    );
+
+    let run = project.run(&["fsck"]).failure(1);
+    assert!(
+        run.stderr.contains("changed  ")
+            && run.stderr.contains("rendered for `img`")
+            && run.stderr.contains("etc/passwd")
+            && run.stderr.contains("hard links share the changed files")
+            && run.stderr.contains("fsck --repair"),
+        "{}",
+        run.stderr
+    );
+
+    let again = project.run(&["render", "img", "second"]).success();
+    assert!(
+        again
+            .stderr
+            .contains("changed since it was rendered (etc/passwd)")
+            && !again.stderr.contains("from the render cache"),
+        "{}",
+        again.stderr
+    );
+    assert_eq!(
+        std::fs::read(root.join("second/etc/passwd")).expect("read"),
+        passwd
+    );
+    project.run(&["fsck"]).success();
+    let third = project.run(&["render", "img", "third"]).success();
+    assert!(
+        third.stderr.contains("from the render cache"),
+        "{}",
+        third.stderr
+    );
+    assert_eq!(
+        std::fs::read(root.join("third/etc/passwd")).expect("read"),
+        passwd
+    );
+
+    // fsck --repair moves a changed tree aside (evidence) and the next render builds anew.
+    tamper(&root.join("third/etc/motd"), b"HELLO\n");
+    let key = cached_tree(&project.store(), "img")
+        .parent()
+        .expect("entry")
+        .file_name()
+        .expect("key")
+        .to_string_lossy()
+        .into_owned();
+    let run = project.run(&["fsck", "--repair"]).success();
+    assert!(
+        run.stderr.contains("Moved 1 changed rendered tree") && run.stderr.contains("Repaired"),
+        "{}",
+        run.stderr
+    );
+    let quarantined = project
+        .store()
+        .join("quarantine")
+        .join(format!("rendered-{key}"));
+    assert_eq!(
+        std::fs::read(quarantined.join("rootfs/etc/motd")).expect("kept as evidence"),
+        b"HELLO\n"
+    );
+    project.run(&["fsck"]).success();
+    let fourth = project.run(&["render", "img", "fourth"]).success();
+    assert!(fourth.stderr.contains("cached as"), "{}", fourth.stderr);
+    assert_eq!(
+        std::fs::read(root.join("fourth/etc/motd")).expect("read"),
+        b"hello\n"
     );
 }
 
