@@ -75,13 +75,22 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             } else {
                 let resolver = resolver_for(settings, manifest.clone(), &stale)?;
                 let new = relock(resolver, &old, &stale).await?;
-                new.write_if_changed(&lock_path)
-                    .with_context(|| format!("cannot write {}", lock_path.display()))?;
-                printer.status(format!(
-                    "Updated {} ({})",
-                    lock_path.display(),
-                    stale.describe()
-                ));
+                if options.dry_run {
+                    // A dry run changes nothing: the plan below is for the lock it would write.
+                    printer.status(format!(
+                        "Would update {} ({})",
+                        lock_path.display(),
+                        stale.describe()
+                    ));
+                } else {
+                    new.write_if_changed(&lock_path)
+                        .with_context(|| format!("cannot write {}", lock_path.display()))?;
+                    printer.status(format!(
+                        "Updated {} ({})",
+                        lock_path.display(),
+                        stale.describe()
+                    ));
+                }
                 new
             }
         }
@@ -110,7 +119,9 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     }
     let (store_path, store) = open_store(settings, manifest_store)?;
     let shared = store.lock_shared()?;
-    if let Some(bundle) = &options.from {
+    if let Some(bundle) = &options.from
+        && !options.dry_run
+    {
         // Stores blobs by digest only; the names come from this project's lock, below.
         import_bundle(settings, &store, bundle).await?;
     }

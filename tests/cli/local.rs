@@ -223,7 +223,20 @@ fn local_layout_lock_sync_and_offline_semantics() {
         lock,
         "refusals leave the lock alone"
     );
-    // --frozen ignores the manifest and uses the lock as written.
+    // A dry run says it would re-lock, and writes nothing.
+    let run = project.run(&["sync", "--dry-run"]).success();
+    assert!(
+        run.stderr
+            .contains("Would update images.lock (changed: hello)"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        project.read("images.lock"),
+        lock,
+        "--dry-run wrote the lock"
+    );
+    // --frozen uses the lock as written (no staleness check; the trust policy still applies).
     project.run(&["sync", "--frozen"]).success();
     // A plain sync re-locks the stale entry (local source: no network needed).
     let run = project.run(&["sync"]).success();
