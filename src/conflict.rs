@@ -14,41 +14,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::lockfile::{Lock, LockedImage};
+use crate::lockfile::{Marker, marker};
 use crate::manifest::ImageSpec;
-
-/// Whether `text` holds a git conflict marker line.
-pub fn has_markers(text: &str) -> bool {
-    text.lines().any(|line| marker(line).is_some())
-}
-
-/// The kinds of marker line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Marker {
-    /// `<<<<<<<`: "ours" starts.
-    Ours,
-    /// `|||||||`: the merge base starts (diff3 / zdiff3 style).
-    Base,
-    /// `=======`: "theirs" starts.
-    Theirs,
-    /// `>>>>>>>`: the hunk ends.
-    End,
-}
-
-fn marker(line: &str) -> Option<Marker> {
-    let line = line.strip_suffix('\r').unwrap_or(line);
-    let starts = |m: &str| line == m || line.starts_with(&format!("{m} "));
-    if starts("<<<<<<<") {
-        Some(Marker::Ours)
-    } else if starts("|||||||") {
-        Some(Marker::Base)
-    } else if line == "=======" {
-        Some(Marker::Theirs)
-    } else if starts(">>>>>>>") {
-        Some(Marker::End)
-    } else {
-        None
-    }
-}
 
 /// The two sides of a conflicted file: (ours, theirs). Lines outside the
 /// hunks go to both; the merge base's lines to neither.
@@ -197,6 +164,7 @@ fn keep(lock: &mut Lock, tree: &[&LockedImage]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lockfile::has_markers;
 
     #[test]
     fn sides_split_hunks_and_drop_the_base() {

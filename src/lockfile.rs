@@ -431,7 +431,7 @@ impl Lock {
             path: path.to_owned(),
             message,
         };
-        if crate::conflict::has_markers(text) {
+        if has_markers(text) {
             return Err(LockError::Conflicted {
                 path: path.to_owned(),
             });
@@ -733,6 +733,45 @@ fn render_image(out: &mut String, image: &LockedImage) {
         if let Some(sig) = &manifest.signature {
             let _ = writeln!(out, "signature = {}", signature_inline(sig));
         }
+    }
+}
+
+/// Whether `text` holds a git conflict marker line.
+pub fn has_markers(text: &str) -> bool {
+    text.lines().any(|line| marker(line).is_some())
+}
+
+/// The kinds of git conflict marker line (read here, where a conflicted lock is
+/// first noticed; [`crate::conflict`] recovers one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Marker {
+    /// `<<<<<<<`: "ours" starts.
+    Ours,
+    /// `|||||||`: the merge base starts (diff3 / zdiff3 style).
+    Base,
+    /// `=======`: "theirs" starts.
+    Theirs,
+    /// `>>>>>>>`: the hunk ends.
+    End,
+}
+
+pub(crate) fn marker(line: &str) -> Option<Marker> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    // Allocation-free: every line of every lock read goes through here.
+    let starts = |m: &str| {
+        line.strip_prefix(m)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(' '))
+    };
+    if starts("<<<<<<<") {
+        Some(Marker::Ours)
+    } else if starts("|||||||") {
+        Some(Marker::Base)
+    } else if line == "=======" {
+        Some(Marker::Theirs)
+    } else if starts(">>>>>>>") {
+        Some(Marker::End)
+    } else {
+        None
     }
 }
 
