@@ -29,9 +29,9 @@ use crate::errors::hinted;
 use crate::lockfile::{ACI_MEDIA_TYPE, Blob, LockedImage, LockedSignature, SourceKind};
 use crate::manifest::{ImageSpec, Manifest, Source};
 use crate::openpgp::{self, SignatureError, Verified};
+use crate::progress::Silent;
 use crate::registry::RegistryClient;
 use crate::store::{BlobWriter, Store};
-use crate::sync::Silent;
 use crate::trust::{TrustStore, Trusted};
 
 /// Largest ACI accepted, as served: far above real images, low enough that a

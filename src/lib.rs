@@ -29,6 +29,7 @@ pub mod openpgp;
 pub mod pinned;
 pub mod platform;
 pub mod printer;
+pub mod progress;
 pub mod reference;
 pub mod registry;
 pub mod render;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::lockfile::Blob;
-use crate::sync::Reporter;
+use crate::progress::Reporter;
 
 /// How chatty to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,7 +79,7 @@ impl Printer {
     /// A reporter drawing a byte progress bar on stderr (or nothing).
     pub fn reporter(&self) -> Arc<dyn Reporter> {
         if !self.progress_enabled() {
-            return Arc::new(crate::sync::Silent);
+            return Arc::new(crate::progress::Silent);
         }
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
         bar.set_style(

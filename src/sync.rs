@@ -13,25 +13,10 @@ use std::sync::Arc;
 use crate::concurrency;
 use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::oci;
+use crate::progress::Reporter;
 use crate::registry::{RegistryClient, RegistryError, Repository};
 use crate::store::Store;
 use anyhow::Context as _;
-
-/// Progress callbacks; the binary implements them with indicatif.
-pub trait Reporter: Send + Sync {
-    /// Fetching is about to start: this many blobs and bytes.
-    fn start(&self, _blobs: usize, _bytes: u64) {}
-    /// `n` more bytes arrived.
-    fn bytes(&self, _n: u64) {}
-    /// One blob is verified and stored.
-    fn blob_done(&self, _blob: &Blob) {}
-    /// Fetching is over.
-    fn finish(&self) {}
-}
-
-/// A reporter that reports nothing.
-pub struct Silent;
-impl Reporter for Silent {}
 
 /// Where a missing blob will be fetched from.
 #[derive(Debug, Clone, PartialEq, Eq)]
