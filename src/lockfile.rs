@@ -17,6 +17,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::manifest::ImageSpec;
+/// The blob descriptor lives with the OCI types; the lock pins blobs as they describe them.
+pub use crate::oci::Blob;
 
 /// The lock's file name, beside the manifest.
 pub const LOCK_FILE: &str = "images.lock";
@@ -320,18 +322,6 @@ impl LockedManifest {
             media_type: self.media_type.clone(),
         }
     }
-}
-
-/// A pinned blob: digest, size and media type.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-pub struct Blob {
-    /// Content digest of the exact bytes.
-    pub digest: Digest,
-    /// Size in bytes.
-    pub size: u64,
-    /// Media type.
-    pub media_type: String,
 }
 
 /// Why a lock could not be read.

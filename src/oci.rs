@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
@@ -54,6 +55,18 @@ pub fn manifest_kind(media_type: &str) -> Option<ManifestKind> {
         OCI_MANIFEST | DOCKER_MANIFEST => Some(ManifestKind::Image),
         _ => None,
     }
+}
+
+/// A pinned blob: digest, size and media type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct Blob {
+    /// Content digest of the exact bytes.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type.
+    pub media_type: String,
 }
 
 /// A content descriptor.

@@ -5,7 +5,7 @@
 //! reports nothing (quiet runs, tests, operations nested in others).
 //! No I/O here.
 
-use crate::lockfile::Blob;
+use crate::oci::Blob;
 
 /// Progress callbacks; the binary implements them with indicatif.
 pub trait Reporter: Send + Sync {

@@ -63,7 +63,7 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode, OFlags};
 
 use crate::digest::{Digest, Hasher};
 use crate::fsutil::write_atomic;
-use crate::lockfile::Blob;
+use crate::oci::Blob;
 use crate::oci::{self, Descriptor, ImageIndex};
 
 /// A resumable partial download untouched this long is abandoned: a week
