@@ -24,7 +24,7 @@ use anyhow::{Context as _, bail};
 
 use crate::aci::{self, AciInfo};
 use crate::digest::{Algorithm, Digest};
-use crate::discovery::{self, Page};
+use crate::discovery;
 use crate::errors::hinted;
 use crate::lockfile::{ACI_MEDIA_TYPE, Blob, LockedImage, LockedSignature, SourceKind};
 use crate::manifest::{ImageSpec, Manifest, Source};
@@ -295,7 +295,7 @@ impl AciResolver<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let allow_http = |host: &str| self.manifest.insecure_http(host);
-        let fetch = page_fetcher(self.client.clone());
+        let fetch = crate::registry::page_fetcher(self.client.clone());
         let found = discovery::discover_endpoints(name, &all, allow_http, fetch).await?;
         let Some(endpoint) = discovery::first_fetchable(&found.found, allow_http) else {
             let listed: Vec<&str> = found.found.iter().map(|e| e.aci.as_str()).collect();
@@ -843,33 +843,6 @@ fn check_dependency_pin(dependency: &aci::Dependency, done: &LockedImage) -> any
 /// The host part of an appc name with a trailing slash: the usual trust prefix.
 fn suggested_prefix(name: &str) -> String {
     format!("{}/", name.split('/').next().unwrap_or(name))
-}
-
-/// Fetches discovery pages with `client` for [`discovery`]'s walks.
-pub fn page_fetcher(
-    client: Arc<RegistryClient>,
-) -> impl Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Page> + Send>> + Clone {
-    move |url: String| {
-        let client = client.clone();
-        Box::pin(async move {
-            match client.get_page(&url).await {
-                Ok((url, body)) => Page::Ok { url, body },
-                Err(e) => Page::Miss {
-                    url,
-                    reason: miss_reason(&e),
-                },
-            }
-        })
-    }
-}
-
-/// A short reason for a discovery miss.
-fn miss_reason(e: &crate::registry::RegistryError) -> String {
-    match e {
-        crate::registry::RegistryError::Status { status, .. } => status.to_string(),
-        crate::registry::RegistryError::Network { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
 }
 
 fn url_location(written: &str) -> Location {

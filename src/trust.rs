@@ -235,7 +235,7 @@ pub async fn discover_keys(
 ) -> anyhow::Result<Vec<(String, openpgp::PublicKey)>> {
     let name = prefix.trim_end_matches('/');
     let allow_http = |host: &str| manifest.insecure_http(host);
-    let fetch = crate::appc::page_fetcher(client.clone());
+    let fetch = crate::registry::page_fetcher(client.clone());
     let found = discovery::discover_pubkeys(name, allow_http, fetch).await?;
     let mut keys = Vec::new();
     for url in &found.found {
