@@ -32,7 +32,7 @@ use crate::openpgp::{self, SignatureError, Verified};
 use crate::progress::Silent;
 use crate::registry::RegistryClient;
 use crate::store::{BlobWriter, Store};
-use crate::trust::{TrustStore, Trusted};
+use crate::trust::{Decision, TrustStore, Trusted};
 
 /// Largest ACI accepted, as served: far above real images, low enough that a
 /// hostile server cannot fill the disk.
@@ -602,11 +602,10 @@ impl AciResolver<'_> {
     /// Who must have signed `name`: `Some(keys)`, or `None` when the entry is
     /// explicitly insecure and no prefix covers the name. Refuses otherwise.
     fn decide(&self, name: &str, wanted: &Wanted) -> anyhow::Result<Option<Trusted>> {
-        if let Some(trusted) = self.trust.for_name(name)? {
-            return Ok(Some(trusted));
-        }
-        if wanted.insecure {
-            return Ok(None);
+        match self.trust.decide(name, wanted.insecure)? {
+            Decision::Verify(trusted) => return Ok(Some(trusted)),
+            Decision::Unverified => return Ok(None),
+            Decision::Refused => {}
         }
         Err(hinted(
             format!(

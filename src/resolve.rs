@@ -20,7 +20,7 @@ use crate::reference::Reference;
 use crate::registry::{FetchedManifest, LazyClient, RegistryClient, Repository};
 use crate::simple_signing;
 use crate::store::Store;
-use crate::trust::{TrustStore, Trusted};
+use crate::trust::{Decision, TrustStore, Trusted};
 
 /// Where manifests and blobs of one image come from.
 pub enum Origin {
@@ -181,12 +181,10 @@ impl Resolver {
         spec: &ImageSpec,
         reference: &Reference,
     ) -> anyhow::Result<Option<Trusted>> {
-        let name = reference.repository();
-        if let Some(trusted) = self.trust.for_name(&name)? {
-            return Ok(Some(trusted));
-        }
-        if spec.insecure {
-            return Ok(None);
+        match self.trust.decide(&reference.repository(), spec.insecure)? {
+            Decision::Verify(trusted) => return Ok(Some(trusted)),
+            Decision::Unverified => return Ok(None),
+            Decision::Refused => {}
         }
         Err(hinted(
             format!(

@@ -31,6 +31,16 @@ pub struct TrustStore {
     loaded: Mutex<HashMap<String, Arc<Keyring>>>,
 }
 
+/// What the trust policy says about one image (see [`TrustStore::decide`]).
+pub enum Decision {
+    /// Covered by a prefix: a signature by one of these keys is required.
+    Verify(Trusted),
+    /// Covered by no prefix, and its entry is marked `insecure = true`.
+    Unverified,
+    /// Covered by no prefix, and its entry is not marked insecure.
+    Refused,
+}
+
 /// The keys that decide whether an image name is trusted.
 #[derive(Clone)]
 pub struct Trusted {
@@ -68,6 +78,18 @@ impl TrustStore {
             None => Ok(None),
             Some(prefix) => Ok(Some(self.for_prefix(prefix)?)),
         }
+    }
+
+    /// The one rule for both source kinds: an image called `name` is verified
+    /// with the keys of the most specific prefix covering it; else accepted
+    /// unverified only when its entry says `insecure = true`; else refused
+    /// (a covering prefix always wins over `insecure`).
+    pub fn decide(&self, name: &str, insecure: bool) -> anyhow::Result<Decision> {
+        Ok(match self.for_name(name)? {
+            Some(trusted) => Decision::Verify(trusted),
+            None if insecure => Decision::Unverified,
+            None => Decision::Refused,
+        })
     }
 
     /// The keys of the `[trust]` table `prefix` (exactly as written).
