@@ -3,7 +3,7 @@
 //! bundles are refused by entry.
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::harness::{
     LayoutBuilder, Project, Registry, RegistryOptions, network_namespaces, peer, skopeo_push,
@@ -15,6 +15,20 @@ fn peers() -> bool {
 
 /// A registry with `test/multi:1` (amd64 + arm64) and `test/one:1`, and a
 /// manifest (text) pinning both.
+/// The connected side: a project locked and synced from `manifest`, and its
+/// bundle exported to WORK/bundle.tar.zst (the export's run is returned too).
+fn connected_with_bundle(work: &Path, manifest: &str) -> (Project, PathBuf, crate::harness::Run) {
+    let connected = Project::new();
+    connected.write("images.toml", manifest);
+    connected.run(&["lock"]).success();
+    connected.run(&["sync"]).success();
+    let bundle = work.join("bundle.tar.zst");
+    let run = connected
+        .run(&["export", bundle.to_str().expect("utf8")])
+        .success();
+    (connected, bundle, run)
+}
+
 fn setup(work: &Path) -> (Registry, String) {
     let registry = Registry::start(RegistryOptions::default());
     let mut layout = LayoutBuilder::new(&work.join("layout"));
@@ -78,14 +92,7 @@ fn a_bundle_carries_everything_across_the_air_gap() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let (mut registry, manifest) = setup(work.path());
-    let connected = Project::new();
-    connected.write("images.toml", &manifest);
-    connected.run(&["lock"]).success();
-    connected.run(&["sync"]).success();
-    let bundle = work.path().join("bundle.tar.zst");
-    let run = connected
-        .run(&["export", bundle.to_str().expect("utf8")])
-        .success();
+    let (connected, bundle, run) = connected_with_bundle(work.path(), &manifest);
     assert!(run.stderr.contains("Exported 2 images"), "{}", run.stderr);
     let names = entries(&bundle);
     assert_eq!(names[..2], ["oci-layout", "images.lock"]);
@@ -162,14 +169,7 @@ fn damaged_or_altered_bundles_are_refused_by_entry() {
     }
     let work = tempfile::tempdir().expect("tempdir");
     let (_registry, manifest) = setup(work.path());
-    let connected = Project::new();
-    connected.write("images.toml", &manifest);
-    connected.run(&["lock"]).success();
-    connected.run(&["sync"]).success();
-    let bundle = work.path().join("bundle.tar.zst");
-    connected
-        .run(&["export", bundle.to_str().expect("utf8")])
-        .success();
+    let (_connected, bundle, _) = connected_with_bundle(work.path(), &manifest);
     let import = |path: &Path| {
         let fresh = Project::new();
         let run = fresh.run(&["import", path.to_str().expect("utf8")]);
@@ -323,14 +323,7 @@ fn a_bundle_whose_lock_repoints_a_name_never_renames_an_image_in_the_store() {
     let (registry, manifest) = setup(work.path());
     let host = registry.host();
     let (multi, one) = (format!("{host}/test/multi:1"), format!("{host}/test/one:1"));
-    let connected = Project::new();
-    connected.write("images.toml", &manifest);
-    connected.run(&["lock"]).success();
-    connected.run(&["sync"]).success();
-    let bundle = work.path().join("bundle.tar.zst");
-    connected
-        .run(&["export", bundle.to_str().expect("utf8")])
-        .success();
+    let (connected, bundle, _) = connected_with_bundle(work.path(), &manifest);
     // The bundle's lock now says that `one`'s manifest is `test/multi:1`, and
     // adds a name the project never asked for.
     let repointed = work.path().join("repointed.tar.zst");

@@ -136,6 +136,15 @@ impl Project {
         std::fs::write(path, text).expect("write");
     }
 
+    /// Appends `[registries."HOST"] insecure-http = true` to images.toml.
+    pub fn allow_plain_http(&self, host: &str) {
+        let manifest = self.read("images.toml");
+        self.write(
+            "images.toml",
+            &format!("{manifest}\n[registries.\"{host}\"]\ninsecure-http = true\n"),
+        );
+    }
+
     pub fn read(&self, name: &str) -> String {
         std::fs::read_to_string(self.root().join(name))
             .unwrap_or_else(|e| panic!("read {name}: {e}"))

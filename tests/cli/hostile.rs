@@ -528,14 +528,7 @@ fn a_token_server_on_plain_http_elsewhere_never_gets_the_credentials() {
         )
         .requiring(&basic, r#"Basic realm="token""#),
     );
-    let manifest = f.project.read("images.toml");
-    f.project.write(
-        "images.toml",
-        &format!(
-            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
-            tokens.host()
-        ),
-    );
+    f.project.allow_plain_http(&tokens.host());
     f.project.run(&["lock"]).success();
     assert!(
         tokens
@@ -574,14 +567,7 @@ fn authorization_is_not_carried_across_a_redirect_to_another_host() {
                 .requiring(&basic, r#"Basic realm="registry""#),
         );
     }
-    let manifest = f.project.read("images.toml");
-    f.project.write(
-        "images.toml",
-        &format!(
-            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
-            cdn.host()
-        ),
-    );
+    f.project.allow_plain_http(&cdn.host());
     std::fs::remove_file(f.project.root().join("images.lock")).expect("rm lock");
     f.project.run(&["lock"]).success();
     f.project.run(&["sync"]).success();

@@ -208,14 +208,7 @@ fn uploads_broken_off_mid_body_go_up_again_and_the_push_completes() {
             },
         ],
     );
-    let manifest = f.project.read("images.toml");
-    f.project.write(
-        "images.toml",
-        &format!(
-            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
-            proxy.host()
-        ),
-    );
+    f.project.allow_plain_http(&proxy.host());
     let via_proxy = format!("{}/mirror", proxy.host());
     let report = push_report(&f.project, &via_proxy);
     assert_eq!(proxy.fired(), 3, "every fault must have fired");
@@ -319,14 +312,7 @@ fn a_mirror_behind_token_authentication() {
         )
         .requiring(&alice, r#"Basic realm="token""#),
     );
-    let manifest = f.project.read("images.toml");
-    f.project.write(
-        "images.toml",
-        &format!(
-            "{manifest}\n[registries.\"{}\"]\ninsecure-http = true\n",
-            tokens.host()
-        ),
-    );
+    f.project.allow_plain_http(&tokens.host());
     let prefix = format!("{}/mirror", f.mirror.host());
 
     // Anonymous: the token server refuses, and the hint says to log in.
