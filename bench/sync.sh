@@ -31,6 +31,10 @@ done
 T=$(mktemp -d "${TMPDIR:-/tmp}/imagelock-bench.XXXXXX")
 REG_PID=
 cleanup() {
+    # The signed case's gpg starts an agent for its GNUPGHOME: stop it too.
+    if [[ -d $T/gnupg ]]; then
+        GNUPGHOME=$T/gnupg gpgconf --kill gpg-agent 2>/dev/null || true
+    fi
     if [[ -n $REG_PID ]]; then
         kill "$REG_PID" 2>/dev/null || true
         wait "$REG_PID" 2>/dev/null || true
