@@ -545,35 +545,6 @@ impl Lock {
         out
     }
 
-    /// The `host[:port]`s of every plain-HTTP URL the lock records (allowed when
-    /// it was made), written as the HTTP client compares them.
-    pub fn plain_http_hosts(&self) -> Vec<String> {
-        let mut hosts: Vec<String> = self
-            .images
-            .values()
-            .flat_map(|i| {
-                [
-                    i.registry.as_deref(),
-                    i.url.as_deref(),
-                    i.signature.as_ref().map(|s| s.url.as_str()),
-                ]
-                .into_iter()
-                .chain(
-                    i.manifests
-                        .iter()
-                        .map(|m| m.signature.as_ref().map(|s| s.url.as_str())),
-                )
-            })
-            .flatten()
-            .filter(|u| u.starts_with("http://"))
-            .filter_map(|u| reqwest::Url::parse(u).ok())
-            .map(|u| crate::registry::host_port(&u))
-            .collect();
-        hosts.sort();
-        hosts.dedup();
-        hosts
-    }
-
     /// Which manifest entries the lock does not reflect.
     pub fn staleness<'a>(&self, specs: impl IntoIterator<Item = &'a ImageSpec>) -> Staleness {
         let mut out = Staleness::default();
@@ -867,30 +838,6 @@ mod tests {
         assert_eq!(
             parsed.images["signed"].blobs()[5].media_type,
             SIMPLE_SIGNATURE_MEDIA_TYPE
-        );
-    }
-
-    #[test]
-    fn plain_http_hosts_are_every_http_url_the_lock_records() {
-        let mut lock = Lock::default();
-        let mut oci = image("oci");
-        oci.manifests[0].signature = Some(LockedSignature {
-            url: "http://sigs.test:80/sigstore/test/oci@sha256=02/signature-1".into(),
-            digest: Digest::sha256_of(b"sig"),
-            size: 3,
-            prefix: "127.0.0.1:5000/test/".into(),
-            signed_by: "A".repeat(40),
-            key: "A".repeat(40),
-            identity: Some("127.0.0.1:5000/test/oci:v1".into()),
-        });
-        lock.images.insert("oci".into(), oci);
-        let mut aci = image("aci");
-        aci.registry = Some("https://secure.test".into());
-        aci.url = Some("http://Plain.Test/x.aci".into());
-        lock.images.insert("aci".into(), aci);
-        assert_eq!(
-            lock.plain_http_hosts(),
-            ["127.0.0.1:5000", "plain.test", "sigs.test"]
         );
     }
 

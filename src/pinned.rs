@@ -175,17 +175,6 @@ fn check_with(
     }
 }
 
-/// Checks every image of `lock`; the first failure, with the image's ID.
-pub fn check_lock(lock: &Lock, store: &Store) -> Result<(), (String, FactError)> {
-    let checker = Checker::new(store);
-    for image in lock.images.values() {
-        checker
-            .check(image, lock)
-            .map_err(|e| (image.id.clone(), e))?;
-    }
-    Ok(())
-}
-
 /// The error a command gives for an entry that disagrees with its pinned bytes.
 pub fn refusal(id: &str, lock_path: &std::path::Path, error: FactError) -> anyhow::Error {
     let hint = if error.is_missing() {

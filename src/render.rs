@@ -179,7 +179,8 @@ enum Plan<'a> {
 }
 
 /// `imagelock render`: renders, prints a summary (and `--json`), warns when the lock is
-/// stale for the image.
+/// stale for the image. The caller has checked the image's tree against the store, the
+/// trust policy and the signatures (`commands::check_trusted`).
 pub fn run(
     manifest_path: &Path,
     lock: &Lock,
@@ -202,9 +203,6 @@ pub fn run(
             )
         })?;
     let _shared = store.lock_shared()?;
-    if lock.images.contains_key(&request.id) {
-        check_pins(lock, &store, &request.id, manifest_path)?;
-    }
     let planned = plan(lock, request)?;
     check_output(&request.output, request.force)?;
     let privileged = rustix::process::geteuid().is_root();
@@ -631,27 +629,6 @@ fn lookup(
 }
 
 /// Fails before any work when a source blob is not in the store.
-/// The layers, config and dependencies the lock names for `id` must be the
-/// ones its pinned manifests (or ACIs) list: checked for the image and every
-/// entry of its dependency tree before anything is rendered or served from cache.
-fn check_pins(lock: &Lock, store: &Store, id: &str, manifest_path: &Path) -> anyhow::Result<()> {
-    let root = lock
-        .images
-        .get(id)
-        .and_then(|i| i.dependency_of.as_deref())
-        .unwrap_or(id);
-    let tree = lock
-        .images
-        .values()
-        .filter(|i| i.id == root || i.dependency_of.as_deref() == Some(root));
-    for image in tree {
-        crate::pinned::check_image(image, lock, store).map_err(|e| {
-            crate::pinned::refusal(&image.id, &crate::lockfile::lock_path_for(manifest_path), e)
-        })?;
-    }
-    Ok(())
-}
-
 fn check_blobs_present(store: &Store, planned: &Planned<'_>, id: &str) -> anyhow::Result<()> {
     let missing: Vec<String> = planned
         .sources

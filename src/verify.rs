@@ -328,23 +328,13 @@ pub async fn verify(
     check_images(lock, store, manifest, trust, Some(Arc::new(hashed))).await
 }
 
-/// What `sync` checks on every run, whatever it fetched: the trust policy,
-/// every derived fact against the pinned manifests and ACIs, and every pinned
-/// signature, offline, from the store. Layers are not re-hashed (the store
-/// named them by their digest when it wrote them; `verify` re-hashes).
-/// Reports come back sorted by image ID.
-pub async fn check_pins(
-    lock: &Lock,
-    store: &Store,
-    manifest: &Manifest,
-    trust: Arc<TrustStore>,
-) -> anyhow::Result<Vec<ImageReport>> {
-    check_images(lock, store, manifest, trust, None).await
-}
-
-/// [`check_pins`] on the calling thread (for commands that are not async:
-/// export, inspect, render). Reports come back sorted by image ID.
-pub fn check_pins_blocking(
+/// What `sync` checks on every run, whatever it fetched, and what render,
+/// inspect, export and push check before acting on the lock: the trust
+/// policy, every derived fact against the pinned manifests and ACIs, and every
+/// pinned signature, offline, from the store. Layers are not re-hashed (the
+/// store named them by their digest when it wrote them; [`verify`] re-hashes).
+/// Runs on the calling thread. Reports come back sorted by image ID.
+pub fn check_pins(
     lock: &Lock,
     store: &Store,
     manifest: &Manifest,
@@ -353,7 +343,7 @@ pub fn check_pins_blocking(
     check_each(&to_check(lock, manifest), lock, store, trust, None)
 }
 
-/// The per-image checks of [`verify`] and [`check_pins`]; `hashed` holds the
+/// The per-image checks of [`verify`]; `hashed` holds the
 /// result of re-hashing each blob, when that was done.
 async fn check_images(
     lock: &Lock,
