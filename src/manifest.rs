@@ -375,26 +375,6 @@ impl Manifest {
     }
 }
 
-/// The `host[:port]`s the manifest at `path` allows plain HTTP for, read
-/// without validating the rest (as `--frozen` reads `[store] path`); none when
-/// it is missing or unreadable.
-pub fn insecure_http_hosts_in(path: &Path) -> Vec<String> {
-    let Some(table) = std::fs::read_to_string(path)
-        .ok()
-        .and_then(|text| toml::from_str::<toml::Table>(&text).ok())
-    else {
-        return Vec::new();
-    };
-    let Some(registries) = table.get("registries").and_then(toml::Value::as_table) else {
-        return Vec::new();
-    };
-    registries
-        .iter()
-        .filter(|(_, r)| r.get("insecure-http").and_then(toml::Value::as_bool) == Some(true))
-        .map(|(host, _)| host.clone())
-        .collect()
-}
-
 /// A validation failure inside one entry: (span of the bad value, dotted key, message).
 type EntryError = (Option<std::ops::Range<usize>>, String, String);
 
@@ -612,21 +592,6 @@ mod tests {
 
     fn parse(text: &str) -> Result<Manifest, String> {
         Manifest::parse(Path::new("dir/images.toml"), text).map_err(|e| e.to_string())
-    }
-
-    #[test]
-    fn insecure_hosts_are_read_leniently() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("images.toml");
-        assert!(insecure_http_hosts_in(&path).is_empty(), "missing file");
-        std::fs::write(
-            &path,
-            "[registries.\"a:5000\"]\ninsecure-http = true\n[registries.b]\ninsecure-http = false\n[registries.c]\n[images.x]\nbogus = 1\n",
-        )
-        .expect("write");
-        assert_eq!(insecure_http_hosts_in(&path), ["a:5000"]);
-        std::fs::write(&path, "not toml [").expect("write");
-        assert!(insecure_http_hosts_in(&path).is_empty(), "unreadable");
     }
 
     #[test]

@@ -58,14 +58,10 @@ pub struct HttpOptions {
     pub ca_files: Vec<PathBuf>,
     /// Host → socket address overrides (`--resolve`); TLS still verifies the host name.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
-    /// `host[:port]`s the user allowed plain HTTP for; a redirect to `http://` elsewhere is refused.
-    /// (In `sync --frozen` these are the hosts the lock records.)
+    /// `host[:port]`s images.toml allows plain HTTP for (`[registries]`), never
+    /// hosts the lock records: a redirect to `http://` elsewhere is refused, and
+    /// credentials and tokens reach no other host over plain HTTP.
     pub insecure_http: Vec<String>,
-    /// The manifest whose `[registries]` decide which hosts credentials and
-    /// tokens may reach over plain HTTP, read when the client is built; `None`:
-    /// no host. Never the lock's hosts: the lock is untrusted input, and a
-    /// registry edited to `http://` there must not get credentials in clear.
-    pub credentials_manifest: Option<PathBuf>,
     /// How transient failures are retried.
     pub retry: RetryPolicy,
     /// How long a request may take and how slow a body may arrive.
@@ -592,10 +588,8 @@ pub struct RegistryClient {
     http: reqwest::Client,
     retry: RetryPolicy,
     limits: TransferLimits,
-    /// `host[:port]`s plain HTTP is allowed for.
+    /// `host[:port]`s plain HTTP is allowed for, credentials and tokens included.
     insecure_http: Vec<String>,
-    /// `host[:port]`s credentials and tokens may reach over plain HTTP (images.toml's).
-    plain_http_credentials: Vec<String>,
     /// Bearer tokens by (host, scope).
     tokens: Mutex<HashMap<(String, String), Token>>,
     /// Hosts that asked for Basic auth, with the header to send.
@@ -656,11 +650,6 @@ impl RegistryClient {
             retry: options.retry,
             limits: options.limits,
             insecure_http: options.insecure_http.clone(),
-            plain_http_credentials: options
-                .credentials_manifest
-                .as_deref()
-                .map(crate::manifest::insecure_http_hosts_in)
-                .unwrap_or_default(),
             tokens: Mutex::new(HashMap::new()),
             basic: Mutex::new(HashMap::new()),
         })
@@ -924,7 +913,7 @@ impl RegistryClient {
     /// Whether credentials or a token may be sent to `url`: HTTPS, or plain
     /// HTTP to a host images.toml lists.
     fn may_carry_credentials(&self, url: &str) -> bool {
-        scheme_allowed(url, &self.plain_http_credentials).is_ok()
+        scheme_allowed(url, &self.insecure_http).is_ok()
     }
 
     /// Sends a request, authenticating on a 401 challenge and retrying once.
@@ -1345,7 +1334,7 @@ impl RegistryClient {
     ) -> Result<(String, u64), RegistryError> {
         // Credentials and the token they buy go over HTTPS, or over plain HTTP
         // only to a host images.toml lists: refuse before sending anything.
-        if let Err(refused) = scheme_allowed(realm, &self.plain_http_credentials) {
+        if let Err(refused) = scheme_allowed(realm, &self.insecure_http) {
             return Err(match refused {
                 RegistryError::PlainHttp {
                     host: realm_host, ..

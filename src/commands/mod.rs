@@ -188,9 +188,6 @@ fn http_options(settings: &Settings, insecure_http: Vec<String>) -> HttpOptions 
         ca_files: settings.ca_files.clone(),
         resolve: settings.resolve.clone(),
         insecure_http,
-        // Whatever `insecure_http` holds (the lock's hosts under --frozen),
-        // credentials follow images.toml alone.
-        credentials_manifest: Some(settings.manifest.clone()),
         retry: settings.retry,
         limits: settings.limits,
     }
@@ -241,7 +238,7 @@ fn check_trusted(
     consequence: &str,
 ) -> anyhow::Result<usize> {
     let trust = TrustStore::new(manifest);
-    let reports = crate::verify::check_pins_blocking(lock, store, manifest, &trust);
+    let reports = crate::verify::check_pins(lock, store, manifest, &trust);
     let failed: Vec<String> = reports
         .iter()
         .filter(|r| !r.ok())
