@@ -151,18 +151,14 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
 pub fn staleness(lock: &Lock, manifest: &Manifest, trust: &TrustStore) -> Staleness {
     let mut out = lock.staleness(manifest.images.values());
     let known: BTreeSet<String> = out.added.iter().chain(&out.changed).cloned().collect();
-    // Each entry with the dependencies it pulled in, found once (1,000 entries are common).
+    // Each entry with the dependencies it pulled in, found once (1,000 entries
+    // are common); entries that claim to be dependencies must be reached from their root.
     let mut trees: std::collections::BTreeMap<&str, Vec<&LockedImage>> = Default::default();
+    let mut stowaways: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
     for image in lock.images.values() {
         let root = image.dependency_of.as_deref().unwrap_or(&image.id);
         trees.entry(root).or_default().push(image);
-    }
-    // Entries that claim to be dependencies must be reached from their root.
-    let mut stowaways: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-    for image in lock.images.values() {
-        if let Some(root) = image.dependency_of.as_deref()
-            && !lock.reaches(root, &image.id)
-        {
+        if image.dependency_of.is_some() && !lock.reaches(root, &image.id) {
             stowaways.entry(root).or_default().push(format!(
                 "the lock holds `{}` as a dependency of `{root}`, but no dependency of `{root}` leads to it",
                 image.id
