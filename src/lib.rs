@@ -39,6 +39,7 @@ pub mod schema;
 pub mod simple_signing;
 pub mod store;
 pub mod sync;
+pub mod text;
 pub mod trust;
 pub mod trust_list;
 pub mod verify;

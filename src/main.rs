@@ -181,9 +181,9 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
 /// paths and server text: controls and bidirectional overrides in them are
 /// escaped here as well as where they were put in, whatever the source.
 fn report(error: &anyhow::Error) {
-    use imagelock::errors::escape_lines;
+    use imagelock::text::escape_lines;
     eprintln!("error: {}", escape_lines(&error.to_string()));
-    let hint = imagelock::errors::hint_for(error);
+    let hint = imagelock::printer::hint_for(error);
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
         if !error.to_string().contains(&text) {

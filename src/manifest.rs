@@ -383,7 +383,7 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
     if !is_valid_id(id) {
         return Err((
             None,
-            format!("images.{}", crate::errors::escape(id)),
+            format!("images.{}", crate::text::escape(id)),
             "image IDs may contain only ASCII letters, digits, '-', '_' and '.'".into(),
         ));
     }

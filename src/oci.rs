@@ -148,7 +148,7 @@ pub enum ManifestError {
     /// A descriptor claims a size over [`MAX_BLOB_BYTES`].
     #[error(
         "{what} {digest} claims {size} bytes, more than the {} a blob may have: the manifest lies about sizes",
-        crate::printer::human_bytes(MAX_BLOB_BYTES)
+        crate::text::human_bytes(MAX_BLOB_BYTES)
     )]
     BlobTooLarge {
         /// "config" or "layer N".

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::errors::Hinted;
 use crate::lockfile::Blob;
 use crate::progress::Reporter;
 
@@ -49,7 +50,7 @@ impl Printer {
     /// A warning on stderr (always); controls and bidirectional overrides in
     /// it are escaped, as warnings quote what servers and files said.
     pub fn warn(&self, line: impl AsRef<str>) {
-        let line = crate::errors::escape_lines(line.as_ref());
+        let line = crate::text::escape_lines(line.as_ref());
         let _ = writeln!(std::io::stderr(), "warning: {line}");
     }
 
@@ -116,36 +117,122 @@ impl Reporter for BarReporter {
     }
 }
 
-/// `1536` -> `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
+/// The hint to print for `error`: the first [`Hinted`] in its chain, else one
+/// chosen by the error's type for errors raised where the fix was not known.
+pub fn hint_for(error: &anyhow::Error) -> Option<String> {
+    if let Some(hinted) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Hinted>())
+    {
+        return Some(hinted.hint.clone());
     }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
+    error.chain().find_map(typed_hint)
 }
 
-/// `0.4s`, `12ms`.
-pub fn human_duration(d: std::time::Duration) -> String {
-    if d.as_millis() < 100 {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{:.1}s", d.as_secs_f64())
+/// Hints for typed errors of the core modules.
+fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::lockfile::LockError;
+    use crate::registry::{AuthFix, RegistryError};
+    if let Some(lock) = cause.downcast_ref::<LockError>() {
+        return Some(match lock {
+            LockError::Read { path, .. } => format!(
+                "check the permissions of {}; `imagelock lock` writes it anew",
+                path.display()
+            ),
+            LockError::Invalid { path, .. } => format!(
+                "images.lock is generated: restore it with `git checkout -- {}` and run `imagelock lock`, or delete it and run `imagelock lock` to pin everything again",
+                path.display()
+            ),
+            LockError::FutureVersion { .. } => {
+                "a newer imagelock wrote it: upgrade imagelock (`cargo install --locked imagelock`), or re-create the lock with this one (`imagelock lock` after deleting it)".to_owned()
+            }
+            LockError::Conflicted { .. } => {
+                "run `imagelock lock`: it re-locks from images.toml and keeps every pin the two sides agree on".to_owned()
+            }
+        });
     }
+    match cause.downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::CorruptIndex { path, .. }) => {
+            return Some(format!(
+                "move {} aside; `imagelock sync` writes a new one from images.lock",
+                path.display()
+            ));
+        }
+        Some(crate::store::StoreError::Unsafe { path, .. }) => {
+            return Some(format!(
+                "imagelock did not put it there: check what it is (`ls -l {path}`), then remove it (`rm {path}`; the store makes what it needs again). To keep the store on another disk, point `--store`, IMAGELOCK_STORE or `[store] path` at the real directory instead of linking part of it",
+                path = path.display()
+            ));
+        }
+        Some(crate::store::StoreError::NotAStore { .. }) => {
+            return Some(
+                "point `--store`, IMAGELOCK_STORE or `[store] path` at a new or empty directory (imagelock makes the store there) or at an existing imagelock store; it never adopts a directory it did not create, because `gc` removes whatever no lock needs".to_owned(),
+            );
+        }
+        _ => {}
+    }
+    let registry = cause.downcast_ref::<RegistryError>();
+    // A failure retried until the retries ran out has the hint of its last attempt.
+    let registry = match registry {
+        Some(RegistryError::Exhausted { last, .. }) => Some(&**last),
+        other => other,
+    };
+    if let Some(RegistryError::TooSlow { .. }) = registry {
+        return Some(
+            "the server is stalling or the link is very slow; if it is only slow, raise the limits: IMAGELOCK_HTTP_DEADLINE_MS (a whole manifest, page, signature or key), IMAGELOCK_HTTP_MIN_RATE bytes/s over IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS (blobs); 0 turns a limit off".to_owned(),
+        );
+    }
+    if let Some(RegistryError::PlainHttpCredentials { host, .. }) = registry {
+        return Some(format!(
+            "if images.lock was edited to `http://` for {host}, restore it (`git checkout -- images.lock`) or run `imagelock lock`; if {host} really is plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml"
+        ));
+    }
+    if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
+        return Some(format!(
+            "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"
+        ));
+    }
+    if let Some(RegistryError::Unauthorized { host, fix, .. }) = registry {
+        let again = match fix {
+            AuthFix::LogIn => "",
+            AuthFix::LogInAgain => " again",
+            AuthFix::None => return None,
+        };
+        return Some(format!(
+            "log in{again} with `skopeo login {host}` or `docker login {host}`; the auth files searched are listed above"
+        ));
+    }
+    None
 }
 
-/// "1 image" / "3 images".
-pub fn plural(n: usize, word: &str) -> String {
-    if n == 1 {
-        format!("{n} {word}")
-    } else {
-        format!("{n} {word}s")
+#[cfg(test)]
+mod tests {
+    use super::hint_for;
+
+    use crate::registry::{AuthFix, RegistryError};
+
+    fn unauthorized(fix: AuthFix) -> anyhow::Error {
+        RegistryError::Unauthorized {
+            host: "r.example".into(),
+            problem: "it said no".into(),
+            fix,
+        }
+        .into()
+    }
+
+    #[test]
+    fn authentication_hints_follow_what_went_wrong() {
+        let log_in = hint_for(&unauthorized(AuthFix::LogIn)).expect("a hint");
+        assert!(
+            log_in.starts_with("log in with `skopeo login r.example`"),
+            "{log_in}"
+        );
+        let again = hint_for(&unauthorized(AuthFix::LogInAgain)).expect("a hint");
+        assert!(again.starts_with("log in again with"), "{again}");
+        // A token server sending garbage is not fixed by logging in.
+        assert_eq!(hint_for(&unauthorized(AuthFix::None)), None);
+        // The message itself carries no hint text; the binary prints it once.
+        let message = format!("{:#}", unauthorized(AuthFix::LogIn));
+        assert!(!message.contains("hint"), "{message}");
     }
 }

@@ -16,7 +16,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::errors::escape;
+use crate::text::escape;
 
 /// Registry assumed when a reference names none (Docker Hub, as users see it).
 const DEFAULT_DOMAIN: &str = "docker.io";

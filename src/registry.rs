@@ -33,8 +33,8 @@ use serde::Deserialize;
 
 use crate::credentials::{self, Credential};
 use crate::digest::{Digest, Hasher};
-use crate::errors::escape;
 use crate::oci;
+use crate::text::escape;
 
 /// Connection timeout: long enough for a slow TLS handshake, short enough to fail fast offline.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -247,7 +247,7 @@ impl std::error::Error for Slow {}
 fn deadline_broken(deadline: Duration) -> String {
     format!(
         "no complete answer within {} (the deadline for one request)",
-        crate::printer::human_duration(deadline)
+        crate::text::human_duration(deadline)
     )
 }
 
@@ -255,7 +255,7 @@ fn deadline_broken(deadline: Duration) -> String {
 fn rate_broken(limits: &TransferLimits, got: u64) -> String {
     format!(
         "{got} bytes in {}, under the minimum rate of {} bytes/s",
-        crate::printer::human_duration(limits.rate_window),
+        crate::text::human_duration(limits.rate_window),
         limits.min_rate
     )
 }

@@ -123,8 +123,9 @@ use crate::digest::Hasher;
 use crate::errors::{hinted, with_hint};
 use crate::lockfile::{Blob, Lock, LockedImage, LockedManifest};
 use crate::platform::Platform;
-use crate::printer::{Printer, human_bytes, human_duration, plural};
+use crate::printer::Printer;
 use crate::store::Store;
+use crate::text::{human_bytes, human_duration, plural};
 
 pub use output::Method;
 

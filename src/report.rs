@@ -13,7 +13,7 @@ use serde::Serialize;
 
 use crate::digest::Digest;
 use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
-use crate::printer::human_bytes;
+use crate::text::human_bytes;
 use crate::trust_list::{KnownKeys, signers};
 
 /// `sha256:` and the first 12 hex digits.
@@ -566,7 +566,7 @@ pub fn inspect_lines(image: &LockedImage, store: &StoreState, keys: &KnownKeys) 
         format!(
             "{} in {}",
             human_bytes(image.total_size()),
-            crate::printer::plural(image.blobs().len(), "blob")
+            crate::text::plural(image.blobs().len(), "blob")
         ),
     );
     out.push("  blobs".to_owned());

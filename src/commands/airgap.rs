@@ -8,8 +8,8 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::errors::hinted;
 use crate::lockfile::lock_path_for;
-use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::LazyClient;
+use crate::text::{human_bytes, human_duration, plural};
 
 use super::{
     check_trusted, http_options, import_bundle, load_manifest, open_store, require_lock,

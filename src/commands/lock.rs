@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::cli::Settings;
 use crate::lockfile::{Lock, LockError, Staleness, lock_path_for};
-use crate::printer::{human_duration, plural};
+use crate::text::{human_duration, plural};
 
 use super::{existing_store, load_manifest, recover_conflicted, relock, resolver_for, stale_error};
 

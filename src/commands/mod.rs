@@ -32,10 +32,10 @@ use crate::concurrency;
 use crate::errors::{hinted, with_hint};
 use crate::lockfile::{Lock, Staleness};
 use crate::manifest::{Manifest, ManifestError};
-use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::{HttpOptions, LazyClient};
 use crate::resolve::Resolver;
 use crate::store::Store;
+use crate::text::{human_bytes, human_duration, plural};
 use crate::trust::TrustStore;
 
 fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
@@ -92,7 +92,7 @@ async fn relock(resolver: Arc<Resolver>, old: &Lock, stale: &Staleness) -> anyho
             result.with_context(|| {
                 format!(
                     "cannot lock image `{id}` ({}, {}:{})",
-                    crate::errors::escape(&spec.request()),
+                    crate::text::escape(&spec.request()),
                     manifest.path.display(),
                     spec.line
                 )

@@ -5,7 +5,7 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::errors::hinted;
 use crate::lockfile::{Lock, lock_path_for};
-use crate::printer::plural;
+use crate::text::plural;
 
 use super::{
     check_trusted, existing_store, manifest_if_any, require_lock, store_from_manifest_leniently,

@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::errors::hinted;
 use crate::lockfile::{Lock, lock_path_for};
-use crate::printer::{human_bytes, human_duration, plural};
+use crate::text::{human_bytes, human_duration, plural};
 
 use super::{
     check_trusted, existing_store, load_manifest, require_lock, required_store,

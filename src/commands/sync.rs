@@ -11,8 +11,8 @@ use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::errors::hinted;
 use crate::lockfile::{Lock, lock_path_for};
 use crate::manifest::Manifest;
-use crate::printer::{human_bytes, human_duration, plural};
 use crate::registry::LazyClient;
+use crate::text::{human_bytes, human_duration, plural};
 use crate::trust::TrustStore;
 
 use super::{

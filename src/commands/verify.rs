@@ -8,7 +8,7 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::errors::hinted;
 use crate::lockfile::lock_path_for;
-use crate::printer::{human_bytes, human_duration, plural};
+use crate::text::{human_bytes, human_duration, plural};
 use crate::trust::TrustStore;
 
 use super::{load_manifest, require_lock, required_store};
