@@ -295,7 +295,7 @@ impl AciResolver<'_> {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let allow_http = |host: &str| self.manifest.insecure_http(host);
-        let fetch = crate::registry::page_fetcher(self.client.clone());
+        let fetch = crate::discovery::page_fetcher(self.client.clone());
         let found = discovery::discover_endpoints(name, &all, allow_http, fetch).await?;
         let Some(endpoint) = discovery::first_fetchable(&found.found, allow_http) else {
             let listed: Vec<&str> = found.found.iter().map(|e| e.aci.as_str()).collect();

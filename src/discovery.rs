@@ -29,8 +29,11 @@
 use std::collections::BTreeMap;
 use std::fmt;
 
+use anyhow::Context as _;
 use html5gum::emitters::callback::{CallbackEmitter, CallbackEvent};
 use html5gum::{Span, Tokenizer};
+
+use crate::registry::{RegistryClient, RegistryError};
 
 /// The `name` of a meta tag carrying an ACI URL template.
 const DISCOVERY_META: &str = "ac-discovery";
@@ -468,8 +471,8 @@ impl fmt::Display for Attempt {
         write!(
             f,
             "{}: {}",
-            crate::errors::escape(&self.url),
-            crate::errors::escape(&self.reason)
+            crate::text::escape(&self.url),
+            crate::text::escape(&self.reason)
         )
     }
 }
@@ -498,14 +501,14 @@ pub enum DiscoveryError {
     /// The name is not an AC Identifier; nothing was requested.
     #[error(
         "`{}` is not a valid appc image name: use lowercase letters and digits separated by single `-`, `.`, `_`, `~` or `/`, e.g. `example.com/app`",
-        crate::errors::escape(.name)
+        crate::text::escape(.name)
     )]
     BadName {
         /// The name as given.
         name: String,
     },
     /// A label cannot be used for discovery; nothing was requested.
-    #[error("label `{}`: {reason}", crate::errors::escape(.label))]
+    #[error("label `{}`: {reason}", crate::text::escape(.label))]
     BadLabel {
         /// The label's name.
         label: String,
@@ -688,6 +691,68 @@ fn no_matching_tag_reason(name: &str, metas: &[Meta], kind: MetaKind) -> String 
             "no {tag} meta tag for `{name}` (the page's tags are for {})",
             prefixes.join(", ")
         )
+    }
+}
+
+/// Finds the keys a prefix publishes through appc discovery (`ac-discovery-pubkeys`)
+/// and downloads them. Plain HTTP only for hosts the manifest allows.
+pub async fn discover_keys(
+    manifest: &crate::manifest::Manifest,
+    prefix: &str,
+    client: &std::sync::Arc<RegistryClient>,
+) -> anyhow::Result<Vec<(String, crate::openpgp::PublicKey)>> {
+    let name = prefix.trim_end_matches('/');
+    let allow_http = |host: &str| manifest.insecure_http(host);
+    let fetch = page_fetcher(client.clone());
+    let found = discover_pubkeys(name, allow_http, fetch).await?;
+    let mut keys = Vec::new();
+    for url in &found.found {
+        // The client refuses plain HTTP to hosts the manifest does not name.
+        let bytes = client
+            .get_url_capped(url, crate::trust::MAX_KEY_BYTES)
+            .await
+            .with_context(|| format!("cannot fetch the keys `{name}` publishes at {url}"))
+            .map_err(|e| {
+                crate::errors::with_hint(
+                    e,
+                    "or download the key yourself, check its fingerprint with the publisher, and use `--key FILE`",
+                )
+            })?;
+        let parsed = crate::openpgp::parse_public_keys(&bytes)
+            .with_context(|| format!("{url} does not hold OpenPGP public keys"))?;
+        keys.extend(parsed.into_iter().map(|k| (url.clone(), k)));
+    }
+    if keys.is_empty() {
+        anyhow::bail!("discovery of `{name}` found key URLs but no keys in them");
+    }
+    Ok(keys)
+}
+
+/// Fetches discovery pages with `client` for this module's walks (appc
+/// names, and `trust add --discover`).
+pub fn page_fetcher(
+    client: std::sync::Arc<RegistryClient>,
+) -> impl Fn(String) -> std::pin::Pin<Box<dyn std::future::Future<Output = Page> + Send>> + Clone {
+    move |url: String| {
+        let client = client.clone();
+        Box::pin(async move {
+            match client.get_page(&url).await {
+                Ok((url, body)) => Page::Ok { url, body },
+                Err(e) => Page::Miss {
+                    url,
+                    reason: miss_reason(&e),
+                },
+            }
+        })
+    }
+}
+
+/// A short reason for a discovery miss.
+fn miss_reason(e: &RegistryError) -> String {
+    match e {
+        RegistryError::Status { status, .. } => status.to_string(),
+        RegistryError::Network { message, .. } => message.clone(),
+        other => other.to_string(),
     }
 }
 

@@ -1702,37 +1702,6 @@ fn parse_challenge(header: &str) -> Option<Challenge> {
     })
 }
 
-/// Fetches discovery pages with `client` for [`crate::discovery`]'s walks (appc
-/// names, and `trust add --discover`).
-pub fn page_fetcher(
-    client: Arc<RegistryClient>,
-) -> impl Fn(
-    String,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = crate::discovery::Page> + Send>>
-+ Clone {
-    move |url: String| {
-        let client = client.clone();
-        Box::pin(async move {
-            match client.get_page(&url).await {
-                Ok((url, body)) => crate::discovery::Page::Ok { url, body },
-                Err(e) => crate::discovery::Page::Miss {
-                    url,
-                    reason: miss_reason(&e),
-                },
-            }
-        })
-    }
-}
-
-/// A short reason for a discovery miss.
-fn miss_reason(e: &RegistryError) -> String {
-    match e {
-        RegistryError::Status { status, .. } => status.to_string(),
-        RegistryError::Network { message, .. } => message.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,13 +11,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use anyhow::Context as _;
-
-use crate::discovery;
 use crate::errors::hinted;
 use crate::manifest::{Manifest, TrustTable};
 use crate::openpgp::{self, Keyring};
-use crate::registry::RegistryClient;
 use crate::simple_signing::IdentityRule;
 
 /// The keys of the manifest's trust prefixes, loaded on first use.
@@ -150,7 +146,7 @@ impl TrustStore {
 }
 
 /// Largest key file accepted from the network: key bundles are a few KiB.
-const MAX_KEY_BYTES: u64 = 1024 * 1024;
+pub const MAX_KEY_BYTES: u64 = 1024 * 1024;
 
 /// Refuses prefixes that cannot be name prefixes (a URL, whitespace, empty).
 pub fn check_prefix(prefix: &str) -> anyhow::Result<()> {
@@ -246,38 +242,4 @@ pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<St
     crate::fsutil::write_atomic(&path, armored.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(relative)
-}
-
-/// Finds the keys a prefix publishes through appc discovery (`ac-discovery-pubkeys`)
-/// and downloads them. Plain HTTP only for hosts the manifest allows.
-pub async fn discover_keys(
-    manifest: &Manifest,
-    prefix: &str,
-    client: &Arc<RegistryClient>,
-) -> anyhow::Result<Vec<(String, openpgp::PublicKey)>> {
-    let name = prefix.trim_end_matches('/');
-    let allow_http = |host: &str| manifest.insecure_http(host);
-    let fetch = crate::registry::page_fetcher(client.clone());
-    let found = discovery::discover_pubkeys(name, allow_http, fetch).await?;
-    let mut keys = Vec::new();
-    for url in &found.found {
-        // The client refuses plain HTTP to hosts the manifest does not name.
-        let bytes = client
-            .get_url_capped(url, MAX_KEY_BYTES)
-            .await
-            .with_context(|| format!("cannot fetch the keys `{name}` publishes at {url}"))
-            .map_err(|e| {
-                crate::errors::with_hint(
-                    e,
-                    "or download the key yourself, check its fingerprint with the publisher, and use `--key FILE`",
-                )
-            })?;
-        let parsed = openpgp::parse_public_keys(&bytes)
-            .with_context(|| format!("{url} does not hold OpenPGP public keys"))?;
-        keys.extend(parsed.into_iter().map(|k| (url.clone(), k)));
-    }
-    if keys.is_empty() {
-        anyhow::bail!("discovery of `{name}` found key URLs but no keys in them");
-    }
-    Ok(keys)
 }

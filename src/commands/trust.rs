@@ -10,8 +10,8 @@ use crate::edit::{self};
 use crate::errors::{hinted, with_hint};
 use crate::lockfile::{Lock, lock_path_for};
 use crate::manifest::Manifest;
-use crate::printer::plural;
 use crate::registry::LazyClient;
+use crate::text::plural;
 
 use super::{http_options, load_manifest};
 
@@ -46,7 +46,7 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
         }
         KeySource::Discover { fingerprint } => {
             let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts()));
-            let found = crate::trust::discover_keys(&manifest, prefix, &client.get()?).await?;
+            let found = crate::discovery::discover_keys(&manifest, prefix, &client.get()?).await?;
             for (url, key) in &found {
                 printer.status(format!("Found at {url}:"));
                 printer.status(crate::trust::describe_key(key));
