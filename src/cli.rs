@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::printer::{Printer, Verbosity};
+use crate::report::printer::{Printer, Verbosity};
 
 /// Pin container images in a lockfile; sync exactly those blobs into an OCI store.
 #[derive(Debug, Parser)]
@@ -475,10 +475,10 @@ pub struct Settings {
     /// Host → address overrides.
     pub resolve: Vec<(String, std::net::SocketAddr)>,
     /// Retries of transient HTTP failures (`IMAGELOCK_HTTP_RETRIES`, `IMAGELOCK_HTTP_RETRY_DELAY_MS`).
-    pub retry: crate::registry::RetryPolicy,
+    pub retry: crate::oci::registry::RetryPolicy,
     /// Request deadline and minimum transfer rate (`IMAGELOCK_HTTP_DEADLINE_MS`,
     /// `IMAGELOCK_HTTP_MIN_RATE`, `IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS`).
-    pub limits: crate::registry::TransferLimits,
+    pub limits: crate::oci::registry::TransferLimits,
     /// Output routing.
     pub printer: Printer,
 }
@@ -505,12 +505,13 @@ impl Settings {
             (false, false) => Verbosity::Normal,
         };
         Ok(Settings {
-            manifest: manifest.unwrap_or_else(|| PathBuf::from(crate::manifest::MANIFEST_FILE)),
+            manifest: manifest
+                .unwrap_or_else(|| PathBuf::from(crate::project::manifest::MANIFEST_FILE)),
             store_override: store.filter(|s| !s.as_os_str().is_empty()),
             ca_files: ca_file,
             resolve,
-            retry: crate::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
-            limits: crate::registry::TransferLimits::from_env().map_err(anyhow::Error::msg)?,
+            retry: crate::oci::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
+            limits: crate::oci::registry::TransferLimits::from_env().map_err(anyhow::Error::msg)?,
             printer: Printer { verbosity, json },
         })
     }

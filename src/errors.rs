@@ -4,7 +4,7 @@
 //! after the cause chain as `hint: ...`.
 //!
 //! The hint for an error raised where the fix was not known is chosen by the
-//! error's type when it is printed ([`crate::printer::hint_for`]); this module
+//! error's type when it is printed ([`crate::report::printer::hint_for`]); this module
 //! knows no other module, so every layer can raise hinted errors.
 
 use std::fmt;

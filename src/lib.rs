@@ -4,42 +4,30 @@
 //! The binary (`src/main.rs`) parses arguments into settings and calls
 //! [`commands`]; everything else is library code with strict module borders.
 
-pub mod aci;
+// The pipeline, in the order an image goes through it:
+// images.toml and images.lock (project) -> resolve, over OCI registries (oci) and appc
+// discovery (appc), checking signatures (signing) -> images.lock -> sync, downloading
+// (transfer) into the store (store) -> verify / render / the air gap (airgap).
+pub mod airgap;
 pub mod appc;
-pub mod bundle;
-pub mod cli;
-pub mod commands;
-pub mod concurrency;
-pub mod conflict;
-pub mod credentials;
-pub mod digest;
-pub mod discovery;
-pub mod drift;
-pub mod edit;
-pub mod errors;
-pub mod fsck;
-pub mod fsutil;
-pub mod gc;
-pub mod history;
-pub mod lockfile;
-pub mod manifest;
-pub mod mirror;
 pub mod oci;
-pub mod openpgp;
-pub mod pinned;
-pub mod platform;
-pub mod printer;
-pub mod progress;
-pub mod reference;
-pub mod registry;
+pub mod project;
 pub mod render;
 pub mod report;
 pub mod resolve;
-pub mod schema;
-pub mod simple_signing;
+pub mod signing;
 pub mod store;
 pub mod sync;
-pub mod text;
-pub mod trust;
-pub mod trust_list;
 pub mod verify;
+
+// The binary's side: argument parsing and one function per command.
+pub mod cli;
+pub mod commands;
+
+// Shared by every stage; none of these knows another module of the crate.
+pub mod concurrency;
+pub mod digest;
+pub mod errors;
+pub mod fsutil;
+pub mod progress;
+pub mod text;

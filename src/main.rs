@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustArgs, TrustCommand};
 use imagelock::commands::{self, AddRequest};
-use imagelock::edit::NewImage;
+use imagelock::project::edit::NewImage;
 
 fn main() -> ExitCode {
     let Cli { command, global } = Cli::parse();
@@ -183,7 +183,7 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
 fn report(error: &anyhow::Error) {
     use imagelock::text::escape_lines;
     eprintln!("error: {}", escape_lines(&error.to_string()));
-    let hint = imagelock::printer::hint_for(error);
+    let hint = imagelock::report::printer::hint_for(error);
     for cause in error.chain().skip(1) {
         let text = cause.to_string();
         if !error.to_string().contains(&text) {

@@ -1,7 +1,7 @@
 //! Progress reporting: the callbacks long operations make as they go.
 //!
 //! Library code reports through [`Reporter`]; the binary implements it with
-//! indicatif (see [`crate::printer::Printer::reporter`]), and [`Silent`]
+//! indicatif (see [`crate::report::printer::Printer::reporter`]), and [`Silent`]
 //! reports nothing (quiet runs, tests, operations nested in others).
 //! No I/O here.
 

@@ -11,10 +11,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::concurrency;
-use crate::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::oci;
+use crate::oci::registry::{RegistryClient, RegistryError, Repository};
 use crate::progress::Reporter;
-use crate::registry::{RegistryClient, RegistryError, Repository};
+use crate::project::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::store::Store;
 use anyhow::Context as _;
 
@@ -112,7 +112,7 @@ fn blob_sources(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<Vec<(Blo
             let (Some(base), Some(reference)) = (&image.registry, &image.reference) else {
                 anyhow::bail!("lock entry `{}` lacks `registry` or `reference`", image.id);
             };
-            let parsed = crate::reference::Reference::parse(reference)
+            let parsed = crate::oci::reference::Reference::parse(reference)
                 .with_context(|| format!("lock entry `{}` has an invalid reference", image.id))?;
             let repository = Repository {
                 base: base.clone(),
@@ -276,7 +276,7 @@ pub async fn name_images(plan: &Plan, store: &Store) -> anyhow::Result<()> {
 #[derive(Debug, Clone, Default)]
 pub struct Mirrors {
     /// Tried in order.
-    pub mirrors: Vec<crate::mirror::Mirror>,
+    pub mirrors: Vec<crate::airgap::mirror::Mirror>,
     /// Never fall back to the origin.
     pub only: bool,
     /// Base URL of the lookaside store of the mirrors' simple signatures.
@@ -354,7 +354,10 @@ async fn fetch(
                     .mirrors
                     .iter()
                     .map(|m| {
-                        let path = crate::mirror::lookaside_path(&m.repository_for(repo), manifest);
+                        let path = crate::airgap::mirror::lookaside_path(
+                            &m.repository_for(repo),
+                            manifest,
+                        );
                         format!("{}/{path}", base.trim_end_matches('/'))
                     })
                     .collect(),
@@ -555,7 +558,7 @@ async fn download_resumable(
         let response = match remote {
             Remote::Registry(repo) => client.get_blob(repo, &blob.digest, Some(from)).await?,
             Remote::Url(url) => {
-                let conditions = crate::registry::Conditions {
+                let conditions = crate::oci::registry::Conditions {
                     from: Some(from),
                     ..Default::default()
                 };
@@ -574,7 +577,7 @@ async fn download_resumable(
             Streamed::Interrupted(partial, error) => {
                 interruptions += 1;
                 if interruptions > policy.retries {
-                    return Err(crate::registry::RegistryError::Exhausted {
+                    return Err(crate::oci::registry::RegistryError::Exhausted {
                         attempts: interruptions,
                         last: Box::new(error),
                     }
@@ -616,7 +619,10 @@ pub enum Streamed {
     /// Every byte arrived.
     Complete(crate::store::BlobWriter),
     /// The connection broke; what arrived is in the writer.
-    Interrupted(crate::store::BlobWriter, crate::registry::RegistryError),
+    Interrupted(
+        crate::store::BlobWriter,
+        crate::oci::registry::RegistryError,
+    ),
 }
 
 /// Streams a response body into `writer` (hashing and writing on a blocking
@@ -656,7 +662,7 @@ pub async fn stream_body(
             }
             Ok(None) => break,
             Err(e) => {
-                network_error = Some(crate::registry::network(url, &e));
+                network_error = Some(crate::oci::registry::network(url, &e));
                 break;
             }
         }

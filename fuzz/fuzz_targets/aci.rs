@@ -4,7 +4,7 @@
 //! on its own.
 #![no_main]
 
-use imagelock::aci::{self, Limits};
+use imagelock::appc::aci::{self, Limits};
 use libfuzzer_sys::fuzz_target;
 
 const LIMITS: Limits = Limits {

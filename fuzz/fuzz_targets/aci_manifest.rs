@@ -2,7 +2,7 @@
 //! appc/rkt do.
 #![no_main]
 
-use imagelock::aci;
+use imagelock::appc::aci;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

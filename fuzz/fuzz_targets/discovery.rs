@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use imagelock::discovery;
+use imagelock::appc::discovery;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -15,8 +15,8 @@ use std::path::Path;
 use std::sync::OnceLock;
 
 use imagelock::digest::{Algorithm, Digest, Hasher};
-use imagelock::lockfile::{Blob, Lock, LockedImage, LockedManifest};
-use imagelock::pinned;
+use imagelock::project::lockfile::{Blob, Lock, LockedImage, LockedManifest};
+use imagelock::verify::pinned;
 use imagelock::store::Store;
 use libfuzzer_sys::fuzz_target;
 

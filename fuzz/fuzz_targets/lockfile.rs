@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use imagelock::lockfile::Lock;
+use imagelock::project::lockfile::Lock;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use imagelock::manifest::Manifest;
+use imagelock::project::manifest::Manifest;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

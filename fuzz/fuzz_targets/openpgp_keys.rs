@@ -2,7 +2,7 @@
 //! `ac-discovery-pubkeys` URL), and what is read off each parsed key.
 #![no_main]
 
-use imagelock::openpgp;
+use imagelock::signing::openpgp;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -6,7 +6,7 @@
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-use imagelock::openpgp::{self, Keyring};
+use imagelock::signing::openpgp::{self, Keyring};
 use libfuzzer_sys::fuzz_target;
 
 /// RSA and Ed25519 primaries, and a certify-only primary with a signing subkey.

@@ -3,7 +3,7 @@
 //! stores the canonical form and `sync` parses it again.
 #![no_main]
 
-use imagelock::reference::{self, Reference};
+use imagelock::oci::reference::{self, Reference};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

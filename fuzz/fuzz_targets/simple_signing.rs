@@ -2,7 +2,7 @@
 //! signature") message, which comes from a registry's lookaside server.
 #![no_main]
 
-use imagelock::simple_signing;
+use imagelock::signing::simple_signing;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -7,8 +7,8 @@ use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::lockfile::lock_path_for;
-use crate::registry::LazyClient;
+use crate::oci::registry::LazyClient;
+use crate::project::lockfile::lock_path_for;
 use crate::text::{human_bytes, human_duration, plural};
 
 use super::{
@@ -31,14 +31,17 @@ pub fn export(
         &lock_path,
         "run `imagelock lock` and `imagelock sync` first",
     )?;
-    let stale =
-        crate::drift::staleness(&lock, &manifest, &crate::trust::TrustStore::new(&manifest));
+    let stale = crate::resolve::drift::staleness(
+        &lock,
+        &manifest,
+        &crate::signing::trust::TrustStore::new(&manifest),
+    );
     if !stale.is_fresh() {
         return Err(stale_error(
             &lock_path, &lock, &manifest, &stale, "`export`",
         ));
     }
-    let lock = crate::bundle::subset(&lock, images, platforms)?;
+    let lock = crate::airgap::bundle::subset(&lock, images, platforms)?;
     let (_, store) = required_store(
         settings,
         manifest.store_path.clone(),
@@ -62,7 +65,7 @@ pub fn export(
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
         .collect();
-    let exported = crate::bundle::export(&store, &lock, &keys, file)?;
+    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file)?;
     printer.status(format!(
         "Exported {}, {} ({}) and {} to {} ({}) in {}",
         plural(exported.images, "image"),
@@ -103,7 +106,7 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
         &lock_path,
         "run `imagelock lock` and `imagelock sync` first",
     )?;
-    let mirror = crate::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
+    let mirror = crate::airgap::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
     let (_, store) = required_store(
         settings,
         manifest.store_path.clone(),
@@ -130,7 +133,7 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
     // Plain HTTP only for the hosts images.toml names, never for what the lock records.
     let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();
-    let pushed = crate::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    let pushed = crate::airgap::mirror::push(&client, &store, &images, &mirror, staging).await?;
     printer.status(format!(
         "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
         plural(pushed.images, "image"),

@@ -7,7 +7,7 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::Settings;
-use crate::lockfile::{Lock, LockError, Staleness, lock_path_for};
+use crate::project::lockfile::{Lock, LockError, Staleness, lock_path_for};
 use crate::text::{human_duration, plural};
 
 use super::{existing_store, load_manifest, recover_conflicted, relock, resolver_for, stale_error};
@@ -27,8 +27,8 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         }
         loaded => (loaded?.unwrap_or_default(), false),
     };
-    let trust = crate::trust::TrustStore::new(&manifest);
-    let stale = crate::drift::staleness(&old, &manifest, &trust);
+    let trust = crate::signing::trust::TrustStore::new(&manifest);
+    let stale = crate::resolve::drift::staleness(&old, &manifest, &trust);
     if check {
         if !stale.is_fresh() {
             return Err(stale_error(
@@ -43,9 +43,9 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         let (_, store) = existing_store(settings, manifest.store_path.clone())?;
         if let Some(store) = store {
             for image in old.images.values() {
-                match crate::pinned::check_image(image, &old, &store) {
+                match crate::verify::pinned::check_image(image, &old, &store) {
                     Err(e) if !e.is_missing() => {
-                        return Err(crate::pinned::refusal(&image.id, &lock_path, e));
+                        return Err(crate::verify::pinned::refusal(&image.id, &lock_path, e));
                     }
                     _ => {}
                 }
@@ -67,7 +67,7 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", lock_path.display()))?;
     if let Some(store) = store {
         // The ACIs just stored stay alive for gc until the next sync.
-        crate::gc::register(&store, &lock_path, &new).with_context(|| {
+        crate::store::gc::register(&store, &lock_path, &new).with_context(|| {
             format!(
                 "cannot register {} as a root of the store",
                 lock_path.display()
@@ -177,7 +177,11 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
             },
         );
     }
-    let stale = crate::drift::staleness(&old, &manifest, &crate::trust::TrustStore::new(&manifest));
+    let stale = crate::resolve::drift::staleness(
+        &old,
+        &manifest,
+        &crate::signing::trust::TrustStore::new(&manifest),
+    );
     let named: Vec<String> = if ids.is_empty() {
         manifest.images.keys().cloned().collect()
     } else {
@@ -231,7 +235,7 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
             .write_if_changed(&lock_path)
             .with_context(|| format!("cannot write {}", lock_path.display()))?;
         if let Some(store) = &store {
-            crate::gc::register(store, &lock_path, &new).with_context(|| {
+            crate::store::gc::register(store, &lock_path, &new).with_context(|| {
                 format!(
                     "cannot register {} as a root of the store",
                     lock_path.display()

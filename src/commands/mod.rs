@@ -1,5 +1,5 @@
 //! The commands: thin wrappers that load files, call the core modules and
-//! report through the [`Printer`](crate::printer::Printer). One submodule per
+//! report through the [`Printer`](crate::report::printer::Printer). One submodule per
 //! group of commands; this module keeps what several of them share (loading
 //! the manifest and lock, opening the store, re-locking stale entries).
 
@@ -30,13 +30,13 @@ use anyhow::Context as _;
 use crate::cli::Settings;
 use crate::concurrency;
 use crate::errors::{hinted, with_hint};
-use crate::lockfile::{Lock, Staleness};
-use crate::manifest::{Manifest, ManifestError};
-use crate::registry::{HttpOptions, LazyClient};
+use crate::oci::registry::{HttpOptions, LazyClient};
+use crate::project::lockfile::{Lock, Staleness};
+use crate::project::manifest::{Manifest, ManifestError};
 use crate::resolve::Resolver;
+use crate::signing::trust::TrustStore;
 use crate::store::Store;
 use crate::text::{human_bytes, human_duration, plural};
-use crate::trust::TrustStore;
 
 fn load_manifest(path: &Path) -> anyhow::Result<Manifest> {
     match Manifest::load(path) {
@@ -60,7 +60,7 @@ fn stale_error(
     stale: &Staleness,
     flag: &str,
 ) -> anyhow::Error {
-    let details = crate::drift::explain(old, manifest, stale);
+    let details = crate::resolve::drift::explain(old, manifest, stale);
     crate::errors::stale(hinted(
         format!(
             "{} is out of date with {} ({}):\n  {}",
@@ -206,12 +206,13 @@ async fn import_bundle(
     settings: &Settings,
     store: &Store,
     bundle: &Path,
-) -> anyhow::Result<crate::bundle::Imported> {
+) -> anyhow::Result<crate::airgap::bundle::Imported> {
     let started = Instant::now();
     let (store, path) = (store.clone(), bundle.to_owned());
-    let imported = tokio::task::spawn_blocking(move || crate::bundle::import(&store, &path))
-        .await
-        .context("the bundle reader panicked")??;
+    let imported =
+        tokio::task::spawn_blocking(move || crate::airgap::bundle::import(&store, &path))
+            .await
+            .context("the bundle reader panicked")??;
     settings.printer.status(format!(
         "Imported {} from {}: {} ({}) stored, {} already present ({})",
         plural(imported.images, "image"),
@@ -303,24 +304,29 @@ fn require_lock(lock_path: &Path, hint: &str) -> anyhow::Result<Lock> {
 }
 
 /// Starts `lock` from a lock with git conflict markers: the pins both sides
-/// agree on (see [`crate::conflict`]); says what it kept and what it resolves again.
+/// agree on (see [`crate::resolve::conflict`]); says what it kept and what it resolves again.
 fn recover_conflicted(
     lock_path: &Path,
     manifest: &Manifest,
-    printer: crate::printer::Printer,
+    printer: crate::report::printer::Printer,
 ) -> anyhow::Result<Lock> {
-    use crate::conflict::Outcome;
+    use crate::resolve::conflict::Outcome;
     let text = std::fs::read_to_string(lock_path)
         .with_context(|| format!("cannot read {}", lock_path.display()))?;
     // The sides as committed, when git still has them, are exact; the text split at its
     // markers may mix the sides where git merged lines cleanly.
-    let (recovered, from) = match crate::history::merge_stages(lock_path) {
+    let (recovered, from) = match crate::project::history::merge_stages(lock_path) {
         Some((ours, theirs)) => (
-            crate::conflict::recover_sides(lock_path, &ours, &theirs, manifest.images.values()),
+            crate::resolve::conflict::recover_sides(
+                lock_path,
+                &ours,
+                &theirs,
+                manifest.images.values(),
+            ),
             "git's record of both sides",
         ),
         None => (
-            crate::conflict::recover(lock_path, &text, manifest.images.values()),
+            crate::resolve::conflict::recover(lock_path, &text, manifest.images.values()),
             "the two sides between the conflict markers",
         ),
     };

@@ -3,9 +3,9 @@
 use anyhow::Context as _;
 
 use crate::cli::Settings;
-use crate::edit::{self, NewImage};
 use crate::errors::{hinted, with_hint};
-use crate::manifest::Manifest;
+use crate::project::edit::{self, NewImage};
+use crate::project::manifest::Manifest;
 
 /// `imagelock init`.
 pub fn init(settings: &Settings, force: bool) -> anyhow::Result<()> {
@@ -43,7 +43,7 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
             "create it with `imagelock init`",
         )
     })?;
-    if !crate::manifest::is_valid_id(&request.id) {
+    if !crate::project::manifest::is_valid_id(&request.id) {
         let suggestion: String = request
             .id
             .chars()

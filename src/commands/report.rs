@@ -4,7 +4,7 @@ use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::lockfile::{Lock, lock_path_for};
+use crate::project::lockfile::{Lock, lock_path_for};
 use crate::text::plural;
 
 use super::{
@@ -26,7 +26,7 @@ pub fn diff(settings: &Settings, against: Option<&str>) -> anyhow::Result<()> {
             Lock::default()
         }
     };
-    let old = crate::history::old_lock(&lock_path, against)?;
+    let old = crate::project::history::old_lock(&lock_path, against)?;
     if old.absent {
         printer.status(format!("{} does not exist: every image is new", old.label));
     }
@@ -66,7 +66,7 @@ pub fn list(settings: &Settings) -> anyhow::Result<()> {
         "run `imagelock lock` to create it (and commit it)",
     )?;
     let keys = manifest_if_any(&settings.manifest)
-        .map(|m| crate::trust_list::KnownKeys::from_manifest(&m))
+        .map(|m| crate::signing::trust_list::KnownKeys::from_manifest(&m))
         .unwrap_or_default();
     if lock.images.is_empty() {
         printer.status(format!("{} pins no images", lock_path.display()));
@@ -115,7 +115,7 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
     };
     let keys = manifest
         .as_ref()
-        .map(crate::trust_list::KnownKeys::from_manifest)
+        .map(crate::signing::trust_list::KnownKeys::from_manifest)
         .unwrap_or_default();
     let manifest_store = match &manifest {
         Some(m) => m.store_path.clone(),
@@ -138,8 +138,8 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
                 )?;
             }
             None => {
-                if let Err(e) = crate::pinned::check_image(image, &lock, store) {
-                    return Err(crate::pinned::refusal(id, &lock_path, e));
+                if let Err(e) = crate::verify::pinned::check_image(image, &lock, store) {
+                    return Err(crate::verify::pinned::refusal(id, &lock_path, e));
                 }
             }
         }
@@ -177,14 +177,14 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
     for line in crate::report::inspect_lines(image, &state, &keys) {
         printer.out(line);
     }
-    let signers: Vec<serde_json::Value> = crate::trust_list::signers(image)
+    let signers: Vec<serde_json::Value> = crate::signing::trust_list::signers(image)
         .iter()
         .map(|f| {
             let key = keys.get(f);
             json!({
                 "fingerprint": f,
                 "user_ids": key.map(|k| k.user_ids().to_vec()).unwrap_or_default(),
-                "expires": key.and_then(|k| k.expires()).map(crate::trust_list::utc_date),
+                "expires": key.and_then(|k| k.expires()).map(crate::signing::trust_list::utc_date),
                 "trusted": key.is_some(),
             })
         })

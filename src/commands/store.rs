@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::errors::hinted;
-use crate::lockfile::{Lock, lock_path_for};
+use crate::project::lockfile::{Lock, lock_path_for};
 use crate::text::{human_bytes, human_duration, plural};
 
 use super::{
@@ -29,8 +29,8 @@ pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         return Ok(());
     };
     let _exclusive = store.lock_exclusive()?;
-    let (keep, dead, live) = crate::gc::live_set(&store)?;
-    let collected = crate::gc::collect(&store, &keep, &dead, dry_run)?;
+    let (keep, dead, live) = crate::store::gc::live_set(&store)?;
+    let collected = crate::store::gc::collect(&store, &keep, &dead, dry_run)?;
     // A dry run exists to show what would go: every path, at the normal level.
     let list = |line: String| {
         if dry_run {
@@ -97,7 +97,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
     let lock = Lock::load(&lock_path).ok().flatten();
     let needed = lock
         .as_ref()
-        .map(crate::fsck::needed_by)
+        .map(crate::store::fsck::needed_by)
         .unwrap_or_default();
     let report = {
         let _lock = if repair {
@@ -105,9 +105,9 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
         } else {
             store.lock_shared()?
         };
-        let report = crate::fsck::check(&store, &needed).await?;
+        let report = crate::store::fsck::check(&store, &needed).await?;
         if repair && !report.corrupt.is_empty() {
-            let moved = crate::fsck::quarantine(&store, &report)?;
+            let moved = crate::store::fsck::quarantine(&store, &report)?;
             printer.status(format!(
                 "Moved {} to {}",
                 plural(moved.len(), "corrupt blob"),
@@ -115,7 +115,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             ));
         }
         if repair && !report.rendered_bad.is_empty() {
-            let moved = crate::fsck::quarantine_rendered(&store, &report)?;
+            let moved = crate::store::fsck::quarantine_rendered(&store, &report)?;
             printer.status(format!(
                 "Moved {} to {} (the next render builds {} anew)",
                 plural(moved.len(), "changed rendered tree"),
@@ -139,14 +139,16 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             .map(|i| format!(" (rendered for `{i}`)"))
             .unwrap_or_default();
         let what = match &bad.condition {
-            crate::render::cache::Condition::Modified { paths } if paths.is_empty() => {
+            crate::store::render_cache::Condition::Modified { paths } if paths.is_empty() => {
                 "its tree changed since it was rendered".to_owned()
             }
-            crate::render::cache::Condition::Modified { paths } => format!(
+            crate::store::render_cache::Condition::Modified { paths } => format!(
                 "its tree changed since it was rendered: {}",
                 paths.join(", ")
             ),
-            crate::render::cache::Condition::Damaged { problem } => format!("damaged: {problem}"),
+            crate::store::render_cache::Condition::Damaged { problem } => {
+                format!("damaged: {problem}")
+            }
             _ => "unusable".to_owned(),
         };
         printer.warn(format!("  changed  {}{image}: {what}", path.display()));
@@ -185,14 +187,14 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             mirror_lookaside: None,
         };
         let quiet = Settings {
-            printer: crate::printer::Printer {
+            printer: crate::report::printer::Printer {
                 json: false,
                 ..settings.printer
             },
             ..settings.clone()
         };
         super::sync(&quiet, options).await?;
-        let again = crate::fsck::check(&store, &needed).await?;
+        let again = crate::store::fsck::check(&store, &needed).await?;
         if again.corrupt.is_empty() && again.missing.is_empty() {
             printer.status("Repaired: the store is sound");
             return Ok(());

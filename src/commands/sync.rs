@@ -9,11 +9,11 @@ use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::errors::hinted;
-use crate::lockfile::{Lock, lock_path_for};
-use crate::manifest::Manifest;
-use crate::registry::LazyClient;
+use crate::oci::registry::LazyClient;
+use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::manifest::Manifest;
+use crate::signing::trust::TrustStore;
 use crate::text::{human_bytes, human_duration, plural};
-use crate::trust::TrustStore;
 
 use super::{
     check_trusted, http_options, import_bundle, load_manifest, open_store, relock, resolver_for,
@@ -51,7 +51,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
                 return Err(missing_lock());
             }
             let old = old.unwrap_or_default();
-            let stale = crate::drift::staleness(&old, &manifest, &trust);
+            let stale = crate::resolve::drift::staleness(&old, &manifest, &trust);
             if stale.is_fresh() {
                 old
             } else if options.mode == LockMode::Locked {
@@ -68,7 +68,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
                         "{} is out of date ({}) and --offline forbids resolving:\n  {}",
                         lock_path.display(),
                         stale.describe(),
-                        crate::drift::explain(&old, &manifest, &stale).join("\n  ")
+                        crate::resolve::drift::explain(&old, &manifest, &stale).join("\n  ")
                     ),
                     "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
                 )));
@@ -191,7 +191,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         "nothing was named in the store",
     )?;
     crate::sync::name_images(&plan, &store).await?;
-    crate::gc::register(&store, &lock_path, &lock).with_context(|| {
+    crate::store::gc::register(&store, &lock_path, &lock).with_context(|| {
         format!(
             "cannot register {} as a root of the store",
             lock_path.display()
@@ -228,7 +228,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         drop(shared);
         let _exclusive = store.lock_exclusive()?;
         let keep = lock.blobs().into_keys().collect();
-        let pruned = crate::gc::collect(&store, &keep, &[], false)?;
+        let pruned = crate::store::gc::collect(&store, &keep, &[], false)?;
         printer.status(format!(
             "Pruned {} ({}) that {} does not need",
             plural(pruned.blobs.len(), "blob"),
@@ -251,7 +251,7 @@ fn sync_mirrors(
         .mirrors
         .iter()
         .chain(&from_manifest.prefixes)
-        .map(|p| crate::mirror::Mirror::parse(p, plain))
+        .map(|p| crate::airgap::mirror::Mirror::parse(p, plain))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let only = options.mirror_only || from_manifest.only;
     if only && mirrors.is_empty() {

@@ -6,11 +6,11 @@ use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::Settings;
-use crate::edit::{self};
 use crate::errors::{hinted, with_hint};
-use crate::lockfile::{Lock, lock_path_for};
-use crate::manifest::Manifest;
-use crate::registry::LazyClient;
+use crate::oci::registry::LazyClient;
+use crate::project::edit::{self};
+use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::manifest::Manifest;
 use crate::text::plural;
 
 use super::{http_options, load_manifest};
@@ -31,29 +31,30 @@ pub enum KeySource {
 pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> anyhow::Result<()> {
     use std::io::IsTerminal as _;
     let printer = settings.printer;
-    crate::trust::check_prefix(prefix)?;
+    crate::signing::trust::check_prefix(prefix)?;
     let manifest = load_manifest(&settings.manifest)?;
     let dir = manifest.dir().to_owned();
     let (keys, in_repo) = match &source {
         KeySource::File(path) => {
-            let keys = crate::openpgp::load_key_file(path).map_err(|e| {
+            let keys = crate::signing::openpgp::load_key_file(path).map_err(|e| {
                 with_hint(
                     e,
                     "export the key with `gpg --armor --export FINGERPRINT > key.asc`",
                 )
             })?;
-            (keys, crate::trust::repo_relative(&dir, path))
+            (keys, crate::signing::trust::repo_relative(&dir, path))
         }
         KeySource::Discover { fingerprint } => {
             let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts()));
-            let found = crate::discovery::discover_keys(&manifest, prefix, &client.get()?).await?;
+            let found =
+                crate::appc::discovery::discover_keys(&manifest, prefix, &client.get()?).await?;
             for (url, key) in &found {
                 printer.status(format!("Found at {url}:"));
-                printer.status(crate::trust::describe_key(key));
+                printer.status(crate::signing::trust::describe_key(key));
             }
-            let keys: Vec<crate::openpgp::PublicKey> = match fingerprint {
+            let keys: Vec<crate::signing::openpgp::PublicKey> = match fingerprint {
                 Some(wanted) => {
-                    let wanted = crate::trust::normalise_fingerprint(wanted);
+                    let wanted = crate::signing::trust::normalise_fingerprint(wanted);
                     let chosen: Vec<_> = found
                         .into_iter()
                         .map(|(_, k)| k)
@@ -63,7 +64,7 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
                         return Err(hinted(
                             format!(
                                 "none of the keys discovered for `{prefix}` has fingerprint {}",
-                                crate::openpgp::format_fingerprint(&wanted)
+                                crate::signing::openpgp::format_fingerprint(&wanted)
                             ),
                             "check the fingerprint with the image's publisher; the keys found are listed above",
                         ));
@@ -103,13 +104,13 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
         }
     };
     for key in &keys {
-        crate::trust::check_usable(key)?;
+        crate::signing::trust::check_usable(key)?;
     }
     let files = match in_repo {
         Some(relative) => vec![relative],
         None => keys
             .iter()
-            .map(|key| crate::trust::write_key_file(&dir, key))
+            .map(|key| crate::signing::trust::write_key_file(&dir, key))
             .collect::<anyhow::Result<Vec<_>>>()?,
     };
     let mut text = std::fs::read_to_string(&settings.manifest)
@@ -127,7 +128,7 @@ pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> 
             .with_context(|| format!("cannot write {}", settings.manifest.display()))?;
     }
     for key in &keys {
-        printer.status(crate::trust::describe_key(key));
+        printer.status(crate::signing::trust::describe_key(key));
     }
     printer.status(format!(
         "{} {} for `{prefix}` in {} ({})",
@@ -158,7 +159,7 @@ pub fn trust_list(settings: &Settings) -> anyhow::Result<()> {
             None
         }
     };
-    let view = crate::trust_list::view(&manifest, lock.as_ref());
+    let view = crate::signing::trust_list::view(&manifest, lock.as_ref());
     if view.prefixes.is_empty() {
         printer.status(format!(
             "{} trusts no keys: no [trust.\"PREFIX\"] tables",
@@ -223,7 +224,7 @@ pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> any
             hint,
         ));
     }
-    let files = crate::trust_list::key_files(&manifest, prefix);
+    let files = crate::signing::trust_list::key_files(&manifest, prefix);
     // The fingerprints that stop being trusted, and (with --key) the files to drop.
     let (removed_keys, removed_files): (Vec<String>, Option<Vec<String>>) = match key {
         None => (
@@ -235,12 +236,12 @@ pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> any
             None,
         ),
         Some(wanted) => {
-            let holding: Vec<&crate::trust_list::KeyFile> = files
+            let holding: Vec<&crate::signing::trust_list::KeyFile> = files
                 .iter()
                 .filter(|f| {
                     f.keys.as_ref().is_ok_and(|keys| {
                         keys.iter()
-                            .any(|k| crate::trust_list::fingerprint_matches(k, wanted))
+                            .any(|k| crate::signing::trust_list::fingerprint_matches(k, wanted))
                     })
                 })
                 .collect();
@@ -302,7 +303,7 @@ pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> any
             for fpr in &removed_keys {
                 printer.status(format!(
                     "No longer trusted for `{prefix}`: {}",
-                    crate::openpgp::format_fingerprint(fpr)
+                    crate::signing::openpgp::format_fingerprint(fpr)
                 ));
             }
             printer.status(format!(
@@ -335,7 +336,7 @@ pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> any
             .images
             .values()
             .filter(|image| {
-                crate::trust_list::signers(image)
+                crate::signing::trust_list::signers(image)
                     .iter()
                     .any(|f| removed_keys.contains(f))
             })

@@ -7,9 +7,9 @@ use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::lockfile::lock_path_for;
+use crate::project::lockfile::lock_path_for;
+use crate::signing::trust::TrustStore;
 use crate::text::{human_bytes, human_duration, plural};
-use crate::trust::TrustStore;
 
 use super::{load_manifest, require_lock, required_store};
 
@@ -38,7 +38,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
         let how = match (&report.signed_by, &report.prefix) {
             (Some(fpr), Some(prefix)) => format!(
                 "signed by {} ([trust.\"{prefix}\"])",
-                crate::openpgp::format_fingerprint(fpr)
+                crate::signing::openpgp::format_fingerprint(fpr)
             ),
             _ if report.verified => "signature not checked".to_owned(),
             _ => "unverified (insecure)".to_owned(),

@@ -90,7 +90,7 @@ pub fn render_list(
 pub fn whitelist(paths: &[String]) -> HashSet<Vec<u8>> {
     paths
         .iter()
-        .filter_map(|p| super::tree::clean(p.trim_start_matches('/').as_bytes()).ok())
+        .filter_map(|p| crate::fsutil::tree::clean(p.trim_start_matches('/').as_bytes()).ok())
         .collect()
 }
 

@@ -1,5 +1,5 @@
 //! Applying archives to a tree: OCI layers (whiteouts, overwrite) and ACI root filesystems
-//! (first wins, pathWhitelist), through [`super::tree`] so nothing lands outside the tree.
+//! (first wins, pathWhitelist), through [`crate::fsutil::tree`] so nothing lands outside the tree.
 //!
 //! Rules (the module doc of [`super`] is the user-facing version):
 //! - Entry paths are cleaned; an absolute path, a `..` component or a NUL byte refuses the
@@ -27,7 +27,7 @@ use anyhow::Context as _;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
 use super::archive::{Head, Kind};
-use super::tree::{self, Meta, PathError, Tree, show};
+use crate::fsutil::tree::{self, Meta, PathError, Tree, show};
 
 /// Why an entry refuses the whole image: hostile or malformed archives.
 #[derive(Debug, thiserror::Error)]

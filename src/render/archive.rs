@@ -3,11 +3,11 @@
 //! Invariants: GNU long names and links and PAX headers are read by hand (the tar crate
 //! would buffer any size), each at most [`aci::MAX_EXTENDED_HEADER`]; an archive has at most
 //! `max_entries` entries; paths and link targets are handed on *raw*, for the caller to clean
-//! and refuse ([`super::tree::clean`]). Nothing here touches the file system.
+//! and refuse ([`crate::fsutil::tree::clean`]). Nothing here touches the file system.
 
 use std::io::{self, Read};
 
-use crate::aci::{self, PaxRecord};
+use crate::appc::aci::{self, PaxRecord};
 
 /// What an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,7 +1,7 @@
 //! Copying a cached tree to the user's directory: hard links (the default), or copies
 //! (`--copy`, which the kernel may turn into reflinks), by file descriptor on both sides.
 //!
-//! Invariants: the destination is walked like any tree here ([`super::tree`]): an existing
+//! Invariants: the destination is walked like any tree here ([`crate::fsutil::tree`]): an existing
 //! entry in the way (with `--force`) is removed, never followed, so a symlink left in the
 //! destination cannot redirect a write. Only regular files are shared with the cache;
 //! directories, symlinks and device nodes are always made anew. Hard links between files of
@@ -13,7 +13,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
-use super::tree::{self, Meta};
+use crate::fsutil::tree::{self, Meta};
 
 /// How regular files get to the destination.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

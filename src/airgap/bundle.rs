@@ -1,0 +1,549 @@
+//! Airgap bundles: one file that carries a lock, every blob it pins (images,
+//! ACIs and signatures) and the keys the manifest trusts, across an air gap.
+//!
+//! Format: a plain tar, compressed with zstd (`zstd -d < B | tar -t` lists it),
+//! in this order:
+//! ```text
+//! oci-layout                 {"imageLayoutVersion":"1.0.0"}
+//! images.lock                the (possibly subset) lock the bundle satisfies
+//! keys/<path>                key files, at their path relative to images.toml
+//! blobs/<alg>/<hex>          every blob the lock pins, largest first
+//! index.json                 the OCI images' refs, so the bundle unpacked is an OCI layout
+//! ```
+//! A bundle is untrusted input. On import, a blob gets its name in the store
+//! only after its bytes hashed to that name and matched the size the bundle's
+//! lock pins; an entry the lock does not pin, a lock the blobs do not satisfy,
+//! or a malformed archive is refused with the entry's name. The bundle's lock
+//! only says which blobs the bundle carries: import names no image in the
+//! store's `index.json` (names come from the project's own lock, when `sync`
+//! has checked it) and reads neither the bundle's `index.json` nor its keys
+//! (the keys trusted are those the project's `images.toml` names). The lock
+//! comes before any blob so import streams: nothing is buffered but the lock.
+//!
+//! On export, every blob is hashed again as it is written, so a store file
+//! whose bytes are not its name never enters a bundle; the bundle is written to
+//! a temporary file beside the output and renamed over it only when the output
+//! path is absent or a regular file (never a link, device, FIFO or directory).
+
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, bail};
+
+use crate::digest::{Digest, Hasher};
+use crate::errors::hinted;
+use crate::project::lockfile::{Blob, Lock};
+use crate::store::Store;
+
+/// zstd level for bundles: level 3 is zstd's default trade-off; most blobs are
+/// already-compressed layers, so higher levels cost time and save little.
+pub const BUNDLE_ZSTD_LEVEL: i32 = 3;
+/// Largest lock accepted from a bundle (locks of thousands of images are a few MiB).
+const MAX_BUNDLED_LOCK_BYTES: u64 = 64 * 1024 * 1024;
+/// Copy buffer for blobs going in or out of a bundle.
+const COPY_BUFFER: usize = 1024 * 1024;
+
+/// What an export wrote.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Exported {
+    /// Images in the bundle's lock.
+    pub images: usize,
+    /// Blobs written.
+    pub blobs: usize,
+    /// Their total size, uncompressed.
+    pub bytes: u64,
+    /// Key files written.
+    pub keys: usize,
+    /// The bundle's size on disk.
+    pub file_bytes: u64,
+}
+
+/// A store blob whose bytes are not the ones its name (the lock's pin) promises.
+#[derive(Debug, thiserror::Error)]
+#[error("the store's file {} {problem}", path.display())]
+pub struct AlteredBlob {
+    /// The pinned digest.
+    pub digest: Digest,
+    /// The store file.
+    pub path: PathBuf,
+    /// What differs: the size or the hash.
+    pub problem: String,
+}
+
+/// Writes `lock`'s blobs from `store` (each hashed again on the way), the lock
+/// and `keys` (manifest-relative path, absolute path) to `out` as a
+/// zstd-compressed tar, atomically; `out` must be absent or a regular file.
+pub fn export(
+    store: &Store,
+    lock: &Lock,
+    keys: &[(String, PathBuf)],
+    out: &Path,
+) -> anyhow::Result<Exported> {
+    output_exists(out)?;
+    let blobs = lock.blobs();
+    let missing: Vec<String> = blobs
+        .values()
+        .filter(|b| !store.contains(b))
+        .map(|b| format!("  {} ({} bytes)", b.digest, b.size))
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "the store at {} lacks {} blobs the lock pins:\n{}",
+                store.root().display(),
+                missing.len(),
+                missing.join("\n")
+            ),
+            "run `imagelock sync` first, so the bundle can carry everything",
+        ));
+    }
+    let dir = out
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let temp = tempfile::Builder::new()
+        .prefix(".imagelock-bundle-")
+        .tempfile_in(dir)
+        .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
+    let mut encoder = zstd::Encoder::new(
+        std::io::BufWriter::with_capacity(COPY_BUFFER, temp.as_file()),
+        BUNDLE_ZSTD_LEVEL,
+    )?;
+    let workers = u32::try_from(crate::concurrency::cpu_threads()).unwrap_or(u32::MAX);
+    encoder.multithread(workers)?;
+    let mut tar = tar::Builder::new(encoder);
+    let mut report = Exported {
+        images: lock.images.len(),
+        ..Exported::default()
+    };
+    append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
+    append_bytes(&mut tar, "images.lock", lock.render().as_bytes())?;
+    for (relative, path) in keys {
+        let bytes = std::fs::read(path)
+            .with_context(|| format!("cannot read key file {}", path.display()))?;
+        append_bytes(&mut tar, &format!("keys/{relative}"), &bytes)?;
+        report.keys += 1;
+    }
+    let mut ordered: Vec<&Blob> = blobs.values().collect();
+    ordered.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
+    for blob in ordered {
+        let path = store.blob_path(&blob.digest);
+        let file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let checked = CheckedBlob {
+            file,
+            blob,
+            path: &path,
+            hasher: Some(Hasher::new(blob.digest.algorithm())),
+            read: 0,
+        };
+        let mut header = header(blob.size);
+        tar.append_data(
+            &mut header,
+            format!(
+                "blobs/{}/{}",
+                blob.digest.algorithm().as_str(),
+                blob.digest.hex()
+            ),
+            std::io::BufReader::with_capacity(COPY_BUFFER, checked),
+        )
+        .map_err(|e| blob_error(blob, e))?;
+        report.blobs += 1;
+        report.bytes += blob.size;
+    }
+    let refs: Vec<serde_json::Value> = lock
+        .images
+        .values()
+        .filter(|i| i.is_oci())
+        .map(|i| {
+            let root = i.root();
+            serde_json::json!({
+                "mediaType": root.media_type,
+                "digest": root.digest.to_string(),
+                "size": root.size,
+                "annotations": { crate::oci::REF_NAME_ANNOTATION: i.store_name() },
+            })
+        })
+        .collect();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": crate::oci::OCI_INDEX,
+        "manifests": refs,
+    });
+    append_bytes(&mut tar, "index.json", index.to_string().as_bytes())?;
+    let encoder = tar.into_inner().context("cannot finish the tar stream")?;
+    let mut buffered = encoder.finish().context("cannot finish the zstd stream")?;
+    buffered.flush()?;
+    drop(buffered);
+    temp.as_file().sync_all()?;
+    report.file_bytes = temp.as_file().metadata().map(|m| m.len()).unwrap_or(0);
+    // Checked again (the export took a while): a regular file is replaced by
+    // rename, which never writes through a link or into a device; an absent
+    // path stays absent until the rename, or the export fails.
+    let persisted = if output_exists(out)? {
+        temp.persist(out)
+    } else {
+        temp.persist_noclobber(out)
+    };
+    persisted
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(report)
+}
+
+/// Whether `out` exists; an error unless it is absent or a regular file, so
+/// an export never replaces a device, a FIFO, a directory or a symbolic link
+/// (nor what a link points at).
+fn output_exists(out: &Path) -> anyhow::Result<bool> {
+    use std::os::unix::fs::FileTypeExt as _;
+    let metadata = match std::fs::symlink_metadata(out) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(format!("cannot inspect {}", out.display())));
+        }
+    };
+    let kind = metadata.file_type();
+    let what = if kind.is_file() {
+        return Ok(true);
+    } else if kind.is_symlink() {
+        "a symbolic link"
+    } else if kind.is_dir() {
+        "a directory"
+    } else if kind.is_char_device() || kind.is_block_device() {
+        "a device"
+    } else if kind.is_fifo() {
+        "a FIFO"
+    } else if kind.is_socket() {
+        "a socket"
+    } else {
+        "not a regular file"
+    };
+    Err(hinted(
+        format!(
+            "{} is {what}: export writes a bundle only to a new path or over a regular file",
+            out.display()
+        ),
+        "name a new file for the bundle (or remove what is at that path first)",
+    ))
+}
+
+/// A store blob being read into a bundle, hashed on the way: its reader fails
+/// (with an [`AlteredBlob`] inside the I/O error) instead of reaching the end
+/// when the bytes run past or stop short of the pinned size or hash to another
+/// digest, so a bundle never carries other bytes under a pinned name.
+struct CheckedBlob<'a> {
+    file: std::fs::File,
+    blob: &'a Blob,
+    path: &'a Path,
+    /// Taken when the end is reached and the digest compared.
+    hasher: Option<Hasher>,
+    read: u64,
+}
+
+impl CheckedBlob<'_> {
+    fn altered(&self, problem: String) -> std::io::Error {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            AlteredBlob {
+                digest: self.blob.digest.clone(),
+                path: self.path.to_owned(),
+                problem,
+            },
+        )
+    }
+}
+
+impl Read for CheckedBlob<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.file.read(buf)?;
+        self.read += n as u64;
+        if self.read > self.blob.size {
+            return Err(self.altered(format!(
+                "is longer than the {} bytes the lock pins",
+                self.blob.size
+            )));
+        }
+        if n > 0 {
+            if let Some(hasher) = &mut self.hasher {
+                hasher.update(&buf[..n]);
+            }
+            return Ok(n);
+        }
+        if self.read < self.blob.size {
+            return Err(self.altered(format!(
+                "is {} bytes, the lock pins {}",
+                self.read, self.blob.size
+            )));
+        }
+        if let Some(hasher) = self.hasher.take() {
+            let actual = hasher.finish();
+            if actual != self.blob.digest {
+                return Err(self.altered(format!("hashes to {actual}")));
+            }
+        }
+        Ok(0)
+    }
+}
+
+/// The error for a blob that could not go into the bundle: an altered store
+/// blob says how to repair the store.
+fn blob_error(blob: &Blob, error: std::io::Error) -> anyhow::Error {
+    if !error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<AlteredBlob>())
+    {
+        return anyhow::Error::new(error)
+            .context(format!("cannot write blob {} to the bundle", blob.digest));
+    }
+    let altered = error
+        .into_inner()
+        .and_then(|inner| inner.downcast::<AlteredBlob>().ok())
+        .expect("checked above: the error wraps an AlteredBlob");
+    crate::errors::with_hint(
+        anyhow::Error::new(*altered).context(format!(
+            "cannot export blob {}: the store holds other bytes under its name, so no bundle was written",
+            blob.digest
+        )),
+        "run `imagelock fsck --repair` to set the blob aside and fetch it again, then export again",
+    )
+}
+
+fn header(size: u64) -> tar::Header {
+    let mut header = tar::Header::new_gnu();
+    header.set_size(size);
+    header.set_mode(0o644);
+    header.set_mtime(0);
+    header.set_entry_type(tar::EntryType::Regular);
+    header
+}
+
+fn append_bytes<W: Write>(
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    bytes: &[u8],
+) -> anyhow::Result<()> {
+    let mut header = header(bytes.len() as u64);
+    tar.append_data(&mut header, name, bytes)
+        .with_context(|| format!("cannot write {name} to the bundle"))
+}
+
+/// What an import did.
+#[derive(Debug, Default, serde::Serialize)]
+pub struct Imported {
+    /// Images in the bundle's lock.
+    pub images: usize,
+    /// Blobs verified and stored.
+    pub stored: usize,
+    /// Blobs the store had already.
+    pub present: usize,
+    /// Bytes stored.
+    pub bytes: u64,
+    /// The blobs stored (their signatures are worth re-checking).
+    #[serde(skip)]
+    pub digests: Vec<Digest>,
+}
+
+/// Streams the bundle at `path` into `store`, verifying every blob against the
+/// bundle's lock before it gets its name. Names no image: the bundle's lock
+/// is the bundle's own claim, so `index.json` is left to `sync`, which names
+/// the images of the project's lock once its checks pass.
+pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
+    let file = std::fs::File::open(path)
+        .with_context(|| format!("cannot open the bundle {}", path.display()))?;
+    let decoder = zstd::Decoder::new(file)
+        .with_context(|| format!("{} is not a zstd-compressed bundle", path.display()))?;
+    let mut archive = tar::Archive::new(decoder);
+    // The blobs the bundle's lock pins: which entries may be stored, nothing more.
+    let mut pinned: Option<BTreeMap<Digest, Blob>> = None;
+    let mut report = Imported::default();
+    let bad = |entry: &str, problem: String| {
+        hinted(
+            format!("bundle {}: entry `{entry}`: {problem}", path.display()),
+            "the bundle is damaged or was altered; export it again on the connected side",
+        )
+    };
+    let entries = archive
+        .entries()
+        .with_context(|| format!("{} is not a bundle (not a tar stream)", path.display()))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| {
+            hinted(
+                format!("bundle {} is damaged: {e}", path.display()),
+                "the file is truncated or corrupt; copy it again",
+            )
+        })?;
+        let name = entry
+            .path()
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        match name.as_str() {
+            "oci-layout" | "index.json" => {
+                std::io::copy(&mut entry, &mut std::io::sink())
+                    .map_err(|e| bad(&name, e.to_string()))?;
+            }
+            "images.lock" => {
+                if pinned.is_some() {
+                    return Err(bad(&name, "a second images.lock".into()));
+                }
+                let mut text = String::new();
+                (&mut entry)
+                    .take(MAX_BUNDLED_LOCK_BYTES)
+                    .read_to_string(&mut text)
+                    .map_err(|e| bad(&name, e.to_string()))?;
+                let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
+                report.images = parsed.images.len();
+                pinned = Some(parsed.blobs());
+            }
+            _ if name.starts_with("keys/") => {
+                std::io::copy(&mut entry, &mut std::io::sink())
+                    .map_err(|e| bad(&name, e.to_string()))?;
+            }
+            _ => {
+                let Some(rest) = name.strip_prefix("blobs/") else {
+                    return Err(bad(&name, "not part of a bundle".into()));
+                };
+                let Some(pinned) = &pinned else {
+                    return Err(bad(&name, "a blob before images.lock".into()));
+                };
+                let digest: Digest = rest
+                    .replacen('/', ":", 1)
+                    .parse()
+                    .map_err(|e| bad(&name, format!("not named by a digest: {e}")))?;
+                let Some(blob) = pinned.get(&digest) else {
+                    return Err(bad(
+                        &name,
+                        "the bundle's lock does not pin this blob".into(),
+                    ));
+                };
+                if entry.size() != blob.size {
+                    return Err(bad(
+                        &name,
+                        format!("{} bytes, the lock pins {}", entry.size(), blob.size),
+                    ));
+                }
+                if store.contains(blob) {
+                    std::io::copy(&mut entry, &mut std::io::sink())
+                        .map_err(|e| bad(&name, e.to_string()))?;
+                    report.present += 1;
+                    continue;
+                }
+                let mut writer = store.ingest(blob)?;
+                let mut buffer = vec![0u8; COPY_BUFFER];
+                loop {
+                    let n = entry
+                        .read(&mut buffer)
+                        .map_err(|e| bad(&name, e.to_string()))?;
+                    if n == 0 {
+                        break;
+                    }
+                    writer
+                        .write(&buffer[..n])
+                        .map_err(|e| bad(&name, e.to_string()))?;
+                }
+                writer.commit().map_err(|e| bad(&name, e.to_string()))?;
+                report.digests.push(digest);
+                report.stored += 1;
+                report.bytes += blob.size;
+            }
+        }
+    }
+    let Some(pinned) = pinned else {
+        bail!("bundle {} holds no images.lock", path.display());
+    };
+    let missing: Vec<String> = pinned
+        .values()
+        .filter(|b| !store.contains(b))
+        .map(|b| format!("  {}", b.digest))
+        .collect();
+    if !missing.is_empty() {
+        return Err(hinted(
+            format!(
+                "bundle {} lacks {} blobs its own lock pins:\n{}",
+                path.display(),
+                missing.len(),
+                missing.join("\n")
+            ),
+            "the bundle is incomplete; export it again on the connected side",
+        ));
+    }
+    Ok(report)
+}
+
+/// The part of `lock` an export was asked for: the images named in `images`
+/// (with their dependencies; all when empty) and, for multi-platform OCI
+/// images, only the manifests of `platforms` (all when empty). An image left
+/// with no manifest is dropped.
+pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::Result<Lock> {
+    for id in images {
+        if !lock.images.contains_key(id) {
+            return Err(hinted(
+                format!("images.lock has no image `{id}`"),
+                format!(
+                    "the locked images are: {}",
+                    lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            ));
+        }
+    }
+    let wanted: Vec<crate::oci::platform::Platform> = platforms
+        .iter()
+        .map(|p| {
+            p.parse::<crate::oci::platform::Platform>()
+                .map(|p| p.normalized())
+                .map_err(|e| anyhow::anyhow!("--platform `{p}`: {e}"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let mut out = Lock::default();
+    for (id, image) in &lock.images {
+        let root = image.dependency_of.as_ref().unwrap_or(id);
+        if !images.is_empty() && !images.contains(root) && !images.contains(id) {
+            continue;
+        }
+        let mut image = image.clone();
+        if !wanted.is_empty() && image.is_oci() {
+            image.manifests.retain(|m| {
+                m.platform.as_deref().is_none_or(|p| {
+                    p.parse::<crate::oci::platform::Platform>()
+                        .is_ok_and(|p| wanted.contains(&p.normalized()))
+                })
+            });
+            if image.manifests.is_empty() {
+                continue;
+            }
+        }
+        out.images.insert(id.clone(), image);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::digest::Digest;
+    use crate::project::lockfile::{Lock, LockedImage, SourceKind};
+
+    #[test]
+    fn subsets_by_image_keep_roots_with_their_dependencies_and_named_dependencies() {
+        let mut lock = Lock::default();
+        for (id, parent) in [("app", None), ("base", Some("app")), ("other", None)] {
+            let mut image = LockedImage::new(
+                id,
+                SourceKind::Appc,
+                format!("example.com/{id}"),
+                Digest::sha256_of(id.as_bytes()),
+            );
+            image.dependency_of = parent.map(str::to_owned);
+            lock.images.insert(id.into(), image);
+        }
+        let ids = |images: &[&str]| -> Vec<String> {
+            let wanted: Vec<String> = images.iter().map(|s| (*s).to_owned()).collect();
+            let subset = super::subset(&lock, &wanted, &[]).expect("subset");
+            subset.images.keys().cloned().collect()
+        };
+        assert_eq!(ids(&["app"]), ["app", "base"]);
+        assert_eq!(ids(&["base"]), ["base"]);
+        assert_eq!(ids(&["other"]), ["other"]);
+        assert_eq!(ids(&[]), ["app", "base", "other"]);
+    }
+}

@@ -1,0 +1,2952 @@
+//! ACI files (App Container Images, specs/appc.md §2): compression detection, streaming layout
+//! validation, the image ID, and the image manifest.
+//!
+//! Invariants:
+//! - The image ID is `sha512-` + the lowercase hex SHA-512 of the *uncompressed* tar stream,
+//!   computed over every byte of it: headers, data, padding, the end-of-archive blocks and anything
+//!   after them. It equals `sha512sum image.tar` (§2.4), never the hash of the downloaded file.
+//! - An archive is read once, as a stream, in [`READ_BUFFER`]-sized reads while it is hashed. It is
+//!   never held in memory or written anywhere: only the manifest (at most [`Limits::max_manifest`])
+//!   and tar extended headers (at most 1 MiB each) are buffered.
+//! - Decompression is capped: a decoder produces at most [`Limits::max_uncompressed`] bytes and
+//!   allocates no xz dictionary or zstd window above [`Limits::max_window`], and the tar holds at
+//!   most [`Limits::max_entries`] entries, so a small "zip bomb" can exhaust neither memory, nor
+//!   disk, nor much time.
+//! - The layout is checked (§2.1): only a `manifest` regular file, an explicit `rootfs` directory
+//!   entry and `rootfs/...`; no absolute paths, no `..` components, no duplicate paths (compared
+//!   after dropping `.` components and repeated `/`); hard links stay inside `rootfs/`.
+//! - The manifest is validated strictly (§2.3): what rkt's Go code would refuse is refused, and
+//!   where Go is loose (identifiers, hashes, semver) the spec's stricter rule applies. Keys are
+//!   matched case-insensitively, as Go's `encoding/json` does.
+//!
+//! Everything here is a pure function over readers and bytes: no network, no store.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::io::{self, BufRead, BufReader, Cursor, Read};
+
+use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
+use serde_json::{Map, Value};
+use sha2::Digest as _;
+
+use crate::digest::{Algorithm, Hasher};
+use crate::oci::platform::Platform;
+
+/// How an ACI's tar stream is compressed, detected from its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Compression {
+    /// A plain tar archive.
+    None,
+    /// gzip, possibly several concatenated members.
+    Gzip,
+    /// bzip2, possibly several concatenated streams.
+    Bzip2,
+    /// xz, possibly several concatenated streams.
+    Xz,
+    /// zstd (not in the appc spec, accepted as well), possibly several frames.
+    Zstd,
+}
+
+impl Compression {
+    /// The lowercase name: `none`, `gzip`, `bzip2`, `xz` or `zstd`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::None => "none",
+            Compression::Gzip => "gzip",
+            Compression::Bzip2 => "bzip2",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+        }
+    }
+
+    /// How error messages name the decompressed body.
+    fn body(self) -> String {
+        match self {
+            Compression::None => "body".to_owned(),
+            other => format!("decompressed {} body", other.as_str()),
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Bytes read for compression detection: Go's `DetectFileType` reads at most 512 (§2.2).
+pub const DETECT_LEN: usize = 512;
+
+/// Size of each read from the source and the decoder: large reads keep hashing and
+/// decompression cheap per byte, and 256 KiB is still nothing next to the archive.
+pub const READ_BUFFER: usize = 256 * 1024;
+
+const GZIP_MAGIC: &[u8] = &[0x1f, 0x8b];
+const BZIP2_MAGIC: &[u8] = b"BZh";
+const XZ_MAGIC: &[u8] = &[0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00];
+const ZSTD_MAGIC: &[u8] = &[0x28, 0xb5, 0x2f, 0xfd];
+const TAR_MAGIC: &[u8] = b"ustar";
+/// Offset of the `ustar` magic in a tar header.
+const TAR_MAGIC_OFFSET: usize = 257;
+
+/// Detects compression by magic bytes (§2.2): gzip `1f 8b`, bzip2 `BZh`, xz `fd 37 7a 58 5a 00`,
+/// zstd `28 b5 2f fd`, tar `ustar` at offset 257 with more than 262 bytes; text and anything
+/// else are errors.
+pub fn detect_compression(head: &[u8]) -> Result<Compression, AciError> {
+    if head.starts_with(GZIP_MAGIC) {
+        return Ok(Compression::Gzip);
+    }
+    if head.starts_with(BZIP2_MAGIC) {
+        return Ok(Compression::Bzip2);
+    }
+    if head.starts_with(XZ_MAGIC) {
+        return Ok(Compression::Xz);
+    }
+    if head.starts_with(ZSTD_MAGIC) {
+        return Ok(Compression::Zstd);
+    }
+    let magic_end = TAR_MAGIC_OFFSET + TAR_MAGIC.len();
+    if head.len() > magic_end && &head[TAR_MAGIC_OFFSET..magic_end] == TAR_MAGIC {
+        return Ok(Compression::None);
+    }
+    if head.is_empty() {
+        return Err(AciError::Empty);
+    }
+    if looks_like_text(head) {
+        return Err(AciError::Text {
+            kind: text_kind(head),
+            size: size_seen(head),
+        });
+    }
+    if head.len() <= magic_end {
+        return Err(AciError::TooShort { len: head.len() });
+    }
+    Err(AciError::UnknownFormat {
+        size: size_seen(head),
+    })
+}
+
+/// Go's `http.DetectContentType` calls data text unless it holds one of these control bytes.
+fn looks_like_text(head: &[u8]) -> bool {
+    !head
+        .iter()
+        .any(|&b| matches!(b, 0x00..=0x08 | 0x0b | 0x0e..=0x1a | 0x1c..=0x1f))
+}
+
+/// What kind of text a body is, for the error message. Only the kind: the
+/// text itself is never quoted, because a `path` or `url` entry can name any
+/// file the user can read (a symlink to a password file, a private key).
+fn text_kind(head: &[u8]) -> &'static str {
+    match head.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'<') => "HTML (an error page?)",
+        Some(b'{' | b'[') => "JSON (an API error?)",
+        _ => "plain text",
+    }
+}
+
+/// How big a body that failed detection is, as far as detection read it.
+fn size_seen(head: &[u8]) -> String {
+    if head.len() < DETECT_LEN {
+        format!("{} bytes", head.len())
+    } else {
+        format!("{DETECT_LEN} bytes or more")
+    }
+}
+
+/// Default [`Limits::max_uncompressed`]: 8 GiB. Real ACIs are tens to hundreds of MiB, so this
+/// refuses only bombs, after at most seconds of decompression.
+pub const DEFAULT_MAX_UNCOMPRESSED: u64 = 8 << 30;
+/// Most an archive may expand relative to its compressed size, once past
+/// [`RATIO_GRACE`]: gzip of ordinary files stays under 20:1 and even runs of zeros
+/// under ~1030:1 (deflate's ceiling), while bombs reach millions to one.
+pub const MAX_RATIO: u64 = 2048;
+/// Uncompressed bytes allowed before the ratio is checked, so tiny archives with
+/// a compressible manifest never trip it.
+pub const RATIO_GRACE: u64 = 64 << 20;
+/// Default [`Limits::max_manifest`]: 1 MiB. Real manifests are a few KiB of JSON.
+pub const DEFAULT_MAX_MANIFEST: u64 = 1 << 20;
+/// Default [`Limits::max_window`]: 128 MiB, the zstd CLI's own default decoding limit (window
+/// log 27), and twice the 64 MiB dictionary of `xz -9`.
+pub const DEFAULT_MAX_WINDOW: u64 = 128 << 20;
+/// Default [`Limits::max_entries`]: 1 Mi entries, several times the files of a full desktop
+/// distribution, which keeps the duplicate check under ~100 MB.
+pub const DEFAULT_MAX_ENTRIES: u64 = 1 << 20;
+
+/// Largest GNU long name/link or PAX header buffered: these carry one path or a few xattrs
+/// (Linux caps one xattr value at 64 KiB), and the tar crate itself would buffer any size.
+pub const MAX_EXTENDED_HEADER: u64 = 1 << 20;
+
+/// Caps that keep a hostile archive from exhausting memory, disk or time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Most bytes the decompressed tar stream may have; one more is refused.
+    pub max_uncompressed: u64,
+    /// Largest `manifest` entry read into memory.
+    pub max_manifest: u64,
+    /// Largest xz dictionary or zstd window a decoder may allocate.
+    pub max_window: u64,
+    /// Most tar entries (extended headers not counted); bounds the duplicate check's memory.
+    pub max_entries: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_uncompressed: DEFAULT_MAX_UNCOMPRESSED,
+            max_manifest: DEFAULT_MAX_MANIFEST,
+            max_window: DEFAULT_MAX_WINDOW,
+            max_entries: DEFAULT_MAX_ENTRIES,
+        }
+    }
+}
+
+/// Why an ACI, its manifest, an identity or an image ID was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum AciError {
+    /// The body is empty.
+    #[error("not an ACI: the body is empty")]
+    Empty,
+    /// The body is text, typically an error page served with status 200. The
+    /// message describes it and never quotes it.
+    #[error("not an ACI: the body is {kind}, {size}; an ACI is a tar archive")]
+    Text {
+        /// What kind of text it looks like.
+        kind: &'static str,
+        /// How many bytes detection saw (`N bytes` or `512 bytes or more`).
+        size: String,
+    },
+    /// Too few bytes to hold a tar header.
+    #[error("not an ACI: only {len} bytes, too short for a tar archive")]
+    TooShort {
+        /// The body's length.
+        len: usize,
+    },
+    /// No known magic bytes. The bytes are not shown, for the reason [`AciError::Text`] gives.
+    #[error(
+        "not an ACI: unknown binary format, {size}; expected a tar archive, plain or compressed with gzip, bzip2, xz or zstd"
+    )]
+    UnknownFormat {
+        /// How many bytes detection saw.
+        size: String,
+    },
+    /// Reading the source failed (network or file), as opposed to bad content.
+    #[error("reading the ACI failed")]
+    Read(#[source] io::Error),
+    /// The compressed stream is damaged or truncated.
+    #[error("corrupt {compression} stream: {detail}")]
+    Corrupt {
+        /// The compression in use.
+        compression: Compression,
+        /// The decoder's description.
+        detail: String,
+    },
+    /// The (decompressed) body is not a tar archive, or is a damaged one.
+    #[error("not an ACI: the {} is not a valid tar archive: {detail}", compression.body())]
+    NotTar {
+        /// The compression in use.
+        compression: Compression,
+        /// What the tar reader found.
+        detail: String,
+    },
+    /// Decompression would exceed [`Limits::max_uncompressed`].
+    #[error("more than {} uncompressed: refused (a decompression bomb, or a limit too low)", human_size(*limit))]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The stream asks for a decoder window above [`Limits::max_window`].
+    #[error("the {compression} stream needs a decoder window over {}: refused", human_size(*limit))]
+    WindowTooLarge {
+        /// The compression in use.
+        compression: Compression,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// More entries than [`Limits::max_entries`].
+    #[error("the archive has more than {limit} entries: refused")]
+    TooManyEntries {
+        /// The limit.
+        limit: u64,
+    },
+    /// No `manifest` entry.
+    #[error("the archive has no manifest")]
+    NoManifest,
+    /// No explicit `rootfs` directory entry.
+    #[error("the archive has no `rootfs` directory entry (an ACI must list `rootfs/` itself)")]
+    NoRootfs,
+    /// The manifest entry is above [`Limits::max_manifest`].
+    #[error("the manifest is {size} bytes, more than the {} limit: refused", human_size(*limit))]
+    ManifestTooLarge {
+        /// The entry's size.
+        size: u64,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// An absolute path or a `..` component.
+    #[error("entry `{path}` escapes the image")]
+    EscapingEntry {
+        /// The path as written in the archive.
+        path: String,
+    },
+    /// A hard link whose target is outside `rootfs/`.
+    #[error("hard link `{path}` points to `{target}`, outside `rootfs/`")]
+    EscapingLink {
+        /// The link's path.
+        path: String,
+        /// The target as written in the archive.
+        target: String,
+    },
+    /// A path that is neither `manifest`, `rootfs` nor under `rootfs/`.
+    #[error("entry `{path}` is outside `rootfs/`: an ACI holds only `manifest` and `rootfs/...`")]
+    UnexpectedEntry {
+        /// The path as written in the archive.
+        path: String,
+    },
+    /// A path seen twice.
+    #[error("duplicate entry `{path}` in the archive")]
+    DuplicateEntry {
+        /// The path as written in the archive, the second time.
+        path: String,
+    },
+    /// `manifest` that is not a regular file, or `rootfs` that is not a directory.
+    #[error("`{path}` must be a {expected}, but the archive has a {found}")]
+    WrongEntryType {
+        /// `manifest` or `rootfs`.
+        path: &'static str,
+        /// What it must be.
+        expected: &'static str,
+        /// What it is.
+        found: &'static str,
+    },
+    /// Tar features refused because they are ambiguous or would need unbounded memory.
+    #[error("entry `{path}`: {reason}")]
+    UnsupportedEntry {
+        /// The entry's path as far as known.
+        path: String,
+        /// What is refused and why.
+        reason: String,
+    },
+    /// The manifest violates the schema.
+    #[error("invalid image manifest: {0}")]
+    InvalidManifest(String),
+    /// The manifest's name is not the one asked for.
+    #[error("manifest name is `{actual}`, but `{requested}` was requested")]
+    NameMismatch {
+        /// The name asked for.
+        requested: String,
+        /// The manifest's name.
+        actual: String,
+    },
+    /// Requested labels missing from the manifest or with other values.
+    #[error(
+        "{}; requested {}, the image has {}",
+        problems.join("; "),
+        format_labels(requested),
+        format_labels(available)
+    )]
+    LabelMismatch {
+        /// One sentence per requested label that does not match.
+        problems: Vec<String>,
+        /// The labels asked for.
+        requested: BTreeMap<String, String>,
+        /// The manifest's labels.
+        available: BTreeMap<String, String>,
+    },
+    /// Not `sha512-` followed by hex.
+    #[error("`{id}` is not an image ID: expected sha512- followed by {expected}")]
+    InvalidImageId {
+        /// The string as given.
+        id: String,
+        /// What the hex part must be.
+        expected: &'static str,
+    },
+}
+
+fn human_size(bytes: u64) -> String {
+    const UNITS: [(u64, &str); 3] = [(1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")];
+    for (unit, name) in UNITS {
+        if bytes >= unit && bytes.is_multiple_of(unit) {
+            return format!("{} {name}", bytes / unit);
+        }
+    }
+    format!("{bytes} bytes")
+}
+
+fn format_labels(labels: &BTreeMap<String, String>) -> String {
+    if labels.is_empty() {
+        return "no labels".to_owned();
+    }
+    labels
+        .iter()
+        .map(|(name, value)| format!("{name}={value}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What reading an ACI yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AciInfo {
+    /// `sha512-` + 128 lowercase hex digits: the SHA-512 of the uncompressed tar stream.
+    pub image_id: String,
+    /// The compression detected.
+    pub compression: Compression,
+    /// Bytes in the uncompressed tar stream, every one of which went into the image ID.
+    pub uncompressed_size: u64,
+    /// The parsed and validated manifest.
+    pub manifest: ImageManifest,
+    /// The manifest exactly as stored in the archive.
+    pub manifest_bytes: Vec<u8>,
+}
+
+/// Reads a whole ACI stream as served (possibly compressed): detects the compression,
+/// decompresses, hashes every byte of the tar stream into the image ID, validates the layout,
+/// and finds and parses the manifest, which may be the last entry.
+pub fn read_aci(reader: impl Read, limits: &Limits) -> Result<AciInfo, AciError> {
+    let consumed = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let mut source = Source {
+        inner: reader,
+        failure: None,
+        consumed: consumed.clone(),
+    };
+    let mut head = Vec::with_capacity(DETECT_LEN);
+    if let Err(error) = (&mut source).take(DETECT_LEN as u64).read_to_end(&mut head) {
+        return Err(AciError::Read(error));
+    }
+    let compression = detect_compression(&head)?;
+
+    let body = BufReader::with_capacity(READ_BUFFER, Cursor::new(head).chain(&mut source));
+    let decoder = decoder(body, compression, limits.max_window);
+    let mut stream = HashedStream {
+        inner: decoder,
+        hasher: Hasher::new(Algorithm::Sha512),
+        size: 0,
+        limit: limits.max_uncompressed,
+        failure: None,
+        consumed,
+    };
+    let scanned = scan_archive(BufReader::with_capacity(READ_BUFFER, &mut stream), limits);
+    // Dropping the decoder releases its borrow of `source`, whose failure decides how to report.
+    let (hasher, size, failure) = stream.finish();
+    let found = match scanned {
+        Ok(found) => found,
+        Err(ScanError::Layout(error)) => return Err(error),
+        Err(ScanError::Io(error)) => {
+            return Err(classify(
+                error,
+                source.failure,
+                failure,
+                compression,
+                limits,
+            ));
+        }
+    };
+    Ok(AciInfo {
+        image_id: format!("sha512-{}", hasher.finish().hex()),
+        compression,
+        uncompressed_size: size,
+        manifest: found.manifest,
+        manifest_bytes: found.manifest_bytes,
+    })
+}
+
+/// A streaming decoder for `compression` over `body`, as [`read_aci`] uses: concatenated gzip
+/// members, bzip2 and xz streams and zstd frames are all read, zstd frame checksums are verified,
+/// and no xz dictionary or zstd window above `max_window` is allocated (such a stream fails a
+/// read with [`io::ErrorKind::OutOfMemory`]). The output size is *not* capped: callers count
+/// what they read against [`Limits::max_uncompressed`].
+pub fn decoder<'a>(
+    body: impl BufRead + 'a,
+    compression: Compression,
+    max_window: u64,
+) -> Box<dyn Read + 'a> {
+    match compression {
+        Compression::None => Box::new(body),
+        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(body)),
+        Compression::Bzip2 => Box::new(bzip2::bufread::MultiBzDecoder::new(body)),
+        Compression::Xz => Box::new(lzma_rust2::XzReader::new_mem_limit(
+            body,
+            true,
+            xz_memory_limit_kib(max_window),
+        )),
+        Compression::Zstd => Box::new(ZstdReader::new(body, max_window)),
+    }
+}
+
+/// Names an I/O error by its origin: the source, the size cap, the decoder, or else the tar reader.
+fn classify(
+    error: io::Error,
+    source_failure: Option<io::Error>,
+    stream_failure: Option<StreamFailure>,
+    compression: Compression,
+    limits: &Limits,
+) -> AciError {
+    if let Some(source_error) = source_failure {
+        return AciError::Read(source_error);
+    }
+    match stream_failure {
+        Some(StreamFailure::TooLarge) => AciError::TooLarge {
+            limit: limits.max_uncompressed,
+        },
+        Some(StreamFailure::Ratio) => AciError::Corrupt {
+            compression,
+            detail: format!(
+                "it expands more than {MAX_RATIO} times its compressed size (a decompression bomb?): refused"
+            ),
+        },
+        // The xz and zstd decoders report a window above the limit as OutOfMemory.
+        Some(StreamFailure::Decoder) if error.kind() == io::ErrorKind::OutOfMemory => {
+            AciError::WindowTooLarge {
+                compression,
+                limit: limits.max_window,
+            }
+        }
+        Some(StreamFailure::Decoder) if is_truncation(&error) => AciError::Corrupt {
+            compression,
+            detail: "the stream ends early (a truncated download?)".to_owned(),
+        },
+        Some(StreamFailure::Decoder) => AciError::Corrupt {
+            compression,
+            detail: error.to_string(),
+        },
+        None => AciError::NotTar {
+            compression,
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// True when the input ended before the decoder was done: an `UnexpectedEof` anywhere in the
+/// error's chain (ruzstd wraps it in its own error types).
+fn is_truncation(error: &io::Error) -> bool {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(io_error) = error.downcast_ref::<io::Error>()
+            && io_error.kind() == io::ErrorKind::UnexpectedEof
+        {
+            return true;
+        }
+        current = error.source();
+    }
+    false
+}
+
+/// lzma-rust2 limits decoder memory in KiB: the dictionary plus ~104 KiB of its own buffers.
+fn xz_memory_limit_kib(max_window: u64) -> u32 {
+    const DECODER_OVERHEAD_KIB: u64 = 128;
+    u32::try_from(max_window / 1024 + DECODER_OVERHEAD_KIB).unwrap_or(u32::MAX)
+}
+
+/// The caller's reader, remembering its first error so that a failing network or file is
+/// reported as such rather than as a corrupt archive.
+struct Source<R> {
+    inner: R,
+    failure: Option<io::Error>,
+    /// Compressed bytes read so far, shared with [`HashedStream`] for the ratio check.
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl<R: Read> Read for Source<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let result = self.inner.read(buf);
+        if let Ok(n) = &result {
+            self.consumed.set(self.consumed.get() + *n as u64);
+        }
+        if let Err(error) = &result
+            && error.kind() != io::ErrorKind::Interrupted
+            && self.failure.is_none()
+        {
+            self.failure = Some(io::Error::new(error.kind(), error.to_string()));
+        }
+        result
+    }
+}
+
+/// Why [`HashedStream`] failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StreamFailure {
+    /// The decoder (or the source under it) returned an error.
+    Decoder,
+    /// The stream went past [`Limits::max_uncompressed`].
+    TooLarge,
+    /// The stream expanded more than [`MAX_RATIO`] times its compressed size.
+    Ratio,
+}
+
+/// The decompressed tar stream: every byte read through it is counted and hashed exactly once.
+struct HashedStream<'a> {
+    inner: Box<dyn Read + 'a>,
+    hasher: Hasher,
+    size: u64,
+    limit: u64,
+    failure: Option<StreamFailure>,
+    /// Compressed bytes the source has given, for the ratio check.
+    consumed: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl HashedStream<'_> {
+    /// Drops the decoder, returning the hasher, the byte count and any failure.
+    fn finish(self) -> (Hasher, u64, Option<StreamFailure>) {
+        (self.hasher, self.size, self.failure)
+    }
+}
+
+impl Read for HashedStream<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        // Ask for at most one byte past the limit: enough to know it is exceeded.
+        let room = self.limit.saturating_sub(self.size).saturating_add(1);
+        let len = buf.len().min(usize::try_from(room).unwrap_or(usize::MAX));
+        let read = match self.inner.read(&mut buf[..len]) {
+            Ok(read) => read,
+            Err(error) => {
+                if error.kind() != io::ErrorKind::Interrupted {
+                    self.failure.get_or_insert(StreamFailure::Decoder);
+                }
+                return Err(error);
+            }
+        };
+        self.size += read as u64;
+        if self.size > self.limit {
+            self.failure = Some(StreamFailure::TooLarge);
+            return Err(io::Error::other("uncompressed size limit exceeded"));
+        }
+        if self.size > RATIO_GRACE && self.size / self.consumed.get().max(1) > MAX_RATIO {
+            self.failure = Some(StreamFailure::Ratio);
+            return Err(io::Error::other("decompression ratio limit exceeded"));
+        }
+        self.hasher.update(&buf[..read]);
+        Ok(read)
+    }
+}
+
+/// zstd, frame after frame. ruzstd's `StreamingDecoder` reads a single frame, allocates
+/// whatever window the first frame's header asks for and does not verify the content checksum;
+/// this reader checks the window against the limit before ruzstd sees the header, verifies each
+/// checksum, and skips skippable frames.
+struct ZstdReader<R> {
+    source: R,
+    frame: Option<FrameDecoder>,
+    max_window: u64,
+}
+
+const ZSTD_FRAME_MAGIC: u32 = 0xfd2f_b528;
+/// Skippable frames have magic numbers 0x184d2a50..=0x184d2a5f.
+const ZSTD_SKIPPABLE_MAGIC: u32 = 0x184d_2a50;
+const ZSTD_SKIPPABLE_MASK: u32 = 0xffff_fff0;
+
+impl<R: Read> ZstdReader<R> {
+    fn new(source: R, max_window: u64) -> ZstdReader<R> {
+        ZstdReader {
+            source,
+            frame: None,
+            max_window,
+        }
+    }
+
+    /// Reads the next frame header; false at the end of the input between frames.
+    fn start_frame(&mut self) -> io::Result<bool> {
+        loop {
+            let mut magic = [0u8; 4];
+            match read_up_to(&mut self.source, &mut magic)? {
+                0 => return Ok(false),
+                4 => {}
+                _ => return Err(invalid_data("truncated zstd frame header")),
+            }
+            let number = u32::from_le_bytes(magic);
+            if number & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE_MAGIC {
+                let mut length = [0u8; 4];
+                self.source.read_exact(&mut length)?;
+                let length = u64::from(u32::from_le_bytes(length));
+                let skipped = io::copy(&mut (&mut self.source).take(length), &mut io::sink())?;
+                if skipped != length {
+                    return Err(invalid_data("truncated zstd skippable frame"));
+                }
+                continue;
+            }
+            if number != ZSTD_FRAME_MAGIC {
+                return Err(invalid_data("unexpected data after the last zstd frame"));
+            }
+            let mut header = magic.to_vec();
+            let mut descriptor = [0u8; 1];
+            self.source.read_exact(&mut descriptor)?;
+            header.push(descriptor[0]);
+            let start = header.len();
+            header.resize(start + zstd_header_rest_len(descriptor[0]), 0);
+            self.source.read_exact(&mut header[start..])?;
+            let window = zstd_window_size(descriptor[0], &header[start..]);
+            if window > self.max_window {
+                return Err(io::Error::new(
+                    io::ErrorKind::OutOfMemory,
+                    format!("zstd frame needs a {window}-byte window"),
+                ));
+            }
+            let mut decoder = FrameDecoder::new();
+            decoder.init(header.as_slice()).map_err(invalid_data)?;
+            self.frame = Some(decoder);
+            return Ok(true);
+        }
+    }
+}
+
+impl<R: Read> Read for ZstdReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            let Some(decoder) = self.frame.as_mut() else {
+                if self.start_frame()? {
+                    continue;
+                }
+                return Ok(0);
+            };
+            while decoder.can_collect() < buf.len() && !decoder.is_finished() {
+                let wanted = buf.len() - decoder.can_collect();
+                decoder
+                    .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBytes(wanted))
+                    .map_err(invalid_data)?;
+            }
+            let read = decoder.read(buf)?;
+            if read > 0 {
+                return Ok(read);
+            }
+            // The frame is decoded and drained: its checksum now covers all of it.
+            if let Some(expected) = decoder.get_checksum_from_data()
+                && decoder.get_calculated_checksum() != Some(expected)
+            {
+                return Err(invalid_data("zstd frame checksum mismatch"));
+            }
+            self.frame = None;
+        }
+    }
+}
+
+/// Header bytes after the frame header descriptor (RFC 8878 §3.1.1.1).
+fn zstd_header_rest_len(descriptor: u8) -> usize {
+    let single_segment = descriptor & 0x20 != 0;
+    let window_descriptor = usize::from(!single_segment);
+    let dictionary_id = [0, 1, 2, 4][usize::from(descriptor & 0x03)];
+    let content_size = match descriptor >> 6 {
+        0 => usize::from(single_segment),
+        1 => 2,
+        2 => 4,
+        _ => 8,
+    };
+    window_descriptor + dictionary_id + content_size
+}
+
+/// The window a frame needs: from the window descriptor, or the content size for a
+/// single-segment frame (RFC 8878 §3.1.1.1.2).
+fn zstd_window_size(descriptor: u8, rest: &[u8]) -> u64 {
+    if descriptor & 0x20 == 0 {
+        let window_descriptor = rest[0];
+        let log = 10 + u32::from(window_descriptor >> 3);
+        let base = 1u64 << log;
+        return base + (base / 8) * u64::from(window_descriptor & 0x07);
+    }
+    let content_size_bytes = &rest[[0, 1, 2, 4][usize::from(descriptor & 0x03)]..];
+    let value = content_size_bytes
+        .iter()
+        .rev()
+        .fold(0u64, |value, &byte| (value << 8) | u64::from(byte));
+    if content_size_bytes.len() == 2 {
+        value + 256
+    } else {
+        value
+    }
+}
+
+/// Fills `buf` unless the input ends first; returns how many bytes were read.
+fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(read) => filled += read,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(filled)
+}
+
+fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, error)
+}
+
+/// A layout error (already an [`AciError`]) or an I/O error to classify by origin.
+enum ScanError {
+    Layout(AciError),
+    Io(io::Error),
+}
+
+impl From<io::Error> for ScanError {
+    fn from(error: io::Error) -> ScanError {
+        ScanError::Io(error)
+    }
+}
+
+impl From<AciError> for ScanError {
+    fn from(error: AciError) -> ScanError {
+        ScanError::Layout(error)
+    }
+}
+
+/// The manifest found while scanning.
+struct Found {
+    manifest: ImageManifest,
+    manifest_bytes: Vec<u8>,
+}
+
+/// What GNU long name/link and PAX headers say about the entry that follows them.
+#[derive(Default)]
+struct Extended {
+    path: Option<Vec<u8>>,
+    link: Option<Vec<u8>>,
+    pax: Option<Vec<PaxRecord>>,
+}
+
+impl Extended {
+    fn is_empty(&self) -> bool {
+        self.path.is_none() && self.link.is_none() && self.pax.is_none()
+    }
+
+    fn pax_value(&self, key: &[u8]) -> Option<&[u8]> {
+        self.pax.as_ref().and_then(|records| {
+            records
+                .iter()
+                .rev()
+                .find(|(k, _)| k == key)
+                .map(|(_, v)| v.as_slice())
+        })
+    }
+}
+
+/// Walks the tar entries, validating the layout and reading the manifest, then drains the
+/// stream so that trailing blocks are hashed too.
+///
+/// Entries are read raw: the tar crate would buffer GNU long names and PAX headers of any size,
+/// so they are handled here with [`MAX_EXTENDED_HEADER`].
+fn scan_archive(reader: impl Read, limits: &Limits) -> Result<Found, ScanError> {
+    let mut archive = tar::Archive::new(reader);
+    let mut found = None;
+    let mut rootfs = false;
+    let mut seen: HashSet<[u8; 32]> = HashSet::new();
+    let mut extended = Extended::default();
+    for entry in archive.entries()?.raw(true) {
+        let mut entry = entry?;
+        let kind = entry.header().entry_type();
+        if kind.is_gnu_longname() || kind.is_gnu_longlink() || kind.is_pax_local_extensions() {
+            let data = read_extended(&mut entry)?;
+            let (slot, name) = if kind.is_gnu_longname() {
+                (&mut extended.path, "GNU long name")
+            } else if kind.is_gnu_longlink() {
+                (&mut extended.link, "GNU long link")
+            } else {
+                let records = parse_pax(&data).map_err(|reason| unsupported(&entry, reason))?;
+                if extended.pax.replace(records).is_some() {
+                    return Err(unsupported(&entry, "two PAX headers for one entry".into()).into());
+                }
+                continue;
+            };
+            // A GNU name ends with a NUL that is not part of the path.
+            let value = data.strip_suffix(&[0]).unwrap_or(&data).to_vec();
+            if slot.replace(value).is_some() {
+                return Err(
+                    unsupported(&entry, format!("two {name} headers for one entry")).into(),
+                );
+            }
+            continue;
+        }
+        if kind.is_pax_global_extensions() {
+            // Archive-wide metadata (git archive writes one); it names no file.
+            continue;
+        }
+        let described = std::mem::take(&mut extended);
+        let role = admit_entry(&entry, &described, &mut seen, &mut rootfs, limits)?;
+        if role == Role::Manifest {
+            let manifest_bytes = read_manifest(&mut entry, limits)?;
+            let manifest = parse_manifest(&manifest_bytes)?;
+            found = Some(Found {
+                manifest,
+                manifest_bytes,
+            });
+        }
+    }
+    if !extended.is_empty() {
+        return Err(ScanError::Io(invalid_data(
+            "the archive ends with an extended header that describes no entry",
+        )));
+    }
+    let mut rest = archive.into_inner();
+    io::copy(&mut rest, &mut io::sink())?;
+    let found = found.ok_or(AciError::NoManifest)?;
+    if !rootfs {
+        return Err(AciError::NoRootfs.into());
+    }
+    Ok(found)
+}
+
+/// Where an entry sits in the layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Manifest,
+    Rootfs,
+    InRootfs,
+    /// `.` (an archive made with `tar -C dir .` starts with `./`).
+    CurrentDir,
+}
+
+fn admit_entry<R: Read>(
+    entry: &tar::Entry<'_, R>,
+    extended: &Extended,
+    seen: &mut HashSet<[u8; 32]>,
+    rootfs: &mut bool,
+    limits: &Limits,
+) -> Result<Role, AciError> {
+    let header = entry.header();
+    // GNU long names win over PAX paths, as in Go's archive/tar and the tar crate.
+    let raw_path = match (&extended.path, extended.pax_value(b"path")) {
+        (Some(path), _) => path.clone(),
+        (None, Some(path)) => path.to_vec(),
+        (None, None) => header.path_bytes().into_owned(),
+    };
+    let path = String::from_utf8_lossy(&raw_path).into_owned();
+
+    if let Some(size) = extended.pax_value(b"size") {
+        // The tar crate skips by the header's size in raw mode; an archive whose PAX size
+        // disagrees would parse differently elsewhere, so it is refused.
+        let size = std::str::from_utf8(size)
+            .ok()
+            .and_then(|s| s.parse::<u64>().ok());
+        if size != Some(entry.size()) {
+            return Err(AciError::UnsupportedEntry {
+                path,
+                reason: "its PAX size disagrees with its tar header".to_owned(),
+            });
+        }
+    }
+    let kind = header.entry_type();
+    if kind.is_gnu_sparse() && header.as_gnu().is_some_and(|gnu| gnu.is_extended()) {
+        return Err(AciError::UnsupportedEntry {
+            path,
+            reason: "GNU sparse files with extended sparse headers are not supported".to_owned(),
+        });
+    }
+
+    let clean =
+        clean_path(&raw_path).ok_or_else(|| AciError::EscapingEntry { path: path.clone() })?;
+    let role = match clean.as_slice() {
+        b"" => return Ok(Role::CurrentDir),
+        b"manifest" => Role::Manifest,
+        b"rootfs" => Role::Rootfs,
+        other if other.starts_with(b"rootfs/") => Role::InRootfs,
+        _ => return Err(AciError::UnexpectedEntry { path }),
+    };
+    // Old (V7) archives mark directories with a regular type and a trailing `/`.
+    let is_dir = kind.is_dir() || (header.as_old().linkflag[0] == 0 && raw_path.ends_with(b"/"));
+    match role {
+        Role::Manifest if is_dir || !(kind.is_file() || kind.is_contiguous()) => {
+            return Err(AciError::WrongEntryType {
+                path: "manifest",
+                expected: "regular file",
+                found: kind_name(kind, is_dir),
+            });
+        }
+        Role::Rootfs if !is_dir => {
+            return Err(AciError::WrongEntryType {
+                path: "rootfs",
+                expected: "directory",
+                found: kind_name(kind, is_dir),
+            });
+        }
+        Role::Rootfs => *rootfs = true,
+        _ => {}
+    }
+    if kind.is_hard_link() {
+        let target = match (&extended.link, extended.pax_value(b"linkpath")) {
+            (Some(link), _) => link.clone(),
+            (None, Some(link)) => link.to_vec(),
+            (None, None) => header.link_name_bytes().unwrap_or_default().into_owned(),
+        };
+        let inside = clean_path(&target).is_some_and(|clean| clean.starts_with(b"rootfs/"));
+        if !inside {
+            return Err(AciError::EscapingLink {
+                path,
+                target: String::from_utf8_lossy(&target).into_owned(),
+            });
+        }
+    }
+    if seen.len() as u64 >= limits.max_entries {
+        return Err(AciError::TooManyEntries {
+            limit: limits.max_entries,
+        });
+    }
+    // Paths are kept as SHA-256 fingerprints: 32 bytes each, however long the names.
+    if !seen.insert(sha2::Sha256::digest(&clean).into()) {
+        return Err(AciError::DuplicateEntry { path });
+    }
+    Ok(role)
+}
+
+fn kind_name(kind: tar::EntryType, is_dir: bool) -> &'static str {
+    if is_dir {
+        "directory"
+    } else if kind.is_file() || kind.is_contiguous() {
+        "regular file"
+    } else if kind.is_symlink() {
+        "symlink"
+    } else if kind.is_hard_link() {
+        "hard link"
+    } else if kind.is_character_special() || kind.is_block_special() {
+        "device"
+    } else if kind.is_fifo() {
+        "fifo"
+    } else {
+        "special entry"
+    }
+}
+
+/// The path without `.` components and repeated or trailing `/` (`""` for `.`); `None` when it
+/// is absolute or has a `..` component.
+fn clean_path(raw: &[u8]) -> Option<Vec<u8>> {
+    if raw.starts_with(b"/") {
+        return None;
+    }
+    let mut clean = Vec::with_capacity(raw.len());
+    for component in raw.split(|&b| b == b'/') {
+        match component {
+            b"" | b"." => {}
+            b".." => return None,
+            name => {
+                if !clean.is_empty() {
+                    clean.push(b'/');
+                }
+                clean.extend_from_slice(name);
+            }
+        }
+    }
+    Some(clean)
+}
+
+fn unsupported<R: Read>(entry: &tar::Entry<'_, R>, reason: String) -> AciError {
+    AciError::UnsupportedEntry {
+        path: String::from_utf8_lossy(&entry.path_bytes()).into_owned(),
+        reason,
+    }
+}
+
+/// The whole data of a GNU long name/link or PAX entry, capped at [`MAX_EXTENDED_HEADER`].
+fn read_extended<R: Read>(entry: &mut tar::Entry<'_, R>) -> Result<Vec<u8>, ScanError> {
+    let size = entry.size();
+    if size > MAX_EXTENDED_HEADER {
+        return Err(unsupported(
+            entry,
+            format!(
+                "a {size}-byte extended header (more than {} is refused)",
+                human_size(MAX_EXTENDED_HEADER)
+            ),
+        )
+        .into());
+    }
+    read_entry(entry, size)
+}
+
+fn read_manifest<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    limits: &Limits,
+) -> Result<Vec<u8>, ScanError> {
+    let size = entry.size();
+    if size > limits.max_manifest {
+        return Err(AciError::ManifestTooLarge {
+            size,
+            limit: limits.max_manifest,
+        }
+        .into());
+    }
+    read_entry(entry, size)
+}
+
+/// Reads an entry's `size` bytes; fewer means the archive is truncated.
+fn read_entry<R: Read>(entry: &mut tar::Entry<'_, R>, size: u64) -> Result<Vec<u8>, ScanError> {
+    // `size` is within a limit already; the capacity is only a hint.
+    let mut data = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    entry.read_to_end(&mut data)?;
+    if data.len() as u64 != size {
+        return Err(ScanError::Io(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!(
+                "the archive ends inside entry `{}`",
+                String::from_utf8_lossy(&entry.path_bytes())
+            ),
+        )));
+    }
+    Ok(data)
+}
+
+/// One PAX record: key and value, as bytes.
+pub type PaxRecord = (Vec<u8>, Vec<u8>);
+
+/// PAX records, `"<length> <key>=<value>\n"` each, in order (POSIX pax "Extended Header");
+/// `Err` describes a malformed header.
+pub fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord>, String> {
+    let malformed = || "malformed PAX header".to_owned();
+    let mut records = Vec::new();
+    while !data.is_empty() {
+        let space = data.iter().position(|&b| b == b' ').ok_or_else(malformed)?;
+        let digits = &data[..space];
+        if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+            return Err(malformed());
+        }
+        let length: usize = std::str::from_utf8(digits)
+            .ok()
+            .and_then(|digits| digits.parse().ok())
+            .ok_or_else(malformed)?;
+        if length <= space + 1 || length > data.len() || data[length - 1] != b'\n' {
+            return Err(malformed());
+        }
+        let record = &data[space + 1..length - 1];
+        let equals = record
+            .iter()
+            .position(|&b| b == b'=')
+            .ok_or_else(malformed)?;
+        records.push((record[..equals].to_vec(), record[equals + 1..].to_vec()));
+        data = &data[length..];
+    }
+    Ok(records)
+}
+
+/// The image manifest (§2.3), validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageManifest {
+    /// `acVersion`, a semantic version other than 0.0.0, as written.
+    pub ac_version: String,
+    /// The image name, an AC identifier.
+    pub name: String,
+    /// Labels by name (names unique, none called `name`, os/arch whitelisted).
+    pub labels: BTreeMap<String, String>,
+    /// The `app` object, kept opaque.
+    pub app: Option<Value>,
+    /// Annotations in document order (names unique AC identifiers).
+    pub annotations: Vec<(String, String)>,
+    /// Dependencies in order (order matters for rendering).
+    pub dependencies: Vec<Dependency>,
+    /// Absolute paths; empty means no filtering.
+    pub path_whitelist: Vec<String>,
+}
+
+/// An image this image is layered on (§2.3 `dependencies`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dependency {
+    /// The dependency's name, an AC identifier.
+    pub image_name: String,
+    /// `sha512-` + lowercase hex, possibly shortened (rkt resolves ID prefixes).
+    pub image_id: Option<String>,
+    /// Labels selecting the dependency.
+    pub labels: BTreeMap<String, String>,
+    /// Expected size in bytes.
+    pub size: Option<u64>,
+}
+
+const IMAGE_MANIFEST_KIND: &str = "ImageManifest";
+
+/// `types.ValidOSArch` (§1.4): the os values appc knows, each with its arch values.
+const VALID_OS_ARCH: &[(&str, &[&str])] = &[
+    (
+        "linux",
+        &[
+            "amd64",
+            "i386",
+            "aarch64",
+            "aarch64_be",
+            "armv6l",
+            "armv7l",
+            "armv7b",
+            "ppc64",
+            "ppc64le",
+            "s390x",
+        ],
+    ),
+    ("freebsd", &["amd64", "i386", "arm"]),
+    ("darwin", &["x86_64", "i386"]),
+];
+
+/// Parses and validates an image manifest (§2.3): `acKind` is `ImageManifest`; `acVersion` is
+/// semver and not 0.0.0; `name` and label names are AC identifiers; labels are unique, none is
+/// called `name`, and os/arch are whitelisted; dependencies and annotations are checked too.
+pub fn parse_manifest(bytes: &[u8]) -> Result<ImageManifest, AciError> {
+    manifest_from_json(bytes).map_err(AciError::InvalidManifest)
+}
+
+fn manifest_from_json(bytes: &[u8]) -> Result<ImageManifest, String> {
+    let value: Value =
+        serde_json::from_slice(bytes).map_err(|error| format!("not valid JSON: {error}"))?;
+    // Unknown top-level keys are ignored, as Go's encoding/json (and so rkt) ignores them:
+    // later spec versions may add fields.
+    let fields = Fields::new(&value, "the manifest")?;
+
+    match fields.string("acKind")? {
+        Some(IMAGE_MANIFEST_KIND) => {}
+        Some(other) => {
+            return Err(format!(
+                "acKind is `{other}`, expected `{IMAGE_MANIFEST_KIND}`"
+            ));
+        }
+        None => {
+            return Err(format!(
+                "acKind is missing (expected `{IMAGE_MANIFEST_KIND}`)"
+            ));
+        }
+    }
+    let ac_version = fields.required_string("acVersion")?;
+    match parse_semver(ac_version) {
+        None => {
+            return Err(format!(
+                "acVersion `{ac_version}` is not a semantic version (MAJOR.MINOR.PATCH)"
+            ));
+        }
+        Some(SemVer::Zero) => return Err("acVersion 0.0.0 is not allowed".to_owned()),
+        Some(SemVer::Valid) => {}
+    }
+    let name = fields.required_string("name")?;
+    check_identifier(name, "name")?;
+    let labels = parse_labels(fields.array("labels")?, "labels")?;
+    let app = match fields.get("app")? {
+        None => None,
+        Some(app @ Value::Object(_)) => Some(app.clone()),
+        Some(_) => return Err("app is not an object".to_owned()),
+    };
+    let annotations = parse_annotations(fields.array("annotations")?)?;
+    let dependencies = fields
+        .array("dependencies")?
+        .iter()
+        .enumerate()
+        .map(|(index, value)| parse_dependency(value, index))
+        .collect::<Result<_, _>>()?;
+    let path_whitelist = fields
+        .array("pathWhitelist")?
+        .iter()
+        .map(|value| match value.as_str() {
+            Some(path) if path.starts_with('/') => Ok(path.to_owned()),
+            Some(path) => Err(format!(
+                "pathWhitelist entry `{path}` is not an absolute path"
+            )),
+            None => Err(format!("pathWhitelist entry {value} is not a string")),
+        })
+        .collect::<Result<_, _>>()?;
+    Ok(ImageManifest {
+        ac_version: ac_version.to_owned(),
+        name: name.to_owned(),
+        labels,
+        app,
+        annotations,
+        dependencies,
+        path_whitelist,
+    })
+}
+
+/// A JSON object's fields, looked up case-insensitively as Go's `encoding/json` does.
+struct Fields<'a> {
+    object: &'a Map<String, Value>,
+    what: &'a str,
+}
+
+impl<'a> Fields<'a> {
+    fn new(value: &'a Value, what: &'a str) -> Result<Fields<'a>, String> {
+        match value {
+            Value::Object(object) => Ok(Fields { object, what }),
+            other => Err(format!("{what} is {}, not an object", json_kind(other))),
+        }
+    }
+
+    /// The value of `key`, `None` when absent or `null`. Two keys that differ only in case are
+    /// refused: Go would silently keep the last, and other readers may keep the first.
+    fn get(&self, key: &str) -> Result<Option<&'a Value>, String> {
+        let mut matches = self
+            .object
+            .iter()
+            .filter(|(candidate, _)| candidate.eq_ignore_ascii_case(key));
+        let found = matches.next();
+        if let Some((second, _)) = matches.next() {
+            let first = found.map(|(k, _)| k.as_str()).unwrap_or_default();
+            return Err(format!(
+                "{} has both `{first}` and `{second}` (keys are case-insensitive)",
+                self.what
+            ));
+        }
+        Ok(found
+            .map(|(_, value)| value)
+            .filter(|value| !value.is_null()))
+    }
+
+    fn string(&self, key: &str) -> Result<Option<&'a str>, String> {
+        match self.get(key)? {
+            None => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(other) => Err(format!(
+                "{}: `{key}` is {}, not a string",
+                self.what,
+                json_kind(other)
+            )),
+        }
+    }
+
+    fn required_string(&self, key: &str) -> Result<&'a str, String> {
+        self.string(key)?
+            .ok_or_else(|| format!("{}: `{key}` is missing", self.what))
+    }
+
+    /// The array at `key`; absent or `null` is empty.
+    fn array(&self, key: &str) -> Result<&'a [Value], String> {
+        match self.get(key)? {
+            None => Ok(&[]),
+            Some(Value::Array(items)) => Ok(items),
+            Some(other) => Err(format!(
+                "{}: `{key}` is {}, not an array",
+                self.what,
+                json_kind(other)
+            )),
+        }
+    }
+}
+
+fn json_kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn check_identifier(value: &str, what: &str) -> Result<(), String> {
+    if is_ac_identifier(value) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} `{value}` is not an AC identifier (lowercase letters and digits joined by single `-._~/`, e.g. example.com/app)"
+        ))
+    }
+}
+
+/// A `[{name, value}]` list: names unique AC identifiers, values strings.
+fn parse_pairs(items: &[Value], what: &str) -> Result<Vec<(String, String)>, String> {
+    let mut pairs: Vec<(String, String)> = Vec::with_capacity(items.len());
+    for item in items {
+        let fields = Fields::new(item, what)?;
+        let name = fields.required_string("name")?;
+        check_identifier(name, &format!("{what} name"))?;
+        let value = fields.required_string("value")?;
+        if pairs.iter().any(|(seen, _)| seen == name) {
+            return Err(format!("{what}: `{name}` appears twice"));
+        }
+        pairs.push((name.to_owned(), value.to_owned()));
+    }
+    Ok(pairs)
+}
+
+fn parse_labels(items: &[Value], what: &str) -> Result<BTreeMap<String, String>, String> {
+    let labels: BTreeMap<String, String> = parse_pairs(items, what)?.into_iter().collect();
+    if labels.contains_key("name") {
+        return Err(format!(
+            "{what}: a label may not be called `name` (the name is a field of its own)"
+        ));
+    }
+    check_os_arch(&labels).map_err(|problem| format!("{what}: {problem}"))?;
+    Ok(labels)
+}
+
+/// Go's `IsValidOSArch`: an unknown os is refused; arch is checked only under a known os.
+fn check_os_arch(labels: &BTreeMap<String, String>) -> Result<(), String> {
+    let Some(os) = labels.get("os") else {
+        return Ok(());
+    };
+    let Some((_, arches)) = VALID_OS_ARCH.iter().find(|(known, _)| known == os) else {
+        let known: Vec<&str> = VALID_OS_ARCH.iter().map(|(os, _)| *os).collect();
+        return Err(format!("os `{os}` is not one of {}", known.join(", ")));
+    };
+    match labels.get("arch") {
+        Some(arch) if !arches.contains(&arch.as_str()) => Err(format!(
+            "arch `{arch}` is not valid for os {os} (one of {})",
+            arches.join(", ")
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn parse_annotations(items: &[Value]) -> Result<Vec<(String, String)>, String> {
+    let annotations = parse_pairs(items, "annotations")?;
+    for (name, value) in &annotations {
+        match name.as_str() {
+            "created" if !is_rfc3339(value) => {
+                return Err(format!(
+                    "annotation created `{value}` is not an RFC 3339 date (e.g. 2014-10-27T19:32:27Z)"
+                ));
+            }
+            "homepage" | "documentation" if !is_http_url(value) => {
+                return Err(format!("annotation {name} `{value}` is not an http(s) URL"));
+            }
+            _ => {}
+        }
+    }
+    Ok(annotations)
+}
+
+fn parse_dependency(value: &Value, index: usize) -> Result<Dependency, String> {
+    let what = format!("dependency {}", index + 1);
+    let fields = Fields::new(value, &what)?;
+    let image_name = fields.required_string("imageName")?;
+    check_identifier(image_name, &format!("{what} imageName"))?;
+    let image_id = fields
+        .string("imageID")?
+        .map(|id| {
+            if is_image_id_prefix(id) {
+                Ok(id.to_owned())
+            } else {
+                Err(format!(
+                    "{what} imageID `{id}` is not sha512- followed by up to 128 lowercase hex digits"
+                ))
+            }
+        })
+        .transpose()?;
+    let labels = parse_labels(fields.array("labels")?, &format!("{what} labels"))?;
+    let size = match fields.get("size")? {
+        None => None,
+        Some(size) => Some(
+            size.as_u64()
+                .ok_or_else(|| format!("{what} size {size} is not a whole number of bytes"))?,
+        ),
+    };
+    Ok(Dependency {
+        image_name: image_name.to_owned(),
+        image_id,
+        labels,
+        size,
+    })
+}
+
+/// Result of parsing a semantic version.
+enum SemVer {
+    /// 0.0.0 exactly, which appc refuses.
+    Zero,
+    Valid,
+}
+
+/// Semantic Versioning 2.0.0, strictly: no leading zeros, no `v` prefix, non-empty identifiers.
+fn parse_semver(s: &str) -> Option<SemVer> {
+    fn numeric(part: &str) -> Option<u64> {
+        let no_leading_zero = part == "0" || !part.starts_with('0');
+        let digits = !part.is_empty() && part.bytes().all(|b| b.is_ascii_digit());
+        (digits && no_leading_zero)
+            .then(|| part.parse().ok())
+            .flatten()
+    }
+    fn identifiers(s: &str, numeric_rule: bool) -> bool {
+        s.split('.').all(|id| {
+            let allowed =
+                !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
+            let is_number = id.bytes().all(|b| b.is_ascii_digit());
+            allowed && !(numeric_rule && is_number && id.len() > 1 && id.starts_with('0'))
+        })
+    }
+    let (rest, build) = match s.split_once('+') {
+        Some((rest, build)) => (rest, Some(build)),
+        None => (s, None),
+    };
+    let (core, pre) = match rest.split_once('-') {
+        Some((core, pre)) => (core, Some(pre)),
+        None => (rest, None),
+    };
+    let mut parts = core.split('.');
+    let (major, minor, patch) = (
+        numeric(parts.next()?)?,
+        numeric(parts.next()?)?,
+        numeric(parts.next()?)?,
+    );
+    if parts.next().is_some()
+        || !pre.is_none_or(|pre| identifiers(pre, true))
+        || !build.is_none_or(|build| identifiers(build, false))
+    {
+        return None;
+    }
+    if (major, minor, patch) == (0, 0, 0) && pre.is_none() && build.is_none() {
+        Some(SemVer::Zero)
+    } else {
+        Some(SemVer::Valid)
+    }
+}
+
+/// Go's `time.Parse(time.RFC3339, s)`: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)` with real dates.
+fn is_rfc3339(s: &str) -> bool {
+    fn number(s: &str, range: std::ops::RangeInclusive<u32>) -> Option<u32> {
+        let value = s
+            .bytes()
+            .all(|b| b.is_ascii_digit())
+            .then(|| s.parse().ok())??;
+        range.contains(&value).then_some(value)
+    }
+    let check = || -> Option<()> {
+        let (date, rest) = (s.get(..10)?, s.get(10..)?);
+        let (time, rest) = (rest.strip_prefix('T')?.get(..8)?, rest.get(9..)?);
+        let year = number(date.get(0..4)?, 0..=9999)?;
+        let month = number(date.get(5..7)?, 1..=12)?;
+        let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+        let days = match month {
+            2 if leap => 29,
+            2 => 28,
+            4 | 6 | 9 | 11 => 30,
+            _ => 31,
+        };
+        number(date.get(8..10)?, 1..=days)?;
+        (date.as_bytes()[4] == b'-' && date.as_bytes()[7] == b'-').then_some(())?;
+        number(time.get(0..2)?, 0..=23)?;
+        number(time.get(3..5)?, 0..=59)?;
+        number(time.get(6..8)?, 0..=59)?;
+        (time.as_bytes()[2] == b':' && time.as_bytes()[5] == b':').then_some(())?;
+        let zone = match rest.strip_prefix('.') {
+            Some(fraction) => {
+                let digits = fraction.bytes().take_while(u8::is_ascii_digit).count();
+                (digits > 0).then_some(&fraction[digits..])?
+            }
+            None => rest,
+        };
+        if zone == "Z" {
+            return Some(());
+        }
+        let offset = zone.strip_prefix(['+', '-'])?;
+        (offset.len() == 5 && offset.as_bytes()[2] == b':').then_some(())?;
+        number(&offset[0..2], 0..=23)?;
+        number(&offset[3..5], 0..=59)?;
+        Some(())
+    };
+    s.is_ascii() && check().is_some()
+}
+
+/// An http or https URL with a host, without spaces or control characters.
+fn is_http_url(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    let rest = lower
+        .strip_prefix("http://")
+        .or_else(|| lower.strip_prefix("https://"));
+    let host_present = rest.is_some_and(|rest| !rest.is_empty() && !rest.starts_with('/'));
+    host_present && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
+/// Checks that the manifest is the image that was asked for: the name must equal `name`, and
+/// every requested label must be present with the same value (extra manifest labels are fine).
+pub fn check_identity(
+    manifest: &ImageManifest,
+    name: &str,
+    requested: &BTreeMap<String, String>,
+) -> Result<(), AciError> {
+    if manifest.name != name {
+        return Err(AciError::NameMismatch {
+            requested: name.to_owned(),
+            actual: manifest.name.clone(),
+        });
+    }
+    let problems: Vec<String> = requested
+        .iter()
+        .filter_map(|(label, wanted)| match manifest.labels.get(label) {
+            Some(actual) if actual == wanted => None,
+            Some(actual) => Some(format!(
+                "requested label {label}={wanted} but the image has {label}={actual}"
+            )),
+            None => Some(format!(
+                "requested label {label}={wanted} but the image has no `{label}` label"
+            )),
+        })
+        .collect();
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AciError::LabelMismatch {
+            problems,
+            requested: requested.clone(),
+            available: manifest.labels.clone(),
+        })
+    }
+}
+
+/// True for an AC identifier: the spec's regex `^[a-z0-9]+([-._~/][a-z0-9]+)*$`, plus `~` at the
+/// start of a path component, which the spec's own examples use (`example.com/~bob/database`).
+///
+/// Stricter than Go's code, which allows `a//b` and `a/../b`: identifiers become paths.
+pub fn is_ac_identifier(s: &str) -> bool {
+    let mut previous: Option<u8> = None;
+    for b in s.bytes() {
+        let alphanumeric =
+            |b: Option<u8>| b.is_some_and(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9'));
+        let allowed = match b {
+            b'a'..=b'z' | b'0'..=b'9' => true,
+            b'~' if previous == Some(b'/') => true,
+            b'-' | b'.' | b'_' | b'~' | b'/' => alphanumeric(previous),
+            _ => false,
+        };
+        if !allowed {
+            return false;
+        }
+        previous = Some(b);
+    }
+    // Refuses the empty string and a trailing separator.
+    previous.is_some_and(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+}
+
+/// The host's os and arch in appc's names (linux/amd64 → `linux`, `amd64`; linux/arm64 →
+/// `aarch64`; 386 → `i386`; arm v7 → `armv7l`; darwin/amd64 → `x86_64`).
+pub fn host_os_arch() -> (String, String) {
+    let host = Platform::host();
+    appc_os_arch(&host.os, &host.architecture, host.variant.as_deref())
+}
+
+/// Maps an OCI-style platform (os, arch, variant) to appc's names, as Go's `ToAppcOSArch`;
+/// pairs appc has no name for come back normalised but otherwise unchanged.
+///
+/// The input is normalised first (so `x86_64`, `aarch64` and `i386` are accepted too), which
+/// makes `arm` without a variant `armv7l` (containerd's reading) where Go's GOARM default gave
+/// `armv6l`.
+pub fn appc_os_arch(os: &str, arch: &str, variant: Option<&str>) -> (String, String) {
+    let platform = Platform::new(os, arch, variant).normalized();
+    let os = platform.os.as_str();
+    let appc_arch = match (
+        os,
+        platform.architecture.as_str(),
+        platform.variant.as_deref(),
+    ) {
+        ("linux", "386", _) | ("freebsd", "386", _) | ("darwin", "386", _) => "i386",
+        ("linux", "arm64", _) => "aarch64",
+        ("linux", "arm", Some("v6")) => "armv6l",
+        ("linux", "arm", Some("v7")) => "armv7l",
+        ("freebsd", "arm", _) => "arm",
+        ("darwin", "amd64", _) => "x86_64",
+        (_, other, _) => other,
+    };
+    (os.to_owned(), appc_arch.to_owned())
+}
+
+const IMAGE_ID_PREFIX: &str = "sha512-";
+const IMAGE_ID_HEX_LEN: usize = 128;
+
+fn is_lower_hex(s: &str) -> bool {
+    s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// `sha512-` and 1 to 128 lowercase hex digits: how dependencies may name an image.
+fn is_image_id_prefix(s: &str) -> bool {
+    s.strip_prefix(IMAGE_ID_PREFIX)
+        .is_some_and(|hex| !hex.is_empty() && hex.len() <= IMAGE_ID_HEX_LEN && is_lower_hex(hex))
+}
+
+/// Checks a full image ID: `sha512-` + 128 lowercase hex digits (strict: IDs here are computed).
+pub fn parse_image_id(s: &str) -> Result<String, AciError> {
+    match s.strip_prefix(IMAGE_ID_PREFIX) {
+        Some(hex) if hex.len() == IMAGE_ID_HEX_LEN && is_lower_hex(hex) => Ok(s.to_owned()),
+        _ => Err(AciError::InvalidImageId {
+            id: s.to_owned(),
+            expected: "128 lowercase hex digits",
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    const MANIFEST: &str = r#"{
+        "acKind": "ImageManifest",
+        "acVersion": "0.8.11",
+        "name": "example.com/app",
+        "labels": [
+            {"name": "version", "value": "1.0.0"},
+            {"name": "os", "value": "linux"},
+            {"name": "arch", "value": "amd64"}
+        ]
+    }"#;
+
+    /// One tar entry, its path written raw into the header so that hostile paths can be built.
+    #[derive(Clone)]
+    struct Item {
+        path: Vec<u8>,
+        kind: u8,
+        data: Vec<u8>,
+        link: Vec<u8>,
+    }
+
+    fn item(path: &str, kind: u8, data: &[u8]) -> Item {
+        Item {
+            path: path.as_bytes().to_vec(),
+            kind,
+            data: data.to_vec(),
+            link: Vec::new(),
+        }
+    }
+
+    fn file(path: &str, data: &[u8]) -> Item {
+        item(path, b'0', data)
+    }
+
+    fn dir(path: &str) -> Item {
+        item(path, b'5', b"")
+    }
+
+    fn link(path: &str, kind: u8, target: &str) -> Item {
+        Item {
+            link: target.as_bytes().to_vec(),
+            ..item(path, kind, b"")
+        }
+    }
+
+    fn manifest() -> Item {
+        file("manifest", MANIFEST.as_bytes())
+    }
+
+    /// A GNU long-name header naming the entry after it.
+    fn long_name(path: &str) -> Item {
+        let mut data = path.as_bytes().to_vec();
+        data.push(0);
+        item("././@LongLink", b'L', &data)
+    }
+
+    /// A PAX header with these records.
+    fn pax(records: &[(&str, &[u8])]) -> Item {
+        let mut data = Vec::new();
+        for (key, value) in records {
+            let rest = key.len() + value.len() + 3;
+            let mut length = rest + 1;
+            while rest + length.to_string().len() != length {
+                length = rest + length.to_string().len();
+            }
+            data.extend_from_slice(format!("{length} {key}=").as_bytes());
+            data.extend_from_slice(value);
+            data.push(b'\n');
+        }
+        item("PaxHeaders/entry", b'x', &data)
+    }
+
+    /// Deterministic incompressible bytes.
+    fn noise(len: usize, mut seed: u64) -> Vec<u8> {
+        (0..len)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                seed as u8
+            })
+            .collect()
+    }
+
+    fn tar_of(items: &[Item]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for item in items {
+            let mut header = tar::Header::new_ustar();
+            let old = header.as_old_mut();
+            old.name[..item.path.len()].copy_from_slice(&item.path);
+            old.linkname[..item.link.len()].copy_from_slice(&item.link);
+            old.linkflag = [item.kind];
+            header.set_size(item.data.len() as u64);
+            header.set_mode(0o755);
+            header.set_mtime(1_700_000_000);
+            header.set_cksum();
+            builder
+                .append(&header, item.data.as_slice())
+                .expect("writing to a Vec");
+        }
+        builder.into_inner().expect("writing to a Vec")
+    }
+
+    /// A valid image whose 200 KiB binary spans several read buffers of every decoder.
+    fn image_items(manifest_first: bool) -> Vec<Item> {
+        let mut items = vec![
+            dir("rootfs"),
+            dir("rootfs/usr/"),
+            dir("rootfs/usr/bin"),
+            file("rootfs/usr/bin/app", &noise(200 * 1024, 7)),
+            file("rootfs/etc/motd", &b"hello\n".repeat(5000)),
+            link("rootfs/bin", b'2', "/usr/bin"),
+        ];
+        if manifest_first {
+            items.insert(0, manifest());
+        } else {
+            items.push(manifest());
+        }
+        items
+    }
+
+    fn image_tar() -> Vec<u8> {
+        let mut tar = tar_of(&image_items(false));
+        // GNU tar pads to a 10 KiB record: trailing zeros are part of the image ID.
+        tar.resize(tar.len().next_multiple_of(10240) + 10240, 0);
+        tar
+    }
+
+    fn gzip(data: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(data).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
+    }
+
+    fn bzip2(data: &[u8]) -> Vec<u8> {
+        let mut encoder = bzip2::write::BzEncoder::new(Vec::new(), bzip2::Compression::fast());
+        encoder.write_all(data).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
+    }
+
+    fn xz(data: &[u8]) -> Vec<u8> {
+        let options = lzma_rust2::XzOptions::with_preset(1);
+        let mut encoder = lzma_rust2::XzWriter::new(Vec::new(), options).expect("xz options");
+        encoder.write_all(data).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
+    }
+
+    fn zstd(data: &[u8]) -> Vec<u8> {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+    }
+
+    fn plain(data: &[u8]) -> Vec<u8> {
+        data.to_vec()
+    }
+
+    type Encoder = fn(&[u8]) -> Vec<u8>;
+
+    const ENCODERS: [(Compression, Encoder); 5] = [
+        (Compression::None, plain),
+        (Compression::Gzip, gzip),
+        (Compression::Bzip2, bzip2),
+        (Compression::Xz, xz),
+        (Compression::Zstd, zstd),
+    ];
+
+    /// The image ID as `sha512sum` computes it, without going through this module's hasher.
+    fn expected_id(tar: &[u8]) -> String {
+        format!("sha512-{}", hex::encode(sha2::Sha512::digest(tar)))
+    }
+
+    fn read(body: &[u8]) -> Result<AciInfo, AciError> {
+        read_aci(body, &Limits::default())
+    }
+
+    #[test]
+    fn image_id_is_the_sha512_of_the_uncompressed_tar() {
+        // Bytes after the end-of-archive blocks count too, also beyond what the tar reader
+        // buffers ahead.
+        let mut long_tail = image_tar();
+        long_tail.resize(long_tail.len() + 3 * READ_BUFFER, 0);
+        for tar in [image_tar(), long_tail] {
+            for (compression, encode) in ENCODERS {
+                let body = encode(&tar);
+                let info = read(&body).unwrap_or_else(|e| panic!("{compression}: {e}"));
+                assert_eq!(info.image_id, expected_id(&tar), "{compression}");
+                assert_eq!(info.compression, compression);
+                assert_eq!(info.uncompressed_size, tar.len() as u64, "{compression}");
+                assert_eq!(info.manifest.name, "example.com/app");
+                assert_eq!(info.manifest_bytes, MANIFEST.as_bytes());
+            }
+        }
+    }
+
+    #[test]
+    fn manifest_may_be_the_first_or_the_last_entry() {
+        for manifest_first in [true, false] {
+            let tar = tar_of(&image_items(manifest_first));
+            let info = read(&gzip(&tar)).expect("valid image");
+            assert_eq!(info.image_id, expected_id(&tar));
+            assert_eq!(info.manifest.labels["version"], "1.0.0");
+        }
+    }
+
+    #[test]
+    fn concatenated_streams_form_one_archive() {
+        let tar = image_tar();
+        let (first, second) = tar.split_at(tar.len() / 3);
+        // A zstd skippable frame (magic 0x184d2a5e, 3 bytes of payload) between the frames.
+        let skippable = [0x5e, 0x2a, 0x4d, 0x18, 3, 0, 0, 0, 1, 2, 3];
+        for (compression, encode) in ENCODERS.into_iter().skip(1) {
+            let mut body = encode(first);
+            if compression == Compression::Zstd {
+                body.extend_from_slice(&skippable);
+            }
+            body.extend(encode(second));
+            let info = read(&body).unwrap_or_else(|e| panic!("{compression}: {e}"));
+            assert_eq!(info.image_id, expected_id(&tar), "{compression}");
+        }
+    }
+
+    #[test]
+    fn detects_compression_by_magic_bytes() {
+        let mut tar_head = vec![0u8; 512];
+        tar_head[257..262].copy_from_slice(b"ustar");
+        let html = b"<!DOCTYPE html>\n<html><head><title>404 Not Found</title></head></html>";
+        let cases: Vec<(&str, Vec<u8>, Result<Compression, &str>)> = vec![
+            ("gzip", vec![0x1f, 0x8b, 8, 0], Ok(Compression::Gzip)),
+            ("bzip2", b"BZh91AY&SY".to_vec(), Ok(Compression::Bzip2)),
+            (
+                "xz",
+                vec![0xfd, b'7', b'z', b'X', b'Z', 0, 0, 4],
+                Ok(Compression::Xz),
+            ),
+            (
+                "zstd",
+                vec![0x28, 0xb5, 0x2f, 0xfd, 0x24],
+                Ok(Compression::Zstd),
+            ),
+            ("tar", tar_head.clone(), Ok(Compression::None)),
+            (
+                "tar, 263 bytes",
+                tar_head[..263].to_vec(),
+                Ok(Compression::None),
+            ),
+            (
+                "tar, 262 bytes",
+                tar_head[..262].to_vec(),
+                Err("only 262 bytes"),
+            ),
+            (
+                "html",
+                html.to_vec(),
+                Err("the body is HTML (an error page?), "),
+            ),
+            (
+                "json",
+                br#"{"errors":[]}"#.to_vec(),
+                Err("the body is JSON (an API error?), 13 bytes"),
+            ),
+            (
+                "text",
+                b"Not Found\n".to_vec(),
+                Err("the body is plain text, 10 bytes; an ACI is a tar archive"),
+            ),
+            ("bzip2 magic cut short", b"BZ".to_vec(), Err("plain text")),
+            ("empty", Vec::new(), Err("the body is empty")),
+            ("short binary", vec![0u8; 100], Err("only 100 bytes")),
+            (
+                "v7 tar (no ustar magic)",
+                vec![0u8; 512],
+                Err("unknown binary format, 512 bytes or more"),
+            ),
+            ("noise", noise(4096, 3), Err("unknown binary format")),
+        ];
+        for (name, head, expected) in cases {
+            match (detect_compression(&head), expected) {
+                (Ok(found), Ok(expected)) => assert_eq!(found, expected, "{name}"),
+                (Err(error), Err(expected)) => {
+                    let message = error.to_string();
+                    assert!(message.starts_with("not an ACI"), "{name}: {message}");
+                    assert!(message.contains(expected), "{name}: {message}");
+                }
+                (found, expected) => panic!("{name}: got {found:?}, expected {expected:?}"),
+            }
+        }
+        // What was found is described, never quoted: the body may be any file.
+        for secret in [
+            &b"root:$6$s3cr3tHash:19000:0:99999:7:::\n"[..],
+            b"<p>s3cr3tHash</p>",
+        ] {
+            let message = detect_compression(secret).expect_err("text").to_string();
+            assert!(!message.contains("s3cr3t"), "{message}");
+        }
+    }
+
+    #[test]
+    fn damaged_streams_are_corrupt_not_tar() {
+        let tar = image_tar();
+        for (compression, encode) in ENCODERS {
+            let body = encode(&tar);
+            let truncated = &body[..body.len() / 2];
+            let mut flipped = body.clone();
+            let middle = flipped.len() / 2;
+            for byte in &mut flipped[middle..middle + 4] {
+                *byte ^= 0x55;
+            }
+            let mut cases = vec![("truncated", truncated.to_vec())];
+            // Flipped bytes in a plain tar's file data only change the ID (tested below).
+            if compression != Compression::None {
+                cases.push(("flipped", flipped));
+            }
+            for (damage, damaged) in cases {
+                let error = read(&damaged).expect_err(damage);
+                match (compression, &error) {
+                    (Compression::None, AciError::NotTar { .. }) => {}
+                    (
+                        _,
+                        AciError::Corrupt {
+                            compression: c,
+                            detail,
+                        },
+                    ) if *c == compression => {
+                        if damage == "truncated" {
+                            assert_eq!(detail, "the stream ends early (a truncated download?)");
+                        }
+                    }
+                    _ => panic!("{compression} {damage}: {error:?}"),
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flipped_bytes_in_a_plain_tar_change_the_id() {
+        let tar = image_tar();
+        let mut flipped = tar.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 1;
+        let info = read(&flipped).expect("file data is not validated");
+        assert_ne!(info.image_id, expected_id(&tar));
+        assert_eq!(info.image_id, expected_id(&flipped));
+    }
+
+    #[test]
+    fn zstd_checksums_are_verified() {
+        let mut body = zstd(&image_tar());
+        let last = body.len() - 1;
+        body[last] ^= 1;
+        let error = read(&body).expect_err("checksum mismatch");
+        assert!(
+            error.to_string().contains("zstd frame checksum mismatch"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn non_tar_bodies_are_refused() {
+        let html = b"<html><body><h1>Service Unavailable</h1></body></html>\n".repeat(20);
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "html",
+                html.clone(),
+                "not an ACI: the body is HTML (an error page?), 512 bytes or more",
+            ),
+            (
+                "noise",
+                noise(100_000, 11),
+                "not an ACI: unknown binary format",
+            ),
+            (
+                "gzipped html",
+                gzip(&html),
+                "not an ACI: the decompressed gzip body is not a valid tar archive",
+            ),
+            (
+                "xz noise",
+                xz(&noise(10_000, 5)),
+                "not an ACI: the decompressed xz body is not a valid tar archive",
+            ),
+            ("gzipped nothing", gzip(b""), "the archive has no manifest"),
+        ];
+        for (name, body, expected) in cases {
+            let error = read(&body).expect_err(name);
+            assert!(error.to_string().starts_with(expected), "{name}: {error}");
+        }
+    }
+
+    /// A reader that fails after `len` bytes, like a dropped connection.
+    struct FailingAfter<'a>(&'a [u8]);
+
+    impl Read for FailingAfter<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.0.is_empty() {
+                return Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "connection reset",
+                ));
+            }
+            let len = buf.len().min(self.0.len()).min(1000);
+            buf[..len].copy_from_slice(&self.0[..len]);
+            self.0 = &self.0[len..];
+            Ok(len)
+        }
+    }
+
+    #[test]
+    fn a_failing_source_is_a_read_error_not_corruption() {
+        let tar = image_tar();
+        for (compression, encode) in ENCODERS {
+            let body = encode(&tar);
+            let error = read_aci(FailingAfter(&body[..body.len() / 2]), &Limits::default())
+                .expect_err("the source fails");
+            match &error {
+                AciError::Read(cause) => assert_eq!(cause.kind(), io::ErrorKind::ConnectionReset),
+                other => panic!("{compression}: {other:?}"),
+            }
+        }
+        let error = read_aci(FailingAfter(b""), &Limits::default()).expect_err("fails at once");
+        assert!(matches!(error, AciError::Read(_)), "{error:?}");
+    }
+
+    #[test]
+    fn layout_rules_are_enforced() {
+        let rootfs = || dir("rootfs");
+        let cases: Vec<(&str, Vec<Item>, &str)> = vec![
+            (
+                "no manifest",
+                vec![rootfs(), file("rootfs/a", b"a")],
+                "the archive has no manifest",
+            ),
+            (
+                "no rootfs entry",
+                vec![manifest(), file("rootfs/a", b"a")],
+                "the archive has no `rootfs` directory entry",
+            ),
+            (
+                "rootfs is a file",
+                vec![manifest(), file("rootfs", b"")],
+                "`rootfs` must be a directory, but the archive has a regular file",
+            ),
+            (
+                "manifest is a directory",
+                vec![rootfs(), dir("manifest")],
+                "`manifest` must be a regular file, but the archive has a directory",
+            ),
+            (
+                "manifest is a symlink",
+                vec![rootfs(), link("manifest", b'2', "rootfs/m")],
+                "`manifest` must be a regular file, but the archive has a symlink",
+            ),
+            (
+                "duplicate file",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    file("rootfs/a", b"1"),
+                    file("rootfs/a", b"2"),
+                ],
+                "duplicate entry `rootfs/a` in the archive",
+            ),
+            (
+                "duplicate spelled differently",
+                vec![manifest(), rootfs(), dir("rootfs/a"), dir("./rootfs//a/.")],
+                "duplicate entry `./rootfs//a/.` in the archive",
+            ),
+            (
+                "two manifests",
+                vec![manifest(), rootfs(), manifest()],
+                "duplicate entry `manifest` in the archive",
+            ),
+            (
+                "parent",
+                vec![manifest(), rootfs(), file("../x", b"")],
+                "entry `../x` escapes the image",
+            ),
+            (
+                "absolute",
+                vec![manifest(), rootfs(), file("/abs", b"")],
+                "entry `/abs` escapes the image",
+            ),
+            (
+                "parent inside rootfs",
+                vec![manifest(), rootfs(), file("rootfs/../manifest", b"")],
+                "entry `rootfs/../manifest` escapes the image",
+            ),
+            (
+                "lookalike prefix",
+                vec![manifest(), rootfs(), file("rootfsX/y", b"")],
+                "entry `rootfsX/y` is outside `rootfs/`",
+            ),
+            (
+                "other top level",
+                vec![manifest(), rootfs(), dir("etc")],
+                "entry `etc` is outside `rootfs/`",
+            ),
+            (
+                "hard link out",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    link("rootfs/l", b'1', "../etc/shadow"),
+                ],
+                "hard link `rootfs/l` points to `../etc/shadow`, outside `rootfs/`",
+            ),
+            (
+                "hard link to the manifest",
+                vec![manifest(), rootfs(), link("rootfs/l", b'1', "manifest")],
+                "hard link `rootfs/l` points to `manifest`",
+            ),
+            (
+                "GNU long name escapes",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    long_name(&format!("../{}", "x".repeat(200))),
+                    file("short", b""),
+                ],
+                "entry `../xxxxxxxx",
+            ),
+            (
+                "PAX path escapes",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    pax(&[("path", b"../pax")]),
+                    file("rootfs/benign", b""),
+                ],
+                "entry `../pax` escapes the image",
+            ),
+            (
+                "PAX size disagrees",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    pax(&[("size", b"5")]),
+                    file("rootfs/a", b"abc"),
+                ],
+                "entry `rootfs/a`: its PAX size disagrees with its tar header",
+            ),
+            (
+                "huge PAX header",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    pax(&[("comment", &vec![b'a'; 2 << 20])]),
+                    dir("rootfs/a"),
+                ],
+                "extended header (more than 1 MiB is refused)",
+            ),
+            (
+                "malformed PAX header",
+                vec![
+                    manifest(),
+                    rootfs(),
+                    item("PaxHeaders/x", b'x', b"99 path=x\n"),
+                    dir("rootfs/a"),
+                ],
+                "malformed PAX header",
+            ),
+            (
+                "dangling extended header",
+                vec![manifest(), rootfs(), long_name("rootfs/never")],
+                "extended header that describes no entry",
+            ),
+            (
+                "invalid manifest",
+                vec![file("manifest", b"{}"), rootfs()],
+                "invalid image manifest: acKind is missing",
+            ),
+        ];
+        for (name, items, expected) in cases {
+            let error = read(&tar_of(&items)).expect_err(name);
+            assert!(error.to_string().contains(expected), "{name}: {error}");
+        }
+    }
+
+    #[test]
+    fn accepted_layouts() {
+        let long = format!("rootfs/{}/file", "d".repeat(150));
+        let cases: Vec<(&str, Vec<Item>)> = vec![
+            (
+                "./ prefixes",
+                vec![
+                    dir("./"),
+                    dir("./rootfs/"),
+                    file("./rootfs/a", b"a"),
+                    file("./manifest", MANIFEST.as_bytes()),
+                ],
+            ),
+            (
+                "links inside rootfs",
+                vec![
+                    manifest(),
+                    dir("rootfs"),
+                    file("rootfs/a", b"a"),
+                    link("rootfs/hard", b'1', "./rootfs/a"),
+                    link("rootfs/abs", b'2', "/etc/passwd"),
+                    link("rootfs/up", b'2', "../../x"),
+                ],
+            ),
+            (
+                "GNU long name and PAX path inside rootfs",
+                vec![
+                    manifest(),
+                    dir("rootfs"),
+                    long_name(&long),
+                    file("truncated", b"x"),
+                    pax(&[("path", format!("{long}2").as_bytes()), ("size", b"1")]),
+                    file("rootfs/short", b"y"),
+                ],
+            ),
+            (
+                "PAX global header",
+                vec![
+                    pax(&[("comment", b"git")]).kind_as(b'g'),
+                    manifest(),
+                    dir("rootfs"),
+                ],
+            ),
+            ("v7 directory", vec![manifest(), item("rootfs/", 0, b"")]),
+            (
+                "devices and fifos",
+                vec![
+                    manifest(),
+                    dir("rootfs"),
+                    item("rootfs/null", b'3', b""),
+                    item("rootfs/fifo", b'6', b""),
+                ],
+            ),
+        ];
+        for (name, items) in cases {
+            let tar = tar_of(&items);
+            let info = read(&tar).unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(info.image_id, expected_id(&tar), "{name}");
+        }
+    }
+
+    impl Item {
+        fn kind_as(self, kind: u8) -> Item {
+            Item { kind, ..self }
+        }
+    }
+
+    #[test]
+    fn limits_are_enforced() {
+        let tar = image_tar();
+        let exact = Limits {
+            max_uncompressed: tar.len() as u64,
+            ..Limits::default()
+        };
+        for (compression, encode) in ENCODERS {
+            let body = encode(&tar);
+            read_aci(body.as_slice(), &exact).unwrap_or_else(|e| panic!("{compression}: {e}"));
+            let one_less = Limits {
+                max_uncompressed: tar.len() as u64 - 1,
+                ..Limits::default()
+            };
+            let error = read_aci(body.as_slice(), &one_less).expect_err("over the cap");
+            assert!(
+                matches!(error, AciError::TooLarge { .. }),
+                "{compression}: {error:?}"
+            );
+        }
+
+        let small = |limits: Limits| move |body: &[u8]| read_aci(body, &limits);
+        let manifest_message = format!(
+            "the manifest is {} bytes, more than the 100 bytes limit: refused",
+            MANIFEST.len()
+        );
+        let cases: Vec<(&str, Result<AciInfo, AciError>, &str)> = vec![
+            (
+                "manifest",
+                small(Limits {
+                    max_manifest: 100,
+                    ..Limits::default()
+                })(&tar),
+                &manifest_message,
+            ),
+            (
+                "entries",
+                small(Limits {
+                    max_entries: 3,
+                    ..Limits::default()
+                })(&tar),
+                "the archive has more than 3 entries: refused",
+            ),
+            (
+                "xz dictionary",
+                small(Limits {
+                    max_window: 64 << 10,
+                    ..Limits::default()
+                })(&xz(&tar)),
+                "the xz stream needs a decoder window over 64 KiB: refused",
+            ),
+            (
+                "zstd window",
+                small(Limits {
+                    max_window: 1 << 10,
+                    ..Limits::default()
+                })(&zstd(&tar)),
+                "the zstd stream needs a decoder window over 1 KiB: refused",
+            ),
+            (
+                "gzip bomb",
+                small(Limits {
+                    max_uncompressed: 1 << 20,
+                    ..Limits::default()
+                })(&gzip(&tar_of(&[
+                    manifest(),
+                    dir("rootfs"),
+                    file("rootfs/zeros", &vec![0; 64 << 20]),
+                ]))),
+                "more than 1 MiB uncompressed: refused",
+            ),
+        ];
+        for (name, result, expected) in cases {
+            let error = result.expect_err(name);
+            assert_eq!(
+                error.to_string().split(" (").next(),
+                expected.split(" (").next(),
+                "{name}"
+            );
+            assert!(error.to_string().starts_with(expected), "{name}: {error}");
+        }
+    }
+
+    /// A manifest like the spec's `examples/image.json`, with every field this module reads.
+    const FULL_MANIFEST: &str = r#"{
+        "acKind": "ImageManifest",
+        "acVersion": "0.8.11",
+        "name": "example.com/reduce-worker",
+        "labels": [
+            {"name": "version", "value": "1.0.0"},
+            {"name": "arch", "value": "amd64"},
+            {"name": "os", "value": "linux"}
+        ],
+        "app": {
+            "exec": ["/usr/bin/reduce-worker", "--quiet"],
+            "user": "100",
+            "group": "300",
+            "supplementaryGids": [400, 500],
+            "eventHandlers": [{"exec": ["/usr/bin/data-downloader"], "name": "pre-start"}],
+            "workingDirectory": "/opt/work",
+            "environment": [{"name": "REDUCE_WORKER_DEBUG", "value": "true"}],
+            "mountPoints": [{"name": "work", "path": "/var/lib/work", "readOnly": false}],
+            "ports": [{"name": "health", "port": 4000, "protocol": "tcp", "socketActivated": true}]
+        },
+        "dependencies": [
+            {
+                "imageName": "example.com/reduce-worker-base",
+                "imageID": "sha512-8d3fffddf79e9a232ffd19f9ccaa4d6b37a6a243dbe0f23137b108a043d9da13121a9b505c804956b22e93c7f93969f4a7ba8ddea45bf4aab0bebc8f814e0990",
+                "labels": [
+                    {"name": "os", "value": "linux"},
+                    {"name": "env", "value": "canary"}
+                ],
+                "size": 7340032
+            },
+            {"imageName": "example.com/tools"}
+        ],
+        "pathWhitelist": [
+            "/etc/ca/example.com/crt",
+            "/usr/bin/map-reduce-worker",
+            "/opt/libs/reduce-toolkit.so",
+            "/etc/reduce-worker.conf",
+            "/etc/systemd/system/"
+        ],
+        "annotations": [
+            {"name": "authors", "value": "Carly Container <carly@example.com>"},
+            {"name": "created", "value": "2014-10-27T19:32:27.67021798Z"},
+            {"name": "documentation", "value": "https://example.com/docs"},
+            {"name": "homepage", "value": "https://example.com"},
+            {"name": "appc.io/executor/supports-systemd-notify", "value": "true"}
+        ],
+        "futureField": {"ignored": true}
+    }"#;
+
+    #[test]
+    fn parses_a_full_manifest() {
+        let manifest = parse_manifest(FULL_MANIFEST.as_bytes()).expect("valid manifest");
+        assert_eq!(manifest.ac_version, "0.8.11");
+        assert_eq!(manifest.name, "example.com/reduce-worker");
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        assert_eq!(
+            manifest.labels,
+            labels(&[("arch", "amd64"), ("os", "linux"), ("version", "1.0.0")])
+        );
+        let app = manifest.app.as_ref().expect("app present");
+        assert_eq!(app["exec"][0], "/usr/bin/reduce-worker");
+        assert_eq!(app["supplementaryGids"][1], 500);
+        assert_eq!(
+            manifest.dependencies,
+            vec![
+                Dependency {
+                    image_name: "example.com/reduce-worker-base".into(),
+                    image_id: Some("sha512-8d3fffddf79e9a232ffd19f9ccaa4d6b37a6a243dbe0f23137b108a043d9da13121a9b505c804956b22e93c7f93969f4a7ba8ddea45bf4aab0bebc8f814e0990".into()),
+                    labels: labels(&[("env", "canary"), ("os", "linux")]),
+                    size: Some(7_340_032),
+                },
+                Dependency {
+                    image_name: "example.com/tools".into(),
+                    image_id: None,
+                    labels: BTreeMap::new(),
+                    size: None,
+                },
+            ]
+        );
+        assert_eq!(manifest.path_whitelist.len(), 5);
+        assert_eq!(manifest.path_whitelist[4], "/etc/systemd/system/");
+        let names: Vec<&str> = manifest
+            .annotations
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "authors",
+                "created",
+                "documentation",
+                "homepage",
+                "appc.io/executor/supports-systemd-notify"
+            ]
+        );
+        assert_eq!(manifest.annotations[1].1, "2014-10-27T19:32:27.67021798Z");
+    }
+
+    #[test]
+    fn manifest_keys_are_case_insensitive() {
+        let manifest = parse_manifest(
+            br#"{"ACKIND": "ImageManifest", "ackind_not": 1, "AcVersion": "0.8.11", "NAME": "app",
+                "Labels": [{"NAME": "os", "vAlUe": "linux"}],
+                "dependencies": [{"imagename": "base", "IMAGEID": "sha512-abc", "SIZE": 1}],
+                "pathwhitelist": ["/x"], "ANNOTATIONS": [{"Name": "authors", "Value": "me"}]}"#,
+        )
+        .expect("keys in any case");
+        assert_eq!(manifest.name, "app");
+        assert_eq!(manifest.labels["os"], "linux");
+        assert_eq!(manifest.dependencies[0].image_name, "base");
+        assert_eq!(
+            manifest.dependencies[0].image_id.as_deref(),
+            Some("sha512-abc")
+        );
+        assert_eq!(manifest.dependencies[0].size, Some(1));
+        assert_eq!(manifest.path_whitelist, ["/x"]);
+        assert_eq!(
+            manifest.annotations,
+            [("authors".to_owned(), "me".to_owned())]
+        );
+    }
+
+    #[test]
+    fn invalid_manifests_are_refused() {
+        let with = |fields: &str| {
+            format!(
+                r#"{{"acKind": "ImageManifest", "acVersion": "0.8.11", "name": "app"{fields}}}"#
+            )
+        };
+        let label =
+            |name: &str, value: &str| format!(r#"{{"name": "{name}", "value": "{value}"}}"#);
+        let cases: Vec<(&str, String, &str)> = vec![
+            ("not json", "{".into(), "not valid JSON"),
+            ("not an object", "[]".into(), "the manifest is an array, not an object"),
+            ("no acKind", r#"{"acVersion": "0.8.11", "name": "app"}"#.into(), "acKind is missing"),
+            (
+                "bad acKind",
+                r#"{"acKind": "PodManifest", "acVersion": "0.8.11", "name": "app"}"#.into(),
+                "acKind is `PodManifest`, expected `ImageManifest`",
+            ),
+            (
+                "acKind twice",
+                r#"{"acKind": "ImageManifest", "ACKIND": "ImageManifest", "acVersion": "0.8.11", "name": "app"}"#.into(),
+                "the manifest has both `acKind` and `ACKIND`",
+            ),
+            ("no version", r#"{"acKind": "ImageManifest", "name": "app"}"#.into(), "`acVersion` is missing"),
+            (
+                "zero version",
+                r#"{"acKind": "ImageManifest", "acVersion": "0.0.0", "name": "app"}"#.into(),
+                "acVersion 0.0.0 is not allowed",
+            ),
+            (
+                "bad version",
+                r#"{"acKind": "ImageManifest", "acVersion": "v1.0", "name": "app"}"#.into(),
+                "acVersion `v1.0` is not a semantic version",
+            ),
+            (
+                "numeric version",
+                r#"{"acKind": "ImageManifest", "acVersion": 1, "name": "app"}"#.into(),
+                "`acVersion` is a number, not a string",
+            ),
+            ("no name", r#"{"acKind": "ImageManifest", "acVersion": "0.8.11"}"#.into(), "`name` is missing"),
+            ("uppercase name", with("").replace("\"app\"", "\"BAR\""), "name `BAR` is not an AC identifier"),
+            ("absolute name", with("").replace("\"app\"", "\"/app\""), "name `/app` is not an AC identifier"),
+            ("trailing slash", with("").replace("\"app\"", "\"app/\""), "name `app/` is not an AC identifier"),
+            ("leading dash", with("").replace("\"app\"", "\"-app\""), "name `-app` is not an AC identifier"),
+            ("double slash", with("").replace("\"app\"", "\"a//b\""), "name `a//b` is not an AC identifier"),
+            (
+                "duplicate label",
+                with(&format!(r#", "labels": [{}, {}]"#, label("version", "1"), label("version", "2"))),
+                "labels: `version` appears twice",
+            ),
+            (
+                "label called name",
+                with(&format!(r#", "labels": [{}]"#, label("name", "x"))),
+                "a label may not be called `name`",
+            ),
+            (
+                "bad label name",
+                with(&format!(r#", "labels": [{}]"#, label("Version", "1"))),
+                "labels name `Version` is not an AC identifier",
+            ),
+            (
+                "label without value",
+                with(r#", "labels": [{"name": "version"}]"#),
+                "`value` is missing",
+            ),
+            (
+                "unknown os",
+                with(&format!(r#", "labels": [{}]"#, label("os", "plan9"))),
+                "os `plan9` is not one of linux, freebsd, darwin",
+            ),
+            (
+                "arch for another os",
+                with(&format!(r#", "labels": [{}, {}]"#, label("os", "darwin"), label("arch", "amd64"))),
+                "arch `amd64` is not valid for os darwin",
+            ),
+            (
+                "go arch name",
+                with(&format!(r#", "labels": [{}, {}]"#, label("os", "linux"), label("arch", "arm64"))),
+                "arch `arm64` is not valid for os linux",
+            ),
+            ("app not an object", with(r#", "app": []"#), "app is not an object"),
+            (
+                "dependency without name",
+                with(r#", "dependencies": [{"imageID": "sha512-abc"}]"#),
+                "dependency 1: `imageName` is missing",
+            ),
+            (
+                "dependency with bad name",
+                with(r#", "dependencies": [{"imageName": "Base"}]"#),
+                "dependency 1 imageName `Base` is not an AC identifier",
+            ),
+            (
+                "dependency with example imageID",
+                with(r#", "dependencies": [{"imageName": "base", "imageID": "sha512-..."}]"#),
+                "dependency 1 imageID `sha512-...` is not sha512-",
+            ),
+            (
+                "dependency with sha256 imageID",
+                with(r#", "dependencies": [{"imageName": "base", "imageID": "sha256-abc"}]"#),
+                "imageID `sha256-abc`",
+            ),
+            (
+                "dependency with uppercase imageID",
+                with(r#", "dependencies": [{"imageName": "base", "imageID": "sha512-ABC"}]"#),
+                "imageID `sha512-ABC`",
+            ),
+            (
+                "dependency with a bad label",
+                with(r#", "dependencies": [{"imageName": "base", "labels": [{"name": "os", "value": "beos"}]}]"#),
+                "dependency 1 labels: os `beos`",
+            ),
+            (
+                "dependency with a negative size",
+                with(r#", "dependencies": [{"imageName": "base", "size": -1}]"#),
+                "dependency 1 size -1 is not a whole number",
+            ),
+            ("relative whitelist", with(r#", "pathWhitelist": ["etc/x"]"#), "`etc/x` is not an absolute path"),
+            (
+                "duplicate annotation",
+                with(r#", "annotations": [{"name": "a", "value": "1"}, {"name": "a", "value": "2"}]"#),
+                "annotations: `a` appears twice",
+            ),
+            (
+                "bad created",
+                with(r#", "annotations": [{"name": "created", "value": "2014-02-30T00:00:00Z"}]"#),
+                "annotation created `2014-02-30T00:00:00Z` is not an RFC 3339 date",
+            ),
+            (
+                "bad homepage",
+                with(r#", "annotations": [{"name": "homepage", "value": "ftp://example.com"}]"#),
+                "annotation homepage `ftp://example.com` is not an http(s) URL",
+            ),
+            ("labels not a list", with(r#", "labels": {"os": "linux"}"#), "`labels` is an object, not an array"),
+        ];
+        for (name, json, expected) in cases {
+            let error = parse_manifest(json.as_bytes()).expect_err(name);
+            assert!(matches!(error, AciError::InvalidManifest(_)), "{name}");
+            let message = error.to_string();
+            assert!(
+                message.starts_with("invalid image manifest: "),
+                "{name}: {message}"
+            );
+            assert!(message.contains(expected), "{name}: {message}");
+        }
+    }
+
+    #[test]
+    fn null_and_empty_optional_fields_are_absent() {
+        let manifest = parse_manifest(
+            br#"{"acKind": "ImageManifest", "acVersion": "1.0.0-rc.1+build.5", "name": "app",
+                "labels": null, "app": null, "dependencies": [], "pathWhitelist": null}"#,
+        )
+        .expect("null means absent");
+        assert!(manifest.labels.is_empty() && manifest.app.is_none());
+        assert!(manifest.dependencies.is_empty() && manifest.path_whitelist.is_empty());
+    }
+
+    #[test]
+    fn semantic_versions() {
+        for good in [
+            "0.8.11",
+            "1.0.0",
+            "0.0.1",
+            "0.0.0-alpha",
+            "1.2.3-rc.1+build.007",
+            "10.20.30-0a",
+        ] {
+            assert!(matches!(parse_semver(good), Some(SemVer::Valid)), "{good}");
+        }
+        assert!(matches!(parse_semver("0.0.0"), Some(SemVer::Zero)));
+        for bad in [
+            "",
+            "1",
+            "1.2",
+            "1.2.3.4",
+            "v1.2.3",
+            "01.2.3",
+            "1.2.3-",
+            "1.2.3-01",
+            "1.2.3+",
+            "1.2.3-a..b",
+            "1.2.x",
+        ] {
+            assert!(parse_semver(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rfc3339_dates() {
+        for good in [
+            "2014-10-27T19:32:27Z",
+            "2014-10-27T19:32:27.67021798Z",
+            "2016-02-29T00:00:00+01:00",
+            "2000-02-29T23:59:59-23:59",
+        ] {
+            assert!(is_rfc3339(good), "{good}");
+        }
+        for bad in [
+            "",
+            "2014-10-27",
+            "2014-10-27 19:32:27Z",
+            "2014-10-27t19:32:27Z",
+            "2014-10-27T19:32:27",
+            "2014-13-01T00:00:00Z",
+            "2015-02-29T00:00:00Z",
+            "1900-02-29T00:00:00Z",
+            "2014-10-27T24:00:00Z",
+            "2014-10-27T19:32:60Z",
+            "2014-10-27T19:32:27.Z",
+            "2014-10-27T19:32:27+0100",
+            "2014-10-27T19:32:27+24:00",
+            "2014-10-27T19:32:27Zjunk",
+        ] {
+            assert!(!is_rfc3339(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn checks_name_and_requested_labels() {
+        let manifest = parse_manifest(MANIFEST.as_bytes()).expect("valid manifest");
+        let labels = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect()
+        };
+        // (case, requested name, requested labels, expected error)
+        type Case<'a> = (&'a str, &'a str, BTreeMap<String, String>, Option<&'a str>);
+        let cases: Vec<Case> = vec![
+            (
+                "exact",
+                "example.com/app",
+                labels(&[("version", "1.0.0"), ("os", "linux"), ("arch", "amd64")]),
+                None,
+            ),
+            ("no labels requested", "example.com/app", labels(&[]), None),
+            (
+                "extra manifest labels are fine",
+                "example.com/app",
+                labels(&[("os", "linux")]),
+                None,
+            ),
+            (
+                "name",
+                "example.com/other",
+                labels(&[]),
+                Some("manifest name is `example.com/app`, but `example.com/other` was requested"),
+            ),
+            (
+                "prefix of the name",
+                "example.com/ap",
+                labels(&[]),
+                Some("manifest name is `example.com/app`, but `example.com/ap` was requested"),
+            ),
+            (
+                "different value",
+                "example.com/app",
+                labels(&[("version", "2.0.0")]),
+                Some(
+                    "requested label version=2.0.0 but the image has version=1.0.0; requested version=2.0.0, the image has arch=amd64,os=linux,version=1.0.0",
+                ),
+            ),
+            (
+                "missing label",
+                "example.com/app",
+                labels(&[("env", "prod"), ("os", "linux")]),
+                Some(
+                    "requested label env=prod but the image has no `env` label; requested env=prod,os=linux",
+                ),
+            ),
+            (
+                "latest is a real value",
+                "example.com/app",
+                labels(&[("version", "latest"), ("arch", "arm64")]),
+                Some(
+                    "requested label arch=arm64 but the image has arch=amd64; requested label version=latest but the image has version=1.0.0",
+                ),
+            ),
+        ];
+        for (name, wanted_name, wanted_labels, expected) in cases {
+            let result = check_identity(&manifest, wanted_name, &wanted_labels);
+            match (result, expected) {
+                (Ok(()), None) => {}
+                (Err(error), Some(expected)) => {
+                    assert!(error.to_string().starts_with(expected), "{name}: {error}")
+                }
+                (result, expected) => panic!("{name}: got {result:?}, expected {expected:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn ac_identifiers_follow_the_spec_regex() {
+        for good in [
+            "asdf",
+            "zab_rab_oof",
+            "my~database",
+            "example.com/~bob/database",
+            "sub-domain.example.com/org/product/~alice/release-1.0.0",
+            "a",
+            "0",
+        ] {
+            assert!(is_ac_identifier(good), "{good}");
+        }
+        for bad in [
+            "",
+            "BAR",
+            "foo#",
+            "EXAMPLE.com",
+            "/app",
+            "app/",
+            "-app",
+            "app.",
+            "_app",
+            "~app",
+            "a//b",
+            "a/../b",
+            "a--b",
+            "a b",
+            "ä",
+            "a/~",
+            "a/~~b",
+            "a/~/b",
+            "a-~b",
+        ] {
+            assert!(!is_ac_identifier(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn maps_platforms_to_appc_names() {
+        let cases = [
+            (("linux", "amd64", None), ("linux", "amd64")),
+            (("linux", "386", None), ("linux", "i386")),
+            (("linux", "arm64", None), ("linux", "aarch64")),
+            (("linux", "arm64", Some("v8")), ("linux", "aarch64")),
+            (("linux", "arm", Some("v6")), ("linux", "armv6l")),
+            (("linux", "arm", Some("v7")), ("linux", "armv7l")),
+            (("linux", "arm", None), ("linux", "armv7l")),
+            (("linux", "ppc64le", None), ("linux", "ppc64le")),
+            (("linux", "s390x", None), ("linux", "s390x")),
+            (("freebsd", "amd64", None), ("freebsd", "amd64")),
+            (("freebsd", "386", None), ("freebsd", "i386")),
+            (("freebsd", "arm", Some("v6")), ("freebsd", "arm")),
+            (("darwin", "amd64", None), ("darwin", "x86_64")),
+            (("darwin", "386", None), ("darwin", "i386")),
+            // appc and uname spellings map to themselves.
+            (("linux", "x86_64", None), ("linux", "amd64")),
+            (("linux", "aarch64", None), ("linux", "aarch64")),
+            (("linux", "i386", None), ("linux", "i386")),
+            (("macos", "x86_64", None), ("darwin", "x86_64")),
+            // No appc name: normalised, otherwise unchanged.
+            (("linux", "riscv64", None), ("linux", "riscv64")),
+            (("windows", "amd64", None), ("windows", "amd64")),
+        ];
+        for ((os, arch, variant), (appc_os, appc_arch)) in cases {
+            assert_eq!(
+                appc_os_arch(os, arch, variant),
+                (appc_os.to_owned(), appc_arch.to_owned()),
+                "{os}/{arch}/{variant:?}"
+            );
+        }
+        if cfg!(all(target_os = "linux", target_arch = "x86_64")) {
+            assert_eq!(host_os_arch(), ("linux".to_owned(), "amd64".to_owned()));
+        }
+        if cfg!(all(target_os = "linux", target_arch = "aarch64")) {
+            assert_eq!(host_os_arch(), ("linux".to_owned(), "aarch64".to_owned()));
+        }
+    }
+
+    #[test]
+    fn image_ids_are_full_sha512() {
+        let id = expected_id(b"");
+        assert_eq!(parse_image_id(&id).expect("computed ID"), id);
+        for bad in [
+            "sha512-".to_owned(),
+            "sha512-abc".to_owned(),
+            id.to_uppercase(),
+            id.replace("sha512-", "sha256-"),
+            id.replace("sha512-", "sha512:"),
+            format!("{id}0"),
+            id[..id.len() - 1].to_owned(),
+        ] {
+            let error = parse_image_id(&bad).expect_err(&bad);
+            assert!(
+                error.to_string().ends_with(
+                    "is not an image ID: expected sha512- followed by 128 lowercase hex digits"
+                ),
+                "{error}"
+            );
+        }
+    }
+
+    #[test]
+    fn error_messages_read_well() {
+        let cases = [
+            (
+                AciError::EscapingEntry {
+                    path: "../x".into(),
+                },
+                "entry `../x` escapes the image",
+            ),
+            (
+                AciError::TooLarge {
+                    limit: DEFAULT_MAX_UNCOMPRESSED,
+                },
+                "more than 8 GiB uncompressed: refused (a decompression bomb, or a limit too low)",
+            ),
+            (
+                AciError::Corrupt {
+                    compression: Compression::Gzip,
+                    detail: "invalid gzip header".into(),
+                },
+                "corrupt gzip stream: invalid gzip header",
+            ),
+            (
+                AciError::NotTar {
+                    compression: Compression::None,
+                    detail: "x".into(),
+                },
+                "not an ACI: the body is not a valid tar archive: x",
+            ),
+            (AciError::NoManifest, "the archive has no manifest"),
+        ];
+        for (error, expected) in cases {
+            assert_eq!(error.to_string(), expected);
+        }
+    }
+
+    #[test]
+    fn an_archive_expanding_past_the_ratio_cap_is_refused() {
+        // 80 MiB of zeros in one file: bzip2 squeezes it thousands of times,
+        // past MAX_RATIO once the first RATIO_GRACE bytes are out.
+        let zeros = vec![0u8; 80 << 20];
+        let archive = tar_of(&[dir("rootfs"), file("rootfs/zeros", &zeros), manifest()]);
+        let error = read_aci(&bzip2(&archive)[..], &Limits::default()).expect_err("refused");
+        assert!(error.to_string().contains("decompression bomb"), "{error}");
+        // The same file gzip-compressed stays under the cap (deflate tops out near 1030:1).
+        assert!(read_aci(&gzip(&archive)[..], &Limits::default()).is_ok());
+    }
+}

@@ -1,0 +1,122 @@
+//! The lock to compare against in `imagelock diff`: another lock file, or the
+//! lock as committed in a git revision (`git show REV:./images.lock`, run in
+//! the lock's directory so the path is resolved relative to it).
+//!
+//! Git is run as a subprocess (the user's git, with their configuration);
+//! nothing here writes anything.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::errors::hinted;
+use crate::project::lockfile::{LOCK_FILE, Lock};
+
+/// The old side of a diff.
+#[derive(Debug)]
+pub struct OldLock {
+    /// How to name it in messages: `HEAD:images.lock` or the file's path.
+    pub label: String,
+    /// The lock (empty when the revision has no lock file).
+    pub lock: Lock,
+    /// Set when the revision has no lock file at that path.
+    pub absent: bool,
+}
+
+/// Reads the lock to compare `lock_path` against: `against` as a file when
+/// such a file exists, else as a git revision (default `HEAD`).
+pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLock> {
+    if let Some(file) = against.map(Path::new).filter(|p| p.is_file()) {
+        let lock = Lock::load(file)?.unwrap_or_default();
+        return Ok(OldLock {
+            label: file.display().to_string(),
+            lock,
+            absent: false,
+        });
+    }
+    let rev = against.unwrap_or("HEAD");
+    let dir = match lock_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = lock_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(LOCK_FILE);
+    let label = format!("{rev}:{file_name}");
+    let spec = format!("{rev}:./{file_name}");
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["show", "--no-textconv", &spec])
+        .output();
+    let output = match output {
+        Ok(o) => o,
+        Err(e) => {
+            return Err(hinted(
+                format!("cannot run git to read {label}: {e}"),
+                "install git, or compare with a lock file: `imagelock diff OTHER.lock`",
+            ));
+        }
+    };
+    if output.status.success() {
+        let text = String::from_utf8(output.stdout)
+            .map_err(|_| anyhow::anyhow!("{label} is not UTF-8 text"))?;
+        let lock = Lock::parse(Path::new(&label), &text)?;
+        return Ok(OldLock {
+            label,
+            lock,
+            absent: false,
+        });
+    }
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let stderr = stderr.trim();
+    if stderr.contains("not a git repository") {
+        return Err(hinted(
+            format!(
+                "{} is not in a git repository, so there is no {label} to compare with",
+                lock_path.display()
+            ),
+            "compare with another lock file instead: `imagelock diff OTHER.lock`",
+        ));
+    }
+    // "exists on disk, but not in 'REV'" / "does not exist in 'REV'": the revision is
+    // fine and simply has no lock yet, so every image is new.
+    if stderr.contains("exists on disk, but not in") || stderr.contains("does not exist in") {
+        return Ok(OldLock {
+            label,
+            lock: Lock::default(),
+            absent: true,
+        });
+    }
+    Err(hinted(
+        format!("cannot read {label} with git: {stderr}"),
+        format!(
+            "`{rev}` is neither a file nor a git revision: give a commit or branch (`HEAD~1`, `main`) or the path of a lock file"
+        ),
+    ))
+}
+
+/// The two sides of a lock that a git merge (or rebase, cherry-pick) left
+/// conflicted, as committed: index stages 2 ("ours") and 3 ("theirs").
+/// `None` when git is unavailable or the lock is not in a conflicted merge.
+pub fn merge_stages(lock_path: &Path) -> Option<(String, String)> {
+    let dir = match lock_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let file_name = lock_path.file_name()?.to_str()?;
+    let stage = |n: u8| -> Option<String> {
+        let output = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["show", "--no-textconv", &format!(":{n}:./{file_name}")])
+            .output()
+            .ok()?;
+        output
+            .status
+            .success()
+            .then(|| String::from_utf8(output.stdout).ok())
+            .flatten()
+    };
+    Some((stage(2)?, stage(3)?))
+}

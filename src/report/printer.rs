@@ -1,0 +1,238 @@
+//! Output: data to stdout (`--json`), status and progress to stderr.
+//!
+//! Everything the commands print goes through a [`Printer`], so `-q`, `--json`
+//! and non-TTY runs behave the same everywhere.
+
+use std::io::{IsTerminal, Write};
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::errors::Hinted;
+use crate::progress::Reporter;
+use crate::project::lockfile::Blob;
+
+/// How chatty to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Summaries.
+    Normal,
+    /// Per-image detail.
+    Verbose,
+}
+
+/// Decides what goes where.
+#[derive(Debug, Clone, Copy)]
+pub struct Printer {
+    /// How chatty.
+    pub verbosity: Verbosity,
+    /// Whether stdout carries JSON.
+    pub json: bool,
+}
+
+impl Printer {
+    /// A status line on stderr (suppressed by `-q`).
+    pub fn status(&self, line: impl AsRef<str>) {
+        if self.verbosity != Verbosity::Quiet {
+            let _ = writeln!(std::io::stderr(), "{}", line.as_ref());
+        }
+    }
+
+    /// A detail line on stderr (only with `-v`).
+    pub fn detail(&self, line: impl AsRef<str>) {
+        if self.verbosity == Verbosity::Verbose {
+            let _ = writeln!(std::io::stderr(), "{}", line.as_ref());
+        }
+    }
+
+    /// A warning on stderr (always); controls and bidirectional overrides in
+    /// it are escaped, as warnings quote what servers and files said.
+    pub fn warn(&self, line: impl AsRef<str>) {
+        let line = crate::text::escape_lines(line.as_ref());
+        let _ = writeln!(std::io::stderr(), "warning: {line}");
+    }
+
+    /// Data for people on stdout (a table, a diff): printed unless `--json`
+    /// carries the data instead; `-q` does not silence what was asked for.
+    pub fn out(&self, line: impl AsRef<str>) {
+        if !self.json {
+            let _ = writeln!(std::io::stdout(), "{}", line.as_ref());
+        }
+    }
+
+    /// Data for scripts on stdout: pretty JSON when `--json`.
+    pub fn json(&self, value: &serde_json::Value) {
+        if self.json {
+            let text = serde_json::to_string_pretty(value).expect("JSON values serialise");
+            let _ = writeln!(std::io::stdout(), "{text}");
+        }
+    }
+
+    /// Whether progress bars may be drawn.
+    fn progress_enabled(&self) -> bool {
+        self.verbosity != Verbosity::Quiet
+            && std::io::stderr().is_terminal()
+            && std::env::var_os("IMAGELOCK_NO_PROGRESS").is_none_or(|v| v.is_empty())
+    }
+
+    /// A reporter drawing a byte progress bar on stderr (or nothing).
+    pub fn reporter(&self) -> Arc<dyn Reporter> {
+        if !self.progress_enabled() {
+            return Arc::new(crate::progress::Silent);
+        }
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} Fetching {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+            .expect("the template is valid")
+            .progress_chars("=> "),
+        );
+        Arc::new(BarReporter { bar })
+    }
+}
+
+struct BarReporter {
+    bar: ProgressBar,
+}
+
+impl Reporter for BarReporter {
+    fn start(&self, blobs: usize, bytes: u64) {
+        self.bar.set_length(bytes);
+        self.bar.set_message(format!("{blobs} blobs"));
+        self.bar
+            .enable_steady_tick(std::time::Duration::from_millis(100));
+    }
+
+    fn bytes(&self, n: u64) {
+        self.bar.inc(n);
+    }
+
+    fn blob_done(&self, _blob: &Blob) {}
+
+    fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+/// The hint to print for `error`: the first [`Hinted`] in its chain, else one
+/// chosen by the error's type for errors raised where the fix was not known.
+pub fn hint_for(error: &anyhow::Error) -> Option<String> {
+    if let Some(hinted) = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<Hinted>())
+    {
+        return Some(hinted.hint.clone());
+    }
+    error.chain().find_map(typed_hint)
+}
+
+/// Hints for typed errors of the core modules.
+fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
+    use crate::oci::registry::{AuthFix, RegistryError};
+    use crate::project::lockfile::LockError;
+    if let Some(lock) = cause.downcast_ref::<LockError>() {
+        return Some(match lock {
+            LockError::Read { path, .. } => format!(
+                "check the permissions of {}; `imagelock lock` writes it anew",
+                path.display()
+            ),
+            LockError::Invalid { path, .. } => format!(
+                "images.lock is generated: restore it with `git checkout -- {}` and run `imagelock lock`, or delete it and run `imagelock lock` to pin everything again",
+                path.display()
+            ),
+            LockError::FutureVersion { .. } => {
+                "a newer imagelock wrote it: upgrade imagelock (`cargo install --locked imagelock`), or re-create the lock with this one (`imagelock lock` after deleting it)".to_owned()
+            }
+            LockError::Conflicted { .. } => {
+                "run `imagelock lock`: it re-locks from images.toml and keeps every pin the two sides agree on".to_owned()
+            }
+        });
+    }
+    match cause.downcast_ref::<crate::store::StoreError>() {
+        Some(crate::store::StoreError::CorruptIndex { path, .. }) => {
+            return Some(format!(
+                "move {} aside; `imagelock sync` writes a new one from images.lock",
+                path.display()
+            ));
+        }
+        Some(crate::store::StoreError::Unsafe { path, .. }) => {
+            return Some(format!(
+                "imagelock did not put it there: check what it is (`ls -l {path}`), then remove it (`rm {path}`; the store makes what it needs again). To keep the store on another disk, point `--store`, IMAGELOCK_STORE or `[store] path` at the real directory instead of linking part of it",
+                path = path.display()
+            ));
+        }
+        Some(crate::store::StoreError::NotAStore { .. }) => {
+            return Some(
+                "point `--store`, IMAGELOCK_STORE or `[store] path` at a new or empty directory (imagelock makes the store there) or at an existing imagelock store; it never adopts a directory it did not create, because `gc` removes whatever no lock needs".to_owned(),
+            );
+        }
+        _ => {}
+    }
+    let registry = cause.downcast_ref::<RegistryError>();
+    // A failure retried until the retries ran out has the hint of its last attempt.
+    let registry = match registry {
+        Some(RegistryError::Exhausted { last, .. }) => Some(&**last),
+        other => other,
+    };
+    if let Some(RegistryError::TooSlow { .. }) = registry {
+        return Some(
+            "the server is stalling or the link is very slow; if it is only slow, raise the limits: IMAGELOCK_HTTP_DEADLINE_MS (a whole manifest, page, signature or key), IMAGELOCK_HTTP_MIN_RATE bytes/s over IMAGELOCK_HTTP_MIN_RATE_WINDOW_MS (blobs); 0 turns a limit off".to_owned(),
+        );
+    }
+    if let Some(RegistryError::PlainHttpCredentials { host, .. }) = registry {
+        return Some(format!(
+            "if images.lock was edited to `http://` for {host}, restore it (`git checkout -- images.lock`) or run `imagelock lock`; if {host} really is plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml"
+        ));
+    }
+    if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
+        return Some(format!(
+            "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"
+        ));
+    }
+    if let Some(RegistryError::Unauthorized { host, fix, .. }) = registry {
+        let again = match fix {
+            AuthFix::LogIn => "",
+            AuthFix::LogInAgain => " again",
+            AuthFix::None => return None,
+        };
+        return Some(format!(
+            "log in{again} with `skopeo login {host}` or `docker login {host}`; the auth files searched are listed above"
+        ));
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hint_for;
+
+    use crate::oci::registry::{AuthFix, RegistryError};
+
+    fn unauthorized(fix: AuthFix) -> anyhow::Error {
+        RegistryError::Unauthorized {
+            host: "r.example".into(),
+            problem: "it said no".into(),
+            fix,
+        }
+        .into()
+    }
+
+    #[test]
+    fn authentication_hints_follow_what_went_wrong() {
+        let log_in = hint_for(&unauthorized(AuthFix::LogIn)).expect("a hint");
+        assert!(
+            log_in.starts_with("log in with `skopeo login r.example`"),
+            "{log_in}"
+        );
+        let again = hint_for(&unauthorized(AuthFix::LogInAgain)).expect("a hint");
+        assert!(again.starts_with("log in again with"), "{again}");
+        // A token server sending garbage is not fixed by logging in.
+        assert_eq!(hint_for(&unauthorized(AuthFix::None)), None);
+        // The message itself carries no hint text; the binary prints it once.
+        let message = format!("{:#}", unauthorized(AuthFix::LogIn));
+        assert!(!message.contains("hint"), "{message}");
+    }
+}

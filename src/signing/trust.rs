@@ -1,0 +1,245 @@
+//! Trust: which OpenPGP keys may sign images under which name prefixes.
+//!
+//! The manifest's `[trust."PREFIX"]` tables map a name prefix to key files kept
+//! in the repository beside `images.toml`, so verification works offline. A
+//! prefix covers a name when it equals the name or is a whole-path-component
+//! prefix of it (`example.com/` covers `example.com/etcd`, not
+//! `example.com.evil/x`); the most specific covering prefix alone decides, as
+//! rkt's prefix keystore does. Key files are read once per run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::errors::hinted;
+use crate::project::manifest::{Manifest, TrustTable};
+use crate::signing::openpgp::{self, Keyring};
+use crate::signing::simple_signing::IdentityRule;
+
+/// The keys of the manifest's trust prefixes, loaded on first use.
+pub struct TrustStore {
+    /// The manifest file (for messages).
+    manifest_path: PathBuf,
+    /// Directory key paths are relative to.
+    dir: PathBuf,
+    /// `[trust]`: prefix → its table.
+    prefixes: Vec<(String, TrustTable)>,
+    loaded: Mutex<HashMap<String, Arc<Keyring>>>,
+}
+
+/// What the trust policy says about one image (see [`TrustStore::decide`]).
+pub enum Decision {
+    /// Covered by a prefix: a signature by one of these keys is required.
+    Verify(Trusted),
+    /// Covered by no prefix, and its entry is marked `insecure = true`.
+    Unverified,
+    /// Covered by no prefix, and its entry is not marked insecure.
+    Refused,
+}
+
+/// The keys that decide whether an image name is trusted.
+#[derive(Clone)]
+pub struct Trusted {
+    /// The `[trust]` prefix, as written in the manifest.
+    pub prefix: String,
+    /// Its keys.
+    pub keyring: Arc<Keyring>,
+    /// Where simple signatures of OCI images under the prefix are published.
+    pub lookaside: Option<String>,
+    /// How a simple signature's identity must match the reference locked.
+    pub identity: IdentityRule,
+}
+
+impl TrustStore {
+    /// The trust configuration of `manifest`.
+    pub fn new(manifest: &Manifest) -> TrustStore {
+        TrustStore {
+            manifest_path: manifest.path.clone(),
+            dir: manifest.dir().to_owned(),
+            prefixes: manifest
+                .trust
+                .iter()
+                .map(|(prefix, table)| (prefix.clone(), table.clone()))
+                .collect(),
+            loaded: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The most specific prefix covering `name`, with its keys; `None` when no prefix covers it.
+    pub fn for_name(&self, name: &str) -> anyhow::Result<Option<Trusted>> {
+        match crate::project::manifest::most_specific_prefix(
+            self.prefixes.iter().map(|(p, _)| p.as_str()),
+            name,
+        ) {
+            None => Ok(None),
+            Some(prefix) => Ok(Some(self.for_prefix(prefix)?)),
+        }
+    }
+
+    /// The one rule for both source kinds: an image called `name` is verified
+    /// with the keys of the most specific prefix covering it; else accepted
+    /// unverified only when its entry says `insecure = true`; else refused
+    /// (a covering prefix always wins over `insecure`).
+    pub fn decide(&self, name: &str, insecure: bool) -> anyhow::Result<Decision> {
+        Ok(match self.for_name(name)? {
+            Some(trusted) => Decision::Verify(trusted),
+            None if insecure => Decision::Unverified,
+            None => Decision::Refused,
+        })
+    }
+
+    /// The keys of the `[trust]` table `prefix` (exactly as written).
+    pub fn for_prefix(&self, prefix: &str) -> anyhow::Result<Trusted> {
+        let Some((_, table)) = self.prefixes.iter().find(|(p, _)| p == prefix) else {
+            return Err(hinted(
+                format!(
+                    "{} has no [trust.\"{prefix}\"] table",
+                    self.manifest_path.display()
+                ),
+                format!("add the keys for it with `imagelock trust add {prefix} --key FILE`"),
+            ));
+        };
+        let trusted = |keyring: Arc<Keyring>| Trusted {
+            prefix: prefix.to_owned(),
+            keyring,
+            lookaside: table.lookaside.clone(),
+            identity: table.identity.clone().unwrap_or_default(),
+        };
+        if let Some(keyring) = self
+            .loaded
+            .lock()
+            .expect("keyring cache poisoned")
+            .get(prefix)
+        {
+            return Ok(trusted(keyring.clone()));
+        }
+        let mut keys = Vec::new();
+        for file in &table.keys {
+            let path = self.dir.join(file);
+            let found = openpgp::load_key_file(&path).map_err(|e| {
+                hinted(
+                    format!(
+                        "[trust.\"{prefix}\"] in {}: cannot use key file `{file}`: {e}",
+                        self.manifest_path.display()
+                    ),
+                    "key files are OpenPGP public keys (armored or binary), relative to images.toml; re-add one with `imagelock trust add PREFIX --key FILE`",
+                )
+            })?;
+            keys.extend(found);
+        }
+        if keys.is_empty() {
+            return Err(hinted(
+                format!(
+                    "[trust.\"{prefix}\"] in {} lists no keys",
+                    self.manifest_path.display()
+                ),
+                format!("add one with `imagelock trust add {prefix} --key FILE`"),
+            ));
+        }
+        let keyring = Arc::new(Keyring::new(keys));
+        self.loaded
+            .lock()
+            .expect("keyring cache poisoned")
+            .insert(prefix.to_owned(), keyring.clone());
+        Ok(trusted(keyring))
+    }
+}
+
+/// Largest key file accepted from the network: key bundles are a few KiB.
+pub const MAX_KEY_BYTES: u64 = 1024 * 1024;
+
+/// Refuses prefixes that cannot be name prefixes (a URL, whitespace, empty).
+pub fn check_prefix(prefix: &str) -> anyhow::Result<()> {
+    if prefix.trim_end_matches('/').is_empty() {
+        return Err(hinted(
+            "the prefix is empty: trusting a key for every image is not supported",
+            "name the part of the namespace the key signs, e.g. `example.com/`",
+        ));
+    }
+    if prefix.contains("://") || prefix.chars().any(char::is_whitespace) {
+        return Err(hinted(
+            format!("`{prefix}` is not a name prefix"),
+            "write it as image names are written, without a scheme: e.g. `example.com/` or `registry.example.com/team/`",
+        ));
+    }
+    Ok(())
+}
+
+/// `path` relative to the manifest directory `dir`, when the file is inside it.
+pub fn repo_relative(dir: &Path, path: &Path) -> Option<String> {
+    let dir = std::fs::canonicalize(if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    })
+    .ok()?;
+    let file = std::fs::canonicalize(path).ok()?;
+    let relative = file.strip_prefix(&dir).ok()?;
+    relative.to_str().map(|s| s.replace('\\', "/"))
+}
+
+/// Uppercase hex without spaces, as [`openpgp::PublicKey::fingerprint`] gives it.
+pub fn normalise_fingerprint(written: &str) -> String {
+    written
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect::<String>()
+        .trim_start_matches("0x")
+        .to_ascii_uppercase()
+}
+
+/// A key for humans: grouped fingerprint, user IDs, expiry.
+pub fn describe_key(key: &openpgp::PublicKey) -> String {
+    let mut out = format!("  {}", openpgp::format_fingerprint(key.fingerprint()));
+    for uid in key.user_ids() {
+        out.push_str(&format!("\n    {uid}"));
+    }
+    if let Some(expires) = key.expires() {
+        let days = expires
+            .duration_since(std::time::SystemTime::now())
+            .map(|d| d.as_secs() / 86_400);
+        match days {
+            Ok(days) => out.push_str(&format!("\n    expires in {days} days")),
+            Err(_) => out.push_str("\n    EXPIRED"),
+        }
+    }
+    if key.is_revoked() {
+        out.push_str("\n    REVOKED");
+    }
+    out
+}
+
+/// Refuses keys that could not verify anything now: revoked or expired.
+pub fn check_usable(key: &openpgp::PublicKey) -> anyhow::Result<()> {
+    let fpr = openpgp::format_fingerprint(key.fingerprint());
+    if key.is_revoked() {
+        return Err(hinted(
+            format!("key {fpr} has been revoked by its owner"),
+            "ask the publisher for their current key",
+        ));
+    }
+    if key
+        .expires()
+        .is_some_and(|at| at <= std::time::SystemTime::now())
+    {
+        return Err(hinted(
+            format!("key {fpr} has expired"),
+            "ask the publisher for a key with a current expiry date (`gpg --quick-set-expire`), exported again",
+        ));
+    }
+    Ok(())
+}
+
+/// Writes `key` to `keys/<FINGERPRINT>.asc` beside the manifest; returns that relative path.
+pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<String> {
+    let relative = format!("keys/{}.asc", key.fingerprint());
+    let path = dir.join(&relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+    }
+    let armored = key.armored()?;
+    crate::fsutil::write_atomic(&path, armored.as_bytes())
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    Ok(relative)
+}
