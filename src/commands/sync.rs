@@ -1,123 +1,38 @@
-//! `sync`: the lock materialised in the store.
+//! `sync`: the lock materialised in the store, in three steps: the lock the mode allows
+//! (as it is, or re-locked), the plan (what the store lacks), and its execution (fetch,
+//! check every pin against the bytes, name the images, register the lock as a gc root).
+//! `--dry-run` prints the plan and writes nothing.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
 use crate::errors::hinted;
-use crate::oci::registry::LazyClient;
-use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::lockfile::Lock;
 use crate::project::manifest::Manifest;
-use crate::signing::trust::TrustStore;
+use crate::report::printer::Printer;
+use crate::store::Store;
+use crate::sync::Plan;
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::{
-    check_trusted, http_options, import_bundle, load_manifest, open_store, relock, resolver_for,
-    stale_error,
-};
+use super::import_bundle;
+use super::workspace::Project;
 
 /// `imagelock sync`.
 pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<()> {
     let started = Instant::now();
-    let printer = settings.printer;
-    let lock_path = lock_path_for(&settings.manifest);
-    let missing_lock = || {
-        hinted(
-            format!("no lock file at {}", lock_path.display()),
-            "run `imagelock lock` to create it (and commit it)",
-        )
-    };
     // Every mode applies the trust policy of images.toml, --frozen included:
     // the lock alone never decides who is trusted.
-    let manifest = match load_manifest(&settings.manifest) {
-        Ok(manifest) => Arc::new(manifest),
-        Err(e) if options.mode == LockMode::Frozen => {
-            return Err(e.context(
-                "`sync --frozen` does not re-lock, but still applies the [trust] policy of images.toml",
-            ));
-        }
-        Err(e) => return Err(e),
-    };
-    let trust = Arc::new(TrustStore::new(&manifest));
-    let lock = match options.mode {
-        LockMode::Frozen => Lock::load(&lock_path)?.ok_or_else(missing_lock)?,
-        LockMode::Locked | LockMode::Write => {
-            let old = Lock::load(&lock_path)?;
-            if old.is_none() && options.mode == LockMode::Locked {
-                return Err(missing_lock());
-            }
-            let old = old.unwrap_or_default();
-            let stale = crate::resolve::drift::staleness(&old, &manifest, &trust);
-            if stale.is_fresh() {
-                old
-            } else if options.mode == LockMode::Locked {
-                return Err(stale_error(
-                    &lock_path,
-                    &old,
-                    &manifest,
-                    &stale,
-                    "`sync --locked`",
-                ));
-            } else if options.offline {
-                return Err(crate::errors::stale(hinted(
-                    format!(
-                        "{} is out of date ({}) and --offline forbids resolving:\n  {}",
-                        lock_path.display(),
-                        stale.describe(),
-                        crate::resolve::drift::explain(&old, &manifest, &stale).join("\n  ")
-                    ),
-                    "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
-                )));
-            } else {
-                let resolver = resolver_for(settings, manifest.clone(), &stale)?;
-                let new = relock(resolver, &old, &stale).await?;
-                if options.dry_run {
-                    // A dry run changes nothing: the plan below is for the lock it would write.
-                    printer.status(format!(
-                        "Would update {} ({})",
-                        lock_path.display(),
-                        stale.describe()
-                    ));
-                } else {
-                    new.write_if_changed(&lock_path)
-                        .with_context(|| format!("cannot write {}", lock_path.display()))?;
-                    printer.status(format!(
-                        "Updated {} ({})",
-                        lock_path.display(),
-                        stale.describe()
-                    ));
-                }
-                new
-            }
-        }
-    };
-    // Plain HTTP only for the hosts images.toml names, never for what the lock records.
-    let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts()));
-    let manifest_store = manifest.store_path.clone();
-    let problems: Vec<String> = lock
-        .images
-        .values()
-        .filter_map(|image| {
-            crate::verify::policy_problem(image, &lock, &manifest)
-                .map(|p| format!("  {}: {p}", image.id))
-        })
-        .collect();
-    if !problems.is_empty() {
-        return Err(hinted(
-            format!(
-                "{} does not satisfy the trust policy of {}:\n{}",
-                lock_path.display(),
-                manifest.path.display(),
-                problems.join("\n")
-            ),
-            "re-lock the named images (remove them from images.lock, then `imagelock lock`), or change [trust] / `insecure` in images.toml",
-        ));
-    }
-    let (store_path, store) = open_store(settings, manifest_store)?;
+    let project = Project::load(settings).map_err(|e| match options.mode {
+        LockMode::Frozen => e.context(
+            "`sync --frozen` does not re-lock, but still applies the [trust] policy of images.toml",
+        ),
+        _ => e,
+    })?;
+    let lock = lock_for_sync(&project, &options).await?;
+    project.refuse_policy_problems(&lock)?;
+    let (store_path, store) = project.store()?;
     let shared = store.lock_shared()?;
     if let Some(bundle) = &options.from
         && !options.dry_run
@@ -125,8 +40,7 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         // Stores blobs by digest only; the names come from this project's lock, below.
         import_bundle(settings, &store, bundle).await?;
     }
-    let lock_dir = lock_path.parent().unwrap_or(Path::new("")).to_owned();
-    let plan = crate::sync::plan(&lock, &lock_dir, &store)?;
+    let plan = crate::sync::plan(&lock, project.lock_dir(), &store)?;
     let summary = json!({
         "store": store_path,
         "images": plan.images,
@@ -138,71 +52,145 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         "dry_run": options.dry_run,
     });
     if options.dry_run {
-        for m in &plan.missing {
-            printer.status(format!(
-                "Would fetch {} ({}) for {}",
-                m.blob.digest,
-                human_bytes(m.blob.size),
-                m.images.join(", ")
-            ));
-        }
-        printer.status(format!(
-            "Would fetch {} ({}) for {}; {} already present",
-            plural(plan.missing.len(), "blob"),
-            human_bytes(plan.missing_bytes()),
-            plural(plan.images, "image"),
-            plan.present
-        ));
-        printer.json(&summary);
+        print_plan(project.printer(), &plan);
+        project.printer().json(&summary);
         return Ok(());
     }
     if options.offline {
-        let offline_missing: Vec<String> = plan
-            .needs_network()
-            .map(|m| {
-                format!(
-                    "  {} ({}) for {}",
-                    m.blob.digest,
-                    human_bytes(m.blob.size),
-                    m.images.join(", ")
-                )
-            })
-            .collect();
-        if !offline_missing.is_empty() {
-            return Err(hinted(
-                format!(
-                    "--offline: {} needed by the lock are not in the store at {}:\n{}",
-                    plural(offline_missing.len(), "blob"),
-                    store_path.display(),
-                    offline_missing.join("\n")
-                ),
-                "run `imagelock sync` once with network access to fill the store",
-            ));
-        }
+        refuse_network_needs(&plan, &store_path)?;
     }
-    let mirrors = sync_mirrors(&options, &manifest)?;
-    crate::sync::execute(&plan, &store, || client.get(), &mirrors, printer.reporter()).await?;
-    // Nothing is named in the store before every pin checks out against its bytes.
-    let signatures = check_trusted(
-        &lock,
-        &lock_path,
-        &store,
-        &manifest,
-        "nothing was named in the store",
-    )?;
-    crate::sync::name_images(&plan, &store).await?;
-    crate::store::gc::register(&store, &lock_path, &lock).with_context(|| {
+    let signatures = execute(&project, &options, &lock, &plan, &store).await?;
+    print_synced(&project, &plan, signatures, started);
+    if options.prune {
+        drop(shared);
+        prune(&project, &lock, &store)?;
+    }
+    project.printer().json(&summary);
+    Ok(())
+}
+
+/// The lock to sync, as `options.mode` allows: `--frozen` takes it as it is, `--locked`
+/// refuses a stale one, and the default re-locks stale entries (and writes the lock,
+/// unless it is a dry run).
+async fn lock_for_sync(project: &Project<'_>, options: &SyncSettings) -> anyhow::Result<Lock> {
+    let missing_lock = "run `imagelock lock` to create it (and commit it)";
+    if options.mode == LockMode::Frozen {
+        return project.require_lock(missing_lock);
+    }
+    let old = match project.lock()? {
+        Some(old) => old,
+        None if options.mode == LockMode::Locked => return Err(project.no_lock(missing_lock)),
+        None => Lock::default(),
+    };
+    let stale = project.staleness(&old);
+    if stale.is_fresh() {
+        return Ok(old);
+    }
+    if options.mode == LockMode::Locked {
+        return Err(project.stale_error(&old, &stale, "`sync --locked`"));
+    }
+    if options.offline {
+        return Err(crate::errors::stale(hinted(
+            format!(
+                "{} is out of date ({}) and --offline forbids resolving:\n  {}",
+                project.lock_path.display(),
+                stale.describe(),
+                crate::resolve::drift::explain(&old, &project.manifest, &stale).join("\n  ")
+            ),
+            "run `imagelock lock` with network access, or `imagelock sync --frozen --offline` to use the lock as it is",
+        )));
+    }
+    let relocked = project.relock(&old, &stale).await?;
+    let path = project.lock_path.display();
+    if options.dry_run {
+        // A dry run changes nothing: the plan is for the lock it would write.
+        project
+            .printer()
+            .status(format!("Would update {path} ({})", stale.describe()));
+    } else {
+        project.write_lock(&relocked)?;
+        project
+            .printer()
+            .status(format!("Updated {path} ({})", stale.describe()));
+    }
+    Ok(relocked.lock)
+}
+
+/// What a dry run would fetch.
+fn print_plan(printer: Printer, plan: &Plan) {
+    for m in &plan.missing {
+        printer.status(format!(
+            "Would fetch {} ({}) for {}",
+            m.blob.digest,
+            human_bytes(m.blob.size),
+            m.images.join(", ")
+        ));
+    }
+    printer.status(format!(
+        "Would fetch {} ({}) for {}; {} already present",
+        plural(plan.missing.len(), "blob"),
+        human_bytes(plan.missing_bytes()),
+        plural(plan.images, "image"),
+        plan.present
+    ));
+}
+
+/// `--offline`: refuses when a blob the plan lacks can only come from the network.
+fn refuse_network_needs(plan: &Plan, store_path: &std::path::Path) -> anyhow::Result<()> {
+    let offline_missing: Vec<String> = plan
+        .needs_network()
+        .map(|m| {
+            format!(
+                "  {} ({}) for {}",
+                m.blob.digest,
+                human_bytes(m.blob.size),
+                m.images.join(", ")
+            )
+        })
+        .collect();
+    if offline_missing.is_empty() {
+        return Ok(());
+    }
+    Err(hinted(
         format!(
-            "cannot register {} as a root of the store",
-            lock_path.display()
-        )
-    })?;
+            "--offline: {} needed by the lock are not in the store at {}:\n{}",
+            plural(offline_missing.len(), "blob"),
+            store_path.display(),
+            offline_missing.join("\n")
+        ),
+        "run `imagelock sync` once with network access to fill the store",
+    ))
+}
+
+/// Fetches what the plan lacks, checks every pin against the bytes, then names the
+/// images and registers the lock as a gc root. How many signatures verified.
+async fn execute(
+    project: &Project<'_>,
+    options: &SyncSettings,
+    lock: &Lock,
+    plan: &Plan,
+    store: &Store,
+) -> anyhow::Result<usize> {
+    let mirrors = sync_mirrors(options, &project.manifest)?;
+    let client = project.client();
+    let reporter = project.printer().reporter();
+    crate::sync::execute(plan, store, || client.get(), &mirrors, reporter).await?;
+    // Nothing is named in the store before every pin checks out against its bytes.
+    let signatures = project.check_trusted(lock, store, "nothing was named in the store")?;
+    crate::sync::name_images(plan, store).await?;
+    project.register_root(store, lock)?;
+    Ok(signatures)
+}
+
+/// The summary lines of a sync.
+fn print_synced(project: &Project<'_>, plan: &Plan, signatures: usize, started: Instant) {
+    let printer = project.printer();
     let took = human_duration(started.elapsed());
     if signatures > 0 {
         printer.status(format!(
             "Verified {} with the keys in {}",
             plural(signatures, "signature"),
-            settings.manifest.display()
+            project.settings.manifest.display()
         ));
     }
     if plan.missing.is_empty() {
@@ -211,32 +199,32 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
             plural(plan.images, "image"),
             plural(plan.blobs, "blob")
         ));
+        return;
+    }
+    let present = if plan.present > 0 {
+        format!("; {} already present", plan.present)
     } else {
-        printer.status(format!(
-            "Synced {}, {} ({}) in {took}{}",
-            plural(plan.images, "image"),
-            plural(plan.missing.len(), "blob"),
-            human_bytes(plan.missing_bytes()),
-            if plan.present > 0 {
-                format!("; {} already present", plan.present)
-            } else {
-                String::new()
-            }
-        ));
-    }
-    if options.prune {
-        drop(shared);
-        let _exclusive = store.lock_exclusive()?;
-        let keep = lock.blobs().into_keys().collect();
-        let pruned = crate::store::gc::collect(&store, &keep, &[], false)?;
-        printer.status(format!(
-            "Pruned {} ({}) that {} does not need",
-            plural(pruned.blobs.len(), "blob"),
-            human_bytes(pruned.bytes()),
-            lock_path.display()
-        ));
-    }
-    printer.json(&summary);
+        String::new()
+    };
+    printer.status(format!(
+        "Synced {}, {} ({}) in {took}{present}",
+        plural(plan.images, "image"),
+        plural(plan.missing.len(), "blob"),
+        human_bytes(plan.missing_bytes()),
+    ));
+}
+
+/// `--prune`: removes from the store every blob this lock does not need.
+fn prune(project: &Project<'_>, lock: &Lock, store: &Store) -> anyhow::Result<()> {
+    let _exclusive = store.lock_exclusive()?;
+    let keep = lock.blobs().into_keys().collect();
+    let pruned = crate::store::gc::collect(store, &keep, &[], false)?;
+    project.printer().status(format!(
+        "Pruned {} ({}) that {} does not need",
+        plural(pruned.blobs.len(), "blob"),
+        human_bytes(pruned.bytes()),
+        project.lock_path.display()
+    ));
     Ok(())
 }
 
