@@ -1,134 +1,41 @@
 //! `lock` and `update`: resolving images.toml into images.lock.
 
-use std::sync::Arc;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::Settings;
-use crate::project::lockfile::{Lock, LockError, Staleness, lock_path_for};
+use crate::project::lockfile::{Lock, LockError, Staleness};
 use crate::text::{human_duration, plural};
 
-use super::{existing_store, load_manifest, recover_conflicted, relock, resolver_for, stale_error};
+use super::recover_conflicted;
+use super::workspace::Project;
 
 /// `imagelock lock`.
 pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let manifest = Arc::new(load_manifest(&settings.manifest)?);
-    let lock_path = lock_path_for(&settings.manifest);
-    let printer = settings.printer;
-    let (old, conflicted) = match Lock::load(&lock_path) {
-        Err(e @ LockError::Conflicted { .. }) if check => {
-            return Err(crate::errors::stale(e.into()));
-        }
-        Err(LockError::Conflicted { .. }) => {
-            (recover_conflicted(&lock_path, &manifest, printer)?, true)
-        }
-        loaded => (loaded?.unwrap_or_default(), false),
-    };
-    let trust = crate::signing::trust::TrustStore::new(&manifest);
-    let stale = crate::resolve::drift::staleness(&old, &manifest, &trust);
+    let project = Project::load(settings)?;
+    let (old, conflicted) = current_lock(&project, check)?;
+    let stale = project.staleness(&old);
     if check {
-        if !stale.is_fresh() {
-            return Err(stale_error(
-                &lock_path,
-                &old,
-                &manifest,
-                &stale,
-                "`lock --check`",
-            ));
-        }
-        // Where the store already holds the pinned bytes, the pins must agree with them.
-        let (_, store) = existing_store(settings, manifest.store_path.clone())?;
-        if let Some(store) = store {
-            for image in old.images.values() {
-                match crate::verify::pinned::check_image(image, &old, &store) {
-                    Err(e) if !e.is_missing() => {
-                        return Err(crate::verify::pinned::refusal(&image.id, &lock_path, e));
-                    }
-                    _ => {}
-                }
-            }
-        }
-        printer.status(format!(
-            "{} is up to date ({})",
-            lock_path.display(),
-            plural(old.images.len(), "image")
-        ));
-        printer.json(&json!({ "lock": lock_path, "fresh": true }));
-        return Ok(());
+        return check_lock(&project, &old, &stale);
     }
-    let resolver = resolver_for(settings, manifest.clone(), &stale)?;
-    let store = resolver.store.clone();
-    let new = relock(resolver, &old, &stale).await?;
-    let written = new
-        .write_if_changed(&lock_path)
-        .with_context(|| format!("cannot write {}", lock_path.display()))?;
-    if let Some(store) = store {
-        // The ACIs just stored stay alive for gc until the next sync.
-        crate::store::gc::register(&store, &lock_path, &new).with_context(|| {
-            format!(
-                "cannot register {} as a root of the store",
-                lock_path.display()
-            )
-        })?;
-    }
-    let status_of = |id: &str| {
-        if stale.added.iter().any(|a| a == id) {
-            "added"
-        } else if stale.changed.iter().any(|c| c == id) {
-            "changed"
-        } else {
-            "unchanged"
-        }
-    };
+    let relocked = project.relock(&old, &stale).await?;
+    let written = project.write_lock(&relocked)?;
+    let new = &relocked.lock;
     for (id, image) in &new.images {
-        printer.detail(format!(
+        project.printer().detail(format!(
             "  {id}: {} {} ({})",
             image.request,
             image.root().digest,
-            status_of(id)
+            status_of(&stale, id)
         ));
     }
-    if stale.is_fresh() && conflicted {
-        printer.status(format!(
-            "Resolved the merge conflict in {} ({}, none to resolve again)",
-            lock_path.display(),
-            plural(new.images.len(), "image")
-        ));
-    } else if stale.is_fresh() {
-        printer.status(format!(
-            "{} is up to date ({})",
-            lock_path.display(),
-            plural(new.images.len(), "image")
-        ));
-    } else if conflicted {
-        let redone: Vec<&str> = stale
-            .added
-            .iter()
-            .chain(&stale.changed)
-            .map(String::as_str)
-            .collect();
-        printer.status(format!(
-            "Resolved the merge conflict in {}: locked {} in {} (resolved again: {})",
-            lock_path.display(),
-            plural(new.images.len(), "image"),
-            human_duration(started.elapsed()),
-            redone.join(", ")
-        ));
-    } else {
-        printer.status(format!(
-            "Locked {} in {} ({})",
-            plural(new.images.len(), "image"),
-            human_duration(started.elapsed()),
-            stale.describe()
-        ));
-    }
+    print_locked(&project, new, &stale, conflicted, started);
     let mut images: Vec<serde_json::Value> = new
         .images
         .values()
-        .map(|i| json!({ "id": i.id, "status": status_of(&i.id), "request": i.request, "digest": i.root().digest.to_string(), "verified": i.verified }))
+        .map(|i| json!({ "id": i.id, "status": status_of(&stale, &i.id), "request": i.request, "digest": i.root().digest.to_string(), "verified": i.verified }))
         .collect();
     images.extend(
         stale
@@ -136,58 +43,183 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
             .iter()
             .map(|id| json!({ "id": id, "status": "removed" })),
     );
-    printer.json(&json!({ "lock": lock_path, "written": written, "images": images }));
+    project
+        .printer()
+        .json(&json!({ "lock": project.lock_path, "written": written, "images": images }));
     Ok(())
+}
+
+/// The lock as it is, or (unless checking) the pins both sides of a merge conflict agree
+/// on; whether it was conflicted.
+fn current_lock(project: &Project<'_>, check: bool) -> anyhow::Result<(Lock, bool)> {
+    match Lock::load(&project.lock_path) {
+        Err(e @ LockError::Conflicted { .. }) if check => Err(crate::errors::stale(e.into())),
+        Err(LockError::Conflicted { .. }) => Ok((
+            recover_conflicted(&project.lock_path, &project.manifest, project.printer())?,
+            true,
+        )),
+        loaded => Ok((loaded?.unwrap_or_default(), false)),
+    }
+}
+
+/// `lock --check`: the lock must be fresh, and agree with the pinned bytes the store
+/// already holds.
+fn check_lock(project: &Project<'_>, old: &Lock, stale: &Staleness) -> anyhow::Result<()> {
+    if !stale.is_fresh() {
+        return Err(project.stale_error(old, stale, "`lock --check`"));
+    }
+    if let (_, Some(store)) = project.existing_store()? {
+        for image in old.images.values() {
+            match crate::verify::pinned::check_image(image, old, &store) {
+                Err(e) if !e.is_missing() => {
+                    return Err(crate::verify::pinned::refusal(
+                        &image.id,
+                        &project.lock_path,
+                        e,
+                    ));
+                }
+                _ => {}
+            }
+        }
+    }
+    project.printer().status(format!(
+        "{} is up to date ({})",
+        project.lock_path.display(),
+        plural(old.images.len(), "image")
+    ));
+    project
+        .printer()
+        .json(&json!({ "lock": project.lock_path, "fresh": true }));
+    Ok(())
+}
+
+/// What `lock` did to entry `id`.
+fn status_of(stale: &Staleness, id: &str) -> &'static str {
+    if stale.added.iter().any(|a| a == id) {
+        "added"
+    } else if stale.changed.iter().any(|c| c == id) {
+        "changed"
+    } else {
+        "unchanged"
+    }
+}
+
+/// The summary line of `lock`.
+fn print_locked(
+    project: &Project<'_>,
+    new: &Lock,
+    stale: &Staleness,
+    conflicted: bool,
+    started: Instant,
+) {
+    let path = project.lock_path.display();
+    let images = plural(new.images.len(), "image");
+    let took = human_duration(started.elapsed());
+    let line = match (stale.is_fresh(), conflicted) {
+        (true, true) => {
+            format!("Resolved the merge conflict in {path} ({images}, none to resolve again)")
+        }
+        (true, false) => format!("{path} is up to date ({images})"),
+        (false, true) => {
+            let redone: Vec<&str> = stale
+                .added
+                .iter()
+                .chain(&stale.changed)
+                .map(String::as_str)
+                .collect();
+            format!(
+                "Resolved the merge conflict in {path}: locked {images} in {took} (resolved again: {})",
+                redone.join(", ")
+            )
+        }
+        (false, false) => format!("Locked {images} in {took} ({})", stale.describe()),
+    };
+    project.printer().status(line);
 }
 
 /// `imagelock update`.
 pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyhow::Result<()> {
     let started = Instant::now();
-    let printer = settings.printer;
-    let manifest = Arc::new(load_manifest(&settings.manifest)?);
-    let lock_path = lock_path_for(&settings.manifest);
-    let old = Lock::load(&lock_path)?.unwrap_or_default();
+    let project = Project::load(settings)?;
+    let printer = project.printer();
+    let old = project.lock()?.unwrap_or_default();
     for id in ids {
-        if manifest.images.contains_key(id) {
-            continue;
-        }
-        return Err(
-            match old.images.get(id).and_then(|i| i.dependency_of.clone()) {
-                Some(root) => crate::errors::usage(
-                    format!(
-                        "`{id}` is a dependency of `{root}`, not an entry of {}",
-                        manifest.path.display()
-                    ),
-                    format!(
-                        "dependencies are re-resolved with the image that needs them: `imagelock update {root}`"
-                    ),
-                ),
-                None => crate::errors::usage(
-                    format!("`{id}` is not an image in {}", manifest.path.display()),
-                    format!(
-                        "the images are: {}; add one with `imagelock add {id} --docker REF`",
-                        manifest
-                            .images
-                            .keys()
-                            .cloned()
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    ),
-                ),
-            },
-        );
+        refuse_unknown_id(&project, &old, id)?;
     }
-    let stale = crate::resolve::drift::staleness(
-        &old,
-        &manifest,
-        &crate::signing::trust::TrustStore::new(&manifest),
-    );
+    let plan = update_plan(&project, &old, ids);
+    let relocked = project.relock(&old, &plan).await?;
+    let changes = update_changes(&old, &relocked.lock, &plan);
+    for line in crate::report::render_changes(&changes, true) {
+        printer.status(line);
+    }
+    let (added, removed, updated, unchanged) = crate::report::counts(&changes);
+    let summary =
+        format!("{updated} updated, {added} added, {removed} removed, {unchanged} unchanged");
+    let path = project.lock_path.display();
+    let written = if dry_run {
+        printer.status(format!("Dry run: {path} not written ({summary})"));
+        false
+    } else {
+        let written = project.write_lock(&relocked)?;
+        printer.status(format!(
+            "{} {path} in {} ({summary})",
+            if written { "Updated" } else { "Checked" },
+            human_duration(started.elapsed())
+        ));
+        written
+    };
+    printer.json(&json!({
+        "lock": project.lock_path,
+        "dry_run": dry_run,
+        "written": written,
+        "images": changes,
+    }));
+    Ok(())
+}
+
+/// A usage error unless `id` is an entry of images.toml (a dependency is updated with
+/// the image that needs it).
+fn refuse_unknown_id(project: &Project<'_>, old: &Lock, id: &str) -> anyhow::Result<()> {
+    let manifest = &project.manifest;
+    if manifest.images.contains_key(id) {
+        return Ok(());
+    }
+    Err(
+        match old.images.get(id).and_then(|i| i.dependency_of.clone()) {
+            Some(root) => crate::errors::usage(
+                format!(
+                    "`{id}` is a dependency of `{root}`, not an entry of {}",
+                    manifest.path.display()
+                ),
+                format!(
+                    "dependencies are re-resolved with the image that needs them: `imagelock update {root}`"
+                ),
+            ),
+            None => crate::errors::usage(
+                format!("`{id}` is not an image in {}", manifest.path.display()),
+                format!(
+                    "the images are: {}; add one with `imagelock add {id} --docker REF`",
+                    manifest
+                        .images
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+        },
+    )
+}
+
+/// Everything `lock` would resolve, plus the named entries (all when none are named)
+/// even though they did not change.
+fn update_plan(project: &Project<'_>, old: &Lock, ids: &[String]) -> Staleness {
+    let stale = project.staleness(old);
     let named: Vec<String> = if ids.is_empty() {
-        manifest.images.keys().cloned().collect()
+        project.manifest.images.keys().cloned().collect()
     } else {
         ids.to_vec()
     };
-    // Everything `lock` would do, plus the named entries even though they did not change.
     let mut changed: Vec<String> = stale
         .changed
         .iter()
@@ -196,17 +228,13 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
         .collect();
     changed.sort();
     changed.dedup();
-    let plan = Staleness {
-        added: stale.added.clone(),
-        changed,
-        removed: stale.removed.clone(),
-        reasons: stale.reasons.clone(),
-    };
-    let resolver = resolver_for(settings, manifest.clone(), &plan)?;
-    let store = resolver.store.clone();
-    let new = relock(resolver, &old, &plan).await?;
+    Staleness { changed, ..stale }
+}
+
+/// What `update` changed: every entry that changed, and every entry it resolved again.
+fn update_changes(old: &Lock, new: &Lock, plan: &Staleness) -> Vec<crate::report::ImageChange> {
     let redone: Vec<&String> = plan.added.iter().chain(&plan.changed).collect();
-    let changes: Vec<crate::report::ImageChange> = crate::report::compare(&old, &new)
+    crate::report::compare(old, new)
         .into_iter()
         .filter(|c| {
             let root = c
@@ -217,44 +245,5 @@ pub async fn update(settings: &Settings, ids: &[String], dry_run: bool) -> anyho
                 .unwrap_or_else(|| c.id.clone());
             c.status != crate::report::Status::Unchanged || redone.contains(&&root)
         })
-        .collect();
-    for line in crate::report::render_changes(&changes, true) {
-        printer.status(line);
-    }
-    let (added, removed, updated, unchanged) = crate::report::counts(&changes);
-    let summary =
-        format!("{updated} updated, {added} added, {removed} removed, {unchanged} unchanged");
-    let written = if dry_run {
-        printer.status(format!(
-            "Dry run: {} not written ({summary})",
-            lock_path.display()
-        ));
-        false
-    } else {
-        let written = new
-            .write_if_changed(&lock_path)
-            .with_context(|| format!("cannot write {}", lock_path.display()))?;
-        if let Some(store) = &store {
-            crate::store::gc::register(store, &lock_path, &new).with_context(|| {
-                format!(
-                    "cannot register {} as a root of the store",
-                    lock_path.display()
-                )
-            })?;
-        }
-        printer.status(format!(
-            "{} {} in {} ({summary})",
-            if written { "Updated" } else { "Checked" },
-            lock_path.display(),
-            human_duration(started.elapsed())
-        ));
-        written
-    };
-    printer.json(&json!({
-        "lock": lock_path,
-        "dry_run": dry_run,
-        "written": written,
-        "images": changes,
-    }));
-    Ok(())
+        .collect()
 }
