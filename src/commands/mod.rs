@@ -6,17 +6,20 @@
 mod airgap;
 mod lock;
 mod project;
+mod render;
 mod report;
 mod store;
 mod sync;
 mod trust;
 mod verify;
+mod workspace;
 
 pub use airgap::{export, import, push};
 pub use lock::{lock, update};
 pub use project::{AddRequest, add, init, remove};
+pub use render::render;
 pub use report::{diff, inspect, list};
-pub use store::{fsck, gc, render};
+pub use store::{fsck, gc};
 pub use sync::sync;
 pub use trust::{KeySource, trust_add, trust_list, trust_remove};
 pub use verify::verify;

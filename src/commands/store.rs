@@ -1,8 +1,7 @@
-//! `gc`, `fsck`, `render`: the store itself.
+//! `gc`, `fsck`: the store itself.
 
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
@@ -10,10 +9,7 @@ use crate::errors::hinted;
 use crate::project::lockfile::{Lock, lock_path_for};
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::{
-    check_trusted, existing_store, load_manifest, require_lock, required_store,
-    store_from_manifest_leniently, store_location, tree_of,
-};
+use super::{existing_store, required_store, store_from_manifest_leniently};
 
 /// `imagelock gc`.
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
@@ -247,38 +243,4 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
         ),
         "`imagelock fsck --repair` moves them to the quarantine (the next render builds them anew); render the directories made from them again (`imagelock render ID DIR`), with `--copy` for trees you will change in place",
     ))
-}
-
-/// `imagelock render`: the lock as written (like `sync --frozen`), the store only.
-pub async fn render(
-    settings: &Settings,
-    request: crate::render::RenderRequest,
-) -> anyhow::Result<()> {
-    let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(
-        &lock_path,
-        "run `imagelock lock` and `imagelock sync` first",
-    )?;
-    let manifest = load_manifest(&settings.manifest)?;
-    let store_path = store_location(settings, manifest.store_path.clone());
-    if lock.images.contains_key(&request.id)
-        && let Some(store) = crate::store::Store::open_existing(&store_path)?
-    {
-        // Rendered, or served from the cache, only what sync would accept:
-        // the pins, the trust policy and the signatures of the image's tree.
-        let _shared = store.lock_shared()?;
-        check_trusted(
-            &tree_of(&lock, &request.id),
-            &lock_path,
-            &store,
-            &manifest,
-            "nothing was rendered",
-        )?;
-    }
-    let (manifest, printer) = (settings.manifest.clone(), settings.printer);
-    tokio::task::spawn_blocking(move || {
-        crate::render::run(&manifest, &lock, &store_path, &request, printer)
-    })
-    .await
-    .context("the renderer panicked")?
 }

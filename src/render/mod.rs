@@ -103,18 +103,16 @@
 //! (e2fsprogs).
 
 mod appc;
-mod apply;
+pub mod apply;
 mod archive;
-mod output;
+pub mod output;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::time::Instant;
 
 use anyhow::Context as _;
-use serde_json::json;
 
 use crate::appc::aci::{self, Compression, Limits};
 use crate::digest::Hasher;
@@ -122,9 +120,8 @@ use crate::errors::{hinted, with_hint};
 use crate::fsutil::tree;
 use crate::oci::platform::Platform;
 use crate::project::lockfile::{Blob, Lock, LockedImage, LockedManifest};
-use crate::report::printer::Printer;
 use crate::store::{Store, render_cache};
-use crate::text::{human_bytes, human_duration, plural};
+use crate::text::{human_bytes, plural};
 
 pub use output::Method;
 
@@ -178,174 +175,165 @@ enum Plan<'a> {
     },
 }
 
-/// `imagelock render`: renders, prints a summary (and `--json`), warns when the lock is
-/// stale for the image. The caller has checked the image's tree against the store, the
-/// trust policy and the signatures (`commands::check_trusted`).
-pub fn run(
-    manifest_path: &Path,
-    lock: &Lock,
-    store_path: &Path,
-    request: &RenderRequest,
-    printer: Printer,
-) -> anyhow::Result<()> {
-    let started = Instant::now();
-    warn_if_stale(manifest_path, lock, &request.id, printer);
-    let store = Store::open_existing(store_path)
-        .with_context(|| format!("cannot open the store at {}", store_path.display()))?
-        .ok_or_else(|| {
-            hinted(
-                format!(
-                    "there is no store at {} to render `{}` from",
-                    store_path.display(),
-                    request.id
-                ),
-                "run `imagelock sync` to fill it (render itself never downloads)",
-            )
-        })?;
-    let _shared = store.lock_shared()?;
-    let planned = plan(lock, request)?;
-    check_output(&request.output, request.force)?;
-    let privileged = rustix::process::geteuid().is_root();
-    let key_text = render_cache::key_text(planned.kind, privileged, &planned.sources);
-    let key = render_cache::key(&key_text);
-    let rendered_path = store.dir(render_cache::RENDERED_DIR)?;
-    let rendered = store
-        .open_dir(render_cache::RENDERED_DIR)?
-        .ok_or_else(|| anyhow::anyhow!("{} vanished", rendered_path.display()))?;
-    let entry = rendered_path.join(&key);
+/// A render on its way: what the lock says to render, and the cache entry it is built
+/// into or served from. The command ([`crate::commands::render`]) drives it: look the entry
+/// up ([`Job::cached`]), build it when it is not intact ([`Job::build`]), then place the
+/// tree ([`Job::place`]). The caller has checked the image's tree against the store, the
+/// trust policy and the signatures, and holds the store's shared lock.
+pub struct Job<'a> {
+    store: &'a Store,
+    request: &'a RenderRequest,
+    planned: Planned<'a>,
+    privileged: bool,
+    key: String,
+    rendered: crate::store::StoreDir,
+}
 
-    let (cached, counts) = match lookup(&rendered, &key, printer, &request.id)? {
-        Some(record) => (true, CountsOrRecord::Record(record)),
-        None => {
-            check_blobs_present(&store, &planned, &request.id)?;
-            printer.status(format!("Rendering {}", planned.what));
-            let counts = build(
-                &store,
-                &rendered_path,
-                &planned,
-                privileged,
-                &key,
-                &request.id,
-            )?;
-            (false, CountsOrRecord::Counts(Box::new(counts)))
-        }
-    };
-    let tree = entry.join(render_cache::TREE_DIR);
+/// Where a render put the tree.
+pub struct Written {
+    /// The directory or ext4 image written.
+    pub output: PathBuf,
+    /// `dir` or `ext4`.
+    pub format: &'static str,
+    /// How files were placed into a directory (`None` for ext4).
+    pub placed: Option<output::Placed>,
+}
 
-    let (output_path, format, placed) = match &request.output {
-        Output::Dir { path, method } => {
-            std::fs::create_dir_all(path)
-                .with_context(|| format!("cannot create {}", path.display()))?;
-            let source = render_cache::open_entry(&rendered, &key)
-                .and_then(|entry| render_cache::open_tree(std::os::fd::AsFd::as_fd(&entry)))
-                .with_context(|| format!("cannot open the cached tree {}", tree.display()))?;
-            let placed =
-                output::materialize(source, path, *method, privileged).with_context(|| {
-                    format!(
-                        "cannot write the rendered tree of `{}` to {}",
-                        request.id,
-                        path.display()
-                    )
+impl<'a> Job<'a> {
+    /// Plans rendering `request` from `lock`: the sources, the output checked, the cache key.
+    pub fn new(
+        store: &'a Store,
+        lock: &'a Lock,
+        request: &'a RenderRequest,
+    ) -> anyhow::Result<Self> {
+        let planned = plan(lock, request)?;
+        check_output(&request.output, request.force)?;
+        let privileged = rustix::process::geteuid().is_root();
+        let key = render_cache::key(&render_cache::key_text(
+            planned.kind,
+            privileged,
+            &planned.sources,
+        ));
+        let rendered_path = store.dir(render_cache::RENDERED_DIR)?;
+        let rendered = store
+            .open_dir(render_cache::RENDERED_DIR)?
+            .ok_or_else(|| anyhow::anyhow!("{} vanished", rendered_path.display()))?;
+        Ok(Job {
+            store,
+            request,
+            planned,
+            privileged,
+            key,
+            rendered,
+        })
+    }
+
+    /// For messages: `big (linux/amd64, 3 layers)`.
+    pub fn what(&self) -> &str {
+        &self.planned.what
+    }
+
+    /// The entry of the lock being rendered.
+    pub fn id(&self) -> &str {
+        &self.request.id
+    }
+
+    /// `oci` or `aci`.
+    pub fn kind(&self) -> &'static str {
+        self.planned.kind
+    }
+
+    /// The cache key (the entry's directory name).
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Whether the tree is built as root (owners and device nodes kept).
+    pub fn privileged(&self) -> bool {
+        self.privileged
+    }
+
+    /// The cache entry's directory.
+    pub fn entry(&self) -> PathBuf {
+        self.rendered.path().join(&self.key)
+    }
+
+    /// The cached tree's directory.
+    pub fn tree(&self) -> PathBuf {
+        self.entry().join(render_cache::TREE_DIR)
+    }
+
+    /// The record of the cached tree when it is intact; a damaged or modified entry is
+    /// removed (and `warn` told why), so that it gets rebuilt.
+    pub fn cached(&self, warn: impl FnMut(String)) -> anyhow::Result<Option<render_cache::Record>> {
+        lookup(&self.rendered, &self.key, warn, &self.request.id)
+    }
+
+    /// Builds the tree into the cache (every source blob must be in the store).
+    pub fn build(&self) -> anyhow::Result<apply::Counts> {
+        check_blobs_present(self.store, &self.planned, &self.request.id)?;
+        build(
+            self.store,
+            self.rendered.path(),
+            &self.planned,
+            self.privileged,
+            &self.key,
+            &self.request.id,
+        )
+    }
+
+    /// Places the cached tree where the request says: hard-linked or copied into a
+    /// directory, or made into an ext4 image.
+    pub fn place(&self, tree: &CountsOrRecord) -> anyhow::Result<Written> {
+        let request = self.request;
+        match &request.output {
+            Output::Dir { path, method } => {
+                std::fs::create_dir_all(path)
+                    .with_context(|| format!("cannot create {}", path.display()))?;
+                let source = render_cache::open_entry(&self.rendered, &self.key)
+                    .and_then(|entry| render_cache::open_tree(std::os::fd::AsFd::as_fd(&entry)))
+                    .with_context(|| {
+                        format!("cannot open the cached tree {}", self.tree().display())
+                    })?;
+                let placed = output::materialize(source, path, *method, self.privileged)
+                    .with_context(|| {
+                        format!(
+                            "cannot write the rendered tree of `{}` to {}",
+                            request.id,
+                            path.display()
+                        )
+                    })?;
+                Ok(Written {
+                    output: path.clone(),
+                    format: "dir",
+                    placed: Some(placed),
+                })
+            }
+            Output::Ext4 { path } => {
+                make_ext4(&self.tree(), path, tree).with_context(|| {
+                    format!("cannot make {} for `{}`", path.display(), request.id)
                 })?;
-            (path.clone(), "dir", Some(placed))
-        }
-        Output::Ext4 { path } => {
-            make_ext4(&tree, path, &counts)
-                .with_context(|| format!("cannot make {} for `{}`", path.display(), request.id))?;
-            (path.clone(), "ext4", None)
-        }
-    };
-
-    let took = started.elapsed();
-    let (entries, bytes) = counts.entries_bytes();
-    let method = match &placed {
-        Some(p) if p.copied > 0 && p.linked == 0 => "copies",
-        Some(p) if p.copied > 0 => "hard links and copies",
-        Some(_) => "hard links",
-        None => "mkfs.ext4 -d",
-    };
-    let mut notes = Vec::new();
-    if let CountsOrRecord::Counts(c) = &counts {
-        if c.skipped_devices > 0 {
-            notes.push(format!(
-                "{} skipped ({})",
-                plural(c.skipped_devices as usize, "device node"),
-                if privileged {
-                    "the kernel refused"
-                } else {
-                    "not root"
-                }
-            ));
-        }
-        if c.skipped_xattrs > 0 {
-            notes.push(format!(
-                "{} not kept",
-                plural(c.skipped_xattrs as usize, "extended attribute")
-            ));
-        }
-        if c.skipped_owners > 0 {
-            notes.push(format!(
-                "{} not applied",
-                plural(c.skipped_owners as usize, "owner")
-            ));
+                Ok(Written {
+                    output: path.clone(),
+                    format: "ext4",
+                    placed: None,
+                })
+            }
         }
     }
-    if let Some(p) = &placed {
-        if p.fell_back_to_copy {
-            notes.push("copied: the target is on another file system than the store".into());
-        }
-        if p.skipped_devices > 0 {
-            notes.push(format!(
-                "{} not copied",
-                plural(p.skipped_devices as usize, "device node")
-            ));
-        }
-    }
-    let notes = if notes.is_empty() {
-        String::new()
-    } else {
-        format!("; {}", notes.join("; "))
-    };
-    let source = if cached {
-        format!("from the render cache ({method})")
-    } else {
-        format!("({method}; cached as {})", entry.display())
-    };
-    printer.status(format!(
-        "Rendered {} into {} in {}: {}, {} {source}{notes}",
-        planned.what,
-        output_path.display(),
-        human_duration(took),
-        count(entries, "entry", "entries"),
-        human_bytes(bytes),
-    ));
-    printer.json(&json!({
-        "image": request.id,
-        "kind": planned.kind,
-        "what": planned.what,
-        "format": format,
-        "output": output_path,
-        "cache": if cached { "hit" } else { "built" },
-        "tree": tree,
-        "key": key,
-        "privileged": privileged,
-        "entries": entries,
-        "bytes": bytes,
-        "counts": match &counts { CountsOrRecord::Counts(c) => Some(**c), CountsOrRecord::Record(_) => None },
-        "placed": placed,
-        "seconds": took.as_secs_f64(),
-    }));
-    Ok(())
 }
 
 /// A fresh build's counts, or the record of a cached tree.
-enum CountsOrRecord {
+pub enum CountsOrRecord {
+    /// Built now.
     Counts(Box<apply::Counts>),
+    /// Found intact in the cache.
     Record(render_cache::Record),
 }
 
 impl CountsOrRecord {
-    fn entries_bytes(&self) -> (u64, u64) {
+    /// How many entries the tree has, and the bytes of its regular files.
+    pub fn entries_bytes(&self) -> (u64, u64) {
         match self {
             CountsOrRecord::Counts(c) => (
                 c.files + c.dirs + c.symlinks + c.hardlinks + c.nodes,
@@ -353,25 +341,6 @@ impl CountsOrRecord {
             ),
             CountsOrRecord::Record(r) => (r.entries, r.bytes),
         }
-    }
-}
-
-fn warn_if_stale(manifest_path: &Path, lock: &Lock, id: &str, printer: Printer) {
-    let Ok(manifest) = crate::project::manifest::Manifest::load(manifest_path) else {
-        return;
-    };
-    let root = lock
-        .images
-        .get(id)
-        .and_then(|i| i.dependency_of.clone())
-        .unwrap_or_else(|| id.to_owned());
-    let trust = crate::signing::trust::TrustStore::new(&manifest);
-    let stale = crate::resolve::drift::staleness(lock, &manifest, &trust);
-    if stale.changed.contains(&root) || stale.removed.contains(&root) {
-        printer.warn(format!(
-            "images.lock is out of date for `{root}` ({}); rendering what it pins. Run `imagelock lock` and `imagelock sync` to render the new entry",
-            stale.describe()
-        ));
     }
 }
 
@@ -592,7 +561,7 @@ fn check_output(output: &Output, force: bool) -> anyhow::Result<()> {
 fn lookup(
     rendered: &crate::store::StoreDir,
     key: &str,
-    printer: Printer,
+    mut warn: impl FnMut(String),
     id: &str,
 ) -> anyhow::Result<Option<render_cache::Record>> {
     if rendered.kind(key)?.is_none() {
@@ -607,7 +576,7 @@ fn lookup(
             } else {
                 format!(" ({})", paths.join(", "))
             };
-            printer.warn(format!(
+            warn(format!(
                 "the cached tree of `{id}` at {} changed since it was rendered{which}: it is not used, and is rendered again now. \
                  Directories rendered from it with hard links share the changed files (a file edited in place there changes the cache): render those again, and use `--copy` for trees you will change in place",
                 entry.display()
@@ -618,7 +587,7 @@ fn lookup(
                 render_cache::Condition::Damaged { problem } => problem,
                 _ => "its record is of another format".to_owned(),
             };
-            printer.warn(format!(
+            warn(format!(
                 "the render cache entry {} is damaged ({why}); rendering it again",
                 entry.display()
             ));
