@@ -82,34 +82,7 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Fsck { repair, json } => {
             commands::fsck(&Settings::resolve(global, json)?, repair).await
         }
-        Command::Trust(TrustArgs {
-            command: Some(TrustCommand::Add(args)),
-            ..
-        }) => {
-            let imagelock::cli::TrustAddArgs {
-                prefix,
-                key,
-                discover: _,
-                fingerprint,
-            } = args;
-            let source = match key {
-                Some(file) => commands::KeySource::File(file),
-                None => commands::KeySource::Discover { fingerprint },
-            };
-            commands::trust_add(&Settings::resolve(global, false)?, &prefix, source).await
-        }
-        Command::Trust(TrustArgs {
-            command: None,
-            json,
-        })
-        | Command::Trust(TrustArgs {
-            command: Some(TrustCommand::List { json }),
-            ..
-        }) => commands::trust_list(&Settings::resolve(global, json)?),
-        Command::Trust(TrustArgs {
-            command: Some(TrustCommand::Remove { prefix, key }),
-            ..
-        }) => commands::trust_remove(&Settings::resolve(global, false)?, &prefix, key.as_deref()),
+        Command::Trust(args) => run_trust(args, global).await,
         Command::Update { ids, dry_run, json } => {
             commands::update(&Settings::resolve(global, json)?, &ids, dry_run).await
         }
@@ -125,6 +98,40 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Man { command } => {
             imagelock::cli::write_man_page(command.as_deref(), &mut std::io::stdout())
         }
+    }
+}
+
+/// `imagelock trust ...`.
+async fn run_trust(args: TrustArgs, global: imagelock::cli::GlobalArgs) -> anyhow::Result<()> {
+    match args {
+        TrustArgs {
+            command: Some(TrustCommand::Add(args)),
+            ..
+        } => {
+            let imagelock::cli::TrustAddArgs {
+                prefix,
+                key,
+                discover: _,
+                fingerprint,
+            } = args;
+            let source = match key {
+                Some(file) => commands::KeySource::File(file),
+                None => commands::KeySource::Discover { fingerprint },
+            };
+            commands::trust_add(&Settings::resolve(global, false)?, &prefix, source).await
+        }
+        TrustArgs {
+            command: None,
+            json,
+        }
+        | TrustArgs {
+            command: Some(TrustCommand::List { json }),
+            ..
+        } => commands::trust_list(&Settings::resolve(global, json)?),
+        TrustArgs {
+            command: Some(TrustCommand::Remove { prefix, key }),
+            ..
+        } => commands::trust_remove(&Settings::resolve(global, false)?, &prefix, key.as_deref()),
     }
 }
 
