@@ -1,9 +1,19 @@
 //! Resolution: turning a manifest entry into a pinned lock entry.
 //!
-//! A reference is fetched once (the tag's target, over its exact bytes); an
-//! index is narrowed to the wanted platforms with containerd's rules; every
-//! pinned manifest is fetched by digest and re-hashed. Nothing is written to the
-//! store here: `lock` pins, `sync` materialises.
+//! OCI entries are resolved here: a reference is fetched once (the tag's target,
+//! over its exact bytes); an index is narrowed to the wanted platforms with
+//! containerd's rules; every pinned manifest is fetched by digest and re-hashed,
+//! and its simple signatures are checked against the keys [`TrustStore`] trusts
+//! for the name. appc entries go to [`crate::appc`] (discovery, OpenPGP
+//! signatures, dependencies). [`drift`] says which entries of a lock are stale
+//! for `images.toml` and its trust policy; [`conflict`] recovers the pins both
+//! sides of a merge conflict agree on.
+//!
+//! What reaches the store: nothing for OCI entries (`lock` pins, `sync`
+//! materialises), but an ACI must be read whole to check its signature and
+//! read its dependencies, so a verified ACI is stored by its hash during `lock`
+//! (the caller holds the store's shared lock and registers the new lock as a
+//! gc root, so the ACI outlives a concurrent `gc`).
 
 pub mod conflict;
 pub mod drift;
