@@ -95,7 +95,7 @@ pub struct TrustTable {
     /// How a simple signature's identity must match the image reference
     /// (containers-policy.json `signedIdentity`; default `matchRepoDigestOrExact`).
     #[serde(default)]
-    pub identity: Option<crate::signing::simple_signing::IdentityRule>,
+    pub identity: Option<crate::project::identity::IdentityRule>,
 }
 
 /// `[images.ID]`: exactly one of `docker`, `name`, `url`, `path`.

@@ -7,6 +7,7 @@
 
 pub mod edit;
 pub mod history;
+pub mod identity;
 pub mod lockfile;
 pub mod manifest;
 pub mod schema;
