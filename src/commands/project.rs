@@ -43,26 +43,7 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
             "create it with `imagelock init`",
         )
     })?;
-    if !crate::project::manifest::is_valid_id(&request.id) {
-        let suggestion: String = request
-            .id
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
-                    c
-                } else {
-                    '-'
-                }
-            })
-            .collect();
-        return Err(crate::errors::usage(
-            format!(
-                "`{}` is not a valid image ID: use ASCII letters, digits, '-', '_' and '.'",
-                request.id
-            ),
-            format!("e.g. `imagelock add {suggestion} ...`"),
-        ));
-    }
+    check_id(&request.id)?;
     let updated = edit::add_image(&text, &request.id, &request.image).map_err(|e| match e {
         edit::EditError::Exists(_) => with_hint(
             e,
@@ -86,6 +67,27 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
         settings.printer.status("Run `imagelock lock` to pin it.");
         Ok(())
     }
+}
+
+/// Refuses an image ID images.toml cannot have, suggesting one it can.
+fn check_id(id: &str) -> anyhow::Result<()> {
+    if crate::project::manifest::is_valid_id(id) {
+        return Ok(());
+    }
+    let suggestion: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.') {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    Err(crate::errors::usage(
+        format!("`{id}` is not a valid image ID: use ASCII letters, digits, '-', '_' and '.'"),
+        format!("e.g. `imagelock add {suggestion} ...`"),
+    ))
 }
 
 /// `imagelock remove`.

@@ -1,10 +1,16 @@
 //! `diff`, `list`, `inspect`: reading the lock.
 
+use std::path::{Path, PathBuf};
+
 use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::lockfile::{Lock, LockedImage, lock_path_for};
+use crate::project::manifest::Manifest;
+use crate::report::StoreState;
+use crate::signing::trust_list::KnownKeys;
+use crate::store::Store;
 use crate::text::plural;
 
 use super::{
@@ -66,7 +72,7 @@ pub fn list(settings: &Settings) -> anyhow::Result<()> {
         "run `imagelock lock` to create it (and commit it)",
     )?;
     let keys = manifest_if_any(&settings.manifest)
-        .map(|m| crate::signing::trust_list::KnownKeys::from_manifest(&m))
+        .map(|m| KnownKeys::from_manifest(&m))
         .unwrap_or_default();
     if lock.images.is_empty() {
         printer.status(format!("{} pins no images", lock_path.display()));
@@ -94,28 +100,17 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
     )?;
     let manifest = manifest_if_any(&settings.manifest);
     let Some(image) = lock.images.get(id) else {
-        let in_manifest = manifest.as_ref().is_some_and(|m| m.images.contains_key(id));
-        return Err(if in_manifest {
-            hinted(
-                format!(
-                    "`{id}` is in {} but not locked yet",
-                    settings.manifest.display()
-                ),
-                "run `imagelock lock` to pin it",
-            )
-        } else {
-            crate::errors::usage(
-                format!("`{id}` is not in {}", lock_path.display()),
-                format!(
-                    "the locked images are: {} (`imagelock list` shows them)",
-                    lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
-            )
-        });
+        return Err(not_locked(
+            settings,
+            &lock,
+            &lock_path,
+            manifest.as_ref(),
+            id,
+        ));
     };
     let keys = manifest
         .as_ref()
-        .map(crate::signing::trust_list::KnownKeys::from_manifest)
+        .map(KnownKeys::from_manifest)
         .unwrap_or_default();
     let manifest_store = match &manifest {
         Some(m) => m.store_path.clone(),
@@ -125,30 +120,83 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
     if let Some(store) = &store
         && store.contains(&image.root())
     {
-        // What inspect shows (layers, labels, "verified", the signer) must be
-        // what the pinned bytes, the signatures and the keys say.
-        match &manifest {
-            Some(manifest) => {
-                check_trusted(
-                    &tree_of(&lock, id),
-                    &lock_path,
-                    store,
-                    manifest,
-                    "nothing is shown",
-                )?;
-            }
-            None => {
-                if let Err(e) = crate::verify::pinned::check_image(image, &lock, store) {
-                    return Err(crate::verify::pinned::refusal(id, &lock_path, e));
-                }
+        check_before_showing(&lock, &lock_path, image, store, manifest.as_ref())?;
+    }
+    let state = store_state(image, store_path, store.as_ref());
+    for line in crate::report::inspect_lines(image, &state, &keys) {
+        printer.out(line);
+    }
+    printer.json(&json!({
+        "image": image,
+        "blobs": crate::report::blob_roles(image, &state),
+        "store": state,
+        "keys": signers_json(image, &keys),
+    }));
+    Ok(())
+}
+
+/// `inspect ID` of an ID the lock does not have: not locked yet, or unknown.
+fn not_locked(
+    settings: &Settings,
+    lock: &Lock,
+    lock_path: &Path,
+    manifest: Option<&Manifest>,
+    id: &str,
+) -> anyhow::Error {
+    if manifest.is_some_and(|m| m.images.contains_key(id)) {
+        hinted(
+            format!(
+                "`{id}` is in {} but not locked yet",
+                settings.manifest.display()
+            ),
+            "run `imagelock lock` to pin it",
+        )
+    } else {
+        crate::errors::usage(
+            format!("`{id}` is not in {}", lock_path.display()),
+            format!(
+                "the locked images are: {} (`imagelock list` shows them)",
+                lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+    }
+}
+
+/// What inspect shows (layers, labels, "verified", the signer) must be what
+/// the pinned bytes, the signatures and the keys say: checks `image`, which
+/// `store` holds, against the keys when there is a manifest.
+fn check_before_showing(
+    lock: &Lock,
+    lock_path: &Path,
+    image: &LockedImage,
+    store: &Store,
+    manifest: Option<&Manifest>,
+) -> anyhow::Result<()> {
+    match manifest {
+        Some(manifest) => {
+            check_trusted(
+                &tree_of(lock, &image.id),
+                lock_path,
+                store,
+                manifest,
+                "nothing is shown",
+            )?;
+        }
+        None => {
+            if let Err(e) = crate::verify::pinned::check_image(image, lock, store) {
+                return Err(crate::verify::pinned::refusal(&image.id, lock_path, e));
             }
         }
     }
-    let state = crate::report::StoreState {
-        path: store_path,
+    Ok(())
+}
+
+/// Which of `image`'s blobs the store at `path` holds, and whether its index names the image.
+fn store_state(image: &LockedImage, path: PathBuf, store: Option<&Store>) -> StoreState {
+    StoreState {
+        path,
         exists: store.is_some(),
         present: store
-            .as_ref()
             .map(|s| {
                 image
                     .blobs()
@@ -158,26 +206,30 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
                     .collect()
             })
             .unwrap_or_default(),
-        named: match &store {
-            Some(s) if image.is_oci() => {
-                let root = image.root();
-                let name = image.store_name();
-                Some(s.read_index().is_ok_and(|index| {
-                    index.manifests.iter().any(|d| {
-                        d.digest == root.digest
-                            && d.annotations
-                                .get(crate::oci::REF_NAME_ANNOTATION)
-                                .is_some_and(|n| *n == name)
-                    })
-                }))
-            }
+        named: match store {
+            Some(s) if image.is_oci() => Some(names_image(s, image)),
             _ => None,
         },
-    };
-    for line in crate::report::inspect_lines(image, &state, &keys) {
-        printer.out(line);
     }
-    let signers: Vec<serde_json::Value> = crate::signing::trust_list::signers(image)
+}
+
+/// Whether the store's `index.json` names `image` (its root under its store name).
+fn names_image(store: &Store, image: &LockedImage) -> bool {
+    let root = image.root();
+    let name = image.store_name();
+    store.read_index().is_ok_and(|index| {
+        index.manifests.iter().any(|d| {
+            d.digest == root.digest
+                && d.annotations
+                    .get(crate::oci::REF_NAME_ANNOTATION)
+                    .is_some_and(|n| *n == name)
+        })
+    })
+}
+
+/// `inspect --json`'s `keys`: each signer, and what images.toml's keys say about it.
+fn signers_json(image: &LockedImage, keys: &KnownKeys) -> Vec<serde_json::Value> {
+    crate::signing::trust_list::signers(image)
         .iter()
         .map(|f| {
             let key = keys.get(f);
@@ -188,12 +240,5 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
                 "trusted": key.is_some(),
             })
         })
-        .collect();
-    printer.json(&json!({
-        "image": image,
-        "blobs": crate::report::blob_roles(image, &state),
-        "store": state,
-        "keys": signers,
-    }));
-    Ok(())
+        .collect()
 }

@@ -1,4 +1,5 @@
-//! Format-preserving edits of `images.toml` (`init`, `add`, `remove`).
+//! Format-preserving edits of `images.toml` (`init`, `add`, `remove`,
+//! `trust add`, `trust remove`).
 //!
 //! Invariant: everything the edit does not touch — comments, key order,
 //! whitespace, quoting — is kept byte for byte, because the file is the user's.
@@ -163,7 +164,37 @@ pub fn add_trust_key(
     let mut table = Table::new();
     let keys: toml_edit::Array = std::iter::once(key_file).collect();
     table.insert("keys", value(keys));
-    // After the last trust table, else before the first image, else at the end.
+    let position = new_trust_table_position(&doc);
+    let decor = make_room_at(&mut doc, position, text.trim().is_empty());
+    table.decor_mut().set_prefix(decor);
+    table.set_position(position);
+    doc["trust"]
+        .as_table_mut()
+        .expect("trust was just checked to be a table")
+        .insert(prefix, Item::Table(table));
+    Ok(Some(doc.to_string()))
+}
+
+/// Adds each of `key_files` to `[trust."PREFIX"] keys` (see [`add_trust_key`]).
+/// Returns `None` when every file is listed already.
+pub fn add_trust_keys(
+    text: &str,
+    prefix: &str,
+    key_files: &[String],
+) -> Result<Option<String>, EditError> {
+    let mut edited: Option<String> = None;
+    for file in key_files {
+        let current = edited.as_deref().unwrap_or(text);
+        if let Some(updated) = add_trust_key(current, prefix, file)? {
+            edited = Some(updated);
+        }
+    }
+    Ok(edited)
+}
+
+/// Where a new `[trust."PREFIX"]` goes: after the last trust table, else
+/// before the first image, else at the end.
+fn new_trust_table_position(doc: &DocumentMut) -> isize {
     let positions = |name: &str| -> Vec<isize> {
         doc.get(name)
             .and_then(Item::as_table)
@@ -175,18 +206,22 @@ pub fn add_trust_key(
             })
             .unwrap_or_default()
     };
-    let position = match (
+    match (
         positions("trust").iter().max(),
         positions("images").iter().min(),
     ) {
         (Some(last_trust), _) => last_trust + 1,
         (None, Some(first_image)) => *first_image,
-        (None, None) => table_positions(&doc).into_iter().max().map_or(0, |p| p + 1),
-    };
-    // Make room: tables at or after `position` move down by one. The table
-    // that was at `position` hands over the file-header part of the comments
-    // above it (everything up to its last blank line) so the header stays on top.
-    let mut decor = if text.trim().is_empty() { "" } else { "\n" }.to_owned();
+        (None, None) => table_positions(doc).into_iter().max().map_or(0, |p| p + 1),
+    }
+}
+
+/// Makes room for a table at `position`: tables at or after it move down by
+/// one. The table that was at `position` hands over the file-header part of
+/// the comments above it (everything up to its last blank line) so the header
+/// stays on top; returns the comments to put above the new table.
+fn make_room_at(doc: &mut DocumentMut, position: isize, empty_file: bool) -> String {
+    let mut decor = if empty_file { "" } else { "\n" }.to_owned();
     let mut shift = |t: &mut Table| {
         let Some(p) = t.position().filter(|p| *p >= position) else {
             return;
@@ -218,13 +253,7 @@ pub fn add_trust_key(
             shift(t);
         }
     }
-    table.decor_mut().set_prefix(decor);
-    table.set_position(position);
-    doc["trust"]
-        .as_table_mut()
-        .expect("trust was just checked to be a table")
-        .insert(prefix, Item::Table(table));
-    Ok(Some(doc.to_string()))
+    decor
 }
 
 /// Removes `[images.ID]` (with the comments attached above it).
@@ -394,6 +423,23 @@ mod tests {
                 "a second add changes nothing"
             );
         }
+    }
+
+    #[test]
+    fn several_trust_keys_change_the_file_only_when_one_is_new() {
+        let files = ["a.asc".to_owned(), "b.asc".to_owned()];
+        let listed = "[trust.\"p/\"]\nkeys = [\"a.asc\"]\n";
+        assert_eq!(
+            add_trust_keys(listed, "p/", &files).expect("edits"),
+            Some("[trust.\"p/\"]\nkeys = [\"a.asc\", \"b.asc\"]\n".to_owned())
+        );
+        assert_eq!(
+            add_trust_keys("", "p/", &files).expect("edits"),
+            Some("[trust.\"p/\"]\nkeys = [\"a.asc\", \"b.asc\"]\n".to_owned())
+        );
+        let both = "[trust.\"p/\"]\nkeys = [\"b.asc\", \"a.asc\"]\n";
+        assert_eq!(add_trust_keys(both, "p/", &files).expect("edits"), None);
+        assert_eq!(add_trust_keys(both, "p/", &[]).expect("edits"), None);
     }
 
     const USER_FILE: &str = "# my images\n[store]\npath   =   \"store\"   # odd spacing kept\n\n[images.zeta]  # last alphabetically, first in file\ndocker = 'zeta:1'\ninsecure = true\n\n# the base image\n[images.alpha]\ndocker = \"alpine:3.20\"\ninsecure = true\n";

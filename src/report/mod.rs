@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::project::lockfile::{Blob, Lock, LockedImage, SourceKind};
+use crate::project::lockfile::{Blob, Lock, LockedImage, LockedSignature, SourceKind};
 use crate::signing::trust_list::{KnownKeys, signers};
 use crate::text::human_bytes;
 
@@ -522,7 +522,26 @@ pub fn blob_roles(image: &LockedImage, store: &StoreState) -> Vec<BlobRole> {
 
 /// `inspect`'s text: everything the lock knows about `image`, and the store's view of it.
 pub fn inspect_lines(image: &LockedImage, store: &StoreState, keys: &KnownKeys) -> Vec<String> {
-    let mut out = vec![format!("{}", image.id)];
+    let mut out = vec![image.id.clone()];
+    out.extend(entry_lines(image));
+    out.push("  blobs".to_owned());
+    out.extend(blob_lines(image, store));
+    let signatures = image.signature.iter().map(|s| (None, s)).chain(
+        image
+            .manifests
+            .iter()
+            .filter_map(|m| m.signature.as_ref().map(|s| (m.platform.as_deref(), s))),
+    );
+    for (platform, sig) in signatures {
+        out.extend(signature_lines(platform, sig, keys));
+    }
+    out.push(format!("  store        {}", store_line(image, store)));
+    out
+}
+
+/// The facts of the lock entry: source, request, where it comes from, labels, size.
+fn entry_lines(image: &LockedImage) -> Vec<String> {
+    let mut out = Vec::new();
     let mut kv = |k: &str, v: String| out.push(format!("  {k:<13}{v}"));
     kv("source", image.source.as_str().to_owned());
     kv("request", image.request.clone());
@@ -571,100 +590,105 @@ pub fn inspect_lines(image: &LockedImage, store: &StoreState, keys: &KnownKeys) 
             crate::text::plural(image.blobs().len(), "blob")
         ),
     );
-    out.push("  blobs".to_owned());
+    out
+}
+
+/// One line per blob: role, digest, size, media type, and whether the store has it.
+fn blob_lines(image: &LockedImage, store: &StoreState) -> Vec<String> {
     let roles = blob_roles(image, store);
     let width = roles
         .iter()
         .map(|r| r.role.chars().count())
         .max()
         .unwrap_or(0);
-    for r in &roles {
-        let state = match (store.exists, r.present) {
-            (false, _) => "",
-            (true, true) => "  present",
-            (true, false) => "  MISSING",
-        };
-        out.push(format!(
-            "    {:<width$}  {}  {}  {}{state}",
-            r.role,
-            r.blob.digest,
-            human_bytes(r.blob.size),
-            r.blob.media_type
-        ));
-    }
-    let signatures = image.signature.iter().map(|s| (None, s)).chain(
-        image
-            .manifests
-            .iter()
-            .filter_map(|m| m.signature.as_ref().map(|s| (m.platform.as_deref(), s))),
-    );
-    for (platform, sig) in signatures {
-        let label = platform
+    roles
+        .iter()
+        .map(|r| {
+            let state = match (store.exists, r.present) {
+                (false, _) => "",
+                (true, true) => "  present",
+                (true, false) => "  MISSING",
+            };
+            format!(
+                "    {:<width$}  {}  {}  {}{state}",
+                r.role,
+                r.blob.digest,
+                human_bytes(r.blob.size),
+                r.blob.media_type
+            )
+        })
+        .collect()
+}
+
+/// A pinned signature (of the image, or of its manifest for `platform`) and
+/// what images.toml's keys say about its signer.
+fn signature_lines(platform: Option<&str>, sig: &LockedSignature, keys: &KnownKeys) -> Vec<String> {
+    let mut out = vec![
+        platform
             .map(|p| format!("  signature ({p})"))
-            .unwrap_or_else(|| "  signature".to_owned());
-        out.push(label);
-        out.push(format!("    url        {}", sig.url));
-        out.push(format!("    prefix     [trust.\"{}\"]", sig.prefix));
-        out.push(format!(
+            .unwrap_or_else(|| "  signature".to_owned()),
+        format!("    url        {}", sig.url),
+        format!("    prefix     [trust.\"{}\"]", sig.prefix),
+        format!(
             "    signed by  {}",
             crate::signing::openpgp::format_fingerprint(&sig.signed_by)
-        ));
-        match keys.get(&sig.signed_by) {
-            Some(key) => {
-                for uid in key.user_ids() {
-                    out.push(format!("               {uid}"));
-                }
-                if let Some(expires) = key.expires() {
-                    out.push(format!(
-                        "               expires {}",
-                        crate::signing::trust_list::utc_date(expires)
-                    ));
-                }
+        ),
+    ];
+    match keys.get(&sig.signed_by) {
+        Some(key) => {
+            for uid in key.user_ids() {
+                out.push(format!("               {uid}"));
             }
-            None => out.push(
-                "               (no key with this fingerprint in images.toml's [trust] tables)"
-                    .to_owned(),
-            ),
+            if let Some(expires) = key.expires() {
+                out.push(format!(
+                    "               expires {}",
+                    crate::signing::trust_list::utc_date(expires)
+                ));
+            }
         }
-        if sig.key != sig.signed_by {
-            out.push(format!(
-                "    subkey     {}",
-                crate::signing::openpgp::format_fingerprint(&sig.key)
-            ));
-        }
-        if let Some(identity) = &sig.identity {
-            out.push(format!("    identity   {identity}"));
-        }
+        None => out.push(
+            "               (no key with this fingerprint in images.toml's [trust] tables)"
+                .to_owned(),
+        ),
     }
-    let store_line = if !store.exists {
-        format!(
+    if sig.key != sig.signed_by {
+        out.push(format!(
+            "    subkey     {}",
+            crate::signing::openpgp::format_fingerprint(&sig.key)
+        ));
+    }
+    if let Some(identity) = &sig.identity {
+        out.push(format!("    identity   {identity}"));
+    }
+    out
+}
+
+/// Where the store is, how many of the image's blobs it holds, and whether it names the image.
+fn store_line(image: &LockedImage, store: &StoreState) -> String {
+    if !store.exists {
+        return format!(
             "{} (no store there yet: `imagelock sync` creates it)",
             store.path.display()
-        )
-    } else {
-        let blobs = image.blobs();
-        let all = blobs.len();
-        let have = blobs
-            .iter()
-            .filter(|b| store.present.contains(&b.digest.to_string()))
-            .count();
-        let mut line = format!("{}: {have} of {all} blobs present", store.path.display());
-        match store.named {
-            Some(true) => line.push_str(&format!(
-                "; named {} in index.json (oci:{}:{})",
-                image.store_name(),
-                store.path.display(),
-                image.store_name()
-            )),
-            Some(false) => {
-                line.push_str("; not named in index.json yet (`imagelock sync` names it)")
-            }
-            None => {}
-        }
-        line
-    };
-    out.push(format!("  store        {store_line}"));
-    out
+        );
+    }
+    let blobs = image.blobs();
+    let all = blobs.len();
+    let have = blobs
+        .iter()
+        .filter(|b| store.present.contains(&b.digest.to_string()))
+        .count();
+    let mut line = format!("{}: {have} of {all} blobs present", store.path.display());
+    match store.named {
+        Some(true) => line.push_str(&format!(
+            "; named {} in index.json (oci:{}:{})",
+            image.store_name(),
+            store.path.display(),
+            image.store_name()
+        )),
+        Some(false) => line.push_str("; not named in index.json yet (`imagelock sync` names it)"),
+        None => {}
+    }
+    line
 }
 
 #[cfg(test)]

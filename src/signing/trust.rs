@@ -188,6 +188,20 @@ pub fn normalise_fingerprint(written: &str) -> String {
         .to_ascii_uppercase()
 }
 
+/// The keys among `found` whose primary fingerprint is `written` (spaces,
+/// `0x` and any case allowed), for `trust add --discover --fingerprint`: the
+/// whole fingerprint must match, a key ID picks nothing.
+pub fn keys_with_fingerprint(
+    found: impl IntoIterator<Item = openpgp::PublicKey>,
+    written: &str,
+) -> Vec<openpgp::PublicKey> {
+    let wanted = normalise_fingerprint(written);
+    found
+        .into_iter()
+        .filter(|k| k.fingerprint() == wanted)
+        .collect()
+}
+
 /// A key for humans: grouped fingerprint, user IDs, expiry.
 pub fn describe_key(key: &openpgp::PublicKey) -> String {
     let mut out = format!("  {}", openpgp::format_fingerprint(key.fingerprint()));
@@ -242,4 +256,38 @@ pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<St
     crate::fsutil::write_atomic(&path, armored.as_bytes())
         .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
     Ok(relative)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn discovered_keys_are_picked_by_whole_fingerprint() {
+        let found = || {
+            openpgp::parse_public_keys(include_bytes!(
+                "../../tests/fixtures/openpgp/rsa-and-ed25519.asc"
+            ))
+            .expect("two test keys")
+        };
+        let fingerprints = |keys: Vec<openpgp::PublicKey>| -> Vec<String> {
+            keys.iter().map(|k| k.fingerprint().to_owned()).collect()
+        };
+        let ed25519 = "8B631622BF67A56E9D3903409720537BC3B714B8";
+        assert_eq!(
+            fingerprints(keys_with_fingerprint(
+                found(),
+                "0x8b63 1622 bf67 a56e 9d39  0340 9720 537b c3b7 14b8"
+            )),
+            [ed25519]
+        );
+        assert_eq!(
+            fingerprints(keys_with_fingerprint(found(), ed25519)),
+            [ed25519]
+        );
+        assert!(keys_with_fingerprint(found(), "9720537BC3B714B8").is_empty());
+        assert!(
+            keys_with_fingerprint(found(), "8EC4EC85F507F076FD2A1366B2ADA44D573E04C7").is_empty()
+        );
+    }
 }

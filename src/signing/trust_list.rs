@@ -7,7 +7,7 @@
 //! and a key file that cannot be read is reported in its place rather than
 //! hiding the rest.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::SystemTime;
 
 use serde::Serialize;
@@ -338,6 +338,91 @@ pub fn fingerprint_matches(key: &PublicKey, fingerprint: &str) -> bool {
     wanted.len() >= 16 && (have == wanted || (wanted.len() == 16 && have.ends_with(&wanted)))
 }
 
+/// What `trust remove` takes away from one `[trust."PREFIX"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Removal {
+    /// Primary fingerprints that stop being trusted for the prefix, file by file.
+    pub fingerprints: Vec<String>,
+    /// The key files dropped from its `keys`; `None` when the whole table goes.
+    pub files: Option<Vec<String>>,
+}
+
+impl Removal {
+    /// Dropping the whole table: every key its readable files hold stops being trusted.
+    pub fn whole_table(files: &[KeyFile]) -> Removal {
+        Removal {
+            fingerprints: fingerprints_in(files),
+            files: None,
+        }
+    }
+
+    /// Dropping the files that hold the key `fingerprint` names (see
+    /// [`fingerprint_matches`]), with every key they hold: a file is listed
+    /// whole, so its other keys go too. `None` when no readable file holds it.
+    pub fn files_holding(files: &[KeyFile], fingerprint: &str) -> Option<Removal> {
+        let holding: Vec<&KeyFile> = files
+            .iter()
+            .filter(|f| {
+                f.keys
+                    .as_ref()
+                    .is_ok_and(|keys| keys.iter().any(|k| fingerprint_matches(k, fingerprint)))
+            })
+            .collect();
+        if holding.is_empty() {
+            return None;
+        }
+        Some(Removal {
+            fingerprints: fingerprints_in(holding.iter().copied()),
+            files: Some(holding.iter().map(|f| f.file.clone()).collect()),
+        })
+    }
+}
+
+/// The primary fingerprints of every key in the readable `files`, in order.
+fn fingerprints_in<'f>(files: impl IntoIterator<Item = &'f KeyFile>) -> Vec<String> {
+    files
+        .into_iter()
+        .flat_map(|f| f.keys.iter().flatten())
+        .map(|k| k.fingerprint().to_owned())
+        .collect()
+}
+
+/// Of `files`, those no `[trust]` table of `manifest` lists any more.
+pub fn unreferenced<'f>(manifest: &Manifest, files: &'f [String]) -> Vec<&'f str> {
+    files
+        .iter()
+        .filter(|file| !manifest.trust.values().any(|t| t.keys.contains(file)))
+        .map(String::as_str)
+        .collect()
+}
+
+/// The locked images that pin a signature by some key, and how to re-pin them.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SignedBy {
+    /// Their lock entry IDs, in lock order.
+    pub ids: Vec<String>,
+    /// What to pass to `imagelock update`: each image's ID, or for a
+    /// dependency the entry that pulled it in.
+    pub roots: BTreeSet<String>,
+}
+
+/// The images of `lock` that pin a signature by one of `fingerprints`.
+pub fn signed_by_any(lock: &Lock, fingerprints: &[String]) -> SignedBy {
+    let mut out = SignedBy::default();
+    for image in lock.images.values() {
+        if signers(image).iter().any(|f| fingerprints.contains(f)) {
+            out.ids.push(image.id.clone());
+            out.roots.insert(
+                image
+                    .dependency_of
+                    .clone()
+                    .unwrap_or_else(|| image.id.clone()),
+            );
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -364,5 +449,113 @@ mod tests {
             "37F3026F530A8073"
         );
         assert_eq!(long_key_id("ABC"), "ABC");
+    }
+
+    const RSA: &str = "25E0F3245AAF759DF15C3A5855EEC7572F25FF56";
+    const ED25519: &str = "8B631622BF67A56E9D3903409720537BC3B714B8";
+    const SUBKEY_PRIMARY: &str = "914180C6FA437457DFFD712FF4F2F3EDEDCADCBD";
+
+    fn key_file(file: &str, armored: &[u8]) -> KeyFile {
+        KeyFile {
+            file: file.to_owned(),
+            keys: Ok(openpgp::parse_public_keys(armored).expect("a test key")),
+        }
+    }
+
+    /// `both.asc` (rsa + ed25519), `broken.asc` (unreadable), `subkey.asc`.
+    fn files() -> Vec<KeyFile> {
+        vec![
+            key_file(
+                "both.asc",
+                include_bytes!("../../tests/fixtures/openpgp/rsa-and-ed25519.asc"),
+            ),
+            KeyFile {
+                file: "broken.asc".to_owned(),
+                keys: Err("not a key".to_owned()),
+            },
+            key_file(
+                "subkey.asc",
+                include_bytes!("../../tests/fixtures/openpgp/subkey.asc"),
+            ),
+        ]
+    }
+
+    #[test]
+    fn removals_name_the_keys_that_stop_being_trusted() {
+        let files = files();
+        let mut whole = Removal::whole_table(&files);
+        whole.fingerprints.sort();
+        assert_eq!(whole.fingerprints, [RSA, ED25519, SUBKEY_PRIMARY]);
+        assert_eq!(whole.files, None);
+
+        // A long key ID, written any way, drops its file and the other key in it.
+        let mut by_key_id = Removal::files_holding(&files, "0x9720 537b c3b7 14b8")
+            .expect("ed25519 is in both.asc");
+        by_key_id.fingerprints.sort();
+        assert_eq!(by_key_id.fingerprints, [RSA, ED25519]);
+        assert_eq!(by_key_id.files, Some(vec!["both.asc".to_owned()]));
+
+        let by_fingerprint =
+            Removal::files_holding(&files, SUBKEY_PRIMARY).expect("subkey.asc holds it");
+        assert_eq!(by_fingerprint.fingerprints, [SUBKEY_PRIMARY]);
+        assert_eq!(by_fingerprint.files, Some(vec!["subkey.asc".to_owned()]));
+
+        // Too short to name a key, or a key no file holds.
+        assert_eq!(Removal::files_holding(&files, "C3B714B8"), None);
+        assert_eq!(
+            Removal::files_holding(&files, "8EC4EC85F507F076FD2A1366B2ADA44D573E04C7"),
+            None
+        );
+        assert_eq!(Removal::whole_table(&[]).fingerprints, Vec::<String>::new());
+    }
+
+    #[test]
+    fn unreferenced_files_are_those_no_prefix_lists() {
+        let manifest = Manifest::parse(
+            std::path::Path::new("images.toml"),
+            "[trust.\"a.example/\"]\nkeys = [\"shared.asc\"]\n",
+        )
+        .expect("a valid manifest");
+        let files = ["shared.asc".to_owned(), "gone.asc".to_owned()];
+        assert_eq!(unreferenced(&manifest, &files), ["gone.asc"]);
+    }
+
+    #[test]
+    fn images_signed_by_removed_keys_and_their_roots() {
+        let signed = |id: &str, by: &str, dependency_of: Option<&str>| {
+            let mut image = LockedImage::new(
+                id,
+                SourceKind::Appc,
+                format!("example.com/{id}"),
+                crate::digest::Digest::sha256_of(id.as_bytes()),
+            );
+            image.signature = Some(crate::project::lockfile::LockedSignature {
+                url: format!("https://example.com/{id}.aci.asc"),
+                digest: crate::digest::Digest::sha256_of(by.as_bytes()),
+                size: 1,
+                prefix: "example.com/".to_owned(),
+                signed_by: by.to_owned(),
+                key: by.to_owned(),
+                identity: None,
+            });
+            image.dependency_of = dependency_of.map(str::to_owned);
+            image
+        };
+        let images = [
+            signed("app", RSA, None),
+            signed("base", RSA, Some("app")),
+            signed("lib", RSA, Some("tool")),
+            signed("other", ED25519, None),
+        ];
+        let lock = Lock {
+            images: images.into_iter().map(|i| (i.id.clone(), i)).collect(),
+        };
+        let hit = signed_by_any(&lock, &[RSA.to_owned(), SUBKEY_PRIMARY.to_owned()]);
+        assert_eq!(hit.ids, ["app", "base", "lib"]);
+        assert_eq!(hit.roots.into_iter().collect::<Vec<_>>(), ["app", "tool"]);
+        assert_eq!(
+            signed_by_any(&lock, &[SUBKEY_PRIMARY.to_owned()]),
+            SignedBy::default()
+        );
     }
 }
