@@ -18,6 +18,7 @@ pub mod resolve;
 pub mod signing;
 pub mod store;
 pub mod sync;
+pub mod transfer;
 pub mod verify;
 
 // The binary's side: argument parsing and one function per command.

@@ -3,8 +3,9 @@
 //! A sync is a pure [`Plan`] (what is present, what is missing, how many bytes)
 //! followed by [`execute`], the only step with side effects. Missing blobs are
 //! deduplicated by digest across images and fetched largest first with bounded
-//! parallelism; bytes are hashed and written on blocking threads, never on the
-//! async reactor. A plan with nothing missing touches no network at all.
+//! parallelism, through [`crate::transfer`], which hashes and writes bytes on
+//! blocking threads, never on the async reactor. A plan with nothing missing
+//! touches no network at all.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::oci::registry::{RegistryClient, RegistryError, Repository};
 use crate::progress::Reporter;
 use crate::project::lockfile::{Blob, Lock, LockedImage, SourceKind};
 use crate::store::Store;
+use crate::transfer::{Remote, copy_file, download_resumable};
 use anyhow::Context as _;
 
 /// Where a missing blob will be fetched from.
@@ -482,209 +484,5 @@ async fn fetch_from_registry(
         Ok(blob.clone())
     } else {
         download_resumable(client, &Remote::Registry(repo), blob, store, reporter).await
-    }
-}
-
-fn copy_file(path: &Path, blob: &Blob, store: &Store) -> anyhow::Result<u64> {
-    let writer = copy_into(path, store.ingest(blob)?)?;
-    let written = writer.written();
-    writer
-        .commit()
-        .with_context(|| format!("{} does not match the lock", path.display()))?;
-    Ok(written)
-}
-
-/// Copies a local file into `writer` (hashing it); the caller commits.
-pub fn copy_into(
-    path: &Path,
-    mut writer: crate::store::BlobWriter,
-) -> anyhow::Result<crate::store::BlobWriter> {
-    use std::io::Read;
-    let mut file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut buffer = vec![0u8; concurrency::COPY_BUFFER_BYTES];
-    loop {
-        let n = file
-            .read(&mut buffer)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        if n == 0 {
-            break;
-        }
-        writer.write(&buffer[..n])?;
-    }
-    Ok(writer)
-}
-
-/// Where a blob is downloaded from.
-enum Remote<'a> {
-    Registry(&'a Repository),
-    Url(&'a str),
-}
-
-/// Downloads `blob` into the store, resuming what an interrupted download left
-/// in `ingest/` (`Range: bytes=N-`) and continuing after a broken connection
-/// with backoff; a server that answers a range request with the whole body
-/// (200) restarts it from zero. The digest is checked over the whole
-/// reassembled blob before it gets its name.
-async fn download_resumable(
-    client: &RegistryClient,
-    remote: &Remote<'_>,
-    blob: &Blob,
-    store: &Store,
-    reporter: &dyn Reporter,
-) -> anyhow::Result<Blob> {
-    let url = match remote {
-        Remote::Registry(repo) => format!("{}/v2/{}/blobs/{}", repo.base, repo.path, blob.digest),
-        Remote::Url(url) => (*url).to_owned(),
-    };
-    let opened = {
-        let store = store.clone();
-        let blob = blob.clone();
-        tokio::task::spawn_blocking(move || store.ingest_resumable(&blob))
-            .await
-            .context("a blob writer panicked")??
-    };
-    let mut writer = opened;
-    let mut resumed = writer.written() > 0;
-    reporter.bytes(writer.written());
-    let policy = client.retry_policy();
-    let mut interruptions = 0;
-    loop {
-        let from = writer.written();
-        if from == blob.size {
-            break; // an earlier attempt got every byte; the digest check decides
-        }
-        resumed |= from > 0;
-        let response = match remote {
-            Remote::Registry(repo) => client.get_blob(repo, &blob.digest, Some(from)).await?,
-            Remote::Url(url) => {
-                let conditions = crate::oci::registry::Conditions {
-                    from: Some(from),
-                    ..Default::default()
-                };
-                client.get_url_if(url, &conditions).await?
-            }
-        };
-        if from > 0 && !resumes_at(&response, from) {
-            // The server sent the whole blob (or another range): start over.
-            writer.reset()?;
-        }
-        match stream_body(response, &url, writer, reporter).await? {
-            Streamed::Complete(done) => {
-                writer = done;
-                break;
-            }
-            Streamed::Interrupted(partial, error) => {
-                interruptions += 1;
-                if interruptions > policy.retries {
-                    return Err(crate::oci::registry::RegistryError::Exhausted {
-                        attempts: interruptions,
-                        last: Box::new(error),
-                    }
-                    .into());
-                }
-                writer = partial;
-                tokio::time::sleep(policy.backoff(interruptions, None)).await;
-            }
-        }
-    }
-    let committed = tokio::task::spawn_blocking(move || writer.commit())
-        .await
-        .context("a blob writer panicked")?;
-    match committed {
-        // Bytes kept from an earlier, interrupted attempt were wrong (the
-        // commit deleted them): one fresh download decides.
-        Err(crate::store::StoreError::DigestMismatch { .. }) if resumed => {
-            Box::pin(download_resumable(client, remote, blob, store, reporter)).await
-        }
-        other => Ok(other?),
-    }
-}
-
-/// Whether a response to `Range: bytes=FROM-` continues at `from`.
-fn resumes_at(response: &reqwest::Response, from: u64) -> bool {
-    response.status() == reqwest::StatusCode::PARTIAL_CONTENT
-        && response
-            .headers()
-            .get(reqwest::header::CONTENT_RANGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("bytes "))
-            .and_then(|v| v.split('-').next())
-            .and_then(|start| start.parse::<u64>().ok())
-            == Some(from)
-}
-
-/// How a body stream ended.
-pub enum Streamed {
-    /// Every byte arrived.
-    Complete(crate::store::BlobWriter),
-    /// The connection broke; what arrived is in the writer.
-    Interrupted(
-        crate::store::BlobWriter,
-        crate::oci::registry::RegistryError,
-    ),
-}
-
-/// Streams a response body into `writer` (hashing and writing on a blocking
-/// thread) without committing it. A broken connection hands the writer back
-/// with what arrived; content that cannot be right (too many bytes, a size
-/// other than the one announced) is an error.
-pub async fn stream_body(
-    mut response: reqwest::Response,
-    url: &str,
-    mut writer: crate::store::BlobWriter,
-    reporter: &dyn Reporter,
-) -> anyhow::Result<Streamed> {
-    if let Some(limit) = writer.expected_size()
-        && let Some(length) = response.content_length()
-        && writer.written() + length != limit
-    {
-        anyhow::bail!(
-            "{url} announced {} bytes, the lock says {limit}",
-            writer.written() + length
-        );
-    }
-    let (tx, mut rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(concurrency::CHUNKS_IN_FLIGHT);
-    let sink = tokio::task::spawn_blocking(move || {
-        while let Some(chunk) = rx.blocking_recv() {
-            writer.write(&chunk)?;
-        }
-        Ok::<_, crate::store::StoreError>(writer)
-    });
-    let mut network_error = None;
-    loop {
-        match response.chunk().await {
-            Ok(Some(chunk)) => {
-                reporter.bytes(chunk.len() as u64);
-                if tx.send(chunk).await.is_err() {
-                    break; // the writer stopped early; its error says why
-                }
-            }
-            Ok(None) => break,
-            Err(e) => {
-                network_error = Some(crate::oci::registry::network(url, &e));
-                break;
-            }
-        }
-    }
-    drop(tx);
-    let writer = sink.await.context("a blob writer panicked")??;
-    Ok(match network_error {
-        Some(e) => Streamed::Interrupted(writer, e),
-        None => Streamed::Complete(writer),
-    })
-}
-
-/// Streams a whole response body into `writer` without committing it, so the
-/// caller can check the content first; a broken connection is an error.
-pub async fn stream_into(
-    response: reqwest::Response,
-    url: &str,
-    writer: crate::store::BlobWriter,
-    reporter: &dyn Reporter,
-) -> anyhow::Result<crate::store::BlobWriter> {
-    match stream_body(response, url, writer, reporter).await? {
-        Streamed::Complete(writer) => Ok(writer),
-        Streamed::Interrupted(_, e) => Err(e.into()),
     }
 }

@@ -691,7 +691,7 @@ impl AciResolver<'_> {
                 };
                 let remember = (validators.etag.is_some() || validators.last_modified.is_some())
                     .then(|| Box::new((file, validators)));
-                let writer = crate::sync::stream_into(response, url, writer, &Silent).await?;
+                let writer = crate::transfer::stream_into(response, url, writer, &Silent).await?;
                 Ok(Content::Fresh {
                     writer: Box::new(writer),
                     validators: remember,
@@ -700,7 +700,7 @@ impl AciResolver<'_> {
             Location::File { path, .. } => {
                 let path = path.clone();
                 let writer =
-                    tokio::task::spawn_blocking(move || crate::sync::copy_into(&path, writer))
+                    tokio::task::spawn_blocking(move || crate::transfer::copy_into(&path, writer))
                         .await
                         .context("a copy task panicked")??;
                 Ok(Content::Fresh {
