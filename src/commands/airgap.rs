@@ -65,7 +65,8 @@ pub fn export(
         .collect::<std::collections::BTreeMap<_, _>>()
         .into_iter()
         .collect();
-    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file)?;
+    let reporter = printer.reporter();
+    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file, &*reporter)?;
     printer.status(format!(
         "Exported {}, {} ({}) and {} to {} ({}) in {}",
         plural(exported.images, "image"),
