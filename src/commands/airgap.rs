@@ -134,7 +134,9 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
     // Plain HTTP only for the hosts images.toml names, never for what the lock records.
     let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();
-    let pushed = crate::airgap::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    let reporter = printer.reporter();
+    let pushed =
+        crate::airgap::mirror::push(&client, &store, &images, &mirror, staging, reporter).await?;
     printer.status(format!(
         "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
         plural(pushed.images, "image"),
