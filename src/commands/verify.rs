@@ -29,7 +29,8 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     // index.json is how skopeo, podman and `sync` read the store: a corrupt one fails verify.
     store.read_index()?;
     let trust = Arc::new(TrustStore::new(&manifest));
-    let reports = crate::verify::verify(&lock, &store, &manifest, trust).await?;
+    let reports =
+        crate::verify::verify(&lock, &store, &manifest, trust, printer.reporter()).await?;
     let mut blobs = 0;
     let mut bytes = 0;
     for report in &reports {
