@@ -105,7 +105,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
         } else {
             store.lock_shared()?
         };
-        let report = crate::store::fsck::check(&store, &needed).await?;
+        let report = crate::store::fsck::check(&store, &needed, printer.reporter()).await?;
         if repair && !report.corrupt.is_empty() {
             let moved = crate::store::fsck::quarantine(&store, &report)?;
             printer.status(format!(
@@ -194,7 +194,7 @@ pub async fn fsck(settings: &Settings, repair: bool) -> anyhow::Result<()> {
             ..settings.clone()
         };
         super::sync(&quiet, options).await?;
-        let again = crate::store::fsck::check(&store, &needed).await?;
+        let again = crate::store::fsck::check(&store, &needed, printer.reporter()).await?;
         if again.corrupt.is_empty() && again.missing.is_empty() {
             printer.status("Repaired: the store is sound");
             return Ok(());
