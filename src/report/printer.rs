@@ -133,15 +133,16 @@ impl Reporter for BarReporter {
         let (length, template) = if by_bytes {
             (
                 bytes,
-                "{spinner} {prefix} {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
+                "{spinner} {prefix} {msg} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}",
             )
         } else {
             (
                 items as u64,
-                "{spinner} {prefix} {msg} [{bar:30}] {pos}/{len}",
+                "{spinner} {prefix} {msg} [{bar:25}] {pos}/{len}",
             )
         };
-        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::stderr());
+        // Drawn only once the style, prefix and message are all set.
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template(template)
                 .expect("the templates are valid")
@@ -156,6 +157,7 @@ impl Reporter for BarReporter {
             by_bytes,
         };
         state.bar.set_message(state.message());
+        state.bar.set_draw_target(ProgressDrawTarget::stderr());
         state
             .bar
             .enable_steady_tick(std::time::Duration::from_millis(100));
@@ -278,7 +280,9 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::hint_for;
+    use super::{BarReporter, hint_for};
+
+    use crate::progress::{Phase, Reporter};
 
     use crate::oci::registry::{AuthFix, RegistryError};
 
@@ -305,5 +309,24 @@ mod tests {
         // The message itself carries no hint text; the binary prints it once.
         let message = format!("{:#}", unauthorized(AuthFix::LogIn));
         assert!(!message.contains("hint"), "{message}");
+    }
+
+    /// The bar's templates are checked only when one is drawn (on a terminal,
+    /// which the CLI tests never are): every kind of phase builds one here.
+    #[test]
+    fn every_kind_of_phase_gets_a_bar() {
+        let bars = BarReporter::default();
+        for (phase, items, bytes) in [(Phase::Exporting, 2, 10), (Phase::CheckingTrees, 3, 0)] {
+            bars.begin(phase, items, bytes);
+            bars.bytes(bytes);
+            bars.item_done();
+            let current = bars.current();
+            let bar = current.as_ref().expect("a bar per phase");
+            assert_eq!(bar.done, 1);
+            assert_eq!(bar.bar.position(), if bytes > 0 { bytes } else { 1 });
+            drop(current);
+            bars.finish();
+        }
+        assert!(bars.current().is_none());
     }
 }
