@@ -33,6 +33,7 @@ use anyhow::{Context as _, bail};
 
 use crate::digest::{Digest, Hasher};
 use crate::errors::hinted;
+use crate::progress::{Phase, Reporter};
 use crate::project::lockfile::{Blob, Lock};
 use crate::store::Store;
 
@@ -74,11 +75,13 @@ pub struct AlteredBlob {
 /// Writes `lock`'s blobs from `store` (each hashed again on the way), the lock
 /// and `keys` (manifest-relative path, absolute path) to `out` as a
 /// zstd-compressed tar, atomically; `out` must be absent or a regular file.
+/// Reports the blobs as one [`Phase::Exporting`] phase to `reporter`.
 pub fn export(
     store: &Store,
     lock: &Lock,
     keys: &[(String, PathBuf)],
     out: &Path,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<Exported> {
     output_exists(out)?;
     let blobs = lock.blobs();
@@ -127,6 +130,11 @@ pub fn export(
     }
     let mut ordered: Vec<&Blob> = blobs.values().collect();
     ordered.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
+    reporter.begin(
+        Phase::Exporting,
+        ordered.len(),
+        ordered.iter().map(|b| b.size).sum(),
+    );
     for blob in ordered {
         let path = store.blob_path(&blob.digest);
         let file = std::fs::File::open(&path)
@@ -137,6 +145,7 @@ pub fn export(
             path: &path,
             hasher: Some(Hasher::new(blob.digest.algorithm())),
             read: 0,
+            reporter,
         };
         let mut header = header(blob.size);
         tar.append_data(
@@ -149,9 +158,11 @@ pub fn export(
             std::io::BufReader::with_capacity(COPY_BUFFER, checked),
         )
         .map_err(|e| blob_error(blob, e))?;
+        reporter.item_done();
         report.blobs += 1;
         report.bytes += blob.size;
     }
+    reporter.finish();
     let refs: Vec<serde_json::Value> = lock
         .images
         .values()
@@ -240,6 +251,7 @@ struct CheckedBlob<'a> {
     /// Taken when the end is reached and the digest compared.
     hasher: Option<Hasher>,
     read: u64,
+    reporter: &'a dyn Reporter,
 }
 
 impl CheckedBlob<'_> {
@@ -269,6 +281,7 @@ impl Read for CheckedBlob<'_> {
             if let Some(hasher) = &mut self.hasher {
                 hasher.update(&buf[..n]);
             }
+            self.reporter.bytes(n as u64);
             return Ok(n);
         }
         if self.read < self.blob.size {
@@ -348,8 +361,9 @@ pub struct Imported {
 /// Streams the bundle at `path` into `store`, verifying every blob against the
 /// bundle's lock before it gets its name. Names no image: the bundle's lock
 /// is the bundle's own claim, so `index.json` is left to `sync`, which names
-/// the images of the project's lock once its checks pass.
-pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
+/// the images of the project's lock once its checks pass. Reports the blobs
+/// the bundle's lock pins as one [`Phase::Importing`] phase to `reporter`.
+pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Result<Imported> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the bundle {}", path.display()))?;
     let decoder = zstd::Decoder::new(file)
@@ -394,7 +408,13 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
                     .map_err(|e| bad(&name, e.to_string()))?;
                 let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
                 report.images = parsed.images.len();
-                pinned = Some(parsed.blobs());
+                let blobs = parsed.blobs();
+                reporter.begin(
+                    Phase::Importing,
+                    blobs.len(),
+                    blobs.values().map(|b| b.size).sum(),
+                );
+                pinned = Some(blobs);
             }
             _ if name.starts_with("keys/") => {
                 std::io::copy(&mut entry, &mut std::io::sink())
@@ -424,8 +444,10 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
                     ));
                 }
                 if store.contains(blob) {
-                    std::io::copy(&mut entry, &mut std::io::sink())
+                    let skipped = std::io::copy(&mut entry, &mut std::io::sink())
                         .map_err(|e| bad(&name, e.to_string()))?;
+                    reporter.bytes(skipped);
+                    reporter.item_done();
                     report.present += 1;
                     continue;
                 }
@@ -441,8 +463,10 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
                     writer
                         .write(&buffer[..n])
                         .map_err(|e| bad(&name, e.to_string()))?;
+                    reporter.bytes(n as u64);
                 }
                 writer.commit().map_err(|e| bad(&name, e.to_string()))?;
+                reporter.item_done();
                 report.digests.push(digest);
                 report.stored += 1;
                 report.bytes += blob.size;
@@ -452,6 +476,7 @@ pub fn import(store: &Store, path: &Path) -> anyhow::Result<Imported> {
     let Some(pinned) = pinned else {
         bail!("bundle {} holds no images.lock", path.display());
     };
+    reporter.finish();
     let missing: Vec<String> = pinned
         .values()
         .filter(|b| !store.contains(b))
@@ -521,7 +546,66 @@ pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::R
 #[cfg(test)]
 mod tests {
     use crate::digest::Digest;
-    use crate::project::lockfile::{Lock, LockedImage, SourceKind};
+    use crate::progress::{Phase, Recorded, Recording};
+    use crate::project::lockfile::{ACI_MEDIA_TYPE, Blob, Lock, LockedImage, SourceKind};
+    use crate::store::Store;
+
+    /// A lock of ACIs with these contents, and a store holding them.
+    fn stored(dir: &std::path::Path, contents: &[&[u8]]) -> (Lock, Store) {
+        let store = Store::open(&dir.join("store")).expect("store");
+        let mut lock = Lock::default();
+        for (n, bytes) in contents.iter().enumerate() {
+            let blob = Blob {
+                digest: Digest::sha256_of(bytes),
+                size: bytes.len() as u64,
+                media_type: ACI_MEDIA_TYPE.into(),
+            };
+            store.insert_bytes(&blob, bytes).expect("insert");
+            let id = format!("aci{n}");
+            let mut image = LockedImage::new(
+                &id,
+                SourceKind::Appc,
+                format!("example.com/{id}"),
+                Digest::sha256_of(id.as_bytes()),
+            );
+            image.aci = Some(blob);
+            lock.images.insert(id, image);
+        }
+        (lock, store)
+    }
+
+    #[test]
+    fn export_and_import_report_every_blob_and_byte_they_carry() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let contents: [&[u8]; 3] = [b"first layer", &[7u8; 3 * 1024 * 1024], b""];
+        let total: u64 = contents.iter().map(|c| c.len() as u64).sum();
+        let (lock, store) = stored(dir.path(), &contents);
+        let out = dir.path().join("out.bundle");
+        let exporting = Recording::default();
+        let exported = super::export(&store, &lock, &[], &out, &exporting).expect("export");
+        assert_eq!((exported.blobs, exported.bytes), (3, total));
+        assert_eq!(
+            exporting.phases(),
+            [Recorded::complete(Phase::Exporting, 3, total)]
+        );
+
+        let empty = Store::open(&dir.path().join("empty")).expect("store");
+        let importing = Recording::default();
+        let imported = super::import(&empty, &out, &importing).expect("import");
+        assert_eq!((imported.stored, imported.bytes), (3, total));
+        assert_eq!(
+            importing.phases(),
+            [Recorded::complete(Phase::Importing, 3, total)]
+        );
+        // Blobs the store has already are read through, and reported too.
+        let again = Recording::default();
+        let imported = super::import(&empty, &out, &again).expect("import");
+        assert_eq!(imported.present, 3);
+        assert_eq!(
+            again.phases(),
+            [Recorded::complete(Phase::Importing, 3, total)]
+        );
+    }
 
     #[test]
     fn subsets_by_image_keep_roots_with_their_dependencies_and_named_dependencies() {

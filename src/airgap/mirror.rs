@@ -23,6 +23,7 @@ use crate::digest::Digest;
 use crate::errors::hinted;
 use crate::oci;
 use crate::oci::registry::{RegistryClient, RegistryError, Repository};
+use crate::progress::{Phase, Reporter};
 use crate::project::lockfile::{Blob, LockedImage, SourceKind};
 use crate::store::Store;
 
@@ -140,12 +141,16 @@ struct Planned {
 /// move at most `PARALLEL_DOWNLOADS` at a time and each once: the first
 /// repository that needs one gets it uploaded (or finds it there), the others
 /// wait for that and mount it.
+///
+/// Reports the distinct blobs as one [`Phase::Pushing`] phase: a blob is done
+/// once its first repository has it (uploaded, or found there).
 pub async fn push(
     client: &std::sync::Arc<RegistryClient>,
     store: &Store,
     images: &[LockedImage],
     mirror: &Mirror,
     staging: Option<&Path>,
+    reporter: std::sync::Arc<dyn Reporter>,
 ) -> anyhow::Result<Pushed> {
     let mut plans = Vec::new();
     for image in images {
@@ -165,16 +170,27 @@ pub async fn push(
         permits: tokio::sync::Semaphore::new(crate::concurrency::PARALLEL_DOWNLOADS),
         homes: HashMap::new(),
         placed: HashMap::new(),
+        reporter,
     };
+    let mut distinct_bytes = 0;
     for plan in &plans {
         for blob in &plan.blobs {
-            placements.homes.entry(blob.digest.clone()).or_default();
+            placements
+                .homes
+                .entry(blob.digest.clone())
+                .or_insert_with(|| {
+                    distinct_bytes += blob.size;
+                    tokio::sync::OnceCell::new()
+                });
             placements
                 .placed
                 .entry((blob.digest.clone(), plan.repo.path.clone()))
                 .or_default();
         }
     }
+    placements
+        .reporter
+        .begin(Phase::Pushing, placements.homes.len(), distinct_bytes);
     let placements = std::sync::Arc::new(placements);
     // Largest first: the longest uploads start while the small images fill
     // the other slots.
@@ -194,6 +210,7 @@ pub async fn push(
         }
         report.manifests += image.manifests;
     }
+    placements.reporter.finish();
     if let Some(staging) = staging {
         for plan in &plans {
             for (name, sig) in &plan.signatures {
@@ -411,6 +428,8 @@ struct Placements {
     homes: HashMap<Digest, tokio::sync::OnceCell<String>>,
     /// Per blob and repository path: how it got there.
     placed: HashMap<(Digest, String), tokio::sync::OnceCell<Outcome>>,
+    /// Told of each blob once, when its home is settled.
+    reporter: std::sync::Arc<dyn Reporter>,
 }
 
 impl Placements {
@@ -426,6 +445,12 @@ impl Placements {
         self.placed
             .get(&(blob.digest.clone(), repo.path.clone()))
             .expect("every planned blob has a placement cell")
+    }
+
+    /// `blob` is in its first repository: one blob of the push done.
+    fn settled(&self, blob: &Blob) {
+        self.reporter.bytes(blob.size);
+        self.reporter.item_done();
     }
 }
 
@@ -514,7 +539,11 @@ async fn mark_present(placements: &Placements, repo: &Repository, blob: &Blob) -
     })
     .await;
     let home = placements.home_cell(blob);
-    home.get_or_init(|| async { repo.path.clone() }).await;
+    home.get_or_init(|| async {
+        placements.settled(blob);
+        repo.path.clone()
+    })
+    .await;
     marked
 }
 
@@ -539,6 +568,7 @@ async fn place(
                 .get_or_try_init(|| async {
                     let _permit = placements.permits.acquire().await?;
                     first = Some(push_blob(client, store, repo, blob).await?);
+                    placements.settled(blob);
                     anyhow::Ok(repo.path.clone())
                 })
                 .await?;

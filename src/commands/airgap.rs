@@ -8,7 +8,9 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::errors::hinted;
 use crate::oci::registry::LazyClient;
-use crate::project::lockfile::lock_path_for;
+use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::manifest::Manifest;
+use crate::store::Store;
 use crate::text::{human_bytes, human_duration, plural};
 
 use super::{
@@ -49,23 +51,9 @@ pub fn export(
     )?;
     let _shared = store.lock_shared()?;
     check_trusted(&lock, &lock_path, &store, &manifest, "nothing was exported")?;
-    // Each key file once, named by its path under the manifest's directory
-    // (`..` and root components dropped: a tar entry may not climb out).
-    let keys: Vec<(String, PathBuf)> = manifest
-        .trust
-        .values()
-        .flat_map(|t| t.keys.iter())
-        .map(|k| {
-            let name: PathBuf = Path::new(k)
-                .components()
-                .filter(|c| matches!(c, std::path::Component::Normal(_)))
-                .collect();
-            (name.to_string_lossy().into_owned(), manifest.dir().join(k))
-        })
-        .collect::<std::collections::BTreeMap<_, _>>()
-        .into_iter()
-        .collect();
-    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file)?;
+    let keys = key_files(&manifest);
+    let reporter = printer.reporter();
+    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file, &*reporter)?;
     printer.status(format!(
         "Exported {}, {} ({}) and {} to {} ({}) in {}",
         plural(exported.images, "image"),
@@ -78,6 +66,26 @@ pub fn export(
     ));
     printer.json(&json!({ "bundle": file, "exported": exported }));
     Ok(())
+}
+
+/// The key files `manifest` trusts, each once, as (name in the bundle, path):
+/// named by the path under the manifest's directory (`..` and root components
+/// dropped: a tar entry may not climb out).
+fn key_files(manifest: &Manifest) -> Vec<(String, PathBuf)> {
+    manifest
+        .trust
+        .values()
+        .flat_map(|t| t.keys.iter())
+        .map(|k| {
+            let name: PathBuf = Path::new(k)
+                .components()
+                .filter(|c| matches!(c, std::path::Component::Normal(_)))
+                .collect();
+            (name.to_string_lossy().into_owned(), manifest.dir().join(k))
+        })
+        .collect::<std::collections::BTreeMap<_, _>>()
+        .into_iter()
+        .collect()
 }
 
 /// `imagelock import`.
@@ -113,27 +121,14 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
         "run `imagelock sync` first: push copies from the store",
     )?;
     let _shared = store.lock_shared()?;
-    let missing: Vec<String> = lock
-        .blobs()
-        .into_values()
-        .filter(|b| !store.contains(b))
-        .map(|b| b.digest.to_string())
-        .collect();
-    if !missing.is_empty() {
-        return Err(hinted(
-            format!(
-                "the store lacks {} the lock pins (first: {})",
-                plural(missing.len(), "blob"),
-                missing[0]
-            ),
-            "run `imagelock sync` first: push copies from the store",
-        ));
-    }
+    require_every_blob(&lock, &store)?;
     check_trusted(&lock, &lock_path, &store, &manifest, "nothing was pushed")?;
     // Plain HTTP only for the hosts images.toml names, never for what the lock records.
     let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();
-    let pushed = crate::airgap::mirror::push(&client, &store, &images, &mirror, staging).await?;
+    let reporter = printer.reporter();
+    let pushed =
+        crate::airgap::mirror::push(&client, &store, &images, &mirror, staging, reporter).await?;
     printer.status(format!(
         "Pushed {} to {}/{}: {} uploaded ({}), {} mounted, {} already there, {}{} in {}",
         plural(pushed.images, "image"),
@@ -153,4 +148,24 @@ pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> 
     ));
     printer.json(&json!({ "mirror": prefix, "pushed": pushed }));
     Ok(())
+}
+
+/// Push copies from the store: it must hold every blob the lock pins.
+fn require_every_blob(lock: &Lock, store: &Store) -> anyhow::Result<()> {
+    let missing: Vec<String> = lock
+        .blobs()
+        .into_values()
+        .filter(|b| !store.contains(b))
+        .map(|b| b.digest.to_string())
+        .collect();
+    match missing.first() {
+        None => Ok(()),
+        Some(first) => Err(hinted(
+            format!(
+                "the store lacks {} the lock pins (first: {first})",
+                plural(missing.len(), "blob"),
+            ),
+            "run `imagelock sync` first: push copies from the store",
+        )),
+    }
 }

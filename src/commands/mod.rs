@@ -212,10 +212,12 @@ async fn import_bundle(
 ) -> anyhow::Result<crate::airgap::bundle::Imported> {
     let started = Instant::now();
     let (store, path) = (store.clone(), bundle.to_owned());
-    let imported =
-        tokio::task::spawn_blocking(move || crate::airgap::bundle::import(&store, &path))
-            .await
-            .context("the bundle reader panicked")??;
+    let reporter = settings.printer.reporter();
+    let imported = tokio::task::spawn_blocking(move || {
+        crate::airgap::bundle::import(&store, &path, &*reporter)
+    })
+    .await
+    .context("the bundle reader panicked")??;
     settings.printer.status(format!(
         "Imported {} from {}: {} ({}) stored, {} already present ({})",
         plural(imported.images, "image"),

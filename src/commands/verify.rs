@@ -8,8 +8,10 @@ use serde_json::json;
 use crate::cli::Settings;
 use crate::errors::hinted;
 use crate::project::lockfile::lock_path_for;
+use crate::report::printer::Printer;
 use crate::signing::trust::TrustStore;
 use crate::text::{human_bytes, human_duration, plural};
+use crate::verify::ImageReport;
 
 use super::{load_manifest, require_lock, required_store};
 
@@ -29,33 +31,10 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     // index.json is how skopeo, podman and `sync` read the store: a corrupt one fails verify.
     store.read_index()?;
     let trust = Arc::new(TrustStore::new(&manifest));
-    let reports = crate::verify::verify(&lock, &store, &manifest, trust).await?;
-    let mut blobs = 0;
-    let mut bytes = 0;
+    let reports =
+        crate::verify::verify(&lock, &store, &manifest, trust, printer.reporter()).await?;
     for report in &reports {
-        blobs += report.blobs;
-        bytes += report.bytes;
-        let how = match (&report.signed_by, &report.prefix) {
-            (Some(fpr), Some(prefix)) => format!(
-                "signed by {} ([trust.\"{prefix}\"])",
-                crate::signing::openpgp::format_fingerprint(fpr)
-            ),
-            _ if report.verified => "signature not checked".to_owned(),
-            _ => "unverified (insecure)".to_owned(),
-        };
-        if report.ok() {
-            printer.status(format!(
-                "  ok      {}: {}, {}; {how}",
-                report.id,
-                plural(report.blobs, "blob"),
-                human_bytes(report.bytes)
-            ));
-        } else {
-            printer.warn(format!("  FAILED  {}:", report.id));
-            for problem in &report.problems {
-                printer.warn(format!("          {problem}"));
-            }
-        }
+        print_image(printer, report);
     }
     let failed: Vec<&str> = reports
         .iter()
@@ -69,22 +48,52 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
         "images": reports,
     }));
     if !failed.is_empty() {
-        return Err(hinted(
-            format!(
-                "verification failed for {} of {}: {}",
-                failed.len(),
-                plural(reports.len(), "image"),
-                failed.join(", ")
-            ),
-            "missing or corrupt blobs: run `imagelock sync` to fetch them again; signature or key problems: check [trust] in images.toml and run `imagelock lock`",
-        ));
+        return Err(verification_failed(&failed, reports.len()));
     }
     printer.status(format!(
         "Verified {}, {} ({}) in {}",
         plural(reports.len(), "image"),
-        plural(blobs, "blob"),
-        human_bytes(bytes),
+        plural(reports.iter().map(|r| r.blobs).sum(), "blob"),
+        human_bytes(reports.iter().map(|r| r.bytes).sum()),
         human_duration(started.elapsed())
     ));
     Ok(())
+}
+
+/// One image's line: ok with its size and signer, or FAILED with its problems.
+fn print_image(printer: Printer, report: &ImageReport) {
+    if !report.ok() {
+        printer.warn(format!("  FAILED  {}:", report.id));
+        for problem in &report.problems {
+            printer.warn(format!("          {problem}"));
+        }
+        return;
+    }
+    let how = match (&report.signed_by, &report.prefix) {
+        (Some(fpr), Some(prefix)) => format!(
+            "signed by {} ([trust.\"{prefix}\"])",
+            crate::signing::openpgp::format_fingerprint(fpr)
+        ),
+        _ if report.verified => "signature not checked".to_owned(),
+        _ => "unverified (insecure)".to_owned(),
+    };
+    printer.status(format!(
+        "  ok      {}: {}, {}; {how}",
+        report.id,
+        plural(report.blobs, "blob"),
+        human_bytes(report.bytes)
+    ));
+}
+
+/// The error naming the images that failed, of `images`.
+fn verification_failed(failed: &[&str], images: usize) -> anyhow::Error {
+    hinted(
+        format!(
+            "verification failed for {} of {}: {}",
+            failed.len(),
+            plural(images, "image"),
+            failed.join(", ")
+        ),
+        "missing or corrupt blobs: run `imagelock sync` to fetch them again; signature or key problems: check [trust] in images.toml and run `imagelock lock`",
+    )
 }

@@ -4,13 +4,13 @@
 //! and non-TTY runs behave the same everywhere.
 
 use std::io::{IsTerminal, Write};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::errors::Hinted;
-use crate::progress::Reporter;
-use crate::project::lockfile::Blob;
+use crate::progress::{Phase, Reporter};
+use crate::text::plural;
 
 /// How chatty to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,43 +77,116 @@ impl Printer {
             && std::env::var_os("IMAGELOCK_NO_PROGRESS").is_none_or(|v| v.is_empty())
     }
 
-    /// A reporter drawing a byte progress bar on stderr (or nothing).
+    /// A reporter drawing a progress bar per phase on stderr (or nothing).
     pub fn reporter(&self) -> Arc<dyn Reporter> {
         if !self.progress_enabled() {
             return Arc::new(crate::progress::Silent);
         }
-        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} Fetching {msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}",
-            )
-            .expect("the template is valid")
-            .progress_chars("=> "),
-        );
-        Arc::new(BarReporter { bar })
+        Arc::new(BarReporter::default())
     }
 }
 
+/// Draws the current phase as one bar on stderr: bytes when the phase
+/// measures bytes (items done in the message), else items.
+#[derive(Default)]
 struct BarReporter {
+    current: Mutex<Option<Bar>>,
+}
+
+/// The bar of the phase under way.
+struct Bar {
     bar: ProgressBar,
+    phase: Phase,
+    items: usize,
+    done: usize,
+    by_bytes: bool,
+}
+
+impl Bar {
+    fn message(&self) -> String {
+        let items = plural(self.items, self.phase.item());
+        if self.by_bytes {
+            format!("{}/{items}", self.done)
+        } else {
+            items
+        }
+    }
+}
+
+impl BarReporter {
+    /// The phase under way, if any (a panic elsewhere does not stop the bar).
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<Bar>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// An operation that failed mid-phase leaves no bar behind its error.
+impl Drop for BarReporter {
+    fn drop(&mut self) {
+        self.finish();
+    }
 }
 
 impl Reporter for BarReporter {
-    fn start(&self, blobs: usize, bytes: u64) {
-        self.bar.set_length(bytes);
-        self.bar.set_message(format!("{blobs} blobs"));
-        self.bar
+    fn begin(&self, phase: Phase, items: usize, bytes: u64) {
+        let by_bytes = bytes > 0;
+        let (length, template) = if by_bytes {
+            (
+                bytes,
+                "{spinner} {prefix} {msg} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}",
+            )
+        } else {
+            (
+                items as u64,
+                "{spinner} {prefix} {msg} [{bar:25}] {pos}/{len}",
+            )
+        };
+        // Drawn only once the style, prefix and message are all set.
+        let bar = ProgressBar::with_draw_target(Some(length), ProgressDrawTarget::hidden());
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("the templates are valid")
+                .progress_chars("=> "),
+        );
+        bar.set_prefix(phase.verb());
+        let state = Bar {
+            bar,
+            phase,
+            items,
+            done: 0,
+            by_bytes,
+        };
+        state.bar.set_message(state.message());
+        state.bar.set_draw_target(ProgressDrawTarget::stderr());
+        state
+            .bar
             .enable_steady_tick(std::time::Duration::from_millis(100));
+        if let Some(previous) = self.current().replace(state) {
+            previous.bar.finish_and_clear();
+        }
     }
 
     fn bytes(&self, n: u64) {
-        self.bar.inc(n);
+        if let Some(current) = self.current().as_ref().filter(|c| c.by_bytes) {
+            current.bar.inc(n);
+        }
     }
 
-    fn blob_done(&self, _blob: &Blob) {}
+    fn item_done(&self) {
+        if let Some(current) = self.current().as_mut() {
+            current.done += 1;
+            if current.by_bytes {
+                current.bar.set_message(current.message());
+            } else {
+                current.bar.inc(1);
+            }
+        }
+    }
 
     fn finish(&self) {
-        self.bar.finish_and_clear();
+        if let Some(current) = self.current().take() {
+            current.bar.finish_and_clear();
+        }
     }
 }
 
@@ -207,7 +280,9 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::hint_for;
+    use super::{BarReporter, hint_for};
+
+    use crate::progress::{Phase, Reporter};
 
     use crate::oci::registry::{AuthFix, RegistryError};
 
@@ -234,5 +309,24 @@ mod tests {
         // The message itself carries no hint text; the binary prints it once.
         let message = format!("{:#}", unauthorized(AuthFix::LogIn));
         assert!(!message.contains("hint"), "{message}");
+    }
+
+    /// The bar's templates are checked only when one is drawn (on a terminal,
+    /// which the CLI tests never are): every kind of phase builds one here.
+    #[test]
+    fn every_kind_of_phase_gets_a_bar() {
+        let bars = BarReporter::default();
+        for (phase, items, bytes) in [(Phase::Exporting, 2, 10), (Phase::CheckingTrees, 3, 0)] {
+            bars.begin(phase, items, bytes);
+            bars.bytes(bytes);
+            bars.item_done();
+            let current = bars.current();
+            let bar = current.as_ref().expect("a bar per phase");
+            assert_eq!(bar.done, 1);
+            assert_eq!(bar.bar.position(), if bytes > 0 { bytes } else { 1 });
+            drop(current);
+            bars.finish();
+        }
+        assert!(bars.current().is_none());
     }
 }

@@ -15,12 +15,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use rustix::fs::FileType;
 use serde::Serialize;
 
 use crate::concurrency;
 use crate::digest::Digest;
+use crate::progress::{Phase, Reporter};
 
 use crate::oci::{self, ManifestKind};
 use crate::store::render_cache;
@@ -65,7 +67,13 @@ impl Report {
 
 /// Checks every blob of `store` and what `index.json` references; `needed`
 /// adds digests that must be present (a lock's), labelled with who needs them.
-pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result<Report> {
+/// Reports hashing the blob files ([`Phase::Hashing`]) and checking the
+/// rendered trees ([`Phase::CheckingTrees`]).
+pub async fn check(
+    store: &Store,
+    needed: &[(Digest, String)],
+    reporter: Arc<dyn Reporter>,
+) -> anyhow::Result<Report> {
     let mut report = Report::default();
     let mut files = Vec::new();
     for blob in store.blob_files()? {
@@ -84,12 +92,27 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
             None => report.strays.push(blob.path),
         }
     }
+    // Sizes as listed, for the progress total; what is hashed is reported.
+    let listed: u64 = files
+        .iter()
+        .filter_map(|(_, path)| std::fs::symlink_metadata(path).ok())
+        .map(|m| m.len())
+        .sum();
+    reporter.begin(Phase::Hashing, files.len(), listed);
     let cores = concurrency::cpu_threads();
-    let jobs = files.into_iter().map(|(digest, path)| async move {
-        let algorithm = digest.algorithm();
-        let hashed =
-            tokio::task::spawn_blocking(move || crate::digest::hash_file(&path, algorithm)).await?;
-        Ok((digest, hashed))
+    let jobs = files.into_iter().map(|(digest, path)| {
+        let reporter = reporter.clone();
+        async move {
+            let algorithm = digest.algorithm();
+            let hashed =
+                tokio::task::spawn_blocking(move || crate::digest::hash_file(&path, algorithm))
+                    .await?;
+            if let Ok((size, _)) = &hashed {
+                reporter.bytes(*size);
+            }
+            reporter.item_done();
+            Ok((digest, hashed))
+        }
     });
     let mut present: BTreeSet<Digest> = BTreeSet::new();
     for (digest, hashed) in concurrency::run_bounded(cores, jobs).await? {
@@ -110,6 +133,7 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
                 .push((digest, format!("cannot be read: {e}"))),
         }
     }
+    reporter.finish();
     report.corrupt.sort();
     // Walk index.json: index → manifests → configs and layers.
     let index = store.read_index()?;
@@ -164,17 +188,23 @@ pub async fn check(store: &Store, needed: &[(Digest, String)]) -> anyhow::Result
         .into_iter()
         .filter(|(d, _)| !present.contains(d) && !corrupt.contains(d))
         .collect();
-    check_rendered(store, &mut report).await?;
+    check_rendered(store, &mut report, &*reporter).await?;
     Ok(report)
 }
 
 /// Checks every tree of the render cache (one at a time: each check hashes on all cores).
-async fn check_rendered(store: &Store, report: &mut Report) -> anyhow::Result<()> {
+async fn check_rendered(
+    store: &Store,
+    report: &mut Report,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<()> {
     let Some(rendered) = store.open_dir(RENDERED_DIR)? else {
         return Ok(());
     };
-    let rendered = std::sync::Arc::new(rendered);
-    for entry in render_cache::list(&rendered)? {
+    let rendered = Arc::new(rendered);
+    let entries = render_cache::list(&rendered)?;
+    reporter.begin(Phase::CheckingTrees, entries.len(), 0);
+    for entry in entries {
         let (dir, name) = (rendered.clone(), entry.name.clone());
         let (condition, record) =
             tokio::task::spawn_blocking(move || render_cache::check(&dir, &name)).await?;
@@ -191,7 +221,9 @@ async fn check_rendered(store: &Store, report: &mut Report) -> anyhow::Result<()
                 });
             }
         }
+        reporter.item_done();
     }
+    reporter.finish();
     Ok(())
 }
 
@@ -258,4 +290,49 @@ pub fn needed_by(lock: &crate::project::lockfile::Lock) -> Vec<(Digest, String)>
             i.blobs().into_iter().map(move |b| (b.digest, who.clone()))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use crate::digest::Digest;
+    use crate::progress::{Phase, Recorded, Recording};
+    use crate::project::lockfile::Blob;
+    use crate::store::{RENDERED_DIR, Store};
+
+    #[tokio::test]
+    async fn check_reports_every_file_it_hashes_and_every_tree_it_reads() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let contents: [&[u8]; 2] = [b"config", &[1u8; 2 * 1024 * 1024]];
+        for bytes in contents {
+            let blob = Blob {
+                digest: Digest::sha256_of(bytes),
+                size: bytes.len() as u64,
+                media_type: crate::oci::OCI_MANIFEST.into(),
+            };
+            store.insert_bytes(&blob, bytes).expect("insert");
+        }
+        // Corrupt: hashed and reported like the others.
+        let named = Digest::sha256_of(b"promised");
+        std::fs::write(store.blob_path(&named), b"altered!").expect("write");
+        let key = "ab".repeat(32);
+        std::fs::create_dir_all(store.root().join(RENDERED_DIR).join(&key)).expect("mkdir");
+
+        let recording = Arc::new(Recording::default());
+        let report = super::check(&store, &[], recording.clone())
+            .await
+            .expect("check");
+        let total = contents.iter().map(|c| c.len() as u64).sum::<u64>() + 8;
+        assert_eq!((report.blobs, report.bytes), (3, total));
+        assert_eq!((report.corrupt.len(), report.rendered), (1, 1));
+        assert_eq!(
+            recording.phases(),
+            [
+                Recorded::complete(Phase::Hashing, 3, total),
+                Recorded::complete(Phase::CheckingTrees, 1, 0),
+            ]
+        );
+    }
 }

@@ -13,6 +13,7 @@ use std::time::SystemTime;
 
 use crate::concurrency;
 use crate::digest::Digest;
+use crate::progress::{Phase, Reporter, Silent};
 use crate::project::lockfile::{Blob, Lock, LockedImage};
 use crate::project::manifest::Manifest;
 use crate::signing::openpgp;
@@ -304,30 +305,57 @@ fn check_signer(
 }
 
 /// Verifies every image of `lock` against `store`, the trust policy of
-/// `manifest` and the keys of `trust`.
+/// `manifest` and the keys of `trust`; reports hashing the blobs
+/// ([`Phase::Hashing`]) and checking the images ([`Phase::CheckingImages`]).
 /// Reports come back sorted by image ID.
 pub async fn verify(
     lock: &Lock,
     store: &Store,
     manifest: &Manifest,
     trust: Arc<TrustStore>,
+    reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<ImageReport>> {
-    // Each distinct blob is hashed once, however many images share it.
+    let hashed = hash_blobs(lock, store, &reporter).await?;
+    check_images(
+        lock,
+        store,
+        manifest,
+        trust,
+        Some(Arc::new(hashed)),
+        reporter,
+    )
+    .await
+}
+
+/// Re-hashes each distinct blob of `lock` once, however many images share
+/// it: what is wrong with each, by digest.
+async fn hash_blobs(
+    lock: &Lock,
+    store: &Store,
+    reporter: &Arc<dyn Reporter>,
+) -> anyhow::Result<BTreeMap<Digest, Result<(), String>>> {
     let distinct = lock.blobs();
-    let cores = concurrency::cpu_threads();
+    reporter.begin(
+        Phase::Hashing,
+        distinct.len(),
+        distinct.values().map(|b| b.size).sum(),
+    );
     let jobs = distinct.into_values().map(|blob| {
-        let store = store.clone();
+        let (store, reporter) = (store.clone(), reporter.clone());
         async move {
-            let digest = blob.digest.clone();
+            let (digest, size) = (blob.digest.clone(), blob.size);
             let result = tokio::task::spawn_blocking(move || check_blob(&store, &blob)).await?;
+            reporter.bytes(size);
+            reporter.item_done();
             Ok((digest, result))
         }
     });
-    let hashed: BTreeMap<Digest, Result<(), String>> = concurrency::run_bounded(cores, jobs)
+    let hashed = concurrency::run_bounded(concurrency::cpu_threads(), jobs)
         .await?
         .into_iter()
         .collect();
-    check_images(lock, store, manifest, trust, Some(Arc::new(hashed))).await
+    reporter.finish();
+    Ok(hashed)
 }
 
 /// What `sync` checks on every run, whatever it fetched, and what render,
@@ -342,7 +370,7 @@ pub fn check_pins(
     manifest: &Manifest,
     trust: &TrustStore,
 ) -> Vec<ImageReport> {
-    check_each(&to_check(lock, manifest), lock, store, trust, None)
+    check_each(&to_check(lock, manifest), lock, store, trust, None, &Silent)
 }
 
 /// The per-image checks of [`verify`]; `hashed` holds the
@@ -353,11 +381,22 @@ async fn check_images(
     manifest: &Manifest,
     trust: Arc<TrustStore>,
     hashed: Option<Arc<BTreeMap<Digest, Result<(), String>>>>,
+    reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<ImageReport>> {
     let images = to_check(lock, manifest);
     let (lock, store) = (lock.clone(), store.clone());
+    reporter.begin(Phase::CheckingImages, images.len(), 0);
     let reports = tokio::task::spawn_blocking(move || {
-        check_each(&images, &lock, &store, &trust, hashed.as_deref())
+        let reports = check_each(
+            &images,
+            &lock,
+            &store,
+            &trust,
+            hashed.as_deref(),
+            &*reporter,
+        );
+        reporter.finish();
+        reports
     })
     .await?;
     Ok(reports)
@@ -411,13 +450,15 @@ fn lone_platform_problem(
 
 /// Checks each entry on scoped threads: the facts
 /// against the pinned bytes, the blobs' hashes when `hashed` has them, and the
-/// signatures. In the order given (the lock keeps its images sorted by ID).
+/// signatures. In the order given (the lock keeps its images sorted by ID);
+/// each image checked is an item done for `reporter`.
 fn check_each(
     images: &[ToCheck],
     lock: &Lock,
     store: &Store,
     trust: &TrustStore,
     hashed: Option<&BTreeMap<Digest, Result<(), String>>>,
+    reporter: &dyn Reporter,
 ) -> Vec<ImageReport> {
     let checker = crate::verify::pinned::Checker::new(store);
     let verdicts = Verdicts::default();
@@ -450,6 +491,7 @@ fn check_each(
         if report.problems.is_empty() {
             check_signatures(image, store, trust, &verdicts, &mut report);
         }
+        reporter.item_done();
         report
     })
 }
@@ -503,6 +545,50 @@ pub fn policy_problem(image: &LockedImage, lock: &Lock, manifest: &Manifest) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::{Recorded, Recording};
+    use crate::project::lockfile::{ACI_MEDIA_TYPE, SourceKind};
+
+    #[tokio::test]
+    async fn verify_reports_each_distinct_blob_it_hashes_and_each_image_it_checks() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let blob = |bytes: &[u8]| Blob {
+            digest: Digest::sha256_of(bytes),
+            size: bytes.len() as u64,
+            media_type: ACI_MEDIA_TYPE.into(),
+        };
+        let (shared, own, absent) = (blob(&[3u8; 1024 * 1024]), blob(b"own"), blob(b"not stored"));
+        store
+            .insert_bytes(&shared, &[3u8; 1024 * 1024])
+            .expect("insert");
+        store.insert_bytes(&own, b"own").expect("insert");
+        let mut lock = Lock::default();
+        for (id, aci) in [("a", &shared), ("b", &shared), ("c", &own), ("d", &absent)] {
+            let mut image = LockedImage::new(
+                id,
+                SourceKind::Appc,
+                format!("example.com/{id}"),
+                Digest::sha256_of(id.as_bytes()),
+            );
+            image.aci = Some(aci.clone());
+            lock.images.insert(id.into(), image);
+        }
+        let manifest =
+            Manifest::parse(&dir.path().join("images.toml"), "").expect("empty manifest");
+        let trust = Arc::new(TrustStore::new(&manifest));
+        let recording = Arc::new(Recording::default());
+        let reports = verify(&lock, &store, &manifest, trust, recording.clone())
+            .await
+            .expect("verify");
+        assert_eq!(reports.len(), 4);
+        assert_eq!(
+            recording.phases(),
+            [
+                Recorded::complete(Phase::Hashing, 3, shared.size + own.size + absent.size),
+                Recorded::complete(Phase::CheckingImages, 4, 0),
+            ]
+        );
+    }
 
     #[test]
     fn a_lone_manifest_must_be_for_a_platform_the_entry_asks_for() {
