@@ -169,8 +169,9 @@ fn blob_sources(image: &LockedImage, lock_dir: &Path) -> anyhow::Result<Vec<(Blo
     }
 }
 
-/// Works out what is present and what must be fetched. Reads only file metadata.
-pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan> {
+/// Works out what is present and what must be fetched. Reads only file metadata. With no
+/// store (a dry run before the first sync), every blob is missing.
+pub fn plan(lock: &Lock, lock_dir: &Path, store: Option<&Store>) -> anyhow::Result<Plan> {
     let mut plan = Plan {
         images: lock.images.len(),
         ..Plan::default()
@@ -193,7 +194,7 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: &Store) -> anyhow::Result<Plan>
             }
             plan.blobs += 1;
             plan.bytes += blob.size;
-            if store.contains(&blob) {
+            if store.is_some_and(|store| store.contains(&blob)) {
                 seen.insert(blob.digest.clone(), usize::MAX);
                 plan.present += 1;
                 continue;

@@ -3,20 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use anyhow::Context as _;
 use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::oci::registry::LazyClient;
-use crate::project::lockfile::{Lock, lock_path_for};
+use crate::project::lockfile::Lock;
 use crate::project::manifest::Manifest;
 use crate::store::Store;
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::{
-    check_trusted, http_options, import_bundle, load_manifest, open_store, require_lock,
-    required_store, stale_error, store_from_manifest_leniently,
-};
+use super::project::{Project, open_store, store_from_manifest_leniently};
 
 /// `imagelock export`.
 pub fn export(
@@ -27,31 +24,18 @@ pub fn export(
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
-    let manifest = load_manifest(&settings.manifest)?;
-    let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(
-        &lock_path,
-        "run `imagelock lock` and `imagelock sync` first",
-    )?;
-    let stale = crate::resolve::drift::staleness(
-        &lock,
-        &manifest,
-        &crate::signing::trust::TrustStore::new(&manifest),
-    );
+    let project = Project::load(settings)?;
+    let lock = project.require_lock("run `imagelock lock` and `imagelock sync` first")?;
+    let stale = project.staleness(&lock);
     if !stale.is_fresh() {
-        return Err(stale_error(
-            &lock_path, &lock, &manifest, &stale, "`export`",
-        ));
+        return Err(project.stale_error(&lock, &stale, "`export`"));
     }
     let lock = crate::airgap::bundle::subset(&lock, images, platforms)?;
-    let (_, store) = required_store(
-        settings,
-        manifest.store_path.clone(),
-        "run `imagelock sync` first, so the bundle can carry the images",
-    )?;
+    let (_, store) =
+        project.required_store("run `imagelock sync` first, so the bundle can carry the images")?;
     let _shared = store.lock_shared()?;
-    check_trusted(&lock, &lock_path, &store, &manifest, "nothing was exported")?;
-    let keys = key_files(&manifest);
+    project.check_trusted(&lock, &store, "nothing was exported")?;
+    let keys = key_files(&project.manifest);
     let reporter = printer.reporter();
     let exported = crate::airgap::bundle::export(&store, &lock, &keys, file, &*reporter)?;
     printer.status(format!(
@@ -108,23 +92,17 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
 pub async fn push(settings: &Settings, prefix: &str, staging: Option<&Path>) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
-    let manifest = load_manifest(&settings.manifest)?;
-    let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(
-        &lock_path,
-        "run `imagelock lock` and `imagelock sync` first",
-    )?;
+    let project = Project::load(settings)?;
+    let lock = project.require_lock("run `imagelock lock` and `imagelock sync` first")?;
+    let manifest = &project.manifest;
     let mirror = crate::airgap::mirror::Mirror::parse(prefix, |h| manifest.insecure_http(h))?;
-    let (_, store) = required_store(
-        settings,
-        manifest.store_path.clone(),
-        "run `imagelock sync` first: push copies from the store",
-    )?;
+    let (_, store) =
+        project.required_store("run `imagelock sync` first: push copies from the store")?;
     let _shared = store.lock_shared()?;
     require_every_blob(&lock, &store)?;
-    check_trusted(&lock, &lock_path, &store, &manifest, "nothing was pushed")?;
+    project.check_trusted(&lock, &store, "nothing was pushed")?;
     // Plain HTTP only for the hosts images.toml names, never for what the lock records.
-    let client = LazyClient::new(http_options(settings, manifest.insecure_http_hosts())).get()?;
+    let client = project.client().get()?;
     let images: Vec<_> = lock.images.values().cloned().collect();
     let reporter = printer.reporter();
     let pushed =
@@ -168,4 +146,30 @@ fn require_every_blob(lock: &Lock, store: &Store) -> anyhow::Result<()> {
             "run `imagelock sync` first: push copies from the store",
         )),
     }
+}
+
+/// Imports `bundle` into `store` on a blocking thread, reporting it.
+pub(super) async fn import_bundle(
+    settings: &Settings,
+    store: &Store,
+    bundle: &Path,
+) -> anyhow::Result<crate::airgap::bundle::Imported> {
+    let started = Instant::now();
+    let (store, path) = (store.clone(), bundle.to_owned());
+    let reporter = settings.printer.reporter();
+    let imported = tokio::task::spawn_blocking(move || {
+        crate::airgap::bundle::import(&store, &path, &*reporter)
+    })
+    .await
+    .context("the bundle reader panicked")??;
+    settings.printer.status(format!(
+        "Imported {} from {}: {} ({}) stored, {} already present ({})",
+        plural(imported.images, "image"),
+        bundle.display(),
+        plural(imported.stored, "blob"),
+        human_bytes(imported.bytes),
+        imported.present,
+        human_duration(started.elapsed())
+    ));
+    Ok(imported)
 }

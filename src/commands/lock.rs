@@ -1,15 +1,18 @@
 //! `lock` and `update`: resolving images.toml into images.lock.
 
+use std::path::Path;
 use std::time::Instant;
+
+use anyhow::Context as _;
 
 use serde_json::json;
 
 use crate::cli::Settings;
 use crate::project::lockfile::{Lock, LockError, Staleness};
+use crate::project::manifest::Manifest;
 use crate::text::{human_duration, plural};
 
-use super::recover_conflicted;
-use super::workspace::Project;
+use super::project::Project;
 
 /// `imagelock lock`.
 pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
@@ -246,4 +249,67 @@ fn update_changes(old: &Lock, new: &Lock, plan: &Staleness) -> Vec<crate::report
             c.status != crate::report::Status::Unchanged || redone.contains(&&root)
         })
         .collect()
+}
+
+/// Starts `lock` from a lock with git conflict markers: the pins both sides
+/// agree on (see [`crate::resolve::conflict`]); says what it kept and what it resolves again.
+fn recover_conflicted(
+    lock_path: &Path,
+    manifest: &Manifest,
+    printer: crate::report::printer::Printer,
+) -> anyhow::Result<Lock> {
+    use crate::resolve::conflict::Outcome;
+    let text = std::fs::read_to_string(lock_path)
+        .with_context(|| format!("cannot read {}", lock_path.display()))?;
+    // The sides as committed, when git still has them, are exact; the text split at its
+    // markers may mix the sides where git merged lines cleanly.
+    let (recovered, from) = match crate::project::history::merge_stages(lock_path) {
+        Some((ours, theirs)) => (
+            crate::resolve::conflict::recover_sides(
+                lock_path,
+                &ours,
+                &theirs,
+                manifest.images.values(),
+            ),
+            "git's record of both sides",
+        ),
+        None => (
+            crate::resolve::conflict::recover(lock_path, &text, manifest.images.values()),
+            "the two sides between the conflict markers",
+        ),
+    };
+    printer.status(format!(
+        "{} has merge conflicts: re-locking it from {}, keeping the pins (read from {from}) that still match it",
+        lock_path.display(),
+        manifest.path.display()
+    ));
+    for (side, why) in &recovered.unreadable {
+        printer.warn(format!(
+            "the {side} side of the conflict is not a valid lock, so none of its pins are kept: {why}"
+        ));
+    }
+    let report = |label: &str, ids: Vec<String>| {
+        if !ids.is_empty() {
+            printer.status(format!("  {label}: {}", ids.join(", ")));
+        }
+    };
+    report(
+        "kept (both sides agree)",
+        recovered.ids(|o| *o == Outcome::Agreed),
+    );
+    for side in ["ours", "theirs"] {
+        report(
+            &format!("kept (pinned only on {side})"),
+            recovered.ids(|o| *o == Outcome::OneSide(side)),
+        );
+    }
+    report(
+        "resolving again (the sides pinned it differently)",
+        recovered.ids(|o| *o == Outcome::Disagreed),
+    );
+    report(
+        "resolving (no side pinned the entry as it is now)",
+        recovered.ids(|o| *o == Outcome::Unpinned),
+    );
+    Ok(recovered.lock)
 }

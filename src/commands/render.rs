@@ -14,8 +14,7 @@ use crate::report::printer::Printer;
 use crate::store::Store;
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::tree_of;
-use super::workspace::Project;
+use super::project::Project;
 
 /// `imagelock render`.
 pub async fn render(settings: &Settings, request: RenderRequest) -> anyhow::Result<()> {
@@ -29,7 +28,7 @@ pub async fn render(settings: &Settings, request: RenderRequest) -> anyhow::Resu
         // Rendered, or served from the cache, only what sync would accept:
         // the pins, the trust policy and the signatures of the image's tree.
         let _shared = store.lock_shared()?;
-        let tree = tree_of(&lock, &request.id);
+        let tree = lock.tree_of(&request.id);
         project.check_trusted(&tree, store, "nothing was rendered")?;
     }
     warn_if_stale(&project, &lock, &request.id);

@@ -13,9 +13,8 @@ use crate::signing::trust_list::KnownKeys;
 use crate::store::Store;
 use crate::text::plural;
 
-use super::{
+use super::project::{
     check_trusted, existing_store, manifest_if_any, require_lock, store_from_manifest_leniently,
-    tree_of,
 };
 
 /// `imagelock diff`.
@@ -175,7 +174,7 @@ fn check_before_showing(
     match manifest {
         Some(manifest) => {
             check_trusted(
-                &tree_of(lock, &image.id),
+                &lock.tree_of(&image.id),
                 lock_path,
                 store,
                 manifest,

@@ -16,7 +16,7 @@ use crate::store::gc::Collected;
 use crate::store::render_cache::Condition;
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::{existing_store, required_store, store_from_manifest_leniently};
+use super::project::{existing_store, required_store, store_from_manifest_leniently};
 
 /// `imagelock gc`.
 pub fn gc(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {

@@ -3,6 +3,7 @@
 //! check every pin against the bytes, name the images, register the lock as a gc root).
 //! `--dry-run` prints the plan and writes nothing.
 
+use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
@@ -16,8 +17,8 @@ use crate::store::Store;
 use crate::sync::Plan;
 use crate::text::{human_bytes, human_duration, plural};
 
-use super::import_bundle;
-use super::workspace::Project;
+use super::airgap::import_bundle;
+use super::project::Project;
 
 /// `imagelock sync`.
 pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<()> {
@@ -32,30 +33,16 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     })?;
     let lock = lock_for_sync(&project, &options).await?;
     project.refuse_policy_problems(&lock)?;
+    if options.dry_run {
+        return dry_run(&project, &lock);
+    }
     let (store_path, store) = project.store()?;
     let shared = store.lock_shared()?;
-    if let Some(bundle) = &options.from
-        && !options.dry_run
-    {
+    if let Some(bundle) = &options.from {
         // Stores blobs by digest only; the names come from this project's lock, below.
         import_bundle(settings, &store, bundle).await?;
     }
-    let plan = crate::sync::plan(&lock, project.lock_dir(), &store)?;
-    let summary = json!({
-        "store": store_path,
-        "images": plan.images,
-        "blobs": plan.blobs,
-        "bytes": plan.bytes,
-        "present": plan.present,
-        "fetch": plan.missing.len(),
-        "fetch_bytes": plan.missing_bytes(),
-        "dry_run": options.dry_run,
-    });
-    if options.dry_run {
-        print_plan(project.printer(), &plan);
-        project.printer().json(&summary);
-        return Ok(());
-    }
+    let plan = crate::sync::plan(&lock, project.lock_dir(), Some(&store))?;
     if options.offline {
         refuse_network_needs(&plan, &store_path)?;
     }
@@ -65,8 +52,33 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
         drop(shared);
         prune(&project, &lock, &store)?;
     }
-    project.printer().json(&summary);
+    project.printer().json(&summary(&store_path, &plan, false));
     Ok(())
+}
+
+/// `sync --dry-run`: prints what a sync would fetch into the store and writes nothing (no
+/// store is made, no bundle imported, no lock written).
+fn dry_run(project: &Project<'_>, lock: &Lock) -> anyhow::Result<()> {
+    let (store_path, store) = project.existing_store()?;
+    let _shared = store.as_ref().map(Store::lock_shared).transpose()?;
+    let plan = crate::sync::plan(lock, project.lock_dir(), store.as_ref())?;
+    print_plan(project.printer(), &plan);
+    project.printer().json(&summary(&store_path, &plan, true));
+    Ok(())
+}
+
+/// The `--json` record of a sync.
+fn summary(store_path: &Path, plan: &Plan, dry_run: bool) -> serde_json::Value {
+    json!({
+        "store": store_path,
+        "images": plan.images,
+        "blobs": plan.blobs,
+        "bytes": plan.bytes,
+        "present": plan.present,
+        "fetch": plan.missing.len(),
+        "fetch_bytes": plan.missing_bytes(),
+        "dry_run": dry_run,
+    })
 }
 
 /// The lock to sync, as `options.mode` allows: `--frozen` takes it as it is, `--locked`
@@ -136,7 +148,7 @@ fn print_plan(printer: Printer, plan: &Plan) {
 }
 
 /// `--offline`: refuses when a blob the plan lacks can only come from the network.
-fn refuse_network_needs(plan: &Plan, store_path: &std::path::Path) -> anyhow::Result<()> {
+fn refuse_network_needs(plan: &Plan, store_path: &Path) -> anyhow::Result<()> {
     let offline_missing: Vec<String> = plan
         .needs_network()
         .map(|m| {

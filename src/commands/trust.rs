@@ -16,7 +16,7 @@ use crate::signing::trust;
 use crate::signing::trust_list::{self, KeyFile, Removal};
 use crate::text::plural;
 
-use super::{http_options, load_manifest};
+use super::project::{http_options, load_manifest};
 
 /// Where `trust add` gets keys from.
 pub enum KeySource {

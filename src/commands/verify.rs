@@ -1,38 +1,30 @@
 //! `verify`: hashes and signatures re-checked offline.
 
-use std::sync::Arc;
 use std::time::Instant;
 
 use serde_json::json;
 
 use crate::cli::Settings;
 use crate::errors::hinted;
-use crate::project::lockfile::lock_path_for;
 use crate::report::printer::Printer;
-use crate::signing::trust::TrustStore;
 use crate::text::{human_bytes, human_duration, plural};
 use crate::verify::ImageReport;
 
-use super::{load_manifest, require_lock, required_store};
+use super::project::Project;
 
 /// `imagelock verify`.
 pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
-    let manifest = load_manifest(&settings.manifest)?;
-    let lock_path = lock_path_for(&settings.manifest);
-    let lock = require_lock(&lock_path, "run `imagelock lock` to create it")?;
-    let (store_path, store) = required_store(
-        settings,
-        manifest.store_path.clone(),
-        "run `imagelock sync` to fill it",
-    )?;
+    let project = Project::load(settings)?;
+    let lock = project.require_lock("run `imagelock lock` to create it")?;
+    let (store_path, store) = project.required_store("run `imagelock sync` to fill it")?;
     let _shared = store.lock_shared()?;
     // index.json is how skopeo, podman and `sync` read the store: a corrupt one fails verify.
     store.read_index()?;
-    let trust = Arc::new(TrustStore::new(&manifest));
+    let trust = project.trust.clone();
     let reports =
-        crate::verify::verify(&lock, &store, &manifest, trust, printer.reporter()).await?;
+        crate::verify::verify(&lock, &store, &project.manifest, trust, printer.reporter()).await?;
     for report in &reports {
         print_image(printer, report);
     }
@@ -42,7 +34,7 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
         .map(|r| r.id.as_str())
         .collect();
     printer.json(&json!({
-        "lock": lock_path,
+        "lock": project.lock_path,
         "store": store_path,
         "ok": failed.is_empty(),
         "images": reports,

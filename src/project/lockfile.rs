@@ -505,6 +505,23 @@ impl Lock {
         Ok(Lock { images })
     }
 
+    /// The entry `id` with the dependencies it pulled in (what rendering it reads).
+    pub fn tree_of(&self, id: &str) -> Lock {
+        let root = self
+            .images
+            .get(id)
+            .and_then(|i| i.dependency_of.as_deref())
+            .unwrap_or(id);
+        Lock {
+            images: self
+                .images
+                .iter()
+                .filter(|(_, i)| i.id == root || i.dependency_of.as_deref() == Some(root))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+        }
+    }
+
     /// Whether `id` is reached from the top-level entry `root` through the
     /// dependency lists of entries that name `root` as theirs: what makes a
     /// `dependency-of = root` entry a dependency rather than a stowaway.
