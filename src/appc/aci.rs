@@ -25,7 +25,6 @@ use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Cursor, Read};
 
-use ruzstd::decoding::{BlockDecodingStrategy, FrameDecoder};
 use serde_json::{Map, Value};
 use sha2::Digest as _;
 
@@ -183,7 +182,8 @@ pub struct Limits {
     pub max_uncompressed: u64,
     /// Largest `manifest` entry read into memory.
     pub max_manifest: u64,
-    /// Largest xz dictionary or zstd window a decoder may allocate.
+    /// Largest xz dictionary or zstd window a decoder may allocate (for zstd, rounded down to a
+    /// power of two: libzstd takes the limit as a window log).
     pub max_window: u64,
     /// Most tar entries (extended headers not counted); bounds the duplicate check's memory.
     pub max_entries: u64,
@@ -516,7 +516,7 @@ fn classify(
 }
 
 /// True when the input ended before the decoder was done: an `UnexpectedEof` anywhere in the
-/// error's chain (ruzstd wraps it in its own error types).
+/// error's chain (a decoder may wrap it in an error type of its own).
 fn is_truncation(error: &io::Error) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(error) = current {
@@ -618,155 +618,66 @@ impl Read for HashedStream<'_> {
     }
 }
 
-/// zstd, frame after frame. ruzstd's `StreamingDecoder` reads a single frame, allocates
-/// whatever window the first frame's header asks for and does not verify the content checksum;
-/// this reader checks the window against the limit before ruzstd sees the header, verifies each
-/// checksum, and skips skippable frames.
-struct ZstdReader<R> {
-    source: R,
-    frame: Option<FrameDecoder>,
-    max_window: u64,
+/// zstd through libzstd (the `zstd` crate, as bundles use it): concatenated frames and
+/// skippable frames are read and every frame checksum is verified, all by libzstd. A frame whose
+/// header asks for a window above the limit fails from its header, before any window is
+/// allocated, with [`io::ErrorKind::OutOfMemory`].
+///
+/// libzstd takes the limit as a power of two ([`zstd_window_log_max`]); for a `max_window` that
+/// is one, as [`DEFAULT_MAX_WINDOW`] is, the limit is exact.
+struct ZstdReader<R: BufRead> {
+    /// The decoder, or why libzstd could not set one up (reported by every read).
+    decoder: io::Result<zstd::stream::read::Decoder<'static, R>>,
 }
 
-const ZSTD_FRAME_MAGIC: u32 = 0xfd2f_b528;
-/// Skippable frames have magic numbers 0x184d2a50..=0x184d2a5f.
-const ZSTD_SKIPPABLE_MAGIC: u32 = 0x184d_2a50;
-const ZSTD_SKIPPABLE_MASK: u32 = 0xffff_fff0;
+/// The smallest window log libzstd accepts as a limit: 1 KiB, the smallest window there is
+/// (RFC 8878 §3.1.1.1.2).
+const ZSTD_MIN_WINDOW_LOG: u32 = 10;
+/// The largest window log libzstd decodes on 64-bit hosts (2 GiB).
+const ZSTD_MAX_WINDOW_LOG: u32 = 31;
 
-impl<R: Read> ZstdReader<R> {
-    fn new(source: R, max_window: u64) -> ZstdReader<R> {
-        ZstdReader {
-            source,
-            frame: None,
-            max_window,
-        }
-    }
-
-    /// Reads the next frame header; false at the end of the input between frames.
-    fn start_frame(&mut self) -> io::Result<bool> {
-        loop {
-            let mut magic = [0u8; 4];
-            match read_up_to(&mut self.source, &mut magic)? {
-                0 => return Ok(false),
-                4 => {}
-                _ => return Err(invalid_data("truncated zstd frame header")),
-            }
-            let number = u32::from_le_bytes(magic);
-            if number & ZSTD_SKIPPABLE_MASK == ZSTD_SKIPPABLE_MAGIC {
-                let mut length = [0u8; 4];
-                self.source.read_exact(&mut length)?;
-                let length = u64::from(u32::from_le_bytes(length));
-                let skipped = io::copy(&mut (&mut self.source).take(length), &mut io::sink())?;
-                if skipped != length {
-                    return Err(invalid_data("truncated zstd skippable frame"));
-                }
-                continue;
-            }
-            if number != ZSTD_FRAME_MAGIC {
-                return Err(invalid_data("unexpected data after the last zstd frame"));
-            }
-            let mut header = magic.to_vec();
-            let mut descriptor = [0u8; 1];
-            self.source.read_exact(&mut descriptor)?;
-            header.push(descriptor[0]);
-            let start = header.len();
-            header.resize(start + zstd_header_rest_len(descriptor[0]), 0);
-            self.source.read_exact(&mut header[start..])?;
-            let window = zstd_window_size(descriptor[0], &header[start..]);
-            if window > self.max_window {
-                return Err(io::Error::new(
-                    io::ErrorKind::OutOfMemory,
-                    format!("zstd frame needs a {window}-byte window"),
-                ));
-            }
-            let mut decoder = FrameDecoder::new();
-            decoder.init(header.as_slice()).map_err(invalid_data)?;
-            self.frame = Some(decoder);
-            return Ok(true);
-        }
+impl<R: BufRead> ZstdReader<R> {
+    fn new(body: R, max_window: u64) -> ZstdReader<R> {
+        let decoder = zstd::stream::read::Decoder::with_buffer(body).and_then(|mut decoder| {
+            decoder.window_log_max(zstd_window_log_max(max_window))?;
+            Ok(decoder)
+        });
+        ZstdReader { decoder }
     }
 }
 
-impl<R: Read> Read for ZstdReader<R> {
+impl<R: BufRead> Read for ZstdReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if buf.is_empty() {
-            return Ok(0);
-        }
-        loop {
-            let Some(decoder) = self.frame.as_mut() else {
-                if self.start_frame()? {
-                    continue;
-                }
-                return Ok(0);
-            };
-            while decoder.can_collect() < buf.len() && !decoder.is_finished() {
-                let wanted = buf.len() - decoder.can_collect();
-                decoder
-                    .decode_blocks(&mut self.source, BlockDecodingStrategy::UptoBytes(wanted))
-                    .map_err(invalid_data)?;
+        let decoder = match &mut self.decoder {
+            Ok(decoder) => decoder,
+            Err(error) => return Err(io::Error::new(error.kind(), error.to_string())),
+        };
+        decoder.read(buf).map_err(|error| {
+            if is_zstd_window_too_large(&error) {
+                io::Error::new(io::ErrorKind::OutOfMemory, error.to_string())
+            } else {
+                error
             }
-            let read = decoder.read(buf)?;
-            if read > 0 {
-                return Ok(read);
-            }
-            // The frame is decoded and drained: its checksum now covers all of it.
-            if let Some(expected) = decoder.get_checksum_from_data()
-                && decoder.get_calculated_checksum() != Some(expected)
-            {
-                return Err(invalid_data("zstd frame checksum mismatch"));
-            }
-            self.frame = None;
-        }
+        })
     }
 }
 
-/// Header bytes after the frame header descriptor (RFC 8878 §3.1.1.1).
-fn zstd_header_rest_len(descriptor: u8) -> usize {
-    let single_segment = descriptor & 0x20 != 0;
-    let window_descriptor = usize::from(!single_segment);
-    let dictionary_id = [0, 1, 2, 4][usize::from(descriptor & 0x03)];
-    let content_size = match descriptor >> 6 {
-        0 => usize::from(single_segment),
-        1 => 2,
-        2 => 4,
-        _ => 8,
-    };
-    window_descriptor + dictionary_id + content_size
+/// `max_window` as libzstd's window log limit: rounded down to a power of two, within the
+/// range libzstd accepts (0 would mean libzstd's own default).
+fn zstd_window_log_max(max_window: u64) -> u32 {
+    max_window
+        .checked_ilog2()
+        .unwrap_or(0)
+        .clamp(ZSTD_MIN_WINDOW_LOG, ZSTD_MAX_WINDOW_LOG)
 }
 
-/// The window a frame needs: from the window descriptor, or the content size for a
-/// single-segment frame (RFC 8878 §3.1.1.1.2).
-fn zstd_window_size(descriptor: u8, rest: &[u8]) -> u64 {
-    if descriptor & 0x20 == 0 {
-        let window_descriptor = rest[0];
-        let log = 10 + u32::from(window_descriptor >> 3);
-        let base = 1u64 << log;
-        return base + (base / 8) * u64::from(window_descriptor & 0x07);
-    }
-    let content_size_bytes = &rest[[0, 1, 2, 4][usize::from(descriptor & 0x03)]..];
-    let value = content_size_bytes
-        .iter()
-        .rev()
-        .fold(0u64, |value, &byte| (value << 8) | u64::from(byte));
-    if content_size_bytes.len() == 2 {
-        value + 256
-    } else {
-        value
-    }
-}
-
-/// Fills `buf` unless the input ends first; returns how many bytes were read.
-fn read_up_to(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]) {
-            Ok(0) => break,
-            Ok(read) => filled += read,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
-            Err(error) => return Err(error),
-        }
-    }
-    Ok(filled)
+/// True for libzstd's "frame requires too much memory" error. The `zstd` crate reports libzstd
+/// errors by libzstd's name for the code, so the name is asked of libzstd, not spelled here.
+fn is_zstd_window_too_large(error: &io::Error) -> bool {
+    use zstd::zstd_safe::{self, zstd_sys::ZSTD_ErrorCode};
+    // libzstd returns error code `c` as the size_t `-c`.
+    let code = (ZSTD_ErrorCode::ZSTD_error_frameParameter_windowTooLarge as usize).wrapping_neg();
+    error.kind() == io::ErrorKind::Other && error.to_string() == zstd_safe::get_error_name(code)
 }
 
 fn invalid_data(error: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> io::Error {
@@ -1801,8 +1712,22 @@ mod tests {
         encoder.finish().expect("writing to a Vec")
     }
 
+    /// zstd as the `zstd` CLI writes it: a frame with a checksum.
     fn zstd(data: &[u8]) -> Vec<u8> {
-        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest)
+        zstd_with(data, |_| Ok(()))
+    }
+
+    /// zstd with a checksum and whatever else `configure` sets, streamed (so the frame header
+    /// declares a window, not a content size).
+    fn zstd_with(
+        data: &[u8],
+        configure: impl FnOnce(&mut zstd::Encoder<'static, Vec<u8>>) -> io::Result<()>,
+    ) -> Vec<u8> {
+        let mut encoder = zstd::Encoder::new(Vec::new(), 1).expect("zstd level 1");
+        encoder.include_checksum(true).expect("checksum flag");
+        configure(&mut encoder).expect("zstd parameters");
+        encoder.write_all(data).expect("writing to a Vec");
+        encoder.finish().expect("writing to a Vec")
     }
 
     fn plain(data: &[u8]) -> Vec<u8> {
@@ -2003,10 +1928,40 @@ mod tests {
         let last = body.len() - 1;
         body[last] ^= 1;
         let error = read(&body).expect_err("checksum mismatch");
-        assert!(
-            error.to_string().contains("zstd frame checksum mismatch"),
-            "{error}"
+        assert_eq!(
+            error.to_string(),
+            "corrupt zstd stream: Restored data doesn't match checksum"
         );
+    }
+
+    #[test]
+    fn a_zstd_window_over_the_limit_is_refused_from_the_frame_header() {
+        // What `zstd --long=28` writes: a 256 MiB window, twice the default limit.
+        let body = zstd_with(&image_tar(), |encoder| {
+            encoder.long_distance_matching(true)?;
+            encoder.window_log(28)
+        });
+        // Magic, descriptor (checksum flag only), window descriptor (exponent 28 - 10, no mantissa).
+        let header: [u8; 6] = [0x28, 0xb5, 0x2f, 0xfd, 0x04, 18 << 3];
+        assert_eq!(body[..header.len()], header);
+        let expected = "the zstd stream needs a decoder window over 128 MiB: refused";
+        let error = read(&body).expect_err("window over the limit");
+        assert!(
+            matches!(error, AciError::WindowTooLarge { .. }),
+            "{error:?}"
+        );
+        assert_eq!(error.to_string(), expected);
+        // The header alone is refused alike: the window is judged before any block is decoded,
+        // so before it is allocated.
+        let error = read(&header).expect_err("window over the limit");
+        assert_eq!(error.to_string(), expected);
+        // Within the limit the same frame decodes.
+        let roomy = Limits {
+            max_window: 256 << 20,
+            ..Limits::default()
+        };
+        let info = read_aci(body.as_slice(), &roomy).expect("window within the limit");
+        assert_eq!(info.image_id, expected_id(&image_tar()));
     }
 
     #[test]
