@@ -112,10 +112,7 @@ fn layer(layout: &LayoutBuilder, entries: &[E], media_type: &str) -> Desc {
     let diff_id = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&raw)));
     let bytes = match media_type {
         GZIP => gzip(&raw),
-        ZSTD => ruzstd::encoding::compress_to_vec(
-            raw.as_slice(),
-            ruzstd::encoding::CompressionLevel::Fastest,
-        ),
+        ZSTD => zstd::encode_all(raw.as_slice(), 1).expect("zstd"),
         _ => raw,
     };
     let mut desc = layout.blob(&bytes, media_type);
