@@ -29,6 +29,8 @@ pub enum Phase {
     CheckingImages,
     /// Re-reading rendered trees against their listings (`fsck`).
     CheckingTrees,
+    /// Applying an image's layers (or its ACIs, one layer each) to a tree (`render`).
+    Rendering,
 }
 
 impl Phase {
@@ -40,6 +42,7 @@ impl Phase {
             Phase::Exporting => "Exporting",
             Phase::Pushing => "Pushing",
             Phase::Hashing => "Hashing",
+            Phase::Rendering => "Rendering",
             Phase::CheckingImages | Phase::CheckingTrees => "Checking",
         }
     }
@@ -49,6 +52,7 @@ impl Phase {
         match self {
             Phase::CheckingImages => "image",
             Phase::CheckingTrees => "rendered tree",
+            Phase::Rendering => "layer",
             _ => "blob",
         }
     }

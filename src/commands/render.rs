@@ -78,7 +78,7 @@ fn render_blocking(
         Some(record) => CountsOrRecord::Record(record),
         None => {
             printer.status(format!("Rendering {}", job.what()));
-            CountsOrRecord::Counts(Box::new(job.build()?))
+            CountsOrRecord::Counts(Box::new(job.build(&*printer.reporter())?))
         }
     };
     let written = job.place(&tree)?;

@@ -119,6 +119,7 @@ use crate::digest::Hasher;
 use crate::errors::{hinted, with_hint};
 use crate::fsutil::tree;
 use crate::oci::platform::Platform;
+use crate::progress::{Phase, Reporter};
 use crate::project::lockfile::{Blob, Lock, LockedImage, LockedManifest};
 use crate::store::{Store, render_cache};
 use crate::text::{human_bytes, plural};
@@ -269,17 +270,14 @@ impl<'a> Job<'a> {
         lookup(&self.rendered, &self.key, warn, &self.request.id)
     }
 
-    /// Builds the tree into the cache (every source blob must be in the store).
-    pub fn build(&self) -> anyhow::Result<apply::Counts> {
+    /// Builds the tree into the cache (every source blob must be in the store), reporting
+    /// each layer (or ACI) applied.
+    pub fn build(&self, reporter: &dyn Reporter) -> anyhow::Result<apply::Counts> {
         check_blobs_present(self.store, &self.planned, &self.request.id)?;
-        build(
-            self.store,
-            self.rendered.path(),
-            &self.planned,
-            self.privileged,
-            &self.key,
-            &self.request.id,
-        )
+        reporter.begin(Phase::Rendering, self.planned.sources.len(), 0);
+        let built = build(self, reporter);
+        reporter.finish();
+        built
     }
 
     /// Places the cached tree where the request says: hard-linked or copied into a
@@ -748,16 +746,11 @@ fn with_blob_tar(
     }
 }
 
-/// Builds the tree in a private directory under `STORE/rendered/` (`rendered`, checked by
-/// the caller) and publishes it as `key`.
-fn build(
-    store: &Store,
-    rendered: &Path,
-    planned: &Planned<'_>,
-    privileged: bool,
-    key: &str,
-    id: &str,
-) -> anyhow::Result<apply::Counts> {
+/// Builds the tree in a private directory under `STORE/rendered/` and publishes it as the
+/// job's cache entry.
+fn build(job: &Job<'_>, reporter: &dyn Reporter) -> anyhow::Result<apply::Counts> {
+    let (store, rendered, planned) = (job.store, job.rendered.path(), &job.planned);
+    let (privileged, key, id) = (job.privileged, job.key.as_str(), job.request.id.as_str());
     let building = tempfile::Builder::new()
         .prefix(&format!("{}build-", render_cache::TEMP_PREFIX))
         .tempdir_in(rendered)
@@ -790,10 +783,11 @@ fn build(
                         human_bytes(layer.size)
                     )
                 })?;
+                reporter.item_done();
             }
         }
         Plan::Aci { list, images } => {
-            render_acis(store, list, images, &limits, &mut extractor, id)?
+            render_acis(store, list, images, &limits, &mut extractor, id, reporter)?
         }
     }
     let (_, counts) = extractor
@@ -881,6 +875,7 @@ fn render_acis(
     limits: &Limits,
     extractor: &mut apply::Extractor,
     id: &str,
+    reporter: &dyn Reporter,
 ) -> anyhow::Result<()> {
     let mut infos: HashMap<&str, aci::AciInfo> = HashMap::new();
     for image in images {
@@ -925,6 +920,7 @@ fn render_acis(
         })
         .map_err(|e| refusal_hint(e, id))
         .with_context(|| format!("cannot render `{id}`: ACI `{}` ({})", image.id, blob.digest))?;
+        reporter.item_done();
     }
     Ok(())
 }
