@@ -171,7 +171,7 @@ pub fn parse_claim(payload: &[u8]) -> Result<Claim, ClaimError> {
     })
 }
 
-pub use crate::project::identity::IdentityRule;
+use crate::project::identity::IdentityRule;
 
 /// Decides whether a signature for `signed` is acceptable for `intended` under `rule`, with the
 /// semantics of containers/image `policy_reference_match.go` (specs/oci.md §5.4).

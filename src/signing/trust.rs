@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use crate::errors::hinted;
 use crate::project::manifest::{Manifest, TrustTable};
 use crate::signing::openpgp::{self, Keyring};
-use crate::signing::simple_signing::IdentityRule;
+use crate::project::identity::IdentityRule;
 
 /// The keys of the manifest's trust prefixes, loaded on first use.
 pub struct TrustStore {
