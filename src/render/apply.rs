@@ -145,11 +145,18 @@ fn clean_entry(raw: &[u8], name_max: Option<u64>) -> anyhow::Result<Vec<u8>> {
         return Err(refuse(
             raw,
             Fault::Limit,
-            format!(
-                "its name `{}` is {} bytes long, and this file system allows {max}",
-                show(long),
-                long.len()
-            ),
+            if long == path.as_slice() {
+                format!(
+                    "its name is {} bytes long, and this file system allows {max}",
+                    long.len()
+                )
+            } else {
+                format!(
+                    "its component `{}` is {} bytes long, and this file system allows {max}",
+                    show(long),
+                    long.len()
+                )
+            },
         ));
     }
     Ok(path)
