@@ -488,12 +488,15 @@ fn fill(
     let mut last = rustix::io::Errno::RANGE;
     for _ in 0..XATTR_ATTEMPTS {
         let size = query()?;
-        let mut buf = Vec::with_capacity(size);
+        let mut buf = vec![0; size];
         if size == 0 {
             return Ok(buf);
         }
         match read(&mut buf) {
-            Ok(_) => return Ok(buf),
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
             Err(e @ rustix::io::Errno::RANGE) => last = e,
             Err(e) => return Err(e),
         }

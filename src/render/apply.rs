@@ -3,21 +3,29 @@
 //!
 //! Rules (the module doc of [`super`] is the user-facing version):
 //! - Entry paths are cleaned; an absolute path, a `..` component or a NUL byte refuses the
-//!   image. Parents an archive does not list are created 0755.
+//!   image. Parents an archive does not list are created 0755. A path made only of `/` and
+//!   `.` (`/`, `.`, `./`) is the root itself: a directory entry there gives the root its
+//!   metadata (as `umoci` does), any other type refuses the image.
 //! - An entry whose parent path goes through a symlink (or a file) refuses the image: nothing
 //!   is written through a symlink, whatever it points to. Hard-link targets obey the same
 //!   rule, must exist, and must not be directories.
-//! - OCI: an entry replaces what is at its path (a directory over a directory keeps the
-//!   directory and takes the new metadata); `.wh.NAME` removes NAME from lower layers;
+//! - OCI: an entry replaces what is at its path, in a lower layer or earlier in the same
+//!   layer (so of duplicate entries the last wins); a directory over a directory keeps the
+//!   directory and takes the new metadata; `.wh.NAME` removes NAME from lower layers;
 //!   `.wh..wh..opq` empties its directory of what lower layers put there; other `.wh..wh.*`
 //!   names (AUFS bookkeeping) are ignored; whiteouts are never written.
 //! - ACI: the images come highest priority first and the first to provide a path wins
 //!   (see [`super::appc`]); a lower image's entry under a higher image's non-directory is
 //!   skipped, as rkt's renderer does.
+//! - Sparse files are written sparse: each run of data at its offset, holes left unwritten
+//!   (the file system keeps them as holes where it can), the size set at the end.
 //! - Metadata: mode always; owner only as root; times always (directories at the end of a
 //!   layer, once their entries are in); extended attributes where the file system and our
 //!   privileges allow (refusals are counted, not fatal). Device nodes are made only as root
 //!   (counted and skipped otherwise, or when the kernel refuses); fifos always.
+//! - Every failure to write an entry is a [`Refused`] naming the entry's path and its
+//!   [`Fault`]: hostile, malformed, a local limit (a name longer than the file system
+//!   allows, a full disk) or other local trouble.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read, Write};
@@ -29,7 +37,55 @@ use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 use super::archive::{Head, Kind};
 use crate::fsutil::tree::{self, Meta, PathError, Tree, show};
 
-/// Why an entry refuses the whole image: hostile or malformed archives.
+/// Whose fault a failed render is, for the error's wording and hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The layer tries to write outside the target or through a link.
+    Hostile,
+    /// The layer breaks the tar format or contradicts itself.
+    Malformed,
+    /// The layer needs more than this machine or imagelock allows: a name longer than the
+    /// file system's limit, a full disk, more entries or bytes than imagelock renders.
+    Limit,
+    /// Writing failed here for another reason (permissions, I/O errors).
+    Local,
+}
+
+impl Fault {
+    /// What a path problem says about the layer.
+    fn of_path(error: &PathError) -> Fault {
+        match error {
+            PathError::Absolute | PathError::DotDot | PathError::ThroughSymlink(_) => {
+                Fault::Hostile
+            }
+            PathError::Nul | PathError::NotADirectory(_) | PathError::Missing(_) => {
+                Fault::Malformed
+            }
+            PathError::TooDeep => Fault::Limit,
+            PathError::Io(_) => Fault::Local,
+        }
+    }
+
+    /// What an I/O error while writing says about the layer.
+    pub fn of_io(error: &io::Error) -> Fault {
+        use rustix::io::Errno;
+        let limits = [
+            Errno::NAMETOOLONG,
+            Errno::FBIG,
+            Errno::NOSPC,
+            Errno::DQUOT,
+            Errno::MLINK,
+            Errno::OVERFLOW,
+        ];
+        match error.raw_os_error() {
+            Some(code) if limits.iter().any(|e| e.raw_os_error() == code) => Fault::Limit,
+            _ if error.kind() == io::ErrorKind::UnexpectedEof => Fault::Malformed,
+            _ => Fault::Local,
+        }
+    }
+}
+
+/// Why an entry could not be written (and so the whole image is not rendered).
 #[derive(Debug, thiserror::Error)]
 #[error("entry `{path}`: {problem}")]
 pub struct Refused {
@@ -37,14 +93,73 @@ pub struct Refused {
     pub path: String,
     /// What is wrong.
     pub problem: String,
+    /// Whose fault it is.
+    pub fault: Fault,
 }
 
-fn refuse(path: &[u8], problem: impl std::fmt::Display) -> anyhow::Error {
+fn refuse(path: &[u8], fault: Fault, problem: impl std::fmt::Display) -> anyhow::Error {
     Refused {
         path: show(path),
         problem: problem.to_string(),
+        fault,
     }
     .into()
+}
+
+/// A path problem of the entry `path`.
+fn refuse_path(path: &[u8], error: PathError) -> anyhow::Error {
+    refuse(path, Fault::of_path(&error), error)
+}
+
+/// Any failure while applying the entry `path`, as a [`Refused`] that names it (kept as is
+/// when it already is one).
+fn named(path: &[u8], error: anyhow::Error) -> anyhow::Error {
+    if error.downcast_ref::<Refused>().is_some() {
+        return error;
+    }
+    let fault = error
+        .chain()
+        .find_map(|cause| cause.downcast_ref::<io::Error>())
+        .map_or(Fault::Local, Fault::of_io);
+    refuse(path, fault, format!("{error:#}"))
+}
+
+/// Whether `raw` names the root itself: only `/` and `.` components (`/`, `.`, `./`).
+fn is_root_path(raw: &[u8]) -> bool {
+    !raw.is_empty()
+        && raw
+            .split(|&b| b == b'/')
+            .all(|component| component.is_empty() || component == b".")
+}
+
+/// An entry's path, cleaned ([`tree::clean`]); the root itself is `""`. A component longer
+/// than the file system's `name_max` is a local limit, said before anything fails on it.
+fn clean_entry(raw: &[u8], name_max: Option<u64>) -> anyhow::Result<Vec<u8>> {
+    if is_root_path(raw) {
+        return Ok(Vec::new());
+    }
+    let path = tree::clean(raw).map_err(|e| refuse_path(raw, e))?;
+    if let Some(max) = name_max
+        && let Some(long) = path.split(|&b| b == b'/').find(|c| c.len() as u64 > max)
+    {
+        return Err(refuse(
+            raw,
+            Fault::Limit,
+            if long == path.as_slice() {
+                format!(
+                    "its name is {} bytes long, and this file system allows {max}",
+                    long.len()
+                )
+            } else {
+                format!(
+                    "its component `{}` is {} bytes long, and this file system allows {max}",
+                    show(long),
+                    long.len()
+                )
+            },
+        ));
+    }
+    Ok(path)
 }
 
 /// What was written and what was left out, for the summary.
@@ -89,6 +204,8 @@ pub struct Extractor {
     /// [`Extractor::finish`] once every entry is in (a directory is u+rwx until then, so
     /// that later entries can be written into it without privileges).
     dir_final: BTreeMap<Vec<u8>, (u32, (i64, u32))>,
+    /// The longest file name the tree's file system takes (`statvfs`), when known.
+    name_max: Option<u64>,
 }
 
 /// How an entry meets an existing one at its path.
@@ -103,7 +220,12 @@ enum Existing {
 impl Extractor {
     /// An extractor writing into `tree`.
     pub fn new(tree: Tree, privileged: bool) -> Extractor {
+        let name_max = rfs::fstatvfs(tree.root())
+            .ok()
+            .map(|st| st.f_namemax)
+            .filter(|&n| n > 0);
         Extractor {
+            name_max,
             tree,
             privileged,
             counts: Counts::default(),
@@ -187,14 +309,17 @@ impl Extractor {
         // hide what lower layers put there.
         let mut touched: HashSet<Vec<u8>> = HashSet::new();
         super::archive::for_each_entry(reader, max_entries, |head, data| {
-            let path = tree::clean(&head.path).map_err(|e| refuse(&head.path, e))?;
+            let path = clean_entry(&head.path, self.name_max)?;
             let Some((parent, name)) = tree::split_last(&path) else {
-                return self.root_entry(head);
+                return self.root_entry(head).map_err(|e| named(&head.path, e));
             };
             if let Some(hidden) = name.strip_prefix(b".wh.") {
-                return self.whiteout(&path, parent, hidden, &touched);
+                return self
+                    .whiteout(&path, parent, hidden, &touched)
+                    .map_err(|e| named(&head.path, e));
             }
-            self.place(head, &path, data, Existing::Replace)?;
+            self.place(head, &path, data, Existing::Replace)
+                .map_err(|e| named(&head.path, e))?;
             record_touched(&mut touched, &path);
             Ok(())
         })
@@ -212,73 +337,92 @@ impl Extractor {
         all_files: &mut HashMap<Vec<u8>, (bool, usize)>,
     ) -> Result<(), super::archive::ArchiveError> {
         super::archive::for_each_entry(reader, max_entries, |head, data| {
-            let clean = tree::clean(&head.path).map_err(|e| refuse(&head.path, e))?;
-            let rel: &[u8] = if clean == b"rootfs" {
-                b""
-            } else if let Some(rel) = clean.strip_prefix(b"rootfs/") {
-                rel
-            } else {
-                // `manifest`, and `.`: not part of the root filesystem.
+            self.aci_entry(head, data, image, keep, all_files)
+                .map_err(|e| named(&head.path, e))
+        })
+    }
+
+    /// One entry of an ACI (see [`Extractor::apply_aci`]).
+    fn aci_entry(
+        &mut self,
+        head: &Head,
+        data: &mut dyn Read,
+        image: usize,
+        keep: &dyn Fn(&[u8], bool) -> bool,
+        all_files: &mut HashMap<Vec<u8>, (bool, usize)>,
+    ) -> anyhow::Result<()> {
+        let clean = clean_entry(&head.path, self.name_max)?;
+        let rel: &[u8] = if clean == b"rootfs" {
+            b""
+        } else if let Some(rel) = clean.strip_prefix(b"rootfs/") {
+            rel
+        } else {
+            // `manifest`, and `.`: not part of the root filesystem.
+            return Ok(());
+        };
+        let is_dir = head.kind == Kind::Dir;
+        if rel.is_empty() {
+            if all_files.contains_key(rel) {
                 return Ok(());
-            };
-            let is_dir = head.kind == Kind::Dir;
-            if rel.is_empty() {
-                if all_files.contains_key(rel) {
-                    return Ok(());
-                }
-                all_files.insert(Vec::new(), (true, image));
-                return self.root_entry(head);
             }
-            if !keep(rel, is_dir) || all_files.contains_key(rel) {
+            all_files.insert(Vec::new(), (true, image));
+            return self.root_entry(head);
+        }
+        if !keep(rel, is_dir) || all_files.contains_key(rel) {
+            self.counts.filtered += 1;
+            return Ok(());
+        }
+        let mut prefix_end = 0;
+        while let Some(slash) = rel[prefix_end..].iter().position(|&b| b == b'/') {
+            prefix_end += slash;
+            if let Some(&(false, owner)) = all_files.get(&rel[..prefix_end]) {
+                if owner == image {
+                    return Err(refuse(
+                        &head.path,
+                        Fault::Malformed,
+                        format!(
+                            "`{}` in the same image is not a directory",
+                            show(&rel[..prefix_end])
+                        ),
+                    ));
+                }
+                // A higher-priority image replaced the directory with a file or link.
                 self.counts.filtered += 1;
                 return Ok(());
             }
-            let mut prefix_end = 0;
-            while let Some(slash) = rel[prefix_end..].iter().position(|&b| b == b'/') {
-                prefix_end += slash;
-                if let Some(&(false, owner)) = all_files.get(&rel[..prefix_end]) {
-                    if owner == image {
-                        return Err(refuse(
-                            &head.path,
-                            format!(
-                                "`{}` in the same image is not a directory",
-                                show(&rel[..prefix_end])
-                            ),
-                        ));
-                    }
-                    // A higher-priority image replaced the directory with a file or link.
-                    self.counts.filtered += 1;
-                    return Ok(());
-                }
-                prefix_end += 1;
-            }
-            all_files.insert(rel.to_vec(), (is_dir, image));
-            let head = Head {
-                link: match head.kind {
-                    Kind::HardLink => {
-                        let target = tree::clean(&head.link).map_err(|e| refuse(&head.path, e))?;
-                        match target.strip_prefix(b"rootfs/") {
-                            Some(t) => t.to_vec(),
-                            None => {
-                                return Err(refuse(
-                                    &head.path,
-                                    format!("hard link to `{}`, outside rootfs/", show(&head.link)),
-                                ));
-                            }
+            prefix_end += 1;
+        }
+        all_files.insert(rel.to_vec(), (is_dir, image));
+        let head = Head {
+            link: match head.kind {
+                Kind::HardLink => {
+                    let target = tree::clean(&head.link).map_err(|e| refuse_path(&head.path, e))?;
+                    match target.strip_prefix(b"rootfs/") {
+                        Some(t) => t.to_vec(),
+                        None => {
+                            return Err(refuse(
+                                &head.path,
+                                Fault::Hostile,
+                                format!("hard link to `{}`, outside rootfs/", show(&head.link)),
+                            ));
                         }
                     }
-                    _ => head.link.clone(),
-                },
-                ..head.clone()
-            };
-            self.place(&head, rel, data, Existing::Keep)
-        })
+                }
+                _ => head.link.clone(),
+            },
+            ..head.clone()
+        };
+        self.place(&head, rel, data, Existing::Keep)
     }
 
     /// The archive's entry for the root directory itself: its metadata only.
     fn root_entry(&mut self, head: &Head) -> anyhow::Result<()> {
         if head.kind != Kind::Dir {
-            return Err(refuse(&head.path, "the root must be a directory"));
+            return Err(refuse(
+                &head.path,
+                Fault::Hostile,
+                "an entry for the root that is not a directory",
+            ));
         }
         let meta = self.meta(head);
         let misses = tree::apply_owner_xattrs(self.tree.root(), &meta, self.privileged)
@@ -300,7 +444,7 @@ impl Extractor {
                 Ok(dir) => dir,
                 // Nothing below a path that is not a directory to hide.
                 Err(PathError::Missing(_) | PathError::NotADirectory(_)) => return Ok(()),
-                Err(e) => return Err(refuse(path, e)),
+                Err(e) => return Err(refuse_path(path, e)),
             };
             let mut removed = Vec::new();
             clear_lower(dir, parent, touched, 0, &mut removed)
@@ -316,7 +460,7 @@ impl Extractor {
             return Ok(());
         }
         if hidden.is_empty() || hidden == b"." || hidden == b".." {
-            return Err(refuse(path, "a whiteout for `.` or `..`"));
+            return Err(refuse(path, Fault::Hostile, "a whiteout for `.` or `..`"));
         }
         let mut target = parent.to_vec();
         if !target.is_empty() {
@@ -330,7 +474,7 @@ impl Extractor {
         let dir = match self.tree.dir(parent, false) {
             Ok(dir) => dir,
             Err(PathError::Missing(_) | PathError::NotADirectory(_)) => return Ok(()),
-            Err(e) => return Err(refuse(path, e)),
+            Err(e) => return Err(refuse_path(path, e)),
         };
         if tree::lstat(dir, hidden)?.is_some() {
             tree::remove_all(dir, hidden)
@@ -361,7 +505,7 @@ impl Extractor {
         let dir = self
             .tree
             .dir(parent, true)
-            .map_err(|e| refuse(&head.path, e))?;
+            .map_err(|e| refuse_path(&head.path, e))?;
         if let Some(st) = tree::lstat(dir, name)? {
             let is_dir = tree::file_type(&st) == FileType::Directory;
             if is_dir && head.kind == Kind::Dir {
@@ -406,16 +550,19 @@ impl Extractor {
             }
             Kind::File => {
                 let mut file = tree::create_file(dir, name)?;
-                let written = copy_data(data, &mut file, &mut self.buffer)?;
-                if written != head.size {
-                    return Err(io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!("the archive ends inside `{}`", show(&head.path)),
-                    )
-                    .into());
+                let written = match &head.sparse {
+                    None => copy_data(data, &mut file, &mut self.buffer)?,
+                    Some(runs) => write_sparse(data, &mut file, runs, head.size, &mut self.buffer)?,
+                };
+                if written != head.data_len() {
+                    return Err(refuse(
+                        &head.path,
+                        Fault::Malformed,
+                        "the archive ends inside its data",
+                    ));
                 }
                 self.counts.files += 1;
-                self.counts.bytes += written;
+                self.counts.bytes += head.size;
                 let meta = Meta {
                     // Without privileges the owner keeps read access (for copies and gc).
                     mode: if privileged {
@@ -429,7 +576,11 @@ impl Extractor {
             }
             Kind::Symlink => {
                 if head.link.is_empty() || head.link.contains(&0) {
-                    return Err(refuse(&head.path, "a symlink with an empty or NUL target"));
+                    return Err(refuse(
+                        &head.path,
+                        Fault::Malformed,
+                        "a symlink with an empty or NUL target",
+                    ));
                 }
                 rfs::symlinkat(head.link.as_slice(), dir, name)?;
                 self.counts.symlinks += 1;
@@ -479,6 +630,7 @@ impl Extractor {
         let target = tree::clean(&head.link).map_err(|e| {
             refuse(
                 &head.path,
+                Fault::of_path(&e),
                 format!(
                     "hard link to `{}`, outside the image: {e}",
                     show(&head.link)
@@ -486,20 +638,30 @@ impl Extractor {
             )
         })?;
         let Some((tparent, tname)) = tree::split_last(&target) else {
-            return Err(refuse(&head.path, "a hard link to the root directory"));
+            return Err(refuse(
+                &head.path,
+                Fault::Hostile,
+                "a hard link to the root directory",
+            ));
         };
         if target == path {
-            return Err(refuse(&head.path, "a hard link to itself"));
+            return Err(refuse(
+                &head.path,
+                Fault::Malformed,
+                "a hard link to itself",
+            ));
         }
         let dir = self.tree.lookup_dir(tparent).map_err(|e| {
             refuse(
                 &head.path,
+                Fault::of_path(&e),
                 format!("hard link to `{}`: {e}", show(&head.link)),
             )
         })?;
         match tree::lstat(dir.as_fd(), tname)? {
             None => Err(refuse(
                 &head.path,
+                Fault::Malformed,
                 format!(
                     "hard link to `{}`, which does not exist (yet)",
                     show(&head.link)
@@ -507,6 +669,7 @@ impl Extractor {
             )),
             Some(st) if tree::file_type(&st) == FileType::Directory => Err(refuse(
                 &head.path,
+                Fault::Malformed,
                 format!("hard link to directory `{}`", show(&head.link)),
             )),
             Some(_) => Ok((dir, tname.to_vec())),
@@ -576,6 +739,25 @@ fn clear_lower(
         }
     }
     Ok(())
+}
+
+/// Writes a sparse file's runs at their offsets, leaving the holes unwritten, and sets its
+/// size; returns the bytes of data written.
+fn write_sparse(
+    data: &mut dyn Read,
+    out: &mut std::fs::File,
+    runs: &[super::archive::Fragment],
+    size: u64,
+    buffer: &mut [u8],
+) -> io::Result<u64> {
+    use std::io::{Seek as _, SeekFrom};
+    let mut written = 0;
+    for run in runs {
+        out.seek(SeekFrom::Start(run.offset))?;
+        written += copy_data(&mut Read::take(&mut *data, run.length), out, buffer)?;
+    }
+    out.set_len(size)?;
+    Ok(written)
 }
 
 fn copy_data(data: &mut dyn Read, out: &mut std::fs::File, buffer: &mut [u8]) -> io::Result<u64> {
@@ -709,5 +891,177 @@ mod tests {
             .apply_oci_layer(tar_of(&[(h, Vec::new())]).as_slice(), 10)
             .expect_err("refused");
         assert!(err.to_string().contains("whiteout for `.`"), "{err}");
+    }
+
+    /// A header whose name is written raw (absolute paths, `/`), checksummed.
+    fn raw_entry(
+        path: &[u8],
+        kind: tar::EntryType,
+        mode: u32,
+        data: &[u8],
+    ) -> (tar::Header, Vec<u8>) {
+        let (mut h, data) = entry("placeholder", kind, data);
+        h.as_old_mut().name = [0; 100];
+        h.as_old_mut().name[..path.len()].copy_from_slice(path);
+        h.set_mode(mode);
+        h.set_cksum();
+        (h, data)
+    }
+
+    /// The [`Refused`] inside an archive error from applying.
+    fn refused(err: &super::super::archive::ArchiveError) -> &Refused {
+        match err {
+            super::super::archive::ArchiveError::Visit(e) => {
+                e.downcast_ref::<Refused>().expect("a Refused")
+            }
+            other => panic!("not a visitor error: {other}"),
+        }
+    }
+
+    fn mode_of(path: &std::path::Path) -> u32 {
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::symlink_metadata(path)
+            .expect("stat")
+            .permissions()
+            .mode()
+            & 0o7777
+    }
+
+    #[test]
+    fn root_entries_give_the_root_its_metadata() {
+        use tar::EntryType::{Directory as D, Regular as F};
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), true);
+        let layer = tar_of(&[
+            raw_entry(b"/", D, 0o711, b""),
+            raw_entry(b"./", D, 0o751, b""),
+            raw_entry(b".", D, 0o750, b""),
+            entry("a", F, b"a"),
+        ]);
+        ex.apply_oci_layer(layer.as_slice(), 100).expect("layer");
+        ex.finish().expect("finish");
+        assert_eq!(mode_of(dir.path()), 0o750, "the last root entry wins");
+        assert_eq!(names(dir.path()), ["a"]);
+
+        let mut ex = extractor(dir.path(), false);
+        let layer = tar_of(&[raw_entry(b"/", F, 0o644, b"")]);
+        let err = ex
+            .apply_oci_layer(layer.as_slice(), 100)
+            .expect_err("a file root");
+        assert_eq!(refused(&err).fault, Fault::Hostile, "{err}");
+        // Other absolute paths stay refused.
+        let mut ex = extractor(dir.path(), false);
+        let layer = tar_of(&[raw_entry(b"/etc/passwd", F, 0o644, b"x")]);
+        let err = ex
+            .apply_oci_layer(layer.as_slice(), 100)
+            .expect_err("absolute");
+        assert_eq!(refused(&err).fault, Fault::Hostile, "{err}");
+        assert!(err.to_string().contains("absolute path"), "{err}");
+    }
+
+    #[test]
+    fn of_duplicate_entries_the_last_wins() {
+        use tar::EntryType::{Directory as D, Regular as F, Symlink as S};
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), true);
+        let mut link = entry("y", S, b"");
+        link.0.set_link_name("x").expect("link");
+        link.0.set_cksum();
+        let layer = tar_of(&[
+            entry("x", F, b"first"),
+            raw_entry(b"x", F, 0o600, b"last"),
+            raw_entry(b"d", D, 0o700, b""),
+            raw_entry(b"d", D, 0o751, b""),
+            entry("y", F, b"a file first"),
+            link,
+            entry("z/", D, b""),
+            entry("z/child", F, b"gone with z"),
+            entry("z", F, b"z is a file now"),
+        ]);
+        ex.apply_oci_layer(layer.as_slice(), 100).expect("layer");
+        ex.finish().expect("finish");
+        let root = dir.path();
+        assert_eq!(std::fs::read(root.join("x")).expect("x"), b"last");
+        assert_eq!(mode_of(&root.join("x")), 0o600);
+        assert_eq!(mode_of(&root.join("d")), 0o751);
+        assert_eq!(
+            std::fs::read_link(root.join("y")).expect("y"),
+            std::path::Path::new("x")
+        );
+        assert_eq!(
+            std::fs::read(root.join("z")).expect("z"),
+            b"z is a file now"
+        );
+    }
+
+    #[test]
+    fn sparse_files_are_written_sparse() {
+        use std::os::unix::fs::MetadataExt as _;
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), false);
+        const SIZE: u64 = 8 << 20;
+        let mut b = tar::Builder::new(Vec::new());
+        let map = format!("0,2,{},2", SIZE - 2);
+        b.append_pax_extensions([
+            ("GNU.sparse.size", SIZE.to_string().as_bytes()),
+            ("GNU.sparse.map", map.as_bytes()),
+        ])
+        .expect("pax");
+        let (h, data) = entry("sparse", tar::EntryType::Regular, b"ABYZ");
+        b.append(&h, data.as_slice()).expect("append");
+        let layer = b.into_inner().expect("tar");
+        ex.apply_oci_layer(layer.as_slice(), 100).expect("layer");
+        let (_, counts) = ex.finish().expect("finish");
+        assert_eq!(counts.bytes, SIZE);
+        let path = dir.path().join("sparse");
+        let content = std::fs::read(&path).expect("read");
+        assert_eq!(content.len() as u64, SIZE);
+        assert_eq!(&content[..2], b"AB");
+        assert_eq!(&content[content.len() - 2..], b"YZ");
+        assert!(content[2..content.len() - 2].iter().all(|&b| b == 0));
+        let allocated = std::fs::metadata(&path).expect("stat").blocks() * 512;
+        assert!(
+            allocated < 1 << 20,
+            "{allocated} bytes allocated: not sparse"
+        );
+    }
+
+    #[test]
+    fn a_name_over_the_file_system_limit_is_a_local_limit() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let mut ex = extractor(dir.path(), false);
+        let name = format!("dir/{}", "n".repeat(300));
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_pax_extensions([("path", name.as_bytes())])
+            .expect("pax");
+        let (h, data) = entry("short", tar::EntryType::Regular, b"x");
+        b.append(&h, data.as_slice()).expect("append");
+        let err = ex
+            .apply_oci_layer(b.into_inner().expect("tar").as_slice(), 100)
+            .expect_err("too long");
+        let refused = refused(&err);
+        assert_eq!(refused.fault, Fault::Limit, "{err}");
+        assert_eq!(refused.path, name);
+        assert!(err.to_string().contains("300 bytes long"), "{err}");
+    }
+
+    #[test]
+    fn io_errors_are_classified() {
+        let e = io::Error::from_raw_os_error(rustix::io::Errno::NAMETOOLONG.raw_os_error());
+        assert_eq!(Fault::of_io(&e), Fault::Limit);
+        let e = io::Error::from_raw_os_error(rustix::io::Errno::NOSPC.raw_os_error());
+        assert_eq!(Fault::of_io(&e), Fault::Limit);
+        let e = io::Error::from_raw_os_error(rustix::io::Errno::ACCESS.raw_os_error());
+        assert_eq!(Fault::of_io(&e), Fault::Local);
+        let named = named(b"a/b", anyhow::Error::new(e).context("cannot create `a/b`"));
+        let refused = named.downcast_ref::<Refused>().expect("named");
+        assert_eq!(
+            (refused.path.as_str(), refused.fault),
+            ("a/b", Fault::Local)
+        );
+        assert!(
+            named.to_string().starts_with("entry `a/b`: cannot create"),
+            "{named}"
+        );
     }
 }

@@ -17,6 +17,30 @@
 //! - **Metadata**: modes; owners when running as root; modification times (directories'
 //!   once their entries are in); extended attributes (PAX `SCHILY.xattr.*`) where the file
 //!   system and our privileges allow — refusals are counted in the summary, not fatal.
+//! - **Layers as real builders write them**, read the way Go's `archive/tar` reads them
+//!   (what `umoci`, containerd and Docker use), each tolerance on purpose:
+//!   - *A stream that ends right after its last entry's data* (no padding to 512 bytes, no
+//!     end-of-archive blocks, or short ones) is complete: `umoci insert` writes such layers,
+//!     Go's reader stops there without complaint, and the digest pins exactly these bytes.
+//!     A stream that ends *inside* an entry's data or inside a header is truncated: refused.
+//!   - *Root entries* (`/`, `.`, `./`) give the root directory their metadata, as `umoci`
+//!     does (`umoci insert … /` writes `/`); a root entry that is not a directory is refused.
+//!     Other absolute paths stay refused.
+//!   - *Duplicate entries*: the last one wins, as in runtimes (each entry replaces what is
+//!     at its path).
+//!   - *PAX and GNU long names and links*, the ustar and star name prefixes, *base-256*
+//!     sizes, ids and times (GNU tar and Go write them for values octal cannot hold).
+//!   - *GNU sparse files* (old GNU `S` entries, PAX 0.0, 0.1 and 1.0) are expanded to their
+//!     full size and written sparse (holes left unwritten where the file system allows);
+//!     their holes count against the layer's 8 GiB cap. A sparse map that does not add up
+//!     to the data that follows, overlaps or runs past the file is refused.
+//!   - *A lone zero block between entries* is skipped; two end the archive, and what
+//!     follows them is hashed but not applied (as Go's reader, which runtimes use, stops).
+//!
+//!   Still refused, because tools would disagree on what the layer holds: a header size
+//!   other than its PAX `size`, data after a header-only entry (link, directory, device), a
+//!   bad header checksum, an extended header that describes no entry, entry types layers do
+//!   not use (GNU volume labels, dump directories, multi-volume parts).
 //! - **Without root**: owners are not applied (files belong to the user), device nodes are
 //!   skipped and counted in the summary (fifos are made), directories keep u+rwx and files
 //!   u+r so that the tree can be copied and removed without privileges.
@@ -34,6 +58,11 @@
 //!   filesystem; layers built by Docker or BuildKit never need it, as they record real
 //!   paths.) Hard links must point inside the image, not through a symlink, to an existing
 //!   non-directory. Whiteouts for `.` or `..` refuse the image.
+//! - Every failure names the image, the layer (index and digest) or ACI, and the entry, and
+//!   its hint says whose fault it is: the layer is *hostile* (it would write outside the
+//!   target or through a link), *malformed* (it breaks the tar format or contradicts
+//!   itself), or it hit a *local limit* (a name longer than the file system allows, a full
+//!   disk, the caps below), which is not the image's fault.
 //! - Decompression is capped as for ACIs ([`crate::appc::aci::Limits`]): at most 8 GiB
 //!   uncompressed per layer, 1 Mi entries per layer, 1 MiB per extended header, no xz or
 //!   zstd window over 128 MiB.
@@ -693,19 +722,19 @@ impl<R: Read> Read for Capped<R> {
         let len = buf.len().min(room);
         let n = self.inner.read(&mut buf[..len]).map_err(|e| {
             if e.kind() == io::ErrorKind::OutOfMemory {
-                io::Error::other(format!(
+                io::Error::other(LimitExceeded(format!(
                     "the stream needs a decoder window over {}: refused",
                     human_bytes(aci::DEFAULT_MAX_WINDOW)
-                ))
+                )))
             } else {
                 e
             }
         })?;
         if n as u64 > self.left {
-            return Err(io::Error::other(format!(
+            return Err(io::Error::other(LimitExceeded(format!(
                 "more than {} uncompressed: refused (a decompression bomb?)",
                 human_bytes(self.limit)
-            )));
+            ))));
         }
         self.left -= n as u64;
         Ok(n)
@@ -773,15 +802,13 @@ fn build(job: &Job<'_>, reporter: &dyn Reporter) -> anyhow::Result<apply::Counts
                         .apply_oci_layer(tar, limits.max_entries)
                         .map_err(anyhow::Error::from)
                 })
-                .map_err(|e| refusal_hint(e, id))
-                .with_context(|| {
-                    format!(
-                        "cannot render `{id}`: layer {} of {} ({}, {})",
-                        index + 1,
-                        layers.len(),
+                .map_err(|e| {
+                    let what = format!("layer {} of {}", index + 1, layers.len());
+                    fault_hint(e, id, &what).context(format!(
+                        "cannot render `{id}`: {what} ({}, {})",
                         layer.digest,
                         human_bytes(layer.size)
-                    )
+                    ))
                 })?;
                 reporter.item_done();
             }
@@ -832,38 +859,73 @@ fn build(job: &Job<'_>, reporter: &dyn Reporter) -> anyhow::Result<apply::Counts
     Ok(counts)
 }
 
-/// Whether `error` is a refusal of the archive's content (as opposed to I/O trouble).
-fn is_refusal(error: &anyhow::Error) -> bool {
-    error.chain().any(|cause| {
-        if cause.downcast_ref::<apply::Refused>().is_some() {
-            return true;
+/// A limit imagelock keeps while reading a layer (decompressed size, decoder window), inside
+/// an [`io::Error`] so that it reaches [`fault_of`] through the tar reader.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct LimitExceeded(String);
+
+/// Whose fault `error` is: the first classification found in its chain.
+fn fault_of(error: &anyhow::Error) -> Option<apply::Fault> {
+    error.chain().find_map(|cause| {
+        if let Some(refused) = cause.downcast_ref::<apply::Refused>() {
+            return Some(refused.fault);
         }
         if let Some(aci_error) = cause.downcast_ref::<aci::AciError>() {
-            return !matches!(aci_error, aci::AciError::Read(_));
+            return match aci_error {
+                aci::AciError::Read(_) => Some(apply::Fault::Local),
+                _ => Some(apply::Fault::Malformed),
+            };
         }
-        match cause.downcast_ref::<archive::ArchiveError>() {
-            Some(archive::ArchiveError::Visit(inner)) => is_refusal(inner),
-            Some(
-                archive::ArchiveError::Unsupported { .. }
-                | archive::ArchiveError::TooManyEntries(_),
-            ) => true,
-            _ => false,
+        if let Some(archive_error) = cause.downcast_ref::<archive::ArchiveError>() {
+            return match archive_error {
+                archive::ArchiveError::Visit(inner) => fault_of(inner),
+                archive::ArchiveError::Io(e) => Some(io_fault(e)),
+                refused => refused.fault(),
+            };
         }
+        cause.downcast_ref::<io::Error>().map(io_fault)
     })
 }
 
-/// Adds the hint for hostile or malformed archives.
-fn refusal_hint(error: anyhow::Error, id: &str) -> anyhow::Error {
-    if is_refusal(&error) {
-        with_hint(
-            error,
-            format!(
-                "the image `{id}` is malformed or hostile; imagelock refuses to render it, and nothing was written (ask its publisher to rebuild it)"
-            ),
-        )
-    } else {
-        error
+/// What an I/O error while reading a layer says about it: a limit imagelock keeps, a
+/// malformed stream (the blob hashes to its digest, so a decoder that fails on it reads
+/// malformed data), or local trouble.
+fn io_fault(error: &io::Error) -> apply::Fault {
+    if error
+        .get_ref()
+        .is_some_and(|inner| inner.downcast_ref::<LimitExceeded>().is_some())
+    {
+        return apply::Fault::Limit;
     }
+    match error.kind() {
+        io::ErrorKind::InvalidData | io::ErrorKind::InvalidInput | io::ErrorKind::UnexpectedEof => {
+            apply::Fault::Malformed
+        }
+        _ => apply::Fault::of_io(error),
+    }
+}
+
+/// Says whose fault a failed layer (or ACI) is, in the hint: `what` names it ("layer 2 of
+/// 3 (sha256:…)").
+fn fault_hint(error: anyhow::Error, id: &str, what: &str) -> anyhow::Error {
+    let refused = "imagelock refuses malformed or hostile layers, and nothing was written";
+    let hint = match fault_of(&error) {
+        Some(apply::Fault::Hostile) => format!(
+            "{what} of `{id}` is hostile: it would write outside the target or through a link. {refused} (do not use this image; tell its publisher)"
+        ),
+        Some(apply::Fault::Malformed) => format!(
+            "{what} of `{id}` is malformed: it breaks the tar format or contradicts itself. {refused} (ask its publisher to rebuild it)"
+        ),
+        Some(apply::Fault::Limit) => format!(
+            "{what} of `{id}` is not at fault: it needs more than this machine or imagelock allows (above); nothing was written. Render onto a file system that allows it, or free the space it needs"
+        ),
+        Some(apply::Fault::Local) => format!(
+            "{what} of `{id}` is not at fault: writing the tree failed on this machine; nothing was written"
+        ),
+        None => return error,
+    };
+    with_hint(error, hint)
 }
 
 /// Pass 1: each ACI's manifest, checked against the lock; pass 2: extraction in render
@@ -892,7 +954,7 @@ fn render_acis(
             .verify(store, blob)
             .with_context(|| format!("cannot render `{id}`: ACI `{}`", image.id))?;
         let info = read
-            .map_err(|e| refusal_hint(e.into(), id))
+            .map_err(|e| fault_hint(e.into(), id, &format!("ACI `{}`", image.id)))
             .with_context(|| {
                 format!("cannot render `{id}`: ACI `{}` ({})", image.id, blob.digest)
             })?;
@@ -918,7 +980,7 @@ fn render_acis(
                 .apply_aci(tar, limits.max_entries, index, &keep, &mut all_files)
                 .map_err(anyhow::Error::from)
         })
-        .map_err(|e| refusal_hint(e, id))
+        .map_err(|e| fault_hint(e, id, &format!("ACI `{}`", image.id)))
         .with_context(|| format!("cannot render `{id}`: ACI `{}` ({})", image.id, blob.digest))?;
         reporter.item_done();
     }

@@ -6,6 +6,7 @@ mod bundle;
 mod everyday;
 mod harness;
 mod hostile;
+mod interop;
 mod local;
 mod mirror;
 mod peers;
