@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use crate::errors::hinted;
+use crate::project::identity::IdentityRule;
 use crate::project::manifest::{Manifest, TrustTable};
 use crate::signing::openpgp::{self, Keyring};
-use crate::project::identity::IdentityRule;
 
 /// The keys of the manifest's trust prefixes, loaded on first use.
 pub struct TrustStore {
