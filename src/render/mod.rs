@@ -872,10 +872,17 @@ fn fault_of(error: &anyhow::Error) -> Option<apply::Fault> {
             return Some(refused.fault);
         }
         if let Some(aci_error) = cause.downcast_ref::<aci::AciError>() {
-            return match aci_error {
-                aci::AciError::Read(_) => Some(apply::Fault::Local),
-                _ => Some(apply::Fault::Malformed),
-            };
+            return Some(match aci_error {
+                aci::AciError::Read(_) => apply::Fault::Local,
+                aci::AciError::TooLarge { .. }
+                | aci::AciError::WindowTooLarge { .. }
+                | aci::AciError::TooManyEntries { .. }
+                | aci::AciError::ManifestTooLarge { .. } => apply::Fault::Limit,
+                aci::AciError::EscapingEntry { .. } | aci::AciError::EscapingLink { .. } => {
+                    apply::Fault::Hostile
+                }
+                _ => apply::Fault::Malformed,
+            });
         }
         if let Some(archive_error) = cause.downcast_ref::<archive::ArchiveError>() {
             return match archive_error {
@@ -918,7 +925,7 @@ fn fault_hint(error: anyhow::Error, id: &str, what: &str) -> anyhow::Error {
             "{what} of `{id}` is malformed: it breaks the tar format or contradicts itself. {refused} (ask its publisher to rebuild it)"
         ),
         Some(apply::Fault::Limit) => format!(
-            "{what} of `{id}` is not at fault: it needs more than this machine or imagelock allows (above); nothing was written. Render onto a file system that allows it, or free the space it needs"
+            "{what} of `{id}` is not at fault: it needs more than this machine or imagelock allows (above: a longer file name or more space than this file system has, or more than imagelock renders per layer); nothing was written. Render onto a file system that allows it"
         ),
         Some(apply::Fault::Local) => format!(
             "{what} of `{id}` is not at fault: writing the tree failed on this machine; nothing was written"
