@@ -2,9 +2,9 @@
 //! certificate for an OIDC identity), message-signature and DSSE content, bundle media
 //! types v0.1 to v0.3, Rekor v1 and v2 log entries.
 //!
-//! The checks themselves are `sigstore-verify`'s (with the RustCrypto primitives of
-//! [`backend`]); this module decides what is trusted and says in plain words what
-//! failed. For a keyless bundle: the certificate chains to a Fulcio CA of the trusted
+//! The checks themselves are `sigstore-verify`'s (with the `ring` and RustCrypto
+//! primitives of [`backend`]); this module decides what is trusted and says in plain words
+//! what failed. For a keyless bundle: the certificate chains to a Fulcio CA of the trusted
 //! root that was valid at the signing time (the log's integrated time, covered by its
 //! signed entry timestamp, or an RFC 3161 timestamp from a trusted authority), its SCT
 //! verifies against a CT log key, the log entry verifies (inclusion proof with a signed
@@ -124,13 +124,13 @@ pub enum Subject {
     /// Exactly this string.
     Exact(String),
     /// Any subject the regular expression finds a match in (not anchored; use `^…$`).
-    Regexp(regex::Regex),
+    Regexp(regex_lite::Regex),
 }
 
 impl Subject {
     /// A subject pattern, checked for syntax now.
     pub fn regexp(pattern: &str) -> Result<Subject, Error> {
-        regex::Regex::new(pattern)
+        regex_lite::Regex::new(pattern)
             .map(Subject::Regexp)
             .map_err(|e| Error::Pattern {
                 pattern: pattern.to_owned(),
