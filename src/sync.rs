@@ -178,9 +178,7 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: Option<&Store>) -> anyhow::Resu
     };
     let mut seen: BTreeMap<crate::digest::Digest, usize> = BTreeMap::new();
     for image in lock.images.values() {
-        if image.is_oci() {
-            plan.refs.push((image.store_name(), image.root()));
-        }
+        plan.refs.extend(image.refs());
         for (blob, source) in blob_sources(image, lock_dir)? {
             if let Some(&i) = seen.get(&blob.digest) {
                 if let Some(m) = plan

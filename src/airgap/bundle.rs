@@ -34,7 +34,7 @@ use anyhow::{Context as _, bail};
 use crate::digest::{Digest, Hasher};
 use crate::errors::hinted;
 use crate::progress::{Phase, Reporter};
-use crate::project::lockfile::{Blob, Lock};
+use crate::project::lockfile::{Blob, Lock, LockedImage};
 use crate::store::Store;
 
 /// zstd level for bundles: level 3 is zstd's default trade-off; most blobs are
@@ -166,14 +166,13 @@ pub fn export(
     let refs: Vec<serde_json::Value> = lock
         .images
         .values()
-        .filter(|i| i.is_oci())
-        .map(|i| {
-            let root = i.root();
+        .flat_map(LockedImage::refs)
+        .map(|(name, root)| {
             serde_json::json!({
                 "mediaType": root.media_type,
                 "digest": root.digest.to_string(),
                 "size": root.size,
-                "annotations": { crate::oci::REF_NAME_ANNOTATION: i.store_name() },
+                "annotations": { crate::oci::REF_NAME_ANNOTATION: name },
             })
         })
         .collect();

@@ -24,7 +24,7 @@ use crate::errors::hinted;
 use crate::oci;
 use crate::oci::registry::{RegistryClient, RegistryError, Repository};
 use crate::progress::{Phase, Reporter};
-use crate::project::lockfile::{Blob, LockedImage, SourceKind};
+use crate::project::lockfile::{Blob, LockedImage, SigstoreKind, SourceKind};
 use crate::store::Store;
 
 /// Blobs up to this size go up in one request, read into memory (most
@@ -131,6 +131,20 @@ struct Planned {
     top_covers_all: bool,
     /// (path in a lookaside store, signature blob) for the staging directory.
     signatures: Vec<(String, Blob)>,
+    /// Sigstore signature artifacts, pushed after the image.
+    sigstore: Vec<SignatureArtifact>,
+}
+
+/// A Sigstore signature artifact to put beside its image: its blobs, its manifest, and
+/// how it is found (cosign's tag, or as a referrer of the digest it signs).
+#[derive(Clone)]
+struct SignatureArtifact {
+    blobs: Vec<Blob>,
+    manifest: Blob,
+    /// cosign's `sha256-<hex>.sig` tag, for legacy signatures.
+    tag: Option<String>,
+    /// For bundles: the digest it refers to, for the referrers tag schema's index.
+    subject: Option<Digest>,
 }
 
 /// Pushes every image in `images` from `store` to `mirror`; simple signatures
@@ -174,7 +188,8 @@ pub async fn push(
     };
     let mut distinct_bytes = 0;
     for plan in &plans {
-        for blob in &plan.blobs {
+        let signature_blobs = plan.sigstore.iter().flat_map(|a| &a.blobs);
+        for blob in plan.blobs.iter().chain(signature_blobs) {
             placements
                 .homes
                 .entry(blob.digest.clone())
@@ -199,9 +214,22 @@ pub async fn push(
     let jobs = order.into_iter().map(|plan| {
         let (placements, plan) = (placements.clone(), plan.clone());
         async move {
-            push_image(&placements, &plan)
+            let mut pushed = push_image(&placements, &plan)
                 .await
-                .with_context(|| format!("cannot push image `{}`", plan.id))
+                .with_context(|| format!("cannot push image `{}`", plan.id))?;
+            for artifact in &plan.sigstore {
+                let (blobs, puts) = push_signature(&placements, &plan.repo, artifact)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "cannot push signature {} of image `{}`",
+                            artifact.manifest.digest, plan.id
+                        )
+                    })?;
+                pushed.blobs.extend(blobs);
+                pushed.manifests += puts;
+            }
+            anyhow::Ok(pushed)
         }
     });
     for image in crate::concurrency::run_bounded(plans.len().max(1), jobs).await? {
@@ -344,6 +372,21 @@ fn plan_oci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
     // a manifest or the image's only manifest (an index pushed as a blob is
     // referenced by nothing on the mirror).
     let top_covers_all = image.index.is_none() || manifests.len() > image.manifests.len();
+    let sigstore = image
+        .sigstore
+        .iter()
+        .map(|sig| {
+            let legacy = sig.kind == SigstoreKind::Cosign;
+            SignatureArtifact {
+                blobs: std::iter::once(sig.config.clone())
+                    .chain(sig.layers.iter().cloned())
+                    .collect(),
+                manifest: sig.manifest.clone(),
+                tag: legacy.then(|| crate::signing::cosign::signature_tag(&sig.signs)),
+                subject: (!legacy).then(|| sig.signs.clone()),
+            }
+        })
+        .collect();
     Ok(Planned {
         id: image.id.clone(),
         repo,
@@ -352,6 +395,7 @@ fn plan_oci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
         tag,
         top_covers_all,
         signatures,
+        sigstore,
     })
 }
 
@@ -415,6 +459,7 @@ fn plan_aci(store: &Store, image: &LockedImage, mirror: &Mirror) -> anyhow::Resu
         )),
         top_covers_all: true,
         signatures: Vec::new(),
+        sigstore: Vec::new(),
     })
 }
 
@@ -526,6 +571,89 @@ async fn push_image(
             .collect(),
         manifests: puts,
     })
+}
+
+/// Puts a Sigstore signature artifact in `repo` after its image: its blobs, then its
+/// manifest (under cosign's tag, or by digest), then, for a bundle on a registry without
+/// the referrers API, an entry in the referrers tag schema's index (`sha256-<hex>`).
+async fn push_signature(
+    placements: &Placements,
+    repo: &Repository,
+    artifact: &SignatureArtifact,
+) -> anyhow::Result<(Vec<(Outcome, u64)>, usize)> {
+    let mut counted = Vec::new();
+    for blob in &artifact.blobs {
+        let (outcome, placed_here) = place(placements, repo, blob)
+            .await
+            .with_context(|| format!("cannot push blob {}", blob.digest))?;
+        if placed_here {
+            counted.push((outcome, blob.size));
+        }
+    }
+    let (client, store) = (&placements.client, &placements.store);
+    let mut puts = put_manifest(
+        client,
+        store,
+        repo,
+        &artifact.manifest,
+        artifact.tag.as_deref(),
+        false,
+    )
+    .await?;
+    if let Some(subject) = &artifact.subject
+        && client.get_referrers(repo, subject).await?.is_none()
+    {
+        let bytes =
+            std::fs::read(store.blob_path(&artifact.manifest.digest)).with_context(|| {
+                format!(
+                    "cannot read manifest {} from the store",
+                    artifact.manifest.digest
+                )
+            })?;
+        let artifact_type = oci::parse_image_manifest(&bytes)?.artifact_type;
+        puts +=
+            add_to_referrers_tag(client, repo, subject, &artifact.manifest, artifact_type).await?;
+    }
+    Ok((counted, puts))
+}
+
+/// Adds `referrer` (a bundle artifact) to the referrers tag schema's index of `subject`,
+/// creating it when absent; returns how many PUTs it made.
+async fn add_to_referrers_tag(
+    client: &RegistryClient,
+    repo: &Repository,
+    subject: &Digest,
+    referrer: &Blob,
+    artifact_type: Option<String>,
+) -> anyhow::Result<usize> {
+    let tag = crate::signing::cosign::referrers_tag(subject);
+    let mut index = match client.get_manifest_if_exists(repo, &tag).await? {
+        Some(fetched) => oci::parse_index(&fetched.bytes)
+            .with_context(|| format!("the referrers index tagged {tag} is invalid"))?,
+        None => oci::ImageIndex {
+            schema_version: 2,
+            media_type: Some(oci::OCI_INDEX.to_owned()),
+            manifests: Vec::new(),
+            annotations: std::collections::BTreeMap::new(),
+        },
+    };
+    if index.manifests.iter().any(|d| d.digest == referrer.digest) {
+        return Ok(0);
+    }
+    index.manifests.push(oci::Descriptor {
+        media_type: referrer.media_type.clone(),
+        digest: referrer.digest.clone(),
+        size: referrer.size,
+        platform: None,
+        annotations: std::collections::BTreeMap::new(),
+        urls: Vec::new(),
+        artifact_type,
+    });
+    let bytes = serde_json::to_vec(&index).expect("an index serialises");
+    client
+        .put_manifest(repo, &tag, oci::OCI_INDEX, bytes.into())
+        .await?;
+    Ok(1)
 }
 
 /// Records `blob` as present in `repo` (unless another image is placing it

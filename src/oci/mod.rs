@@ -93,6 +93,9 @@ pub struct Descriptor {
     /// Alternate download locations (foreign layers); recorded, never followed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub urls: Vec<String>,
+    /// OCI 1.1: the artifact type of a referrer (in a referrers index).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 /// An image manifest (OCI or Docker schema 2).
@@ -109,6 +112,15 @@ pub struct ImageManifest {
     /// The layers, base first.
     #[serde(default)]
     pub layers: Vec<Descriptor>,
+    /// OCI 1.1: what kind of artifact this manifest is (signatures, bundles), if it says.
+    #[serde(default)]
+    pub artifact_type: Option<String>,
+    /// OCI 1.1: the manifest this one refers to (a signature's signed image).
+    #[serde(default)]
+    pub subject: Option<Descriptor>,
+    /// Free-form annotations.
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// An image index (OCI) or manifest list (Docker).

@@ -101,6 +101,104 @@ pub struct LockedImage {
     /// The pinned image manifests: one per selected platform (OCI sources).
     #[serde(default, rename = "manifest", skip_serializing_if = "Vec::is_empty")]
     pub manifests: Vec<LockedManifest>,
+    /// The verified Sigstore / cosign signatures (registry images): one on the index, which
+    /// covers its platform manifests, or one per platform manifest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sigstore: Vec<LockedSigstore>,
+}
+
+/// A Sigstore / cosign signature pinned in the lock: the signature artifact exactly as
+/// stored (its manifest, config and layers), which of its layers verified, and what
+/// verifying it found. `verify` re-derives every one of these from the stored bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct LockedSigstore {
+    /// `cosign` (a `sha256-<hex>.sig` manifest) or `bundle` (a Sigstore bundle referrer).
+    pub kind: SigstoreKind,
+    /// The digest of the manifest or index it signs.
+    pub signs: Digest,
+    /// The `[trust]` prefix whose keys or identities accepted it.
+    pub prefix: String,
+    /// The signature artifact's manifest.
+    pub manifest: Blob,
+    /// The artifact's config blob.
+    pub config: Blob,
+    /// The artifact's layers (payloads or the bundle).
+    pub layers: Vec<Blob>,
+    /// The digest of the layer that verified.
+    pub layer: Digest,
+    /// Keyed: the signing key's fingerprint (`sha256:` of its DER public key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Keyless: the certificate's OIDC issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// Keyless: the certificate's subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
+    /// The transparency-log index of its entry, when logged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_index: Option<u64>,
+    /// The log's integrated time (seconds since the epoch), when logged in Rekor v1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integrated_time: Option<i64>,
+    /// The digest of the trusted_root.json that verified it (none for an unlogged keyed signature).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<Digest>,
+}
+
+/// The repository part of a reference written in full (`host/path:tag` or `host/path@digest`).
+fn repository_of(reference: &str) -> &str {
+    let name = reference
+        .split_once('@')
+        .map_or(reference, |(name, _)| name);
+    let last = name.rfind('/').map_or(0, |i| i + 1);
+    match name[last..].find(':') {
+        Some(colon) => &name[..last + colon],
+        None => name,
+    }
+}
+
+/// Kinds of Sigstore signature artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SigstoreKind {
+    /// cosign's legacy `sha256-<hex>.sig` tag, one payload layer per signature.
+    Cosign,
+    /// A Sigstore bundle attached through the OCI referrers API (cosign v3).
+    Bundle,
+}
+
+impl LockedSigstore {
+    /// The artifact's blobs: manifest, config, layers.
+    pub fn blobs(&self) -> impl Iterator<Item = Blob> + '_ {
+        [self.manifest.clone(), self.config.clone()]
+            .into_iter()
+            .chain(self.layers.iter().cloned())
+    }
+
+    /// Who signed, in words: `key sha256:…` or `SUBJECT from ISSUER`.
+    pub fn signer(&self) -> String {
+        match (&self.key, &self.issuer, &self.subject) {
+            (Some(key), _, _) => format!("key {key}"),
+            (None, Some(issuer), Some(subject)) => format!("{subject} from {issuer}"),
+            _ => "an unnamed signer".to_owned(),
+        }
+    }
+
+    /// The name the store gives the artifact in index.json: cosign's tag for the `.sig`
+    /// manifest, and for a bundle the referrers tag plus the bundle's own digest (a
+    /// manifest may have several).
+    pub fn store_name(&self, repository: &str) -> String {
+        let tag = format!("{}-{}", self.signs.algorithm().as_str(), self.signs.hex());
+        match self.kind {
+            SigstoreKind::Cosign => format!("{repository}:{tag}.sig"),
+            SigstoreKind::Bundle => format!(
+                "{repository}:{tag}.{}.sigstore",
+                &self.manifest.digest.hex()[..12]
+            ),
+        }
+    }
 }
 
 /// A detached signature pinned in the lock.
@@ -171,6 +269,7 @@ impl LockedImage {
             dependency_of: None,
             index: None,
             manifests: Vec::new(),
+            sigstore: Vec::new(),
         }
     }
 
@@ -208,7 +307,8 @@ impl LockedImage {
             .iter()
             .cloned()
             .chain(self.signature.iter().map(LockedSignature::blob));
-        let all = oci.chain(aci);
+        let sigstore = self.sigstore.iter().flat_map(LockedSigstore::blobs);
+        let all = oci.chain(aci).chain(sigstore);
         for blob in all {
             if !out.iter().any(|b| b.digest == blob.digest) {
                 out.push(blob);
@@ -223,6 +323,24 @@ impl LockedImage {
             (SourceKind::Docker, Some(reference)) => reference.clone(),
             _ => format!("imagelock.local/{}", self.id),
         }
+    }
+
+    /// What the store's `index.json` names for this entry: the image (its store name and
+    /// root) and, for a registry image, each pinned Sigstore signature artifact (see
+    /// [`LockedSigstore::store_name`]). Nothing for an ACI.
+    pub fn refs(&self) -> Vec<(String, Blob)> {
+        if !self.is_oci() {
+            return Vec::new();
+        }
+        let name = self.store_name();
+        let repository = repository_of(&name);
+        let signatures = self
+            .sigstore
+            .iter()
+            .map(|sig| (sig.store_name(repository), sig.manifest.clone()));
+        std::iter::once((name.clone(), self.root()))
+            .chain(signatures)
+            .collect()
     }
 
     /// The fields this entry carries that its source kind never has (a
@@ -250,6 +368,7 @@ impl LockedImage {
             ("dependency-of", self.dependency_of.is_some() && !aci),
             ("index", self.index.is_some() && !oci),
             ("manifest", !self.manifests.is_empty() && !oci),
+            ("sigstore", !self.sigstore.is_empty() && !docker),
         ]
         .into_iter()
         .filter_map(|(field, foreign)| foreign.then_some(field))
@@ -640,6 +759,43 @@ fn signature_inline(sig: &LockedSignature) -> String {
     )
 }
 
+fn render_sigstore(out: &mut String, sig: &LockedSigstore) {
+    let _ = writeln!(out, "\n[[image.sigstore]]");
+    let kind = match sig.kind {
+        SigstoreKind::Cosign => "cosign",
+        SigstoreKind::Bundle => "bundle",
+    };
+    let _ = writeln!(out, "kind = {}", quoted(kind));
+    let _ = writeln!(out, "signs = {}", quoted(&sig.signs.to_string()));
+    let _ = writeln!(out, "prefix = {}", quoted(&sig.prefix));
+    let _ = writeln!(out, "manifest = {}", blob_inline(&sig.manifest));
+    let _ = writeln!(out, "config = {}", blob_inline(&sig.config));
+    let _ = writeln!(out, "layers = [");
+    for layer in &sig.layers {
+        let _ = writeln!(out, "    {},", blob_inline(layer));
+    }
+    let _ = writeln!(out, "]");
+    let _ = writeln!(out, "layer = {}", quoted(&sig.layer.to_string()));
+    for (key, value) in [
+        ("key", &sig.key),
+        ("issuer", &sig.issuer),
+        ("subject", &sig.subject),
+    ] {
+        if let Some(value) = value {
+            let _ = writeln!(out, "{key} = {}", quoted(value));
+        }
+    }
+    if let Some(index) = sig.log_index {
+        let _ = writeln!(out, "log-index = {index}");
+    }
+    if let Some(time) = sig.integrated_time {
+        let _ = writeln!(out, "integrated-time = {time}");
+    }
+    if let Some(root) = &sig.trusted_root {
+        let _ = writeln!(out, "trusted-root = {}", quoted(&root.to_string()));
+    }
+}
+
 fn render_image(out: &mut String, image: &LockedImage) {
     let _ = writeln!(out, "\n[[image]]");
     let _ = writeln!(out, "id = {}", quoted(&image.id));
@@ -711,6 +867,9 @@ fn render_image(out: &mut String, image: &LockedImage) {
         if let Some(sig) = &manifest.signature {
             let _ = writeln!(out, "signature = {}", signature_inline(sig));
         }
+    }
+    for sig in &image.sigstore {
+        render_sigstore(out, sig);
     }
 }
 

@@ -88,7 +88,19 @@ pub struct MirrorsTable {
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct TrustTable {
     /// OpenPGP public key files (armored or binary), relative to images.toml.
+    #[serde(default)]
     pub keys: Vec<String>,
+    /// Sigstore / cosign public keys (PEM: ECDSA P-256/P-384, RSA, Ed25519), relative to
+    /// images.toml: keyed cosign signatures and keyed Sigstore bundles.
+    #[serde(default)]
+    pub sigstore_keys: Vec<String>,
+    /// Keyless Sigstore signers: a Fulcio certificate's OIDC issuer and subject.
+    #[serde(default)]
+    pub sigstore_identities: Vec<SigstoreIdentity>,
+    /// A Sigstore `trusted_root.json` (Fulcio CAs, Rekor and CT log keys, timestamp
+    /// authorities), relative to images.toml; default: the public-good root built in.
+    #[serde(default)]
+    pub trusted_root: Option<String>,
     /// Base URL of a simple-signing lookaside store.
     #[serde(default)]
     pub lookaside: Option<String>,
@@ -96,6 +108,38 @@ pub struct TrustTable {
     /// (containers-policy.json `signedIdentity`; default `matchRepoDigestOrExact`).
     #[serde(default)]
     pub identity: Option<crate::project::identity::IdentityRule>,
+}
+
+/// One keyless signer of `sigstore-identities`: the certificate's OIDC issuer, and its
+/// subject exactly or a regular expression searched in it (write `^…$` for whole subjects).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct SigstoreIdentity {
+    /// The OIDC issuer, e.g. `https://token.actions.githubusercontent.com`.
+    pub issuer: String,
+    /// The exact subject (the certificate's SAN: an email, a workflow URL).
+    #[serde(default)]
+    pub subject: Option<String>,
+    /// A regular expression the subject must match, as cosign's `--certificate-identity-regexp`.
+    #[serde(default)]
+    pub subject_regexp: Option<String>,
+}
+
+impl SigstoreIdentity {
+    /// Exactly one of `subject` and `subject-regexp`, and the expression compiles.
+    pub fn check(&self) -> Result<(), String> {
+        match (&self.subject, &self.subject_regexp) {
+            (Some(_), None) => Ok(()),
+            (None, Some(pattern)) => crate::signing::sigstore::Subject::regexp(pattern)
+                .map(drop)
+                .map_err(|e| e.to_string()),
+            (Some(_), Some(_)) => Err("give `subject` or `subject-regexp`, not both".to_owned()),
+            (None, None) => Err(
+                "a keyless identity needs `subject = \"…\"` (exact) or `subject-regexp = '…'`"
+                    .to_owned(),
+            ),
+        }
+    }
 }
 
 /// `[images.ID]`: exactly one of `docker`, `name`, `url`, `path`.
@@ -335,6 +379,18 @@ impl Manifest {
                     format!("registries.\"{prefix}\""),
                     "registry keys are HOST or HOST:PORT, without a scheme or path".into(),
                 ));
+            }
+        }
+        for (prefix, table) in &file.trust {
+            for (n, identity) in table.sigstore_identities.iter().enumerate() {
+                if let Err(message) = identity.check() {
+                    let start = text.find("sigstore-identities").unwrap_or(0);
+                    return Err(invalid(
+                        start..start,
+                        format!("trust.\"{prefix}\".sigstore-identities[{n}]"),
+                        message,
+                    ));
+                }
             }
         }
         Ok(Manifest {

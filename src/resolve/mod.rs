@@ -17,6 +17,7 @@
 
 pub mod conflict;
 pub mod drift;
+pub mod sigstore;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -158,7 +159,7 @@ impl Resolver {
                 let trusted = self.oci_trust(spec, reference)?;
                 let mut image = resolve_oci(&self.manifest, spec, || self.client.get()).await?;
                 if let Some(trusted) = trusted {
-                    self.verify_simple_signatures(spec, reference, &trusted, &mut image)
+                    self.verify_signatures(spec, reference, &trusted, &mut image)
                         .await?;
                     image.verified = true;
                 }
@@ -212,6 +213,92 @@ impl Resolver {
                 spec.line
             ),
         ))
+    }
+
+    /// Pins signatures by `trusted`'s signers covering every pinned manifest: Sigstore /
+    /// cosign signatures when the prefix trusts Sigstore signers, else (or when none is
+    /// accepted and the prefix also names a lookaside) simple signatures.
+    async fn verify_signatures(
+        &self,
+        spec: &ImageSpec,
+        reference: &Reference,
+        trusted: &Trusted,
+        image: &mut LockedImage,
+    ) -> anyhow::Result<()> {
+        if !trusted.sigstore.is_configured() {
+            return self
+                .verify_simple_signatures(spec, reference, trusted, image)
+                .await;
+        }
+        let repo = Repository {
+            base: image
+                .registry
+                .clone()
+                .expect("a resolved registry image names its registry"),
+            path: reference.path().to_owned(),
+        };
+        let client = self.client.get()?;
+        let found = sigstore::pin(&client, &repo, &reference.repository(), image, trusted).await?;
+        let (digest, rejected) = match found {
+            Ok(pinned) => {
+                image.sigstore = pinned;
+                return Ok(());
+            }
+            Err(uncovered) => uncovered,
+        };
+        let error = self.sigstore_refusal(spec, reference, trusted, image, &digest, &rejected);
+        if trusted.lookaside.is_some() && !trusted.keyring.fingerprints().is_empty() {
+            return self
+                .verify_simple_signatures(spec, reference, trusted, image)
+                .await
+                .map_err(|simple| simple.context(format!("{error:#}")));
+        }
+        Err(error)
+    }
+
+    /// The error for a manifest no trusted Sigstore signature covers.
+    fn sigstore_refusal(
+        &self,
+        spec: &ImageSpec,
+        reference: &Reference,
+        trusted: &Trusted,
+        image: &LockedImage,
+        digest: &Digest,
+        rejected: &[String],
+    ) -> anyhow::Error {
+        let platform = image
+            .manifests
+            .iter()
+            .find(|m| &m.digest == digest)
+            .and_then(|m| m.platform.as_deref())
+            .map(|p| format!(" ({p})"))
+            .unwrap_or_default();
+        let found = if rejected.is_empty() {
+            format!(
+                "no signature exists: no {} tag and no Sigstore bundle referring to it{}",
+                crate::signing::cosign::signature_tag(digest),
+                image
+                    .index
+                    .as_ref()
+                    .map(|i| format!(" (nor to the index {})", i.digest))
+                    .unwrap_or_default()
+            )
+        } else {
+            rejected.join("\n    ")
+        };
+        hinted(
+            format!(
+                "image `{}` ({reference}): no Sigstore signature of manifest {digest}{platform} is accepted for [trust.\"{}\"]\n  trusted signers: {}\n  trusted root: {}\n    {found}",
+                spec.id,
+                trusted.prefix,
+                trusted.sigstore.describe(),
+                trusted.sigstore.root_origin,
+            ),
+            format!(
+                "sign it with `cosign sign` as a trusted signer; if its publisher signs with another key or identity, check it with them and add it with `imagelock trust add {} --sigstore-key FILE` or `--identity ISSUER SUBJECT`",
+                trusted.prefix
+            ),
+        )
     }
 
     /// Finds, for every pinned platform manifest, a lookaside signature that

@@ -18,7 +18,8 @@
 //! bundles, keys and roots; [`read_key_file`] is the one helper that reads a file); a
 //! [`Verified`] exists only for a bundle that passed every check with a signer the
 //! policy trusts; the log entry is always required — an unlogged keyed bundle is
-//! refused. A subject regexp is searched, not anchored, as cosign's
+//! refused here ([`verify_unlogged`] is the separate, explicit path for unlogged keyed
+//! signatures). A subject regexp is searched, not anchored, as cosign's
 //! `--certificate-identity-regexp` is: write `^…$` to match whole subjects.
 //!
 //! Formats: bundles are the Sigstore bundle JSON (`application/vnd.dev.sigstore.bundle*`),
@@ -381,6 +382,31 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// Verifies a signature made with a key and never logged (cosign's `--tlog-upload=false`)
+/// over `message`: any of `policy`'s keys, with the key's default scheme (ECDSA with the
+/// curve's hash, RSA PKCS#1 v1.5 with SHA-256, Ed25519), as `cosign verify --key
+/// --insecure-ignore-tlog` checks it. No trusted root is involved, and no signing time is
+/// known.
+pub fn verify_unlogged(message: &[u8], signature: &[u8], policy: &Policy) -> Result<Signer, Error> {
+    backend::install();
+    if policy.keys.is_empty() {
+        return Err(Error::NoTrustedKeys);
+    }
+    let signature = sigstore_verify::types::SignatureBytes::from_bytes(signature);
+    for key in &policy.keys {
+        let verifies = sigstore_verify::crypto::VerificationKey::from_spki(&key.key)
+            .and_then(|k| k.verify(message, &signature));
+        if verifies.is_ok() {
+            return Ok(Signer::Key {
+                fingerprint: key.fingerprint.clone(),
+            });
+        }
+    }
+    Err(Error::UntrustedKey {
+        trusted: policy.keys.iter().map(|k| k.fingerprint.clone()).collect(),
+    })
 }
 
 /// Verifies the Sigstore bundle `bundle_json` over `content` with `root`, and that its

@@ -15,6 +15,7 @@ use crate::errors::hinted;
 use crate::project::identity::IdentityRule;
 use crate::project::manifest::{Manifest, TrustTable};
 use crate::signing::openpgp::{self, Keyring};
+use crate::signing::sigstore;
 
 /// The keys of the manifest's trust prefixes, loaded on first use.
 pub struct TrustStore {
@@ -24,7 +25,39 @@ pub struct TrustStore {
     dir: PathBuf,
     /// `[trust]`: prefix → its table.
     prefixes: Vec<(String, TrustTable)>,
-    loaded: Mutex<HashMap<String, Arc<Keyring>>>,
+    loaded: Mutex<HashMap<String, (Arc<Keyring>, Arc<SigstoreTrust>)>>,
+}
+
+/// The Sigstore side of one `[trust]` table: who may sign (keys, keyless identities) and
+/// the trusted root that checks certificates, logs and timestamps.
+#[derive(Debug)]
+pub struct SigstoreTrust {
+    /// `sigstore-keys` and `sigstore-identities`.
+    pub policy: sigstore::Policy,
+    /// The root: `trusted-root`'s file, or the public-good root built in. `None` when the
+    /// table trusts no Sigstore signer (nothing is loaded then).
+    pub root: Option<Arc<sigstore::TrustRoot>>,
+    /// Where the root came from, for messages: the file as written, or "the built-in
+    /// Sigstore public-good root".
+    pub root_origin: String,
+}
+
+impl SigstoreTrust {
+    /// Whether the table trusts any Sigstore signer.
+    pub fn is_configured(&self) -> bool {
+        !self.policy.keys.is_empty() || !self.policy.identities.is_empty()
+    }
+
+    /// The trusted signers, in words, for messages.
+    pub fn describe(&self) -> String {
+        let keys = self
+            .policy
+            .keys
+            .iter()
+            .map(|k| format!("key {}", k.fingerprint()));
+        let identities = self.policy.identities.iter().map(ToString::to_string);
+        keys.chain(identities).collect::<Vec<_>>().join("; ")
+    }
 }
 
 /// What the trust policy says about one image (see [`TrustStore::decide`]).
@@ -48,6 +81,8 @@ pub struct Trusted {
     pub lookaside: Option<String>,
     /// How a simple signature's identity must match the reference locked.
     pub identity: IdentityRule,
+    /// Sigstore keys, identities and root.
+    pub sigstore: Arc<SigstoreTrust>,
 }
 
 impl TrustStore {
@@ -99,19 +134,20 @@ impl TrustStore {
                 format!("add the keys for it with `imagelock trust add {prefix} --key FILE`"),
             ));
         };
-        let trusted = |keyring: Arc<Keyring>| Trusted {
+        let trusted = |(keyring, sigstore): (Arc<Keyring>, Arc<SigstoreTrust>)| Trusted {
             prefix: prefix.to_owned(),
             keyring,
             lookaside: table.lookaside.clone(),
             identity: table.identity.clone().unwrap_or_default(),
+            sigstore,
         };
-        if let Some(keyring) = self
+        if let Some(loaded) = self
             .loaded
             .lock()
             .expect("keyring cache poisoned")
             .get(prefix)
         {
-            return Ok(trusted(keyring.clone()));
+            return Ok(trusted(loaded.clone()));
         }
         let mut keys = Vec::new();
         for file in &table.keys {
@@ -127,7 +163,8 @@ impl TrustStore {
             })?;
             keys.extend(found);
         }
-        if keys.is_empty() {
+        let sigstore = Arc::new(self.load_sigstore(prefix, table)?);
+        if keys.is_empty() && !sigstore.is_configured() {
             return Err(hinted(
                 format!(
                     "[trust.\"{prefix}\"] in {} lists no keys",
@@ -136,13 +173,84 @@ impl TrustStore {
                 format!("add one with `imagelock trust add {prefix} --key FILE`"),
             ));
         }
-        let keyring = Arc::new(Keyring::new(keys));
+        let loaded = (Arc::new(Keyring::new(keys)), sigstore);
         self.loaded
             .lock()
             .expect("keyring cache poisoned")
-            .insert(prefix.to_owned(), keyring.clone());
-        Ok(trusted(keyring))
+            .insert(prefix.to_owned(), loaded.clone());
+        Ok(trusted(loaded))
     }
+
+    /// Reads `[trust."PREFIX"]`'s Sigstore keys, identities and trusted root.
+    fn load_sigstore(&self, prefix: &str, table: &TrustTable) -> anyhow::Result<SigstoreTrust> {
+        let in_table = |what: String| {
+            format!(
+                "[trust.\"{prefix}\"] in {}: {what}",
+                self.manifest_path.display()
+            )
+        };
+        let mut policy = sigstore::Policy::default();
+        for file in &table.sigstore_keys {
+            let key = sigstore::read_key_file(&self.dir.join(file)).map_err(|e| {
+                hinted(
+                    in_table(format!("cannot use Sigstore key file `{file}`: {e}")),
+                    "Sigstore keys are PEM public keys (`cosign public-key`, `openssl pkey -pubout`), relative to images.toml; re-add one with `imagelock trust add PREFIX --sigstore-key FILE`",
+                )
+            })?;
+            policy.keys.push(key);
+        }
+        for identity in &table.sigstore_identities {
+            let subject = match (&identity.subject, &identity.subject_regexp) {
+                (Some(exact), _) => sigstore::Subject::Exact(exact.clone()),
+                (None, Some(pattern)) => sigstore::Subject::regexp(pattern)
+                    .map_err(|e| anyhow::anyhow!(in_table(e.to_string())))?,
+                (None, None) => unreachable!("Manifest::parse checks every identity"),
+            };
+            policy.identities.push(sigstore::Identity {
+                issuer: identity.issuer.clone(),
+                subject,
+            });
+        }
+        let configured = !policy.keys.is_empty() || !policy.identities.is_empty();
+        let (root, root_origin) = match &table.trusted_root {
+            Some(file) => {
+                let path = self.dir.join(file);
+                let bytes = crate::fsutil::read_regular(&path).map_err(|e| {
+                    hinted(
+                        in_table(format!("cannot read trusted root `{file}`: {e}")),
+                        "`trusted-root` is a Sigstore trusted_root.json, relative to images.toml",
+                    )
+                })?;
+                let root = sigstore::TrustRoot::from_json(&bytes).map_err(|e| {
+                    hinted(
+                        in_table(format!("trusted root `{file}`: {e}")),
+                        "`trusted-root` is a Sigstore trusted_root.json, relative to images.toml",
+                    )
+                })?;
+                (Some(Arc::new(root)), file.clone())
+            }
+            None if configured => (
+                Some(public_good()?),
+                "the built-in Sigstore public-good root".to_owned(),
+            ),
+            None => (None, "the built-in Sigstore public-good root".to_owned()),
+        };
+        Ok(SigstoreTrust {
+            policy,
+            root,
+            root_origin,
+        })
+    }
+}
+
+/// The public-good root, parsed once per process.
+fn public_good() -> anyhow::Result<Arc<sigstore::TrustRoot>> {
+    static ROOT: std::sync::OnceLock<Arc<sigstore::TrustRoot>> = std::sync::OnceLock::new();
+    if let Some(root) = ROOT.get() {
+        return Ok(root.clone());
+    }
+    let root = Arc::new(sigstore::TrustRoot::public_good()?);
+    Ok(ROOT.get_or_init(|| root).clone())
 }
 
 /// Largest key file accepted from the network: key bundles are a few KiB.

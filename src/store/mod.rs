@@ -743,6 +743,7 @@ impl Store {
                 platform: None,
                 annotations: BTreeMap::from([(oci::REF_NAME_ANNOTATION.to_owned(), name.clone())]),
                 urls: Vec::new(),
+                artifact_type: None,
             };
             named.insert(name.clone(), descriptor);
         }

@@ -6,6 +6,7 @@
 //! as many at once as the machine has cores.
 
 pub mod pinned;
+pub mod sigstore;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -80,9 +81,12 @@ fn check_signatures(
     store: &Store,
     trust: &TrustStore,
     verdicts: &Verdicts,
+    sigstore_verdicts: &sigstore::Verdicts,
     report: &mut ImageReport,
 ) {
-    let pinned = if image.is_oci() {
+    let pinned = if !image.sigstore.is_empty() {
+        true
+    } else if image.is_oci() {
         !image.manifests.is_empty() && image.manifests.iter().all(|m| m.signature.is_some())
     } else {
         image.signature.is_some()
@@ -95,7 +99,13 @@ fn check_signatures(
         }
         return;
     }
-    let checked = if image.is_oci() {
+    let checked = if !image.sigstore.is_empty() {
+        if image.manifests.iter().any(|m| m.signature.is_some()) {
+            Err("the lock pins both Sigstore and simple signatures for it; `imagelock lock` pins one kind".to_owned())
+        } else {
+            sigstore::check(image, store, trust, sigstore_verdicts)
+        }
+    } else if image.is_oci() {
         check_simple_signatures(image, store, trust, verdicts)
     } else {
         check_signature(image, store, trust)
@@ -462,6 +472,7 @@ fn check_each(
 ) -> Vec<ImageReport> {
     let checker = crate::verify::pinned::Checker::new(store);
     let verdicts = Verdicts::default();
+    let sigstore_verdicts = sigstore::Verdicts::default();
     concurrency::map_blocking(images, concurrency::cpu_threads(), |item| {
         let (image, policy) = (&item.image, &item.policy);
         let blobs = image.blobs();
@@ -489,7 +500,14 @@ fn check_each(
             }
         }
         if report.problems.is_empty() {
-            check_signatures(image, store, trust, &verdicts, &mut report);
+            check_signatures(
+                image,
+                store,
+                trust,
+                &verdicts,
+                &sigstore_verdicts,
+                &mut report,
+            );
         }
         reporter.item_done();
         report

@@ -24,7 +24,7 @@ use std::sync::{Arc, Mutex};
 use crate::appc::aci;
 use crate::digest::{Digest, Hasher};
 use crate::oci::{self, ManifestKind};
-use crate::project::lockfile::{Blob, Lock, LockedImage, LockedManifest};
+use crate::project::lockfile::{Blob, Lock, LockedImage, LockedManifest, LockedSigstore};
 use crate::store::Store;
 
 /// Why a lock entry does not agree with the bytes it pins.
@@ -190,8 +190,9 @@ pub fn refusal(id: &str, lock_path: &std::path::Path, error: FactError) -> anyho
     )
 }
 
-/// Reads a manifest or index from the store, checking its size and digest.
-fn read_manifest_blob(
+/// Reads a manifest, index or other small pinned blob (at most a manifest's size) from
+/// the store, checking its digest.
+pub(crate) fn read_manifest_blob(
     store: &Store,
     blob: &Blob,
     what: &'static str,
@@ -315,6 +316,10 @@ fn check_oci(image: &LockedImage, checker: &Checker<'_>) -> Result<Checked, Fact
         check_manifest(checker, manifest)?;
         checked.read += 1;
     }
+    for sig in &image.sigstore {
+        check_sigstore_artifact(checker, image, sig)?;
+        checked.read += 1;
+    }
     if image.index.is_none() {
         let config = &image.manifests[0].config;
         let bytes = checker.manifest_bytes(config, "config")?;
@@ -373,41 +378,93 @@ fn check_index_entry(
 
 /// A pinned image manifest's config and layers are exactly those its bytes list.
 fn check_manifest(checker: &Checker<'_>, manifest: &LockedManifest) -> Result<(), FactError> {
-    let bytes = checker.manifest_bytes(&manifest.manifest_blob(), "manifest")?;
+    let parsed = read_image_manifest(checker, &manifest.manifest_blob(), "manifest")?;
+    let of = format!("of manifest {}", manifest.digest);
+    check_listed(&parsed, &of, &manifest.config, &manifest.layers)
+}
+
+/// A pinned Sigstore signature artifact lists exactly the config and layers the lock
+/// says, the layer that verified is one of them, and what it signs is the pinned index
+/// or one of the pinned manifests.
+fn check_sigstore_artifact(
+    checker: &Checker<'_>,
+    image: &LockedImage,
+    sig: &LockedSigstore,
+) -> Result<(), FactError> {
+    let mut signed = image
+        .index
+        .iter()
+        .map(|i| &i.digest)
+        .chain(image.manifests.iter().map(|m| &m.digest));
+    if !signed.any(|d| d == &sig.signs) {
+        return Err(disagrees(
+            format!("what signature {} signs", sig.manifest.digest),
+            &sig.signs,
+            "the pinned index or one of the pinned manifests",
+        ));
+    }
+    let parsed = read_image_manifest(checker, &sig.manifest, "signature manifest")?;
+    let of = format!("of signature manifest {}", sig.manifest.digest);
+    check_listed(&parsed, &of, &sig.config, &sig.layers)?;
+    if !sig.layers.iter().any(|l| l.digest == sig.layer) {
+        return Err(disagrees(
+            format!("the verified layer {of}"),
+            &sig.layer,
+            "one of its layers",
+        ));
+    }
+    Ok(())
+}
+
+/// Reads a pinned image manifest (of an image or a signature artifact) and parses it.
+fn read_image_manifest(
+    checker: &Checker<'_>,
+    blob: &Blob,
+    what: &'static str,
+) -> Result<oci::ImageManifest, FactError> {
+    let bytes = checker.manifest_bytes(blob, what)?;
     check_media_type(
-        format!("the media type of manifest {}", manifest.digest),
-        &manifest.media_type,
+        format!("the media type of {what} {}", blob.digest),
+        &blob.media_type,
         &bytes,
         ManifestKind::Image,
     )?;
-    let parsed = oci::parse_image_manifest(&bytes).map_err(|e| FactError::Unusable {
-        what: "manifest",
-        digest: manifest.digest.clone(),
+    oci::parse_image_manifest(&bytes).map_err(|e| FactError::Unusable {
+        what,
+        digest: blob.digest.clone(),
         why: e.to_string(),
-    })?;
+    })
+}
+
+/// The config and layers the lock pins for a manifest are exactly those it lists.
+fn check_listed(
+    parsed: &oci::ImageManifest,
+    of: &str,
+    locked_config: &Blob,
+    locked_layers: &[Blob],
+) -> Result<(), FactError> {
     let blob = |d: &oci::Descriptor| Blob {
         digest: d.digest.clone(),
         size: d.size,
         media_type: d.media_type.clone(),
     };
-    let of = format!("of manifest {}", manifest.digest);
     let config = blob(&parsed.config);
-    if config != manifest.config {
+    if &config != locked_config {
         return Err(disagrees(
             format!("the config {of}"),
-            describe(&manifest.config),
+            describe(locked_config),
             describe(&config),
         ));
     }
     let layers: Vec<Blob> = parsed.layers.iter().map(blob).collect();
-    if layers.len() != manifest.layers.len() {
+    if layers.len() != locked_layers.len() {
         return Err(disagrees(
             format!("the number of layers {of}"),
-            manifest.layers.len(),
+            locked_layers.len(),
             layers.len(),
         ));
     }
-    for (i, (locked, pinned)) in manifest.layers.iter().zip(&layers).enumerate() {
+    for (i, (locked, pinned)) in locked_layers.iter().zip(&layers).enumerate() {
         if locked != pinned {
             return Err(disagrees(
                 format!("layers[{i}] {of}"),

@@ -402,6 +402,66 @@ impl RegistryClient {
         })
     }
 
+    /// Fetches a manifest by tag or digest like [`Self::get_manifest`]; `None` when the
+    /// registry answers 404 (no such tag).
+    pub async fn get_manifest_if_exists(
+        &self,
+        repo: &Repository,
+        reference: &str,
+    ) -> Result<Option<FetchedManifest>, RegistryError> {
+        match self.get_manifest(repo, reference).await {
+            Ok(fetched) => Ok(Some(fetched)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The OCI 1.1 referrers API: the image index listing the manifests whose `subject` is
+    /// `digest`. `None` when the registry has no such API (it answers 404, as distribution
+    /// 2.8 does); callers then read the referrers tag schema.
+    pub async fn get_referrers(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+    ) -> Result<Option<oci::ImageIndex>, RegistryError> {
+        let url = repo.url("referrers", &digest.to_string());
+        let response = match self
+            .send(repo, Transfer::Document, &url, Some(oci::OCI_INDEX), None)
+            .await
+        {
+            Ok(response) => response,
+            Err(e) if is_not_found(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let bytes = read_capped(response, &url, oci::MAX_MANIFEST_BYTES).await?;
+        oci::parse_index(&bytes)
+            .map(Some)
+            .map_err(|source| RegistryError::Manifest { url, source })
+    }
+
+    /// Reads a small blob whole (at most `limit` bytes) and checks its digest.
+    pub async fn get_blob_bytes(
+        &self,
+        repo: &Repository,
+        digest: &Digest,
+        limit: u64,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let url = repo.url("blobs", &digest.to_string());
+        let response = self.get_blob(repo, digest, None).await?;
+        let bytes = read_capped(response, &url, limit).await?;
+        let mut hasher = crate::digest::Hasher::new(digest.algorithm());
+        hasher.update(&bytes);
+        let actual = hasher.finish();
+        if &actual != digest {
+            return Err(RegistryError::DigestMismatch {
+                url,
+                expected: digest.to_string(),
+                actual,
+            });
+        }
+        Ok(bytes)
+    }
+
     /// Starts a blob download, from byte `from` when given (a 206 answers;
     /// a registry that ignores ranges answers 200 with the whole blob). The caller must
     /// hash and size-check the body; `Docker-Content-Digest`, when sent, is
@@ -701,6 +761,11 @@ fn scheme_allowed(url: &str, hosts: &[String]) -> Result<(), RegistryError> {
 }
 
 /// `host[:port]` of a URL as users write it in `[registries]` (the port only when explicit).
+/// Whether a failure is the registry saying "no such thing" (404).
+pub fn is_not_found(e: &RegistryError) -> bool {
+    matches!(e, RegistryError::Status { status, .. } if *status == StatusCode::NOT_FOUND)
+}
+
 pub fn host_port(url: &reqwest::Url) -> String {
     let host = url.host_str().unwrap_or_default();
     match url.port() {
