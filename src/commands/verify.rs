@@ -62,10 +62,12 @@ fn print_image(printer: Printer, report: &ImageReport) {
         return;
     }
     let how = match (&report.signed_by, &report.prefix) {
-        (Some(fpr), Some(prefix)) => format!(
+        // An OpenPGP fingerprint (hex), or a Sigstore signer in words.
+        (Some(signer), Some(prefix)) if signer.bytes().all(|b| b.is_ascii_hexdigit()) => format!(
             "signed by {} ([trust.\"{prefix}\"])",
-            crate::signing::openpgp::format_fingerprint(fpr)
+            crate::signing::openpgp::format_fingerprint(signer)
         ),
+        (Some(signer), Some(prefix)) => format!("signed by {signer} ([trust.\"{prefix}\"])"),
         _ if report.verified => "signature not checked".to_owned(),
         _ => "unverified (insecure)".to_owned(),
     };

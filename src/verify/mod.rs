@@ -32,7 +32,8 @@ pub struct ImageReport {
     pub bytes: u64,
     /// Whether the lock records a verified signature.
     pub verified: bool,
-    /// Fingerprint of the key whose signature re-verified, if any.
+    /// Who re-verified as signer: an OpenPGP fingerprint (hex), or a Sigstore signer in
+    /// words (`key sha256:…`, `SUBJECT from ISSUER`).
     pub signed_by: Option<String>,
     /// The `[trust]` prefix whose keys were used.
     pub prefix: Option<String>,
