@@ -24,7 +24,7 @@ use std::fmt;
 use crate::oci::platform::{self, Platform};
 use crate::project::lockfile::{Lock, LockedImage, LockedSignature, SourceKind, Staleness};
 use crate::project::manifest::{ImageSpec, Manifest, Source};
-use crate::signing::trust::TrustStore;
+use crate::signing::trust::{TrustStore, Trusted};
 
 /// One key of a manifest entry whose value differs from what the lock was made from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -265,6 +265,7 @@ fn location_changes(spec: &ImageSpec, locked: &LockedImage, manifest: &Manifest)
 /// lookaside moved, or the identity rule no longer accepts the signed identity.
 fn trust_changes(image: &LockedImage, manifest: &Manifest, trust: &TrustStore) -> Vec<KeyChange> {
     let signed = image.signature.is_some()
+        || !image.sigstore.is_empty()
         || (!image.manifests.is_empty() && image.manifests.iter().all(|m| m.signature.is_some()));
     if image.verified && !signed {
         return vec![change(
@@ -304,7 +305,10 @@ fn trust_changes(image: &LockedImage, manifest: &Manifest, trust: &TrustStore) -
             return out;
         }
         (true, None) => {
-            let was = pins.first().map(|(_, s)| quoted(&s.prefix));
+            let was = pins
+                .first()
+                .map(|(_, s)| quoted(&s.prefix))
+                .or_else(|| image.sigstore.first().map(|s| quoted(&s.prefix)));
             out.push(change("trust", was, format!("no prefix covers `{name}`")));
             return out;
         }
@@ -321,6 +325,7 @@ fn trust_changes(image: &LockedImage, manifest: &Manifest, trust: &TrustStore) -
             return out;
         }
     };
+    out.extend(sigstore_changes(image, &prefix, &trusted));
     let fingerprints = trusted.keyring.fingerprints();
     let reference = image
         .reference
@@ -388,6 +393,49 @@ fn trust_changes(image: &LockedImage, manifest: &Manifest, trust: &TrustStore) -
                     "{} does not accept it for {reference}",
                     trusted.identity.policy_name()
                 ),
+            ));
+        }
+    }
+    out
+}
+
+/// How the trust of `prefix` now differs from what verified `image`'s Sigstore
+/// signatures: another prefix decides, the signer is no longer trusted, or the trusted
+/// root is not the one pinned.
+fn sigstore_changes(image: &LockedImage, prefix: &str, trusted: &Trusted) -> Vec<KeyChange> {
+    let mut out = Vec::new();
+    let policy = &trusted.sigstore.policy;
+    for sig in &image.sigstore {
+        if sig.prefix != prefix {
+            out.push(change(
+                "trust",
+                format!("[trust.\"{}\"]", sig.prefix),
+                format!("[trust.\"{prefix}\"] (the most specific prefix)"),
+            ));
+        }
+        let still_trusted = match (&sig.key, &sig.issuer, &sig.subject) {
+            (Some(key), _, _) => policy.keys.iter().any(|k| k.fingerprint() == key),
+            (None, Some(issuer), Some(subject)) => policy
+                .identities
+                .iter()
+                .any(|i| &i.issuer == issuer && i.subject.matches(subject)),
+            _ => false,
+        };
+        if !still_trusted {
+            out.push(change(
+                &format!("trust.\"{prefix}\".sigstore"),
+                format!("signed by {}", sig.signer()),
+                "that signer is not trusted".to_owned(),
+            ));
+        }
+        let root = trusted.sigstore.root.as_ref().map(|r| r.digest());
+        if let Some(pinned) = &sig.trusted_root
+            && root != Some(pinned)
+        {
+            out.push(change(
+                &format!("trust.\"{prefix}\".trusted-root"),
+                pinned.to_string(),
+                root.map_or_else(|| "none".to_owned(), ToString::to_string),
             ));
         }
     }

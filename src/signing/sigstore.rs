@@ -139,7 +139,8 @@ impl Subject {
             })
     }
 
-    fn matches(&self, subject: &str) -> bool {
+    /// Whether `subject` is one this pattern accepts.
+    pub fn matches(&self, subject: &str) -> bool {
         match self {
             Subject::Exact(expected) => expected == subject,
             Subject::Regexp(pattern) => pattern.is_match(subject),

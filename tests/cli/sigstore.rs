@@ -353,3 +353,393 @@ fn a_hand_edited_signer_or_signed_digest_is_refused_offline() {
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("not signed by a trusted key"), "{all}");
 }
+
+/// The independent producer (tests/sigstore/producer: sigstore-js with its mock Fulcio and
+/// Rekor), when Node.js and its `npm ci` are there; fatal in CI when they are not.
+fn producer() -> Option<PathBuf> {
+    if !peer("node") {
+        return None;
+    }
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/sigstore/producer");
+    if !dir.join("node_modules").is_dir() {
+        assert!(
+            std::env::var_os("IMAGELOCK_REQUIRE_PEERS").is_none_or(|v| v != "1"),
+            "the Sigstore producer's packages are required (IMAGELOCK_REQUIRE_PEERS=1): run `npm ci --prefix tests/sigstore/producer` (.ci/run does)"
+        );
+        eprintln!("SKIPPED: run `npm ci --prefix tests/sigstore/producer` first");
+        return None;
+    }
+    Some(dir.join("produce.mjs"))
+}
+
+const ISSUER: &str = "https://token.actions.githubusercontent.com";
+const SUBJECT: &str = "https://github.com/acme/app/.github/workflows/release.yml@refs/tags/v1.2.0";
+
+impl Cosign {
+    /// Runs the producer on a job for this image; returns its summary (specs in its README).
+    fn produce(
+        &self,
+        script: &Path,
+        out: &str,
+        signatures: serde_json::Value,
+    ) -> serde_json::Value {
+        self.produce_for(script, out, "acme/app", &self.digest, signatures)
+    }
+
+    fn produce_for(
+        &self,
+        script: &Path,
+        out: &str,
+        repository: &str,
+        digest: &str,
+        signatures: serde_json::Value,
+    ) -> serde_json::Value {
+        let job = serde_json::json!({
+            "out": self.work.join(out),
+            "registry": format!("http://{}", self.registry.host()),
+            "repository": repository,
+            "manifest": {"digest": digest},
+            "signatures": signatures,
+        });
+        let file = self.work.join(format!("{out}.job.json"));
+        std::fs::write(&file, job.to_string()).expect("write job");
+        let run = Command::new("node")
+            .arg(script)
+            .arg(&file)
+            .output()
+            .expect("run node");
+        assert!(
+            run.status.success(),
+            "producer: {}",
+            String::from_utf8_lossy(&run.stderr)
+        );
+        serde_json::from_slice(&run.stdout).expect("the producer's summary")
+    }
+
+    /// images.toml trusting `identities` (inline TOML) with the producer's root of `out`.
+    fn trust_identities(&self, out: &str, identities: &str) {
+        std::fs::copy(
+            self.work.join(out).join("trusted_root.json"),
+            self.project.root().join("keys/trusted_root.json"),
+        )
+        .expect("copy root");
+        self.project.write(
+            "images.toml",
+            &format!(
+                "[trust.\"{}/acme/\"]\nsigstore-identities = [{identities}]\ntrusted-root = \"keys/trusted_root.json\"\n\n[images.app]\ndocker = \"{}:v1\"\nplatforms = [\"linux/amd64\"]\n",
+                self.registry.host(),
+                self.repository
+            ),
+        );
+        self.project.allow_plain_http(&self.registry.host());
+    }
+}
+
+fn identity(subject: &str) -> serde_json::Value {
+    serde_json::json!({"subject": subject, "issuer": ISSUER})
+}
+
+fn exact(subject: &str) -> String {
+    format!("{{ issuer = \"{ISSUER}\", subject = \"{subject}\" }}")
+}
+
+#[test]
+fn keyless_signatures_legacy_and_bundle_are_pinned_and_verified_offline_after_export() {
+    let Some(script) = producer() else { return };
+    if !peers() || !crate::harness::network_namespaces() {
+        return;
+    }
+    let c = Cosign::new();
+    // A legacy `.sig` keyless signature, logged in the (mock) Rekor.
+    c.produce(
+        &script,
+        "legacy",
+        serde_json::json!([{"name": "sig", "kind": "legacy", "identity": identity(SUBJECT)}]),
+    );
+    c.trust_identities("legacy", &exact(SUBJECT));
+    c.project.run(&["lock"]).success();
+    let lock = c.project.read("images.lock");
+    assert!(lock.contains("kind = \"cosign\""), "{lock}");
+    assert!(lock.contains(&format!("issuer = \"{ISSUER}\"")), "{lock}");
+    assert!(lock.contains(&format!("subject = \"{SUBJECT}\"")), "{lock}");
+    assert!(lock.contains("log-index = "), "{lock}");
+    assert!(lock.contains("integrated-time = "), "{lock}");
+    let root = hex::encode(sha2::Sha256::digest(
+        std::fs::read(c.project.root().join("keys/trusted_root.json")).expect("root"),
+    ));
+    assert!(
+        lock.contains(&format!("trusted-root = \"sha256:{root}\"")),
+        "{lock}"
+    );
+
+    // cosign v3: a DSSE bundle attached as a referrer (the registry has no referrers API,
+    // so the producer wrote the referrers tag schema's index too). A subject pattern.
+    let mut layout = LayoutBuilder::new(&c.work.join("multi"));
+    let amd = layout.layer(&[("arch", b"amd64\n")]);
+    let arm = layout.layer(&[("arch", b"arm64\n")]);
+    let amd = layout.image("linux", "amd64", &[amd]);
+    let arm = layout.image("linux", "arm64", &[arm]);
+    let index = layout.index(&[amd, arm]);
+    layout.tag("v1", &index);
+    let other = format!("{}/acme/multi", c.registry.host());
+    skopeo_push(
+        &layout.dir,
+        "v1",
+        &format!("{other}:v1"),
+        &["--all", "--preserve-digests"],
+    );
+    let index_digest = index["digest"].as_str().expect("digest");
+    c.produce_for(
+        &script,
+        "bundle",
+        "acme/multi",
+        index_digest,
+        serde_json::json!([{"name": "b", "kind": "dsse", "identity": identity(SUBJECT)}]),
+    );
+    // Both runs' roots differ (the mock's keys live in one process): the bundle image's
+    // prefix is the more specific one, with its own root.
+    std::fs::copy(
+        c.work.join("bundle/trusted_root.json"),
+        c.project.root().join("keys/bundle_root.json"),
+    )
+    .expect("copy root");
+    let manifest = c.project.read("images.toml");
+    c.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[trust.\"{other}\"]\nsigstore-identities = [{{ issuer = \"{ISSUER}\", subject-regexp = '^https://github\\.com/acme/.*@refs/tags/v' }}]\ntrusted-root = \"keys/bundle_root.json\"\n\n[images.multi]\ndocker = \"{other}:v1\"\nplatforms = [\"linux/amd64\", \"linux/arm64\"]\n"
+        ),
+    );
+    c.project.run(&["lock"]).success();
+    let lock = c.project.read("images.lock");
+    assert!(lock.contains("kind = \"bundle\""), "{lock}");
+    assert!(
+        lock.contains(&format!("signs = \"{index_digest}\"")),
+        "{lock}"
+    );
+    assert_eq!(lock.matches("[[image.sigstore]]").count(), 2, "{lock}");
+
+    c.project.run(&["sync"]).success();
+    c.project.run_without_network(&["verify"]).success();
+    let bundle = c.work.join("images.tar.zst");
+    c.project
+        .run(&["export", bundle.to_str().expect("utf8")])
+        .success();
+
+    // The air-gapped side: a fresh store, no network at all.
+    let gapped = Project::new();
+    gapped.write("images.toml", &c.project.read("images.toml"));
+    gapped.write("images.lock", &c.project.read("images.lock"));
+    for key in ["trusted_root.json", "bundle_root.json"] {
+        gapped.write(
+            &format!("keys/{key}"),
+            &c.project.read(&format!("keys/{key}")),
+        );
+    }
+    gapped
+        .run_without_network(&[
+            "sync",
+            "--offline",
+            "--from",
+            bundle.to_str().expect("utf8"),
+        ])
+        .success();
+    let run = gapped.run_without_network(&["verify"]).success();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains(&format!("signed by {SUBJECT} from {ISSUER}")),
+        "{all}"
+    );
+    assert_eq!(
+        gapped.assert_store_valid(&gapped.store()),
+        c.project.assert_store_valid(&c.project.store())
+    );
+}
+
+#[test]
+fn keyless_refusals_name_the_check_and_pin_nothing() {
+    let Some(script) = producer() else { return };
+    if !peers() {
+        return;
+    }
+    let c = Cosign::new();
+    let other_digest = format!("sha256:{}", "ab".repeat(32));
+    let evil = "https://github.com/evil/app/.github/workflows/release.yml@refs/heads/main";
+    let cases = [
+        (
+            serde_json::json!({"name": "s", "kind": "dsse", "identity": identity(evil)}),
+            "which is not a trusted identity",
+        ),
+        (
+            serde_json::json!({"name": "s", "kind": "dsse",
+                "identity": {"subject": SUBJECT, "issuer": "https://accounts.example.com"}}),
+            "which is not a trusted identity",
+        ),
+        (
+            serde_json::json!({"name": "s", "kind": "dsse", "identity": identity(SUBJECT),
+                "certificate_clock_offset": -3600}),
+            "certificate",
+        ),
+        (
+            serde_json::json!({"name": "s", "kind": "legacy", "identity": identity(SUBJECT),
+                "digest": other_digest}),
+            "is a signature of manifest",
+        ),
+    ];
+    for (n, (signature, expected)) in cases.into_iter().enumerate() {
+        // A fresh repository each time: signatures accumulate under one digest.
+        let out = format!("case{n}");
+        c.produce(&script, &out, serde_json::json!([signature]));
+        c.trust_identities(&out, &exact(SUBJECT));
+        let run = c.project.run(&["lock"]).failure(1);
+        assert!(
+            run.stderr.to_lowercase().contains(&expected.to_lowercase()),
+            "case {n}: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains("image `app`"),
+            "case {n}: {}",
+            run.stderr
+        );
+        assert!(!c.project.root().join("images.lock").exists(), "case {n}");
+        // Remove what was pushed: the next case starts with no signatures.
+        delete_tag(&c, &format!("sha256-{}.sig", &c.digest["sha256:".len()..]));
+        delete_tag(&c, &format!("sha256-{}", &c.digest["sha256:".len()..]));
+    }
+}
+
+/// Deletes a tag's manifest from the test registry (its API allows deletes).
+fn delete_tag(c: &Cosign, tag: &str) {
+    let url = format!("http://{}/v2/acme/app/manifests/{tag}", c.registry.host());
+    let head = Command::new("curl")
+        .args(["-sfI", "-H", "Accept: application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json"])
+        .arg(&url)
+        .output()
+        .expect("curl");
+    let headers = String::from_utf8_lossy(&head.stdout);
+    let Some(digest) = headers.lines().find_map(|l| {
+        l.to_ascii_lowercase()
+            .strip_prefix("docker-content-digest: ")
+            .map(|d| d.trim().to_owned())
+    }) else {
+        return;
+    };
+    let status = Command::new("curl")
+        .args(["-sf", "-X", "DELETE"])
+        .arg(format!(
+            "http://{}/v2/acme/app/manifests/{digest}",
+            c.registry.host()
+        ))
+        .status()
+        .expect("curl");
+    assert!(status.success(), "delete {tag}");
+}
+
+#[test]
+fn a_log_entry_for_other_content_and_an_edited_trusted_root_are_refused() {
+    let Some(script) = producer() else { return };
+    if !peers() {
+        return;
+    }
+    let c = Cosign::new();
+    // Two logged signatures by the trusted identity over different payloads; the layer
+    // pushed carries one's signature and certificate with the other's Rekor entry.
+    let summary = c.produce(
+        &script,
+        "pair",
+        serde_json::json!([
+            {"name": "a", "kind": "legacy", "identity": identity(SUBJECT), "push": false},
+            {"name": "b", "kind": "legacy", "identity": identity(SUBJECT), "push": false,
+             "optional": {"n": 2}},
+        ]),
+    );
+    let read = |name: &str, what: &str| {
+        std::fs::read(c.work.join("pair").join(format!("{name}.{what}"))).expect("producer file")
+    };
+    let annotations = |name: &str| -> serde_json::Value {
+        serde_json::from_slice(&read(name, "annotations.json")).expect("annotations")
+    };
+    let (a, b) = (annotations("a"), annotations("b"));
+    let mut mixed = b.clone();
+    mixed["dev.sigstore.cosign/bundle"] = a["dev.sigstore.cosign/bundle"].clone();
+    assert!(
+        summary["signatures"]
+            .as_array()
+            .is_some_and(|s| s.len() == 2)
+    );
+    c.push_layer("mixed", &read("b", "payload.json"), &mixed);
+    c.trust_identities("pair", &exact(SUBJECT));
+    let run = c.project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr
+            .contains("artifact hash mismatch for hashedrekord entry"),
+        "{}",
+        run.stderr
+    );
+
+    // The honest signature verifies; then the root is edited after lock.
+    c.push_layer("honest", &read("b", "payload.json"), &b);
+    c.project.run(&["lock"]).success();
+    c.project.run(&["sync"]).success();
+    // Edited: the CA's validity widened (a root that would still verify the signature;
+    // only the pin tells it from the one locked with).
+    let root = c.project.read("keys/trusted_root.json");
+    let mut parsed: serde_json::Value = serde_json::from_str(&root).expect("json");
+    parsed["certificateAuthorities"][0]["validFor"]["start"] =
+        serde_json::json!("2020-01-01T00:00:00Z");
+    c.project.write(
+        "keys/trusted_root.json",
+        &serde_json::to_string(&parsed).expect("json"),
+    );
+    let run = c.project.run(&["verify"]).failure(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("the root was edited or replaced"), "{all}");
+    // sync sees the lock as stale for the trust now, naming the root's two digests;
+    // --frozen takes the lock as it is, and the pinned check refuses it.
+    let run = c.project.run(&["sync", "--offline"]);
+    assert_ne!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("trusted-root`: sha256:"),
+        "{}",
+        run.stderr
+    );
+    let run = c.project.run(&["sync", "--offline", "--frozen"]).failure(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("the root was edited or replaced"), "{all}");
+}
+
+impl Cosign {
+    /// Pushes a `.sig` manifest with one layer: `payload` with `annotations`.
+    fn push_layer(&self, name: &str, payload: &[u8], annotations: &serde_json::Value) {
+        let mut layout = LayoutBuilder::new(&self.work.join(name));
+        let mut layer = layout.blob(payload, "application/vnd.dev.cosign.simplesigning.v1+json");
+        layer["annotations"] = annotations.clone();
+        let config = serde_json::json!({
+            "architecture": "", "os": "", "config": {},
+            "rootfs": {"type": "layers", "diff_ids": [layer["digest"].clone()]},
+        });
+        let config = layout.blob(
+            config.to_string().as_bytes(),
+            "application/vnd.oci.image.config.v1+json",
+        );
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": config,
+            "layers": [layer],
+        });
+        let desc = layout.blob(
+            manifest.to_string().as_bytes(),
+            "application/vnd.oci.image.manifest.v1+json",
+        );
+        let tag = format!("sha256-{}.sig", &self.digest["sha256:".len()..]);
+        layout.tag(&tag, &desc);
+        skopeo_push(
+            &layout.dir,
+            &tag,
+            &format!("{}:{tag}", self.repository),
+            &["--preserve-digests"],
+        );
+    }
+}
