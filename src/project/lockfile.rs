@@ -974,7 +974,52 @@ mod tests {
                 ],
                 signature: None,
             }],
+            sigstore: Vec::new(),
         }
+    }
+
+    fn sigstore(kind: SigstoreKind, signs: Digest, keyless: bool) -> LockedSigstore {
+        LockedSigstore {
+            kind,
+            signs,
+            prefix: "127.0.0.1:5000/test/".into(),
+            manifest: blob(6, crate::oci::OCI_MANIFEST),
+            config: blob(7, "application/vnd.oci.empty.v1+json"),
+            layers: vec![blob(8, "application/vnd.dev.sigstore.bundle.v0.3+json")],
+            layer: Digest::sha256_of(&[8]),
+            key: (!keyless).then(|| format!("sha256:{}", "ab".repeat(32))),
+            issuer: keyless.then(|| "https://issuer.example".into()),
+            subject: keyless.then(|| "https://ci.example/release.yml@refs/tags/v1".into()),
+            log_index: Some(12345),
+            integrated_time: Some(1_790_000_000),
+            trusted_root: Some(Digest::sha256_of(b"root")),
+        }
+    }
+
+    #[test]
+    fn store_names_of_signature_artifacts_follow_cosign() {
+        let mut signed = image("signed");
+        signed.sigstore = vec![
+            sigstore(SigstoreKind::Cosign, Digest::sha256_of(&[2]), false),
+            sigstore(SigstoreKind::Bundle, Digest::sha256_of(&[1]), true),
+        ];
+        let names: Vec<String> = signed.refs().into_iter().map(|(name, _)| name).collect();
+        let (two, one) = (Digest::sha256_of(&[2]), Digest::sha256_of(&[1]));
+        let six = Digest::sha256_of(&[6]);
+        let bundle = &six.hex()[..12];
+        assert_eq!(
+            names,
+            [
+                "127.0.0.1:5000/test/signed:v1".to_owned(),
+                format!("127.0.0.1:5000/test/signed:sha256-{}.sig", two.hex()),
+                format!(
+                    "127.0.0.1:5000/test/signed:sha256-{}.{bundle}.sigstore",
+                    one.hex()
+                ),
+            ]
+        );
+        assert_eq!(repository_of("h:5000/a/b@sha256:00"), "h:5000/a/b");
+        assert_eq!(repository_of("h:5000/a/b"), "h:5000/a/b");
     }
 
     #[test]
@@ -983,6 +1028,13 @@ mod tests {
         for id in ["zeta", "alpha"] {
             lock.images.insert(id.into(), image(id));
         }
+        let mut signed = image("signed");
+        signed.verified = true;
+        signed.sigstore = vec![
+            sigstore(SigstoreKind::Bundle, Digest::sha256_of(&[1]), true),
+            sigstore(SigstoreKind::Cosign, Digest::sha256_of(&[2]), false),
+        ];
+        lock.images.insert("signed".into(), signed);
         let text = lock.render();
         assert!(text.starts_with(GENERATED_HEADER));
         assert!(text.find("id = \"alpha\"") < text.find("id = \"zeta\""));

@@ -260,6 +260,7 @@ fn epoch_seconds(time: std::time::SystemTime) -> i64 {
 }
 
 /// A cosign payload's claim.
+#[derive(Debug)]
 struct Claim {
     digest: Digest,
     reference: Option<String>,

@@ -25,8 +25,11 @@ pub struct TrustStore {
     dir: PathBuf,
     /// `[trust]`: prefix → its table.
     prefixes: Vec<(String, TrustTable)>,
-    loaded: Mutex<HashMap<String, (Arc<Keyring>, Arc<SigstoreTrust>)>>,
+    loaded: Mutex<HashMap<String, Loaded>>,
 }
+
+/// One prefix's keys, as loaded: OpenPGP and Sigstore.
+type Loaded = (Arc<Keyring>, Arc<SigstoreTrust>);
 
 /// The Sigstore side of one `[trust]` table: who may sign (keys, keyless identities) and
 /// the trusted root that checks certificates, logs and timestamps.
@@ -134,7 +137,7 @@ impl TrustStore {
                 format!("add the keys for it with `imagelock trust add {prefix} --key FILE`"),
             ));
         };
-        let trusted = |(keyring, sigstore): (Arc<Keyring>, Arc<SigstoreTrust>)| Trusted {
+        let trusted = |(keyring, sigstore): Loaded| Trusted {
             prefix: prefix.to_owned(),
             keyring,
             lookaside: table.lookaside.clone(),

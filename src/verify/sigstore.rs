@@ -28,7 +28,10 @@ use crate::store::Store;
 /// artifact, its layer, the signed digest, the repository and the prefix. A lock often
 /// pins one image under many entries; each distinct signature is verified once.
 #[derive(Default)]
-pub struct Verdicts(Mutex<HashMap<(Digest, Digest, Digest, String, String), Verdict>>);
+pub struct Verdicts(Mutex<HashMap<VerdictKey, Verdict>>);
+
+/// (artifact manifest, layer, signed digest, repository, prefix).
+type VerdictKey = (Digest, Digest, Digest, String, String);
 
 type Verdict = Result<Accepted, String>;
 
