@@ -743,3 +743,187 @@ impl Cosign {
         );
     }
 }
+
+/// The Sigstore client conformance suite (tests/sigstore/conformance-suite), its
+/// verification cases, against imagelock's verifier (the `sigstore-conformance` example,
+/// which `cargo test` builds), inside a network namespace: every case passes, including
+/// those that rely on the built-in public-good root; the suite's venv comes from
+/// `tests/sigstore/run.sh --install` (.ci/run).
+#[test]
+fn conformance_suite_verify_cases_pass_offline() {
+    if !crate::harness::network_namespaces() {
+        return;
+    }
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let suite = std::env::var_os("SIGSTORE_CONFORMANCE").map_or_else(
+        || repo.join("tests/sigstore/conformance-suite"),
+        PathBuf::from,
+    );
+    // target/debug/imagelock → target/
+    let binary = Path::new(env!("CARGO_BIN_EXE_imagelock"));
+    let profile = binary.parent().expect("the profile directory");
+    let target = profile.parent().expect("the target directory");
+    let pytest = target.join("sigstore-conformance-venv/bin/pytest");
+    let entrypoint = profile.join("examples/sigstore-conformance");
+    if !pytest.is_file() {
+        assert!(
+            std::env::var_os("IMAGELOCK_REQUIRE_PEERS").is_none_or(|v| v != "1"),
+            "the conformance suite's venv is required (IMAGELOCK_REQUIRE_PEERS=1): run `tests/sigstore/run.sh --install` (.ci/run does)"
+        );
+        eprintln!("SKIPPED: run `tests/sigstore/run.sh --install` first");
+        return;
+    }
+    assert!(
+        entrypoint.is_file(),
+        "cargo test builds the example: {}",
+        entrypoint.display()
+    );
+    let out = Command::new("unshare")
+        .arg("--net")
+        .arg(&pytest)
+        .args([
+            "test",
+            "--skip-signing",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rs",
+        ])
+        .arg(format!("--entrypoint={}", entrypoint.display()))
+        .current_dir(&suite)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("run pytest");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "conformance suite failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The summary line, e.g. "140 passed, 6 skipped in 30.1s": nothing failed, and the
+    // skips are the signing cases (and the one needing a GitHub workspace), never a
+    // verification case.
+    let summary = stdout.lines().last().unwrap_or_default();
+    let count = |what: &str| -> usize {
+        summary
+            .split(", ")
+            .find_map(|part| part.trim_start_matches('=').trim().strip_suffix(what))
+            .and_then(|n| n.split_whitespace().last()?.parse().ok())
+            .unwrap_or(0)
+    };
+    assert!(count(" passed") >= 140, "{summary}\n{stdout}");
+    assert_eq!(count(" failed"), 0, "{summary}");
+    for line in stdout.lines().filter(|l| l.starts_with("SKIPPED")) {
+        assert!(
+            line.contains("sign") || line.contains("GITHUB"),
+            "a verification case was skipped: {line}"
+        );
+    }
+}
+
+/// `push` puts the pinned signature artifacts beside their images on a mirror (cosign's
+/// tag; a bundle as a referrer, through the referrers tag schema's index on a registry
+/// without the API), and a fresh store syncs them back from the mirror alone.
+#[test]
+fn signatures_go_to_a_mirror_and_a_fresh_store_syncs_them_from_it() {
+    let Some(script) = producer() else { return };
+    if !peers() {
+        return;
+    }
+    let mut c = Cosign::new();
+    let mirror = Registry::start(RegistryOptions::default());
+    // `acme/app`: a keyless DSSE bundle (cosign v3) by the producer.
+    c.produce(
+        &script,
+        "bundle",
+        serde_json::json!([{"name": "b", "kind": "dsse", "identity": identity(SUBJECT)}]),
+    );
+    c.trust_identities("bundle", &exact(SUBJECT));
+    // `other/tool`: a keyed cosign `.sig` signature by openssl.
+    let mut layout = LayoutBuilder::new(&c.work.join("tool"));
+    let layer = layout.layer(&[("tool", b"tool\n")]);
+    let image = layout.image("linux", "amd64", &[layer]);
+    layout.tag("v1", &image);
+    let tool = format!("{}/other/tool", c.registry.host());
+    skopeo_push(&layout.dir, "v1", &format!("{tool}:v1"), &[]);
+    let tool_digest = image["digest"].as_str().expect("digest").to_owned();
+    let (payload, signature) = c.signed(&c.key.0, &tool, &tool_digest);
+    let mut annotations = serde_json::Map::new();
+    annotations.insert(
+        "dev.cosignproject.cosign/signature".into(),
+        signature.into(),
+    );
+    let saved = (c.repository.clone(), c.digest.clone());
+    (c.repository, c.digest) = (tool.clone(), tool_digest.clone());
+    c.push_layer("toolsig", &payload, &serde_json::Value::Object(annotations));
+    (c.repository, c.digest) = saved;
+    let manifest = c.project.read("images.toml");
+    c.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[trust.\"{tool}\"]\nsigstore-keys = [\"keys/cosign.pub\"]\n\n[images.tool]\ndocker = \"{tool}:v1\"\nplatforms = [\"linux/amd64\"]\n\n[registries.\"{}\"]\ninsecure-http = true\n",
+            mirror.host()
+        ),
+    );
+    c.project.run(&["lock"]).success();
+    let lock = c.project.read("images.lock");
+    assert!(
+        lock.contains("kind = \"bundle\"") && lock.contains("kind = \"cosign\""),
+        "{lock}"
+    );
+    c.project.run(&["sync"]).success();
+
+    let prefix = format!("{}/mirror", mirror.host());
+    c.project.run(&["push", &prefix]).success();
+    let origin = c.registry.host().replace(':', "_");
+    let inspect = |reference: &str| {
+        let out = Command::new("skopeo")
+            .args(["inspect", "--raw", "--tls-verify=false"])
+            .arg(format!("docker://{prefix}/{origin}/{reference}"))
+            .output()
+            .expect("skopeo");
+        assert!(
+            out.status.success(),
+            "{reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let sig = inspect(&format!("other/tool:sha256-{}.sig", &tool_digest[7..]));
+    assert!(sig.contains("dev.cosignproject.cosign/signature"), "{sig}");
+    let referrers = inspect(&format!("acme/app:sha256-{}", &c.digest[7..]));
+    assert!(
+        referrers.contains("application/vnd.dev.sigstore.bundle.v0.3+json"),
+        "{referrers}"
+    );
+    // Pushing again puts nothing new.
+    let again = c.project.run(&["push", &prefix, "--json"]).success();
+    let report: serde_json::Value = serde_json::from_str(&again.stdout).expect("json");
+    assert_eq!(report["pushed"]["uploaded"], 0, "{report}");
+    assert_eq!(report["pushed"]["manifests"], 0, "{report}");
+
+    c.registry.stop();
+    let fresh = c.project.dir.path().join("fresh");
+    let fresh_arg = fresh.to_str().expect("utf8");
+    c.project
+        .run(&[
+            "sync",
+            "--store",
+            fresh_arg,
+            "--mirror",
+            &prefix,
+            "--mirror-only",
+        ])
+        .success();
+    assert_eq!(
+        c.project.assert_store_valid(&fresh),
+        c.project.assert_store_valid(&c.project.store())
+    );
+    let run = c.project.run(&["verify", "--store", fresh_arg]).success();
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains(&format!("signed by {SUBJECT} from {ISSUER}")),
+        "{all}"
+    );
+    assert!(all.contains(&format!("signed by key {}", c.key.2)), "{all}");
+}
