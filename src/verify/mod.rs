@@ -81,8 +81,8 @@ fn check_signatures(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
-    verdicts: &Verdicts,
-    sigstore_verdicts: &sigstore::Verdicts,
+    verdicts: &SimpleVerdicts,
+    sigstore_verdicts: &sigstore::SigstoreVerdicts,
     report: &mut ImageReport,
 ) {
     let pinned = if !image.sigstore.is_empty() {
@@ -124,12 +124,65 @@ fn check_signatures(
 /// signed, and the identity the claim names; or why it was refused.
 type Verdict = Result<(String, String, String), String>;
 
-/// Simple signatures already verified in this run, by everything the verdict
-/// depends on: the signature (by digest), the manifest digest, the reference
-/// and the `[trust]` prefix. A lock often pins one image under many entries;
-/// each distinct signature is verified once.
-#[derive(Default)]
-struct Verdicts(Mutex<HashMap<(Digest, Digest, String, String), Verdict>>);
+/// Verdicts already reached in this run, by everything a verdict depends on (for a
+/// simple signature: its digest, the manifest digest, the reference and the `[trust]`
+/// prefix). A lock often pins one image under many entries; each distinct signature is
+/// verified once.
+pub(crate) struct Verdicts<K, V>(Mutex<HashMap<K, V>>);
+
+impl<K, V> Default for Verdicts<K, V> {
+    fn default() -> Self {
+        Verdicts(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq, V: Clone> Verdicts<K, V> {
+    /// The verdict for `key`, reached by `verify` the first time it is asked for.
+    pub(crate) fn get_or(&self, key: K, verify: impl FnOnce() -> V) -> V {
+        let known = self
+            .0
+            .lock()
+            .expect("no verdict is recorded while panicking")
+            .get(&key)
+            .cloned();
+        known.unwrap_or_else(|| {
+            let verdict = verify();
+            self.0
+                .lock()
+                .expect("no verdict is recorded while panicking")
+                .insert(key, verdict.clone());
+            verdict
+        })
+    }
+}
+
+/// Simple signatures' verdicts: (signature, manifest, reference, prefix).
+type SimpleVerdicts = Verdicts<(Digest, Digest, String, String), Verdict>;
+
+/// The reference a registry entry was locked as, and the `[trust]` table that covers
+/// its repository now.
+pub(crate) fn covering_trust(
+    image: &LockedImage,
+    trust: &TrustStore,
+) -> Result<
+    (
+        crate::oci::reference::Reference,
+        crate::signing::trust::Trusted,
+    ),
+    String,
+> {
+    let written = image.reference.as_deref().unwrap_or(&image.request);
+    let reference = crate::oci::reference::Reference::parse(written)
+        .map_err(|e| format!("the lock's reference `{written}` is invalid: {e}"))?;
+    let name = reference.repository();
+    match trust.for_name(&name) {
+        Ok(Some(trusted)) => Ok((reference, trusted)),
+        Ok(None) => Err(format!(
+            "no [trust] prefix in the manifest covers `{name}` any more"
+        )),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
 
 /// Re-verifies the pinned simple signature of each manifest of an OCI image
 /// from the store: a trusted key, this manifest's digest, an identity the
@@ -138,21 +191,9 @@ fn check_simple_signatures(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
-    verdicts: &Verdicts,
+    verdicts: &SimpleVerdicts,
 ) -> Result<(String, String), String> {
-    let written = image.reference.as_deref().unwrap_or(&image.request);
-    let reference = crate::oci::reference::Reference::parse(written)
-        .map_err(|e| format!("the lock's reference `{written}` is invalid: {e}"))?;
-    let name = reference.repository();
-    let trusted = match trust.for_name(&name) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            return Err(format!(
-                "no [trust] prefix in the manifest covers `{name}` any more"
-            ));
-        }
-        Err(e) => return Err(format!("{e:#}")),
-    };
+    let (reference, trusted) = covering_trust(image, trust)?;
     let mut signer = String::new();
     for manifest in &image.manifests {
         let Some(sig) = &manifest.signature else {
@@ -167,24 +208,9 @@ fn check_simple_signatures(
             reference.to_string(),
             trusted.prefix.clone(),
         );
-        let known = verdicts
-            .0
-            .lock()
-            .expect("no verdict is recorded while panicking")
-            .get(&key)
-            .cloned();
-        let verdict = match known {
-            Some(verdict) => verdict,
-            None => {
-                let verdict = verify_simple_signature(store, sig, manifest, &reference, &trusted);
-                verdicts
-                    .0
-                    .lock()
-                    .expect("no verdict is recorded while panicking")
-                    .insert(key, verdict.clone());
-                verdict
-            }
-        };
+        let verdict = verdicts.get_or(key, || {
+            verify_simple_signature(store, sig, manifest, &reference, &trusted)
+        });
         let (primary, signing_key, claimed) = verdict?;
         check_signer(sig, &trusted.prefix, &primary, &signing_key)?;
         if sig.identity.as_deref() != Some(claimed.as_str()) {
@@ -472,8 +498,8 @@ fn check_each(
     reporter: &dyn Reporter,
 ) -> Vec<ImageReport> {
     let checker = crate::verify::pinned::Checker::new(store);
-    let verdicts = Verdicts::default();
-    let sigstore_verdicts = sigstore::Verdicts::default();
+    let verdicts = SimpleVerdicts::default();
+    let sigstore_verdicts = sigstore::SigstoreVerdicts::default();
     concurrency::map_blocking(images, concurrency::cpu_threads(), |item| {
         let (image, policy) = (&item.image, &item.policy);
         let blobs = image.blobs();

@@ -13,48 +13,27 @@
 //! Invariants: no network; reads only pinned blobs, by digest, re-hashed as read (see
 //! [`crate::verify::pinned`], which has already checked the artifact's layer list).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-
 use crate::digest::Digest;
-use crate::oci::reference::Reference;
 use crate::project::lockfile::{Blob, LockedImage, LockedSigstore, SigstoreKind};
 use crate::signing::cosign::{self, Accepted, Kind};
 use crate::signing::sigstore::Signer;
 use crate::signing::trust::{TrustStore, Trusted};
 use crate::store::Store;
 
-/// Verdicts already reached in this run, by everything a verdict depends on: the
-/// artifact, its layer, the signed digest, the repository and the prefix. A lock often
-/// pins one image under many entries; each distinct signature is verified once.
-#[derive(Default)]
-pub struct Verdicts(Mutex<HashMap<VerdictKey, Verdict>>);
-
-/// (artifact manifest, layer, signed digest, repository, prefix).
-type VerdictKey = (Digest, Digest, Digest, String, String);
-
-type Verdict = Result<Accepted, String>;
+/// Verdicts reached in this run, by everything one depends on: (artifact manifest,
+/// layer, signed digest, repository, prefix).
+pub(crate) type SigstoreVerdicts =
+    super::Verdicts<(Digest, Digest, Digest, String, String), Result<Accepted, String>>;
 
 /// Re-verifies `image`'s pinned Sigstore signatures; returns the prefix and the signer.
-pub fn check(
+pub(crate) fn check(
     image: &LockedImage,
     store: &Store,
     trust: &TrustStore,
-    verdicts: &Verdicts,
+    verdicts: &SigstoreVerdicts,
 ) -> Result<(String, String), String> {
-    let written = image.reference.as_deref().unwrap_or(&image.request);
-    let reference = Reference::parse(written)
-        .map_err(|e| format!("the lock's reference `{written}` is invalid: {e}"))?;
+    let (reference, trusted) = super::covering_trust(image, trust)?;
     let repository = reference.repository();
-    let trusted = match trust.for_name(&repository) {
-        Ok(Some(t)) => t,
-        Ok(None) => {
-            return Err(format!(
-                "no [trust] prefix in the manifest covers `{repository}` any more"
-            ));
-        }
-        Err(e) => return Err(format!("{e:#}")),
-    };
     check_coverage(image)?;
     let mut signer = String::new();
     for sig in &image.sigstore {
@@ -71,25 +50,7 @@ pub fn check(
             repository.clone(),
             trusted.prefix.clone(),
         );
-        let known = verdicts
-            .0
-            .lock()
-            .expect("no verdict is recorded while panicking")
-            .get(&key)
-            .cloned();
-        let verdict = match known {
-            Some(verdict) => verdict,
-            None => {
-                let verdict = verify_one(store, sig, &repository, &trusted);
-                verdicts
-                    .0
-                    .lock()
-                    .expect("no verdict is recorded while panicking")
-                    .insert(key, verdict.clone());
-                verdict
-            }
-        };
-        let accepted = verdict?;
+        let accepted = verdicts.get_or(key, || verify_one(store, sig, &repository, &trusted))?;
         check_recorded(sig, &accepted)?;
         signer = sig.signer();
     }
@@ -116,7 +77,12 @@ fn check_coverage(image: &LockedImage) -> Result<(), String> {
 }
 
 /// Verifies one pinned signature from the store's bytes.
-fn verify_one(store: &Store, sig: &LockedSigstore, repository: &str, trusted: &Trusted) -> Verdict {
+fn verify_one(
+    store: &Store,
+    sig: &LockedSigstore,
+    repository: &str,
+    trusted: &Trusted,
+) -> Result<Accepted, String> {
     let what = format!("signature {}", sig.manifest.digest);
     let Some(root) = trusted.sigstore.root.as_deref() else {
         return Err(format!(

@@ -126,17 +126,35 @@ impl Cosign {
 
     /// Pushes a cosign `.sig` manifest for the image, one layer per (payload, signature).
     fn push_signatures(&self, name: &str, signatures: &[(Vec<u8>, String)]) {
+        let layers: Vec<(&[u8], serde_json::Value)> = signatures
+            .iter()
+            .map(|(payload, signature)| {
+                let annotations =
+                    serde_json::json!({"dev.cosignproject.cosign/signature": signature});
+                (payload.as_slice(), annotations)
+            })
+            .collect();
+        self.push_sig_manifest(name, &layers);
+    }
+
+    /// Pushes a `.sig` manifest with one layer: `payload` with `annotations`.
+    fn push_layer(&self, name: &str, payload: &[u8], annotations: &serde_json::Value) {
+        self.push_sig_manifest(name, &[(payload, annotations.clone())]);
+    }
+
+    /// Pushes, as cosign lays it out, a manifest tagged `sha256-<hex>.sig` with one
+    /// payload layer per (payload, annotations) and the config of those layers.
+    fn push_sig_manifest(&self, name: &str, layers: &[(&[u8], serde_json::Value)]) {
         let mut layout = LayoutBuilder::new(&self.work.join(name));
-        let mut layers = Vec::new();
-        let mut diff_ids = Vec::new();
-        for (payload, signature) in signatures {
+        let mut descriptors = Vec::new();
+        for (payload, annotations) in layers {
             let mut layer =
                 layout.blob(payload, "application/vnd.dev.cosign.simplesigning.v1+json");
-            layer["annotations"] =
-                serde_json::json!({"dev.cosignproject.cosign/signature": signature});
-            diff_ids.push(layer["digest"].clone());
-            layers.push(layer);
+            layer["annotations"] = annotations.clone();
+            descriptors.push(layer);
         }
+        let diff_ids: Vec<serde_json::Value> =
+            descriptors.iter().map(|d| d["digest"].clone()).collect();
         let config = serde_json::json!({
             "architecture": "", "os": "", "config": {},
             "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -149,7 +167,7 @@ impl Cosign {
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": config,
-            "layers": layers,
+            "layers": descriptors,
         });
         let desc = layout.blob(
             manifest.to_string().as_bytes(),
@@ -707,41 +725,6 @@ fn a_log_entry_for_other_content_and_an_edited_trusted_root_are_refused() {
     let run = c.project.run(&["sync", "--offline", "--frozen"]).failure(1);
     let all = format!("{}{}", run.stdout, run.stderr);
     assert!(all.contains("the root was edited or replaced"), "{all}");
-}
-
-impl Cosign {
-    /// Pushes a `.sig` manifest with one layer: `payload` with `annotations`.
-    fn push_layer(&self, name: &str, payload: &[u8], annotations: &serde_json::Value) {
-        let mut layout = LayoutBuilder::new(&self.work.join(name));
-        let mut layer = layout.blob(payload, "application/vnd.dev.cosign.simplesigning.v1+json");
-        layer["annotations"] = annotations.clone();
-        let config = serde_json::json!({
-            "architecture": "", "os": "", "config": {},
-            "rootfs": {"type": "layers", "diff_ids": [layer["digest"].clone()]},
-        });
-        let config = layout.blob(
-            config.to_string().as_bytes(),
-            "application/vnd.oci.image.config.v1+json",
-        );
-        let manifest = serde_json::json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": config,
-            "layers": [layer],
-        });
-        let desc = layout.blob(
-            manifest.to_string().as_bytes(),
-            "application/vnd.oci.image.manifest.v1+json",
-        );
-        let tag = format!("sha256-{}.sig", &self.digest["sha256:".len()..]);
-        layout.tag(&tag, &desc);
-        skopeo_push(
-            &layout.dir,
-            &tag,
-            &format!("{}:{tag}", self.repository),
-            &["--preserve-digests"],
-        );
-    }
 }
 
 /// The Sigstore client conformance suite (tests/sigstore/conformance-suite), its
