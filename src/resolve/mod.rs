@@ -3,8 +3,9 @@
 //! OCI entries are resolved here: a reference is fetched once (the tag's target,
 //! over its exact bytes); an index is narrowed to the wanted platforms with
 //! containerd's rules; every pinned manifest is fetched by digest and re-hashed,
-//! and its simple signatures are checked against the keys [`TrustStore`] trusts
-//! for the name. appc entries go to [`crate::appc`] (discovery, OpenPGP
+//! and its signatures are checked against the signers [`TrustStore`] trusts
+//! for the name: cosign / Sigstore signatures found in the registry ([`sigstore`]),
+//! or simple signatures from the prefix's lookaside. appc entries go to [`crate::appc`] (discovery, OpenPGP
 //! signatures, dependencies). [`drift`] says which entries of a lock are stale
 //! for `images.toml` and its trust policy; [`conflict`] recovers the pins both
 //! sides of a merge conflict agree on.

@@ -1,6 +1,8 @@
 //! Offline verification of what a lock pins: every locked blob is re-hashed
 //! from the store, every ACI's image ID is recomputed, and every pinned
-//! signature is re-verified against the keys in the repository.
+//! signature is re-verified against the keys in the repository (OpenPGP for ACIs and
+//! simple signing; Sigstore keys, identities and trusted root for cosign signatures,
+//! see [`sigstore`]).
 //!
 //! Nothing here touches the network. Blobs are hashed on blocking threads,
 //! as many at once as the machine has cores.

@@ -5,7 +5,9 @@
 //! other fact the lock records about an image is *derived* from those bytes:
 //! an index's platform manifests (digest, size, media type, platform), a
 //! manifest's config and its layers (digest, size, media type, order, count),
-//! an ACI's name, labels, image ID and dependencies. This module re-derives
+//! an ACI's name, labels, image ID and dependencies; a Sigstore signature
+//! artifact's config and layers, and that what it signs is the pinned index or
+//! one of the pinned manifests. This module re-derives
 //! each of them from the stored bytes and refuses an image whose lock entry
 //! says anything else, naming the field, the lock's value and the pinned one.
 //!
