@@ -63,6 +63,26 @@ impl Origin {
             Origin::Layout { dir } => read_layout_manifest(dir, digest, None),
         }
     }
+
+    /// The platform an image's config names (`os`, `architecture`, `variant`).
+    pub async fn config_platform(&self, config: &Blob) -> anyhow::Result<Platform> {
+        let bytes = match self {
+            Origin::Registry { client, repo } => {
+                client
+                    .get_blob_bytes(repo, &config.digest, oci::MAX_MANIFEST_BYTES)
+                    .await?
+            }
+            Origin::Layout { dir } => read_layout_blob(dir, &config.digest, Some(config.size))?,
+        };
+        #[derive(serde::Deserialize)]
+        struct ConfigPlatform {
+            #[serde(flatten)]
+            platform: Platform,
+        }
+        let parsed: ConfigPlatform = serde_json::from_slice(&bytes)
+            .with_context(|| format!("config {} names no platform", config.digest))?;
+        Ok(parsed.platform)
+    }
 }
 
 /// Reads a manifest blob from a layout, checking its digest and size.
@@ -71,6 +91,18 @@ fn read_layout_manifest(
     digest: &Digest,
     size: Option<u64>,
 ) -> anyhow::Result<FetchedManifest> {
+    let bytes = read_layout_blob(dir, digest, size)?;
+    let media_type = oci::detect_media_type(None, &bytes)
+        .with_context(|| format!("manifest {digest} in {}", dir.display()))?;
+    Ok(FetchedManifest {
+        bytes,
+        media_type,
+        digest: digest.clone(),
+    })
+}
+
+/// Reads a small blob (at most a manifest's size) from a layout, checking its digest and size.
+fn read_layout_blob(dir: &Path, digest: &Digest, size: Option<u64>) -> anyhow::Result<Vec<u8>> {
     let path = dir
         .join("blobs")
         .join(digest.algorithm().as_str())
@@ -92,13 +124,7 @@ fn read_layout_manifest(
     if &actual != digest {
         bail!("{} is corrupt: it hashes to {actual}", path.display());
     }
-    let media_type = oci::detect_media_type(None, &bytes)
-        .with_context(|| format!("manifest {}", path.display()))?;
-    Ok(FetchedManifest {
-        bytes,
-        media_type,
-        digest: digest.clone(),
-    })
+    Ok(bytes)
 }
 
 /// The registry endpoint for `host`: HTTPS unless the manifest allows plain HTTP for it.
@@ -452,6 +478,7 @@ pub async fn resolve_oci(
                 repo: repo.clone(),
             };
             let (index, manifests) = pin(&origin, top, &wanted).await?;
+            check_lone_platform(&origin, spec, index.as_ref(), &manifests).await?;
             Ok(LockedImage {
                 registry: Some(repo.base),
                 reference: Some(reference.to_string()),
@@ -465,6 +492,7 @@ pub async fn resolve_oci(
             let top = layout_root(&layout, reference.as_deref())?;
             let origin = Origin::Layout { dir: layout };
             let (index, manifests) = pin(&origin, top, &wanted).await?;
+            check_lone_platform(&origin, spec, index.as_ref(), &manifests).await?;
             Ok(LockedImage {
                 source: SourceKind::OciLayout,
                 path: Some(dir.clone()),
@@ -478,6 +506,44 @@ pub async fn resolve_oci(
             unreachable!("ACI sources are resolved by appc::AciResolver")
         }
     }
+}
+
+/// An image that is one manifest, not an index, has one platform (its config's): when the
+/// entry asks for platforms explicitly, each must be that one, or the entry asks for a
+/// build the image does not have (which `verify` would refuse later anyway).
+async fn check_lone_platform(
+    origin: &Origin,
+    spec: &ImageSpec,
+    index: Option<&Blob>,
+    manifests: &[LockedManifest],
+) -> anyhow::Result<()> {
+    let ([manifest], None, false) = (manifests, index, spec.platforms.is_empty()) else {
+        return Ok(());
+    };
+    let has = origin
+        .config_platform(&manifest.config)
+        .await
+        .with_context(|| format!("cannot read the config of manifest {}", manifest.digest))?;
+    let missing: Vec<String> = spec
+        .platforms
+        .iter()
+        .filter(|wanted| platform::select(wanted, &[Some(&has)]).is_none())
+        .map(ToString::to_string)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(hinted(
+        format!(
+            "image `{}`: the image has no manifest for platform {} (it is a single-platform image, for {has})",
+            spec.id,
+            missing.join(", ")
+        ),
+        format!(
+            "set `platforms = [\"{has}\"]` under [images.{}] (line {}), or remove `platforms` to take the image as it is",
+            spec.id, spec.line
+        ),
+    ))
 }
 
 /// Finds the manifest a layout's `index.json` names `reference` (or its only one).

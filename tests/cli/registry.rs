@@ -392,3 +392,40 @@ fn https_registry_trusted_through_the_ca_option() {
         .success();
     assert_eq!(project.assert_store_valid(&project.store()), 4);
 }
+
+/// Asking a single-platform image for a platform it does not have is an error naming what
+/// it has (not a lock that silently pins the one manifest).
+#[test]
+fn a_platform_a_single_manifest_image_lacks_is_refused_naming_its_platform() {
+    if !peers() {
+        return;
+    }
+    let (project, registry, layout, host) = setup(RegistryOptions::default());
+    skopeo_push(&layout, "single", &format!("{host}/test/single:v1"), &[]);
+    let entry = |platforms: &str| {
+        manifest(
+            &registry,
+            &format!(
+                "[images.single]\ndocker = \"{host}/test/single:v1\"\nplatforms = [{platforms}]\ninsecure = true\n"
+            ),
+        )
+    };
+    project.write("images.toml", &entry("\"linux/arm64\""));
+    let run = project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains(
+            "image `single`: the image has no manifest for platform linux/arm64 (it is a single-platform image, for linux/amd64)"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("set `platforms = [\"linux/amd64\"]` under [images.single] (line 4)"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.root().join("images.lock").exists());
+    project.write("images.toml", &entry("\"linux/amd64\""));
+    project.run(&["lock"]).success();
+}
