@@ -341,7 +341,24 @@ pub(super) fn http_options(settings: &Settings, insecure_http: Vec<String>) -> H
         insecure_http,
         retry: settings.retry,
         limits: settings.limits,
+        on_retry: Some(retry_notice(settings.printer)),
     }
+}
+
+/// Says on stderr what is being retried and when the next attempt comes (not with `-q`).
+fn retry_notice(printer: crate::report::printer::Printer) -> crate::oci::registry::RetryNotice {
+    crate::oci::registry::RetryNotice(std::sync::Arc::new(
+        move |retry: &crate::oci::registry::Retrying| {
+            printer.status(format!(
+                "retrying {} in {} (attempt {} of {} failed: {})",
+                retry.url,
+                crate::text::human_duration(retry.wait),
+                retry.attempt,
+                retry.attempts,
+                crate::text::escape_lines(&retry.reason)
+            ));
+        },
+    ))
 }
 
 /// Reads `[store] path` from the manifest without validating the rest (for `--frozen`).

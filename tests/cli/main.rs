@@ -4,6 +4,7 @@
 mod appc;
 mod bundle;
 mod everyday;
+mod firsthour;
 mod harness;
 mod hostile;
 mod interop;

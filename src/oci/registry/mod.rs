@@ -81,6 +81,33 @@ pub struct HttpOptions {
     pub retry: RetryPolicy,
     /// How long a request may take and how slow a body may arrive.
     pub limits: TransferLimits,
+    /// Told before each wait for a retry, so the user sees what is retried and when.
+    pub on_retry: Option<RetryNotice>,
+}
+
+/// A retry about to happen: what failed, and when the next attempt comes.
+#[derive(Debug, Clone)]
+pub struct Retrying {
+    /// The URL being fetched.
+    pub url: String,
+    /// The attempt that failed (1-based).
+    pub attempt: u32,
+    /// How many attempts there will be at most.
+    pub attempts: u32,
+    /// The wait before the next one.
+    pub wait: Duration,
+    /// What went wrong.
+    pub reason: String,
+}
+
+/// Who hears of retries (see [`HttpOptions::on_retry`]).
+#[derive(Clone)]
+pub struct RetryNotice(pub Arc<dyn Fn(&Retrying) + Send + Sync>);
+
+impl std::fmt::Debug for RetryNotice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RetryNotice")
+    }
 }
 
 /// The read timeout: [`READ_TIMEOUT`] unless `IMAGELOCK_HTTP_READ_TIMEOUT_MS` says otherwise.
@@ -221,6 +248,16 @@ pub enum RegistryError {
         /// The URL that was challenged.
         url: String,
     },
+    /// An `https://` URL answered in plain HTTP: the registry does not speak TLS there.
+    #[error(
+        "{host} answered {url} in plain HTTP, not TLS: it is a plain-HTTP registry, which imagelock uses only when images.toml lists it as `[registries.\"{host}\"] insecure-http = true`"
+    )]
+    PlainHttpServer {
+        /// The URL.
+        url: String,
+        /// Its `host[:port]`.
+        host: String,
+    },
     /// A plain-HTTP URL for a host the user did not allow plain HTTP for.
     #[error(
         "{url} is plain HTTP, which is used only for hosts listed in images.toml as `[registries.\"{host}\"] insecure-http = true`"
@@ -299,6 +336,7 @@ impl LazyClient {
 pub struct RegistryClient {
     http: reqwest::Client,
     retry: RetryPolicy,
+    on_retry: Option<RetryNotice>,
     limits: TransferLimits,
     /// `host[:port]`s plain HTTP is allowed for, credentials and tokens included.
     insecure_http: Vec<String>,
@@ -360,6 +398,7 @@ impl RegistryClient {
         Ok(RegistryClient {
             http,
             retry: options.retry,
+            on_retry: options.on_retry.clone(),
             limits: options.limits,
             insecure_http: options.insecure_http.clone(),
             tokens: Mutex::new(HashMap::new()),
@@ -800,6 +839,17 @@ pub fn network(url: &str, e: &reqwest::Error) -> RegistryError {
             };
         }
         cause = c.source();
+    }
+    // rustls reading an HTTP response where a TLS record belongs: the server speaks
+    // plain HTTP on this port. No retry changes that.
+    if url.starts_with("https://") && error_chain(e).contains("InvalidContentType") {
+        let host = reqwest::Url::parse(url)
+            .map(|u| host_port(&u))
+            .unwrap_or_default();
+        return RegistryError::PlainHttpServer {
+            url: url.to_owned(),
+            host,
+        };
     }
     RegistryError::Network {
         url: url.to_owned(),

@@ -94,6 +94,30 @@ pub(crate) fn is_transient(status: StatusCode) -> bool {
         || status == StatusCode::REQUEST_TIMEOUT
 }
 
+/// A connection refused by this very machine: nothing listens on the port, and
+/// nothing will within a retry's wait (a registry on loopback is started by hand).
+fn refused_on_loopback(url: &str, e: &reqwest::Error) -> bool {
+    let loopback = reqwest::Url::parse(url).is_ok_and(|u| {
+        let host = u.host_str().unwrap_or_default();
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        host == "localhost"
+            || bare
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
+    });
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    let mut refused = false;
+    while let Some(c) = cause {
+        if c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused)
+        {
+            refused = true;
+        }
+        cause = c.source();
+    }
+    loopback && e.is_connect() && refused
+}
+
 /// `Retry-After` in seconds (the HTTP-date form is treated as absent).
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     header_str(headers, "retry-after")
@@ -135,7 +159,11 @@ impl RegistryClient {
                     (status_error(url, response).await, after)
                 }
                 Err(e) if e.is_builder() || e.is_redirect() => return Err(network(url, &e)),
-                Err(e) => (network(url, &e), None),
+                Err(e) if refused_on_loopback(url, &e) => return Err(network(url, &e)),
+                Err(e) => match network(url, &e) {
+                    plain @ RegistryError::PlainHttpServer { .. } => return Err(plain),
+                    other => (other, None),
+                },
             };
             if attempt > self.retry.retries {
                 return Err(if attempt > 1 {
@@ -147,7 +175,17 @@ impl RegistryClient {
                     last
                 });
             }
-            tokio::time::sleep(self.retry.backoff(attempt, after)).await;
+            let wait = self.retry.backoff(attempt, after);
+            if let Some(notice) = &self.on_retry {
+                (notice.0)(&super::Retrying {
+                    url: url.to_owned(),
+                    attempt,
+                    attempts: self.retry.retries + 1,
+                    wait,
+                    reason: last.to_string(),
+                });
+            }
+            tokio::time::sleep(wait).await;
         }
     }
 }
