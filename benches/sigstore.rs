@@ -39,6 +39,7 @@ fn main() {
 
     let root = TrustRoot::public_good().expect("the built-in root");
     let identity = Policy {
+        allow_unlogged: false,
         keys: Vec::new(),
         identities: vec![Identity {
             issuer: "https://token.actions.githubusercontent.com".to_owned(),
@@ -47,6 +48,7 @@ fn main() {
         }],
     };
     let keyed = Policy {
+        allow_unlogged: false,
         keys: vec![TrustedKey::from_pem(KEYED_PUB, "keyed.pub").expect("a key")],
         identities: Vec::new(),
     };

@@ -59,7 +59,12 @@ fn key_files(manifest: &Manifest) -> Vec<(String, PathBuf)> {
     manifest
         .trust
         .values()
-        .flat_map(|t| t.keys.iter())
+        .flat_map(|t| {
+            t.keys
+                .iter()
+                .chain(&t.sigstore_keys)
+                .chain(t.trusted_root.iter())
+        })
         .map(|k| {
             let name: PathBuf = Path::new(k)
                 .components()

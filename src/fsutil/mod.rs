@@ -55,7 +55,7 @@ pub fn read_if_exists(path: &Path, limit: u64) -> anyhow::Result<Option<Vec<u8>>
 fn link_refused() -> io::Error {
     io::Error::new(
         io::ErrorKind::InvalidInput,
-        "it is a symbolic link, and imagelock never follows a link in its store",
+        "it is a symbolic link, which imagelock does not follow here (copy the file itself in)",
     )
 }
 
@@ -89,6 +89,26 @@ pub fn open_regular(path: &Path) -> io::Result<File> {
     // Reads of a regular file never block: the flag only mattered for the open.
     rfs::fcntl_setfl(&fd, OFlags::empty())?;
     Ok(File::from(fd))
+}
+
+/// Reads the regular file `path` (see [`open_regular`]) when it has at most `limit`
+/// bytes; a larger one is an error saying so (nothing past the limit is read).
+pub fn read_regular_capped(path: &Path, limit: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    open_regular(path)?
+        .take(limit + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > limit {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!(
+                "it is larger than {}, more than such a file ever is",
+                crate::text::human_bytes(limit)
+            ),
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Reads the regular file `path` (see [`open_regular`]).

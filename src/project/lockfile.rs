@@ -127,6 +127,10 @@ pub struct LockedSigstore {
     pub layers: Vec<Blob>,
     /// The digest of the layer that verified.
     pub layer: Digest,
+    /// Its position among `layers` (cosign appends signatures whose payloads, and so
+    /// digests, may be the same; only their annotations differ).
+    #[serde(default)]
+    pub layer_index: usize,
     /// Keyed: the signing key's fingerprint (`sha256:` of its DER public key).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
@@ -776,6 +780,7 @@ fn render_sigstore(out: &mut String, sig: &LockedSigstore) {
     }
     let _ = writeln!(out, "]");
     let _ = writeln!(out, "layer = {}", quoted(&sig.layer.to_string()));
+    let _ = writeln!(out, "layer-index = {}", sig.layer_index);
     for (key, value) in [
         ("key", &sig.key),
         ("issuer", &sig.issuer),
@@ -987,6 +992,7 @@ mod tests {
             config: blob(7, "application/vnd.oci.empty.v1+json"),
             layers: vec![blob(8, "application/vnd.dev.sigstore.bundle.v0.3+json")],
             layer: Digest::sha256_of(&[8]),
+            layer_index: 0,
             key: (!keyless).then(|| format!("sha256:{}", "ab".repeat(32))),
             issuer: keyless.then(|| "https://issuer.example".into()),
             subject: keyless.then(|| "https://ci.example/release.yml@refs/tags/v1".into()),

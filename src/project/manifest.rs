@@ -101,6 +101,10 @@ pub struct TrustTable {
     /// authorities), relative to images.toml; default: the public-good root built in.
     #[serde(default)]
     pub trusted_root: Option<String>,
+    /// Accept keyed cosign signatures that have no transparency-log entry, as cosign's
+    /// `--insecure-ignore-tlog` does; keyless signatures always need one. Default false.
+    #[serde(default)]
+    pub insecure_ignore_tlog: bool,
     /// Base URL of a simple-signing lookaside store.
     #[serde(default)]
     pub lookaside: Option<String>,
@@ -130,6 +134,9 @@ impl SigstoreIdentity {
     pub fn check(&self) -> Result<(), String> {
         match (&self.subject, &self.subject_regexp) {
             (Some(_), None) => Ok(()),
+            (None, Some(pattern)) if pattern.trim().is_empty() => Err(
+                "an empty `subject-regexp` matches every subject of the issuer; write the subjects it may match, e.g. '^https://github\\.com/acme/'".to_owned(),
+            ),
             (None, Some(pattern)) => crate::signing::sigstore::Subject::regexp(pattern)
                 .map(drop)
                 .map_err(|e| e.to_string()),

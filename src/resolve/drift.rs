@@ -428,6 +428,13 @@ fn sigstore_changes(image: &LockedImage, prefix: &str, trusted: &Trusted) -> Vec
                 "that signer is not trusted".to_owned(),
             ));
         }
+        if sig.log_index.is_none() && sig.key.is_some() && !policy.allow_unlogged {
+            out.push(change(
+                &format!("trust.\"{prefix}\".insecure-ignore-tlog"),
+                "true (an unlogged keyed signature was accepted)".to_owned(),
+                "false".to_owned(),
+            ));
+        }
         let root = trusted.sigstore.root.as_ref().map(|r| r.digest());
         if let Some(pinned) = &sig.trusted_root
             && root != Some(pinned)

@@ -22,12 +22,60 @@ use crate::signing::cosign::{self, Accepted, Kind};
 use crate::signing::trust::Trusted;
 
 /// What the search for one digest's signatures found.
-#[derive(Default)]
 pub struct Search {
     /// The signature that was accepted, if any.
     pub accepted: Option<LockedSigstore>,
     /// Each candidate that was refused, with the reason (for the error).
     pub rejected: Vec<String>,
+    /// Candidates still to be tried ([`cosign::MAX_SIGNATURES`] in all).
+    candidates_left: usize,
+    /// Bytes of signature layers still to be read ([`cosign::MAX_SIGNATURE_BYTES`]).
+    bytes_left: u64,
+    /// Candidates not tried because the budget ran out.
+    skipped: usize,
+}
+
+impl Default for Search {
+    fn default() -> Search {
+        Search {
+            accepted: None,
+            rejected: Vec::new(),
+            candidates_left: cosign::MAX_SIGNATURES,
+            bytes_left: cosign::MAX_SIGNATURE_BYTES,
+            skipped: 0,
+        }
+    }
+}
+
+impl Search {
+    fn reject(&mut self, reason: String) {
+        self.rejected.push(reason);
+    }
+
+    /// The rejections for an error: repeated reasons once, with their count, and what
+    /// the budget left untried.
+    fn into_rejections(self) -> Vec<String> {
+        let mut out: Vec<(String, usize)> = Vec::new();
+        for reason in self.rejected {
+            match out.iter_mut().find(|(r, _)| *r == reason) {
+                Some((_, n)) => *n += 1,
+                None => out.push((reason, 1)),
+            }
+        }
+        let mut lines: Vec<String> = out
+            .into_iter()
+            .map(|(r, n)| if n > 1 { format!("{r} (×{n})") } else { r })
+            .collect();
+        if self.skipped > 0 {
+            lines.push(format!(
+                "{} more candidates were not tried (at most {} signatures and {} are read per manifest)",
+                self.skipped,
+                cosign::MAX_SIGNATURES,
+                crate::text::human_bytes(cosign::MAX_SIGNATURE_BYTES)
+            ));
+        }
+        lines
+    }
 }
 
 /// Finds, verifies and pins Sigstore signatures covering every pinned manifest of
@@ -46,16 +94,21 @@ pub async fn pin(
         if let Some(accepted) = search.accepted {
             return Ok(Ok(vec![accepted]));
         }
-        rejected_for_index = search.rejected;
+        rejected_for_index = search
+            .into_rejections()
+            .into_iter()
+            .map(|r| format!("(on the index) {r}"))
+            .collect();
     }
     let mut pinned = Vec::new();
     for manifest in &image.manifests {
         let mut search = search(client, repo, repository, &manifest.digest, trusted).await?;
-        match search.accepted {
+        match search.accepted.take() {
             Some(accepted) => pinned.push(accepted),
             None => {
-                search.rejected.extend(rejected_for_index);
-                return Ok(Err((manifest.digest.clone(), search.rejected)));
+                let mut rejected = search.into_rejections();
+                rejected.extend(rejected_for_index);
+                return Ok(Err((manifest.digest.clone(), rejected)));
             }
         }
     }
@@ -63,7 +116,8 @@ pub async fn pin(
 }
 
 /// Looks for a signature of `signs` by a signer `trusted` accepts: cosign's `.sig` tag
-/// first, then bundles.
+/// first, then bundles. Listing them (the tag, the referrers) must work; a listed
+/// artifact or layer that cannot be read is a refused candidate, not a failure.
 pub async fn search(
     client: &RegistryClient,
     repo: &Repository,
@@ -78,42 +132,47 @@ pub async fn search(
         .await
         .with_context(|| format!("cannot read the cosign signatures of {signs} ({tag})"))?;
     if let Some(artifact) = legacy {
-        try_artifact(
+        let target = Target {
             client,
             repo,
             repository,
-            Kind::Cosign,
-            artifact,
             signs,
             trusted,
-            &mut found,
-        )
-        .await?;
+        };
+        try_artifact(&target, Kind::Cosign, artifact, &mut found).await;
         if found.accepted.is_some() {
             return Ok(found);
         }
     }
-    for referrer in bundle_referrers(client, repo, signs).await? {
-        let artifact = client
+    let referrers = bundle_referrers(client, repo, signs).await?;
+    let count = referrers.len();
+    for (n, referrer) in referrers.into_iter().enumerate() {
+        if found.candidates_left == 0 || found.bytes_left == 0 {
+            found.skipped += count - n;
+            break;
+        }
+        let artifact = match client
             .get_manifest(repo, &referrer.digest.to_string())
             .await
-            .with_context(|| {
-                format!(
-                    "cannot read the Sigstore bundle {} of {signs}",
+        {
+            Ok(artifact) => artifact,
+            Err(e) => {
+                found.candidates_left -= 1;
+                found.reject(format!(
+                    "Sigstore bundle {}: cannot be read: {e}",
                     referrer.digest
-                )
-            })?;
-        try_artifact(
+                ));
+                continue;
+            }
+        };
+        let target = Target {
             client,
             repo,
             repository,
-            Kind::Bundle,
-            artifact,
             signs,
             trusted,
-            &mut found,
-        )
-        .await?;
+        };
+        try_artifact(&target, Kind::Bundle, artifact, &mut found).await;
         if found.accepted.is_some() {
             break;
         }
@@ -151,23 +210,21 @@ async fn bundle_referrers(
         .manifests
         .into_iter()
         .filter(|d| cosign::is_bundle_type(d.artifact_type.as_deref()))
-        .take(cosign::MAX_SIGNATURES)
         .collect())
 }
 
-/// Checks each signature layer of one artifact; records the first accepted, or why
-/// each was refused.
-#[allow(clippy::too_many_arguments)]
-async fn try_artifact(
-    client: &RegistryClient,
-    repo: &Repository,
-    repository: &str,
-    kind: Kind,
-    artifact: FetchedManifest,
-    signs: &Digest,
-    trusted: &Trusted,
-    found: &mut Search,
-) -> anyhow::Result<()> {
+/// What a signature must be of, and who may have made it.
+struct Target<'a> {
+    client: &'a RegistryClient,
+    repo: &'a Repository,
+    repository: &'a str,
+    signs: &'a Digest,
+    trusted: &'a Trusted,
+}
+
+/// Checks each signature layer of one artifact, within the search's budget; records
+/// the first accepted, or why each was refused.
+async fn try_artifact(t: &Target<'_>, kind: Kind, artifact: FetchedManifest, found: &mut Search) {
     let what = match kind {
         Kind::Cosign => format!("cosign signature manifest {}", artifact.digest),
         Kind::Bundle => format!("Sigstore bundle {}", artifact.digest),
@@ -175,57 +232,75 @@ async fn try_artifact(
     let parsed = match oci::parse_image_manifest(&artifact.bytes) {
         Ok(parsed) => parsed,
         Err(e) => {
-            found.rejected.push(format!("{what}: {e}"));
-            return Ok(());
+            found.candidates_left = found.candidates_left.saturating_sub(1);
+            found.reject(format!("{what}: {e}"));
+            return;
         }
     };
-    let layers = match cosign::signature_layers(kind, &parsed, signs) {
+    let layers = match cosign::signature_layers(kind, &parsed, t.signs) {
         Ok(layers) => layers,
         Err(e) => {
-            found.rejected.push(format!("{what}: {e}"));
-            return Ok(());
+            found.candidates_left = found.candidates_left.saturating_sub(1);
+            found.reject(format!("{what}: {e}"));
+            return;
         }
     };
-    let Some(root) = trusted.sigstore.root.as_deref() else {
-        found.rejected.push(format!(
+    let Some(root) = t.trusted.sigstore.root.as_deref() else {
+        found.reject(format!(
             "{what}: [trust.\"{}\"] trusts no Sigstore key or identity",
-            trusted.prefix
+            t.trusted.prefix
         ));
-        return Ok(());
+        return;
     };
-    for layer in layers {
+    let count = layers.len();
+    for (n, (index, layer)) in layers.into_iter().enumerate() {
+        let what = match kind {
+            Kind::Cosign => format!("{what}, layer {index} ({})", layer.digest),
+            Kind::Bundle => what.clone(),
+        };
+        if found.candidates_left == 0 || found.bytes_left < layer.size.min(cosign::MAX_LAYER_BYTES)
+        {
+            found.skipped += count - n;
+            return;
+        }
+        found.candidates_left -= 1;
         if layer.size > cosign::MAX_LAYER_BYTES {
-            found.rejected.push(format!(
-                "{what}, layer {}: {} bytes is more than a signature may have",
-                layer.digest, layer.size
+            found.reject(format!(
+                "{what}: {} bytes is more than a signature may have",
+                layer.size
             ));
             continue;
         }
-        let bytes = client
-            .get_blob_bytes(repo, &layer.digest, cosign::MAX_LAYER_BYTES)
+        found.bytes_left -= layer.size;
+        let bytes = match t
+            .client
+            .get_blob_bytes(t.repo, &layer.digest, layer.size)
             .await
-            .with_context(|| format!("cannot read layer {} of {what}", layer.digest))?;
+        {
+            Ok(bytes) => bytes,
+            Err(e) => {
+                found.reject(format!("{what}: cannot be read: {e}"));
+                continue;
+            }
+        };
         if bytes.len() as u64 != layer.size {
-            found.rejected.push(format!(
-                "{what}, layer {}: the manifest says {} bytes, the blob has {}",
-                layer.digest,
+            found.reject(format!(
+                "{what}: the manifest says {} bytes, the blob has {}",
                 layer.size,
                 bytes.len()
             ));
             continue;
         }
-        let policy = &trusted.sigstore.policy;
-        match cosign::check_layer(kind, layer, &bytes, signs, repository, policy, root) {
+        let policy = &t.trusted.sigstore.policy;
+        match cosign::check_layer(kind, layer, &bytes, t.signs, t.repository, policy, root) {
             Ok(accepted) => {
-                found.accepted = Some(locked(
-                    kind, &artifact, &parsed, layer, signs, trusted, accepted,
-                ));
-                return Ok(());
+                let pinned = locked(kind, &artifact, &parsed, index, t, accepted);
+                found.accepted = Some(pinned);
+                return;
             }
-            Err(reason) => found.rejected.push(format!("{what}: {reason}")),
+            Err(reason) => found.reject(format!("{what}: {reason}")),
         }
     }
-    Ok(())
 }
 
 fn blob(d: &Descriptor) -> Blob {
@@ -240,9 +315,8 @@ fn locked(
     kind: Kind,
     artifact: &FetchedManifest,
     parsed: &oci::ImageManifest,
-    layer: &Descriptor,
-    signs: &Digest,
-    trusted: &Trusted,
+    layer_index: usize,
+    t: &Target<'_>,
     accepted: Accepted,
 ) -> LockedSigstore {
     let (key, issuer, subject) = match accepted.signer {
@@ -256,8 +330,8 @@ fn locked(
             Kind::Cosign => SigstoreKind::Cosign,
             Kind::Bundle => SigstoreKind::Bundle,
         },
-        signs: signs.clone(),
-        prefix: trusted.prefix.clone(),
+        signs: t.signs.clone(),
+        prefix: t.trusted.prefix.clone(),
         manifest: Blob {
             digest: artifact.digest.clone(),
             size: artifact.bytes.len() as u64,
@@ -265,7 +339,8 @@ fn locked(
         },
         config: blob(&parsed.config),
         layers: parsed.layers.iter().map(blob).collect(),
-        layer: layer.digest.clone(),
+        layer: parsed.layers[layer_index].digest.clone(),
+        layer_index,
         key,
         issuer,
         subject,

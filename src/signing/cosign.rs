@@ -51,10 +51,17 @@ pub const REKOR_ANNOTATION: &str = "dev.sigstore.cosign/bundle";
 pub const RFC3161_ANNOTATION: &str = "dev.sigstore.cosign/rfc3161timestamp";
 /// The one `critical.type` a cosign payload may have.
 const PAYLOAD_TYPE: &str = "cosign container image signature";
+/// The predicate type of cosign v3's image signatures (an in-toto statement in DSSE); any
+/// other predicate is an attestation (an SBOM, a scan, provenance), not a signature.
+pub const SIGN_PREDICATE_TYPE: &str = "https://sigstore.dev/cosign/sign/v1";
+/// The DSSE payload type of an in-toto statement.
+const IN_TOTO_PAYLOAD_TYPE: &str = "application/vnd.in-toto+json";
 /// Largest payload or bundle layer read.
 pub const MAX_LAYER_BYTES: u64 = 4 * 1024 * 1024;
-/// Signature layers (cosign) or referrers (bundles) tried per signed manifest.
+/// Signature layers (cosign) and referrers (bundles) tried per signed manifest, in all.
 pub const MAX_SIGNATURES: usize = 64;
+/// Bytes of signature layers read per signed manifest, in all.
+pub const MAX_SIGNATURE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The kinds of signature artifact.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -90,18 +97,20 @@ pub fn is_bundle_type(artifact_type: Option<&str>) -> bool {
     artifact_type.is_some_and(|t| t.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
 }
 
-/// The layers of a signature artifact that hold signatures of `signs`, in order; an
-/// artifact of the wrong shape is refused with the reason.
+/// The layers of a signature artifact that hold signatures of `signs`, with their
+/// positions in the manifest, in order (a bundle artifact holds one); an artifact of the
+/// wrong shape is refused with the reason.
 pub fn signature_layers<'m>(
     kind: Kind,
     manifest: &'m ImageManifest,
     signs: &Digest,
-) -> Result<Vec<&'m Descriptor>, String> {
-    let layers: Vec<&Descriptor> = match kind {
+) -> Result<Vec<(usize, &'m Descriptor)>, String> {
+    let layers: Vec<(usize, &Descriptor)> = match kind {
         Kind::Cosign => manifest
             .layers
             .iter()
-            .filter(|l| {
+            .enumerate()
+            .filter(|(_, l)| {
                 l.media_type == PAYLOAD_MEDIA_TYPE
                     && l.annotations.contains_key(SIGNATURE_ANNOTATION)
             })
@@ -130,7 +139,9 @@ pub fn signature_layers<'m>(
             manifest
                 .layers
                 .iter()
-                .filter(|l| l.media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
+                .enumerate()
+                .filter(|(_, l)| l.media_type.starts_with(BUNDLE_MEDIA_TYPE_PREFIX))
+                .take(1)
                 .collect()
         }
     };
@@ -195,7 +206,7 @@ fn check_cosign(
         Some(rekor) => {
             let bundle = legacy_bundle(annotations, rekor, signature, payload)?;
             let verified = sigstore::verify(&bundle, Content::Bytes(payload), policy, root)
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string().replacen("the bundle", "the signature", 1))?;
             Accepted {
                 signer: verified.signer,
                 log_index: verified.log_index,
@@ -208,6 +219,14 @@ fn check_cosign(
             return Err(
                 "it is a keyless signature without a transparency-log entry, which cannot show \
                  when it was made (the certificate lives minutes): it is not accepted"
+                    .to_owned(),
+            );
+        }
+        None if !policy.allow_unlogged => {
+            return Err(
+                "it has no transparency-log entry (no `dev.sigstore.cosign/bundle` annotation), \
+                 and keyed signatures are accepted without one only where the [trust] table \
+                 says `insecure-ignore-tlog = true` (as `cosign verify --insecure-ignore-tlog`)"
                     .to_owned(),
             );
         }
@@ -241,9 +260,9 @@ fn check_bundle(
     policy: &Policy,
     root: &TrustRoot,
 ) -> Result<Accepted, String> {
+    let reference = check_statement(bundle)?;
     let verified = sigstore::verify(bundle, Content::Digest(signs), policy, root)
         .map_err(|e| e.to_string())?;
-    let reference = dsse_reference(bundle);
     check_reference(reference.as_deref(), repository)?;
     Ok(Accepted {
         signer: verified.signer,
@@ -314,17 +333,45 @@ fn parse_payload(payload: &[u8]) -> Result<Claim, String> {
     })
 }
 
-/// A DSSE bundle's in-toto statement may carry cosign's claim as its predicate; its
-/// `docker-reference`, if any.
-fn dsse_reference(bundle: &[u8]) -> Option<String> {
-    let value: serde_json::Value = serde_json::from_slice(bundle).ok()?;
-    let payload = value.pointer("/dsseEnvelope/payload")?.as_str()?;
-    let statement: serde_json::Value =
-        serde_json::from_slice(&BASE64.decode(payload).ok()?).ok()?;
-    let reference = statement
-        .pointer("/predicate/critical/identity/docker-reference")?
-        .as_str()?;
-    (!reference.is_empty()).then(|| reference.to_owned())
+/// A DSSE bundle must hold an in-toto statement of cosign's signature predicate: a
+/// trusted signer's SBOM, vulnerability scan or provenance attestation for the same digest
+/// is a statement *about* the image, not a signature *of* it. Returns the predicate's
+/// `docker-reference`, if it carries cosign's claim with one. A message-signature bundle
+/// signs the manifest digest itself and has no statement.
+fn check_statement(bundle: &[u8]) -> Result<Option<String>, String> {
+    let value: serde_json::Value = serde_json::from_slice(bundle)
+        .map_err(|e| format!("the Sigstore bundle cannot be read: {e}"))?;
+    let Some(envelope) = value.get("dsseEnvelope") else {
+        return Ok(None);
+    };
+    let payload_type = envelope.get("payloadType").and_then(|t| t.as_str());
+    if payload_type != Some(IN_TOTO_PAYLOAD_TYPE) {
+        return Err(format!(
+            "its DSSE envelope holds `{}`, not an in-toto statement",
+            payload_type.unwrap_or_default().escape_debug()
+        ));
+    }
+    let statement: serde_json::Value = envelope
+        .get("payload")
+        .and_then(|p| p.as_str())
+        .and_then(|p| BASE64.decode(p).ok())
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+        .ok_or("its DSSE envelope's payload is not a JSON in-toto statement")?;
+    let predicate_type = statement
+        .get("predicateType")
+        .and_then(|t| t.as_str())
+        .unwrap_or_default();
+    if predicate_type != SIGN_PREDICATE_TYPE {
+        return Err(format!(
+            "it is an attestation of type `{}`, not a signature (predicate type `{SIGN_PREDICATE_TYPE}`)",
+            predicate_type.escape_debug()
+        ));
+    }
+    Ok(statement
+        .pointer("/predicate/critical/identity/docker-reference")
+        .and_then(|r| r.as_str())
+        .filter(|r| !r.is_empty())
+        .map(str::to_owned))
 }
 
 /// A signature's `docker-reference`, where stated, must name the image's repository (a
@@ -535,5 +582,29 @@ mod tests {
         let err = signature_layers(Kind::Bundle, &manifest, &digest(2)).unwrap_err();
         assert!(err.contains("refers to manifest"), "{err}");
         assert!(signature_layers(Kind::Cosign, &manifest, &digest(1)).is_err());
+    }
+
+    #[test]
+    fn only_cosign_sign_statements_are_signatures() {
+        let bundle = |payload_type: &str, statement: serde_json::Value| {
+            serde_json::json!({"dsseEnvelope": {
+                "payloadType": payload_type,
+                "payload": BASE64.encode(statement.to_string()),
+                "signatures": [],
+            }})
+            .to_string()
+        };
+        let sign = serde_json::json!({"predicateType": SIGN_PREDICATE_TYPE, "predicate": {}});
+        assert_eq!(
+            check_statement(bundle(IN_TOTO_PAYLOAD_TYPE, sign.clone()).as_bytes()),
+            Ok(None)
+        );
+        let scan =
+            serde_json::json!({"predicateType": "https://cosign.sigstore.dev/attestation/vuln/v1"});
+        let err = check_statement(bundle(IN_TOTO_PAYLOAD_TYPE, scan).as_bytes()).unwrap_err();
+        assert!(err.contains("is an attestation of type"), "{err}");
+        let err = check_statement(bundle("text/plain", sign).as_bytes()).unwrap_err();
+        assert!(err.contains("not an in-toto statement"), "{err}");
+        assert_eq!(check_statement(b"{\"messageSignature\": {}}"), Ok(None));
     }
 }

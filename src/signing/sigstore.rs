@@ -109,13 +109,18 @@ impl TrustedKey {
     }
 }
 
-/// Reads a PEM public key file (the one filesystem access of this module).
+/// Largest PEM key file read: a public key is a few hundred bytes.
+pub const MAX_KEY_FILE_BYTES: u64 = 64 * 1024;
+
+/// Reads a PEM public key file (the one filesystem access of this module): a regular
+/// file, not a link or device, of at most [`MAX_KEY_FILE_BYTES`].
 pub fn read_key_file(path: &Path) -> Result<TrustedKey, Error> {
     let origin = format!("key file {}", path.display());
-    let pem = fs_err::read(path).map_err(|e| Error::Key {
-        origin: origin.clone(),
-        message: e.to_string(),
-    })?;
+    let pem =
+        crate::fsutil::read_regular_capped(path, MAX_KEY_FILE_BYTES).map_err(|e| Error::Key {
+            origin: origin.clone(),
+            message: e.to_string(),
+        })?;
     TrustedKey::from_pem(&pem, &origin)
 }
 
@@ -179,6 +184,9 @@ pub struct Policy {
     pub keys: Vec<TrustedKey>,
     /// Identities for keyless bundles.
     pub identities: Vec<Identity>,
+    /// Whether a keyed cosign signature without a transparency-log entry is accepted
+    /// (`insecure-ignore-tlog`; cosign's `--insecure-ignore-tlog`). Never a keyless one.
+    pub allow_unlogged: bool,
 }
 
 /// The content a bundle must sign.
@@ -573,6 +581,7 @@ mod tests {
 
     fn identity(issuer: &str, subject: Subject) -> Policy {
         Policy {
+            allow_unlogged: false,
             keys: Vec::new(),
             identities: vec![Identity {
                 issuer: issuer.to_owned(),
@@ -587,6 +596,7 @@ mod tests {
 
     fn keys(pems: &[&[u8]]) -> Policy {
         Policy {
+            allow_unlogged: false,
             keys: pems
                 .iter()
                 .map(|pem| TrustedKey::from_pem(pem, "test key").expect("a PEM key"))

@@ -192,7 +192,10 @@ impl TrustStore {
                 self.manifest_path.display()
             )
         };
-        let mut policy = sigstore::Policy::default();
+        let mut policy = sigstore::Policy {
+            allow_unlogged: table.insecure_ignore_tlog,
+            ..sigstore::Policy::default()
+        };
         for file in &table.sigstore_keys {
             let key = sigstore::read_key_file(&self.dir.join(file)).map_err(|e| {
                 hinted(

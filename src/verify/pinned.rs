@@ -402,17 +402,18 @@ fn check_sigstore_artifact(
         return Err(disagrees(
             format!("what signature {} signs", sig.manifest.digest),
             &sig.signs,
-            "the pinned index or one of the pinned manifests",
+            "none of the pinned index and manifests",
         ));
     }
     let parsed = read_image_manifest(checker, &sig.manifest, "signature manifest")?;
     let of = format!("of signature manifest {}", sig.manifest.digest);
     check_listed(&parsed, &of, &sig.config, &sig.layers)?;
-    if !sig.layers.iter().any(|l| l.digest == sig.layer) {
+    let at = sig.layers.get(sig.layer_index).map(|l| &l.digest);
+    if at != Some(&sig.layer) {
         return Err(disagrees(
-            format!("the verified layer {of}"),
+            format!("layer {} {of} (the one that verified)", sig.layer_index),
             &sig.layer,
-            "one of its layers",
+            at.map_or_else(|| "no such layer".to_owned(), ToString::to_string),
         ));
     }
     Ok(())

@@ -111,10 +111,15 @@ fn verify_one(
     };
     let layers = cosign::signature_layers(kind, &manifest, &sig.signs)
         .map_err(|e| format!("{what}: {e}"))?;
-    let layer = layers
+    let (_, layer) = layers
         .into_iter()
-        .find(|l| l.digest == sig.layer)
-        .ok_or_else(|| format!("{what} has no signature layer {}", sig.layer))?;
+        .find(|(i, l)| *i == sig.layer_index && l.digest == sig.layer)
+        .ok_or_else(|| {
+            format!(
+                "{what} has no signature layer {} at position {}",
+                sig.layer, sig.layer_index
+            )
+        })?;
     let layer_blob = Blob {
         digest: layer.digest.clone(),
         size: layer.size,

@@ -116,7 +116,7 @@ impl Cosign {
         self.project.write(
             "images.toml",
             &format!(
-                "[trust.\"{}/acme/\"]\nsigstore-keys = [\"{key_file}\"]\n\n[images.app]\ndocker = \"{}:v1\"\nplatforms = [\"linux/amd64\"]\n",
+                "[trust.\"{}/acme/\"]\nsigstore-keys = [\"{key_file}\"]\ninsecure-ignore-tlog = true\n\n[images.app]\ndocker = \"{}:v1\"\nplatforms = [\"linux/amd64\"]\n",
                 self.registry.host(),
                 self.repository
             ),
@@ -292,11 +292,37 @@ fn untrusted_keys_other_digests_and_other_repositories_are_refused_and_nothing_i
             "{name}: a lock was written"
         );
     }
-    // Appended by a later signer: one good signature among bad ones suffices.
+    // Appended by a later signer: one good signature among bad ones suffices. Both
+    // layers hold the same payload (so the same digest); the lock says which one verified.
     let good = c.signed(&c.key.0, &c.repository, &c.digest);
     let bad = c.signed(&mallory.0, &c.repository, &c.digest);
+    assert_eq!(good.0, bad.0);
     c.push_signatures("mixed", &[bad, good]);
     c.project.run(&["lock"]).success();
+    assert!(c.project.read("images.lock").contains("layer-index = 1"));
+    c.project.run(&["sync"]).success();
+    c.project.run(&["verify"]).success();
+
+    // Without `insecure-ignore-tlog`, a keyed signature needs a transparency-log entry.
+    let manifest = c.project.read("images.toml");
+    c.project.write(
+        "images.toml",
+        &manifest.replace("insecure-ignore-tlog = true\n", ""),
+    );
+    let run = c.project.run(&["lock"]).failure(1);
+    assert!(
+        run.stderr.contains("it has no transparency-log entry"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("insecure-ignore-tlog = true"),
+        "{}",
+        run.stderr
+    );
+    let run = c.project.run(&["verify"]).failure(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(all.contains("it has no transparency-log entry"), "{all}");
 }
 
 #[test]
@@ -844,7 +870,7 @@ fn signatures_go_to_a_mirror_and_a_fresh_store_syncs_them_from_it() {
     c.project.write(
         "images.toml",
         &format!(
-            "{manifest}\n[trust.\"{tool}\"]\nsigstore-keys = [\"keys/cosign.pub\"]\n\n[images.tool]\ndocker = \"{tool}:v1\"\nplatforms = [\"linux/amd64\"]\n\n[registries.\"{}\"]\ninsecure-http = true\n",
+            "{manifest}\n[trust.\"{tool}\"]\nsigstore-keys = [\"keys/cosign.pub\"]\ninsecure-ignore-tlog = true\n\n[images.tool]\ndocker = \"{tool}:v1\"\nplatforms = [\"linux/amd64\"]\n\n[registries.\"{}\"]\ninsecure-http = true\n",
             mirror.host()
         ),
     );
