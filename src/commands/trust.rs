@@ -286,6 +286,18 @@ fn read_trusted_root(path: &Path) -> anyhow::Result<CheckedRoot> {
             hint,
         )
     })?;
+    // The format lets every list be empty; such a root verifies nothing.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let lists = |key: &str| json[key].as_array().is_some_and(|a| !a.is_empty());
+    if !lists("tlogs") && !lists("certificateAuthorities") {
+        return Err(hinted(
+            format!(
+                "{} is not a usable trusted root: it lists no transparency log (`tlogs`) and no certificate authority (`certificateAuthorities`), so it would verify nothing",
+                path.display()
+            ),
+            hint,
+        ));
+    }
     Ok(CheckedRoot {
         path: path.to_owned(),
         digest: root.digest().clone(),
@@ -693,14 +705,14 @@ fn remove_openpgp(
                 (table.sigstore_identities.len(), "keyless signer"),
                 (usize::from(table.trusted_root.is_some()), "trusted root"),
             ];
-            let parts: Vec<String> = std::iter::once(plural(removal.fingerprints.len(), "key"))
-                .chain(
-                    sigstore
-                        .into_iter()
-                        .filter(|(n, _)| *n > 0)
-                        .map(|(n, what)| plural(n, what)),
-                )
+            let mut parts: Vec<String> = std::iter::once((removal.fingerprints.len(), "key"))
+                .chain(sigstore)
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| plural(n, what))
                 .collect();
+            if parts.is_empty() {
+                parts.push(plural(0, "key"));
+            }
             settings.printer.status(format!(
                 "Removed [trust.\"{prefix}\"] ({}) from {}",
                 parts.join(", "),
