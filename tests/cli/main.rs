@@ -13,5 +13,6 @@ mod peers;
 mod registry;
 mod render;
 mod signing;
+mod sigstore_cli;
 mod store;
 mod tamper;
