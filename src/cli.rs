@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::project::manifest::SigstoreIdentity;
 use crate::report::printer::{Printer, Verbosity};
 
 /// Pin container images in a lockfile; sync exactly those blobs into an OCI store.
@@ -104,9 +105,9 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// List the keys trusted for name prefixes and what each covers; add or remove them.
+    /// List the keys and signers trusted for name prefixes and what each covers; add or remove them.
     #[command(
-        after_help = "Without a subcommand, lists every [trust.\"PREFIX\"] table: its keys (fingerprint,\nuser IDs, expiry) and the locked images it covers (the most specific prefix decides).\n\nExamples:\n  imagelock trust\n  imagelock trust --json\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073"
+        after_help = "Without a subcommand, lists every [trust.\"PREFIX\"] table: its OpenPGP keys (fingerprint,\nuser IDs, expiry), Sigstore keys, keyless signers and trusted root, and the locked images it\ncovers (the most specific prefix decides).\n\nExamples:\n  imagelock trust\n  imagelock trust --json\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust add ghcr.io/acme/ --sigstore-key cosign.pub\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073"
     )]
     Trust(TrustArgs),
     /// Unpack a locked image's root filesystem from the store (no network), cached for next time.
@@ -341,10 +342,11 @@ impl RenderArgs {
 /// `imagelock trust ...`.
 #[derive(Debug, Subcommand)]
 pub enum TrustCommand {
-    /// Trust an OpenPGP key for a name prefix: from a file, or discovered from the prefix's
-    /// `ac-discovery-pubkeys`.
+    /// Trust signers for a name prefix: an OpenPGP key (from a file, or discovered from the
+    /// prefix's `ac-discovery-pubkeys`), a Sigstore / cosign key, a keyless Sigstore identity,
+    /// or the Sigstore trusted root that checks keyless signatures.
     #[command(
-        after_help = "The key is kept in the repository (keys/<FINGERPRINT>.asc unless the file is\nalready beside images.toml) and listed under [trust.\"PREFIX\"] keys.\n\nExamples:\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust add example.com/ --discover\n  imagelock trust add example.com/ --discover --fingerprint 8B86DE38890DDB7291867B025210BD8888182190"
+        after_help = "Key and root files are kept in the repository: listed where they are when already\nbeside images.toml, else copied to keys/<FINGERPRINT>.asc (OpenPGP),\nkeys/sigstore-<SHA256>.pub (Sigstore keys) or keys/trusted_root-<SHA256>.json, and listed under\n[trust.\"PREFIX\"] keys, sigstore-keys, sigstore-identities or trusted-root. Adding what is\nalready trusted changes nothing.\n\nKeyless identities are cosign's --certificate-oidc-issuer with --certificate-identity\n(--identity ISSUER SUBJECT) or --certificate-identity-regexp (--identity-regexp ISSUER REGEXP;\nthe pattern is searched in the subject: anchor it with ^...$).\n\nExamples:\n  imagelock trust add example.com/ --key release.asc\n  imagelock trust add example.com/ --discover\n  imagelock trust add example.com/ --discover --fingerprint 8B86DE38890DDB7291867B025210BD8888182190\n  imagelock trust add ghcr.io/acme/ --sigstore-key cosign.pub\n  imagelock trust add ghcr.io/acme/ --identity https://token.actions.githubusercontent.com \\\n      https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\n  imagelock trust add ghcr.io/acme/ --identity-regexp \\\n      https://accounts.google.com '^[a-z]+@acme\\.com$'\n  imagelock trust add ghcr.io/acme/ --trusted-root trusted_root.json"
     )]
     Add(TrustAddArgs),
     /// List the trusted prefixes, their keys and the locked images each covers.
@@ -356,20 +358,19 @@ pub enum TrustCommand {
     },
     /// Stop trusting a prefix's keys, or one of them; edits images.toml in place.
     #[command(
-        after_help = "Removes the whole [trust.\"PREFIX\"] table, or with --key only the key file holding\nthat key (the file itself stays in the repository). Locked images signed by a removed\nkey are named: they fail `imagelock verify` until a key that signed them is trusted again.\n\nExamples:\n  imagelock trust remove example.com/\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073\n  imagelock trust remove example.com/ --key 37F3026F530A8073"
+        after_help = "Removes the whole [trust.\"PREFIX\"] table, or with --key only the key file holding\nthat key (the file itself stays in the repository); likewise --sigstore-key, --identity,\n--identity-regexp and --trusted-root (which goes back to the built-in public-good root).\nLocked images signed by a removed key are named: they fail `imagelock verify` until a key\nthat signed them is trusted again.\n\nExamples:\n  imagelock trust remove example.com/\n  imagelock trust remove example.com/ --key 8836CD40C8B00F2B3BBE84E537F3026F530A8073\n  imagelock trust remove example.com/ --key 37F3026F530A8073\n  imagelock trust remove ghcr.io/acme/ --sigstore-key sha256:4f2a9c01d3b7\n  imagelock trust remove ghcr.io/acme/ --identity https://accounts.google.com dev@acme.com\n  imagelock trust remove ghcr.io/acme/ --trusted-root"
     )]
-    Remove {
-        /// The prefix, exactly as written in images.toml.
-        prefix: String,
-        /// Remove only this key: its fingerprint (40 hex digits) or long key ID (the last 16).
-        #[arg(long, value_name = "FPR")]
-        key: Option<String>,
-    },
+    Remove(TrustRemoveArgs),
 }
 
 /// `imagelock trust add`.
 #[derive(Debug, Args)]
-#[command(group(clap::ArgGroup::new("from").required(true).args(["key", "discover"])))]
+#[command(group(
+    clap::ArgGroup::new("from")
+        .required(true)
+        .multiple(true)
+        .args(["key", "discover", "sigstore_keys", "identities", "identity_regexps", "trusted_root"])
+))]
 pub struct TrustAddArgs {
     /// The name prefix, e.g. `example.com/` or `registry.example.com/team/`.
     pub prefix: String,
@@ -377,11 +378,138 @@ pub struct TrustAddArgs {
     #[arg(long, value_name = "FILE")]
     pub key: Option<PathBuf>,
     /// Fetch the prefix's keys by appc discovery (`ac-discovery-pubkeys`).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "key")]
     pub discover: bool,
     /// With --discover: the fingerprint you verified out of band; only that key is written.
     #[arg(long, value_name = "FPR", requires = "discover")]
     pub fingerprint: Option<String>,
+    /// A Sigstore / cosign public key (PEM: ECDSA P-256/P-384, RSA or Ed25519), as
+    /// `cosign verify --key` takes it. Repeatable.
+    #[arg(long = "sigstore-key", value_name = "FILE")]
+    pub sigstore_keys: Vec<PathBuf>,
+    /// A keyless signer: the certificate's OIDC issuer and its exact subject (cosign's
+    /// `--certificate-oidc-issuer` and `--certificate-identity`). Repeatable.
+    #[arg(long = "identity", num_args = 2, value_names = ["ISSUER", "SUBJECT"])]
+    pub identities: Vec<String>,
+    /// A keyless signer: the OIDC issuer and a regular expression searched in the subject
+    /// (cosign's `--certificate-identity-regexp`; anchor it with `^…$`). Repeatable.
+    #[arg(long = "identity-regexp", num_args = 2, value_names = ["ISSUER", "REGEXP"])]
+    pub identity_regexps: Vec<String>,
+    /// The Sigstore `trusted_root.json` that checks the prefix's keyless certificates, log
+    /// entries and timestamps [default: the public-good root built into imagelock].
+    #[arg(long = "trusted-root", value_name = "FILE")]
+    pub trusted_root: Option<PathBuf>,
+}
+
+impl TrustAddArgs {
+    /// The additions these flags ask for.
+    pub fn request(self) -> crate::commands::TrustAddRequest {
+        let TrustAddArgs {
+            prefix,
+            key,
+            discover,
+            fingerprint,
+            sigstore_keys,
+            identities,
+            identity_regexps,
+            trusted_root,
+        } = self;
+        let openpgp = match (key, discover) {
+            (Some(file), _) => Some(crate::commands::KeySource::File(file)),
+            (None, true) => Some(crate::commands::KeySource::Discover { fingerprint }),
+            (None, false) => None,
+        };
+        let pairs = |values: Vec<String>| -> Vec<(String, String)> {
+            values
+                .chunks_exact(2)
+                .map(|pair| (pair[0].clone(), pair[1].clone()))
+                .collect()
+        };
+        let exact = pairs(identities)
+            .into_iter()
+            .map(|(issuer, subject)| SigstoreIdentity {
+                issuer,
+                subject: Some(subject),
+                subject_regexp: None,
+            });
+        let regexps = pairs(identity_regexps)
+            .into_iter()
+            .map(|(issuer, pattern)| SigstoreIdentity {
+                issuer,
+                subject: None,
+                subject_regexp: Some(pattern),
+            });
+        crate::commands::TrustAddRequest {
+            prefix,
+            openpgp,
+            sigstore_keys,
+            identities: exact.chain(regexps).collect(),
+            trusted_root,
+        }
+    }
+}
+
+/// `imagelock trust remove`.
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("what")
+        .args(["key", "sigstore_key", "identity", "identity_regexp", "trusted_root"])
+))]
+pub struct TrustRemoveArgs {
+    /// The prefix, exactly as written in images.toml.
+    pub prefix: String,
+    /// Remove only this OpenPGP key: its fingerprint (40 hex digits) or long key ID (the last 16).
+    #[arg(long, value_name = "FPR")]
+    pub key: Option<String>,
+    /// Remove only this Sigstore key: its fingerprint (`sha256:` and 64 hex digits, or the first 12 or more).
+    #[arg(long = "sigstore-key", value_name = "FPR")]
+    pub sigstore_key: Option<String>,
+    /// Remove only this keyless signer (issuer and exact subject, as listed).
+    #[arg(long, num_args = 2, value_names = ["ISSUER", "SUBJECT"], action = clap::ArgAction::Set)]
+    pub identity: Vec<String>,
+    /// Remove only this keyless signer (issuer and subject pattern, as listed).
+    #[arg(long = "identity-regexp", num_args = 2, value_names = ["ISSUER", "REGEXP"], action = clap::ArgAction::Set)]
+    pub identity_regexp: Vec<String>,
+    /// Remove only `trusted-root`: the built-in public-good root applies again.
+    #[arg(long = "trusted-root")]
+    pub trusted_root: bool,
+}
+
+impl TrustRemoveArgs {
+    /// The prefix and what to remove from it.
+    pub fn request(self) -> (String, crate::commands::TrustRemoval) {
+        use crate::commands::TrustRemoval;
+        let TrustRemoveArgs {
+            prefix,
+            key,
+            sigstore_key,
+            identity: exact,
+            identity_regexp,
+            trusted_root,
+        } = self;
+        let identity = |issuer: &String, subject: Option<&String>, pattern: Option<&String>| {
+            TrustRemoval::Identity(SigstoreIdentity {
+                issuer: issuer.clone(),
+                subject: subject.cloned(),
+                subject_regexp: pattern.cloned(),
+            })
+        };
+        // The group allows one of them; each identity flag takes exactly two values, once.
+        let removal = if let Some(key) = key {
+            TrustRemoval::Key(key)
+        } else if let Some(key) = sigstore_key {
+            TrustRemoval::SigstoreKey(key)
+        } else if let [issuer, subject] = exact.as_slice() {
+            identity(issuer, Some(subject), None)
+        } else if let [issuer, pattern] = identity_regexp.as_slice() {
+            identity(issuer, None, Some(pattern))
+        } else if trusted_root {
+            TrustRemoval::TrustedRoot
+        } else {
+            TrustRemoval::Prefix
+        };
+        (prefix, removal)
+    }
 }
 
 /// `imagelock add`.

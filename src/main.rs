@@ -107,19 +107,7 @@ async fn run_trust(args: TrustArgs, global: imagelock::cli::GlobalArgs) -> anyho
         TrustArgs {
             command: Some(TrustCommand::Add(args)),
             ..
-        } => {
-            let imagelock::cli::TrustAddArgs {
-                prefix,
-                key,
-                discover: _,
-                fingerprint,
-            } = args;
-            let source = match key {
-                Some(file) => commands::KeySource::File(file),
-                None => commands::KeySource::Discover { fingerprint },
-            };
-            commands::trust_add(&Settings::resolve(global, false)?, &prefix, source).await
-        }
+        } => commands::trust_add(&Settings::resolve(global, false)?, args.request()).await,
         TrustArgs {
             command: None,
             json,
@@ -129,9 +117,12 @@ async fn run_trust(args: TrustArgs, global: imagelock::cli::GlobalArgs) -> anyho
             ..
         } => commands::trust_list(&Settings::resolve(global, json)?),
         TrustArgs {
-            command: Some(TrustCommand::Remove { prefix, key }),
+            command: Some(TrustCommand::Remove(args)),
             ..
-        } => commands::trust_remove(&Settings::resolve(global, false)?, &prefix, key.as_deref()),
+        } => {
+            let (prefix, what) = args.request();
+            commands::trust_remove(&Settings::resolve(global, false)?, &prefix, what)
+        }
     }
 }
 

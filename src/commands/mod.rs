@@ -21,5 +21,5 @@ pub use render::render;
 pub use report::{diff, inspect, list};
 pub use store::{fsck, gc};
 pub use sync::sync;
-pub use trust::{KeySource, trust_add, trust_list, trust_remove};
+pub use trust::{KeySource, TrustAddRequest, TrustRemoval, trust_add, trust_list, trust_remove};
 pub use verify::verify;

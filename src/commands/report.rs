@@ -1,14 +1,20 @@
-//! `diff`, `list`, `inspect`: reading the lock.
+//! `diff`, `list`, `inspect`: reading the lock (and, for `inspect`, the store: which
+//! blobs it holds, and the certificates of the pinned Sigstore signatures, read from
+//! their stored bytes after a digest check).
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
 
 use crate::cli::Settings;
+use crate::digest::Digest;
 use crate::errors::hinted;
-use crate::project::lockfile::{Lock, LockedImage, lock_path_for};
+use crate::project::lockfile::{
+    Blob, Lock, LockedImage, LockedSigstore, SigstoreKind, lock_path_for,
+};
 use crate::project::manifest::Manifest;
-use crate::report::StoreState;
+use crate::report::{CertificateState, SigstoreView, StoreState};
 use crate::signing::trust_list::KnownKeys;
 use crate::store::Store;
 use crate::text::plural;
@@ -122,7 +128,20 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         check_before_showing(&lock, &lock_path, image, store, manifest.as_ref())?;
     }
     let state = store_state(image, store_path, store.as_ref());
-    for line in crate::report::inspect_lines(image, &state, &keys) {
+    let roots = root_origins(manifest.as_ref());
+    let sigstore: Vec<SigstoreView> = image
+        .sigstore
+        .iter()
+        .map(|sig| {
+            let origin = sig
+                .trusted_root
+                .as_ref()
+                .and_then(|d| roots.get(d))
+                .cloned();
+            crate::report::sigstore_view(image, sig, certificate(sig, store.as_ref()), origin)
+        })
+        .collect();
+    for line in crate::report::inspect_lines(image, &state, &keys, &sigstore) {
         printer.out(line);
     }
     printer.json(&json!({
@@ -130,8 +149,91 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         "blobs": crate::report::blob_roles(image, &state),
         "store": state,
         "keys": signers_json(image, &keys),
+        "sigstore": sigstore,
     }));
     Ok(())
+}
+
+/// Where each trusted root images.toml names is, by digest: the built-in public-good
+/// root, and each readable `trusted-root` file (with its prefix).
+fn root_origins(manifest: Option<&Manifest>) -> BTreeMap<Digest, String> {
+    let mut out = BTreeMap::new();
+    if let Some(digest) = crate::signing::trust_list::public_good_root_digest() {
+        out.insert(digest, "the built-in Sigstore public-good root".to_owned());
+    }
+    for (prefix, table) in manifest.iter().flat_map(|m| &m.trust) {
+        let Some(file) = &table.trusted_root else {
+            continue;
+        };
+        if let Some(m) = manifest
+            && let Ok(digest) = crate::signing::trust_list::read_trusted_root(m, file)
+        {
+            out.insert(digest, format!("{file} of [trust.\"{prefix}\"]"));
+        }
+    }
+    out
+}
+
+/// The certificate of the keyless signature `sig`, read from the artifact's stored bytes.
+fn certificate(sig: &LockedSigstore, store: Option<&Store>) -> CertificateState {
+    if sig.key.is_some() {
+        return CertificateState::None;
+    }
+    // A cosign certificate is an annotation of the layer in the manifest; a bundle's is
+    // inside the bundle, the layer itself.
+    let holder = match sig.kind {
+        SigstoreKind::Cosign => Some(sig.manifest.clone()),
+        SigstoreKind::Bundle => sig.layers.iter().find(|l| l.digest == sig.layer).cloned(),
+    };
+    let Some(holder) = holder else {
+        return CertificateState::Unreadable {
+            error: format!("the lock pins no layer {}", sig.layer),
+        };
+    };
+    let bytes = match store.map(|s| read_pinned(s, &holder)) {
+        None | Some(Ok(None)) => return CertificateState::NotInStore,
+        Some(Ok(Some(bytes))) => bytes,
+        Some(Err(error)) => return CertificateState::Unreadable { error },
+    };
+    let read = match sig.kind {
+        SigstoreKind::Cosign => crate::signing::certificate::of_cosign_layer(&bytes, &sig.layer),
+        SigstoreKind::Bundle => crate::signing::certificate::of_bundle(&bytes),
+    };
+    match read {
+        Ok(Some(details)) => CertificateState::Present { details },
+        Ok(None) => CertificateState::Unreadable {
+            error: "the signature carries no certificate, though the lock names no key".to_owned(),
+        },
+        Err(error) => CertificateState::Unreadable { error },
+    }
+}
+
+/// The stored bytes of `blob`, checked against its digest; `None` when the store lacks it.
+fn read_pinned(store: &Store, blob: &Blob) -> Result<Option<Vec<u8>>, String> {
+    use std::io::Read as _;
+    if !store.contains(blob) {
+        return Ok(None);
+    }
+    if blob.size > crate::signing::cosign::MAX_LAYER_BYTES {
+        return Err(format!(
+            "{} is {} bytes, more than a signature artifact holds",
+            blob.digest, blob.size
+        ));
+    }
+    let mut bytes = Vec::new();
+    store
+        .open_blob(&blob.digest)
+        .and_then(|file| file.take(blob.size).read_to_end(&mut bytes))
+        .map_err(|e| format!("cannot read {}: {e}", blob.digest))?;
+    let mut hasher = crate::digest::Hasher::new(blob.digest.algorithm());
+    hasher.update(&bytes);
+    if hasher.finish() != blob.digest {
+        return Err(format!(
+            "the stored {} does not match its digest (`imagelock fsck` finds such blobs)",
+            blob.digest
+        ));
+    }
+    Ok(Some(bytes))
 }
 
 /// `inspect ID` of an ID the lock does not have: not locked yet, or unknown.

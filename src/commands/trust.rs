@@ -1,4 +1,11 @@
-//! `trust add`, `trust list`, `trust remove`.
+//! `trust add`, `trust list`, `trust remove`: OpenPGP keys, and Sigstore keys, keyless
+//! identities and trusted roots, per `[trust."PREFIX"]` of images.toml (edited in place).
+//!
+//! Key and root files named on the command line are checked, then listed where they are
+//! when they are inside the repository, else copied beside images.toml under a name
+//! derived from their content: `keys/<FINGERPRINT>.asc` (OpenPGP),
+//! `keys/sigstore-<hex SHA-256 of the DER public key>.pub`,
+//! `keys/trusted_root-<hex SHA-256 of the JSON>.json`.
 
 use std::path::{Path, PathBuf};
 
@@ -10,8 +17,9 @@ use crate::errors::{hinted, with_hint};
 use crate::oci::registry::LazyClient;
 use crate::project::edit::{self};
 use crate::project::lockfile::{Lock, lock_path_for};
-use crate::project::manifest::Manifest;
+use crate::project::manifest::{Manifest, SigstoreIdentity};
 use crate::signing::openpgp::{self, PublicKey};
+use crate::signing::sigstore;
 use crate::signing::trust;
 use crate::signing::trust_list::{self, KeyFile, Removal};
 use crate::text::plural;
@@ -30,36 +38,309 @@ pub enum KeySource {
     },
 }
 
+/// What `trust add` adds to one `[trust."PREFIX"]`.
+pub struct TrustAddRequest {
+    /// The name prefix.
+    pub prefix: String,
+    /// OpenPGP keys (`keys`), if any.
+    pub openpgp: Option<KeySource>,
+    /// Sigstore / cosign PEM public key files (`sigstore-keys`).
+    pub sigstore_keys: Vec<PathBuf>,
+    /// Keyless signers (`sigstore-identities`).
+    pub identities: Vec<SigstoreIdentity>,
+    /// A `trusted_root.json` (`trusted-root`).
+    pub trusted_root: Option<PathBuf>,
+}
+
 /// `imagelock trust add`.
-pub async fn trust_add(settings: &Settings, prefix: &str, source: KeySource) -> anyhow::Result<()> {
+pub async fn trust_add(settings: &Settings, request: TrustAddRequest) -> anyhow::Result<()> {
+    let TrustAddRequest {
+        prefix,
+        openpgp,
+        sigstore_keys,
+        identities,
+        trusted_root,
+    } = request;
+    let prefix = prefix.as_str();
     trust::check_prefix(prefix)?;
     let manifest = load_manifest(&settings.manifest)?;
     let dir = manifest.dir().to_owned();
-    let (keys, in_repo) = match &source {
-        KeySource::File(path) => (keys_from_file(path)?, trust::repo_relative(&dir, path)),
-        KeySource::Discover { fingerprint } => {
-            let keys = discovered_keys(settings, &manifest, prefix, fingerprint.as_deref()).await?;
-            (keys, None)
+    // Everything is read and checked before anything is written.
+    let openpgp = match &openpgp {
+        None => None,
+        Some(source) => {
+            let (keys, in_repo) = match source {
+                KeySource::File(path) => (keys_from_file(path)?, trust::repo_relative(&dir, path)),
+                KeySource::Discover { fingerprint } => {
+                    let keys = discovered_keys(settings, &manifest, prefix, fingerprint.as_deref())
+                        .await?;
+                    (keys, None)
+                }
+            };
+            for key in &keys {
+                trust::check_usable(key)?;
+            }
+            Some((keys, in_repo))
         }
     };
-    for key in &keys {
-        trust::check_usable(key)?;
+    let sigstore_keys = sigstore_keys
+        .iter()
+        .map(|path| read_sigstore_key(path))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    for identity in &identities {
+        check_identity(identity)?;
     }
-    // A key file inside the repository is listed where it is; others are written to keys/.
-    let files = match in_repo {
-        Some(relative) => vec![relative],
-        None => keys
-            .iter()
-            .map(|key| trust::write_key_file(&dir, key))
-            .collect::<anyhow::Result<Vec<_>>>()?,
+    let trusted_root = trusted_root.as_deref().map(read_trusted_root).transpose()?;
+
+    let mut text = Edited {
+        text: read_manifest_text(settings)?,
+        changed: false,
     };
-    let text = read_manifest_text(settings)?;
-    let updated = edit::add_trust_keys(&text, prefix, &files)?;
-    if let Some(updated) = &updated {
-        write_manifest(settings, updated, "the new trust entry is not valid")?;
+    let mut report = Vec::new();
+    if let Some((keys, in_repo)) = openpgp {
+        // A key file inside the repository is listed where it is; others are written to keys/.
+        let files = match in_repo {
+            Some(relative) => vec![relative],
+            None => keys
+                .iter()
+                .map(|key| trust::write_key_file(&dir, key))
+                .collect::<anyhow::Result<Vec<_>>>()?,
+        };
+        let added = text.apply(edit::add_trust_keys(&text.text, prefix, &files)?);
+        report.push(Added::OpenPgp { keys, files, added });
     }
-    report_added(settings, prefix, &keys, &files, updated.is_some());
+    let trusted_fingerprints: Vec<(String, String)> =
+        trust_list::sigstore_key_files(&manifest, prefix)
+            .into_iter()
+            .filter_map(|f| Some((f.key.ok()?.fingerprint().to_owned(), f.file)))
+            .collect();
+    for key in sigstore_keys {
+        let fingerprint = key.key.fingerprint().to_owned();
+        if let Some((_, file)) = trusted_fingerprints.iter().find(|(f, _)| *f == fingerprint) {
+            report.push(Added::SigstoreKey {
+                fingerprint,
+                file: file.clone(),
+                added: false,
+            });
+            continue;
+        }
+        let file = match trust::repo_relative(&dir, &key.path) {
+            Some(relative) => relative,
+            None => {
+                let hex = fingerprint.strip_prefix("sha256:").unwrap_or(&fingerprint);
+                write_repo_file(&dir, &format!("keys/sigstore-{hex}.pub"), &key.bytes)?
+            }
+        };
+        let added = text.apply(edit::add_sigstore_key(&text.text, prefix, &file)?);
+        report.push(Added::SigstoreKey {
+            fingerprint,
+            file,
+            added,
+        });
+    }
+    for identity in identities {
+        let added = text.apply(edit::add_sigstore_identity(&text.text, prefix, &identity)?);
+        report.push(Added::Identity { identity, added });
+    }
+    if let Some(root) = trusted_root {
+        let current = manifest
+            .trust
+            .get(prefix)
+            .and_then(|t| t.trusted_root.as_deref())
+            .map(|file| (file, trust_list::read_trusted_root(&manifest, file)));
+        let digest = root.digest.to_string();
+        match current {
+            Some((file, Ok(current))) if current == root.digest => {
+                report.push(Added::Root {
+                    file: file.to_owned(),
+                    digest,
+                    replaced: None,
+                    added: false,
+                });
+            }
+            _ => {
+                let file = match trust::repo_relative(&dir, &root.path) {
+                    Some(relative) => relative,
+                    None => write_repo_file(
+                        &dir,
+                        &format!("keys/trusted_root-{}.json", root.digest.hex()),
+                        &root.bytes,
+                    )?,
+                };
+                let (edited, replaced) = match edit::set_trusted_root(&text.text, prefix, &file)? {
+                    Some((edited, replaced)) => (Some(edited), replaced),
+                    None => (None, None),
+                };
+                let added = text.apply(edited);
+                report.push(Added::Root {
+                    file,
+                    digest,
+                    replaced,
+                    added,
+                });
+            }
+        }
+    }
+    if text.changed {
+        write_manifest(settings, &text.text, "the new trust entry is not valid")?;
+    }
+    report_added(settings, prefix, &report, text.changed);
     Ok(())
+}
+
+/// images.toml's text through a series of edits, each of which may change nothing.
+struct Edited {
+    text: String,
+    changed: bool,
+}
+
+impl Edited {
+    /// Takes the edit's result, if it changed the text; returns whether it did.
+    fn apply(&mut self, edited: Option<String>) -> bool {
+        match edited {
+            Some(edited) => {
+                self.text = edited;
+                self.changed = true;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// One thing `trust add` was asked to trust, and whether images.toml changed for it.
+enum Added {
+    /// OpenPGP keys and the files that hold them.
+    OpenPgp {
+        keys: Vec<PublicKey>,
+        files: Vec<String>,
+        added: bool,
+    },
+    /// A Sigstore key and the file listed for it.
+    SigstoreKey {
+        fingerprint: String,
+        file: String,
+        added: bool,
+    },
+    /// A keyless signer.
+    Identity {
+        identity: SigstoreIdentity,
+        added: bool,
+    },
+    /// A trusted root, and the file it replaced.
+    Root {
+        file: String,
+        digest: String,
+        replaced: Option<String>,
+        added: bool,
+    },
+}
+
+/// A file given to `trust add`, read and checked.
+struct Checked<T> {
+    /// What it holds.
+    key: T,
+    /// Where it was read from.
+    path: PathBuf,
+    /// Its bytes, to copy into the repository.
+    bytes: Vec<u8>,
+}
+
+/// A root given to `trust add --trusted-root`, read and checked.
+struct CheckedRoot {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    digest: crate::digest::Digest,
+}
+
+/// The PEM public key file `trust add --sigstore-key` names.
+fn read_sigstore_key(path: &Path) -> anyhow::Result<Checked<sigstore::TrustedKey>> {
+    let hint = "give the PEM public key (`-----BEGIN PUBLIC KEY-----`) that verifies the signatures: `cosign public-key --key cosign.key > cosign.pub`, or `openssl pkey -pubout` of the private key";
+    let bytes = crate::fsutil::read_regular(path).map_err(|e| {
+        hinted(
+            format!("cannot read Sigstore key file {}: {e}", path.display()),
+            hint,
+        )
+    })?;
+    let key = sigstore::TrustedKey::from_pem(&bytes, &format!("key file {}", path.display()))
+        .map_err(|e| with_hint(e, hint))?;
+    Ok(Checked {
+        key,
+        path: path.to_owned(),
+        bytes,
+    })
+}
+
+/// The `trusted_root.json` `trust add --trusted-root` names.
+fn read_trusted_root(path: &Path) -> anyhow::Result<CheckedRoot> {
+    let hint = "give a Sigstore trusted_root.json (media type application/vnd.dev.sigstore.trustedroot+json), e.g. the one your Sigstore instance publishes through TUF";
+    let bytes = crate::fsutil::read_regular(path).map_err(|e| {
+        hinted(
+            format!("cannot read trusted root {}: {e}", path.display()),
+            hint,
+        )
+    })?;
+    let root = sigstore::TrustRoot::from_json(&bytes).map_err(|e| {
+        hinted(
+            format!("{} is not a usable trusted root: {e}", path.display()),
+            hint,
+        )
+    })?;
+    // The format lets every list be empty; such a root verifies nothing.
+    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
+    let lists = |key: &str| json[key].as_array().is_some_and(|a| !a.is_empty());
+    if !lists("tlogs") && !lists("certificateAuthorities") {
+        return Err(hinted(
+            format!(
+                "{} is not a usable trusted root: it lists no transparency log (`tlogs`) and no certificate authority (`certificateAuthorities`), so it would verify nothing",
+                path.display()
+            ),
+            hint,
+        ));
+    }
+    Ok(CheckedRoot {
+        path: path.to_owned(),
+        digest: root.digest().clone(),
+        bytes,
+    })
+}
+
+/// Refuses an identity that cannot match a Fulcio certificate: an issuer that is not a
+/// URL (most often the two values swapped), an empty subject, a regexp that does not compile.
+fn check_identity(identity: &SigstoreIdentity) -> anyhow::Result<()> {
+    if !identity.issuer.contains("://") || identity.issuer.chars().any(char::is_whitespace) {
+        return Err(crate::errors::usage(
+            format!(
+                "`{}` is not an OIDC issuer URL",
+                crate::text::escape(&identity.issuer)
+            ),
+            "the issuer comes first: `--identity ISSUER SUBJECT`, e.g. `--identity https://token.actions.githubusercontent.com https://github.com/ORG/REPO/.github/workflows/release.yml@refs/heads/main`",
+        ));
+    }
+    if identity.subject.as_deref() == Some("") || identity.subject_regexp.as_deref() == Some("") {
+        return Err(crate::errors::usage(
+            "the subject is empty",
+            "give the certificate's subject (an e-mail address or a workflow URL), or `--identity-regexp ISSUER REGEXP`",
+        ));
+    }
+    identity.check().map_err(|message| {
+        crate::errors::usage(
+            message,
+            "the pattern is searched in the subject (write `^…$` to match all of it), with Go/RE2-like syntax as cosign's `--certificate-identity-regexp`",
+        )
+    })
+}
+
+/// Writes `bytes` to `relative` beside images.toml (creating its directory); returns `relative`.
+fn write_repo_file(dir: &Path, relative: &str, bytes: &[u8]) -> anyhow::Result<String> {
+    let path = dir.join(relative);
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    crate::fsutil::write_atomic(&path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(relative.to_owned())
 }
 
 /// The keys in the file `trust add --key` names.
@@ -143,32 +424,63 @@ fn check_then_pass_fingerprint(prefix: &str) -> String {
     )
 }
 
-/// What `trust add` did: the keys, and whether images.toml changed.
-fn report_added(
-    settings: &Settings,
-    prefix: &str,
-    keys: &[PublicKey],
-    files: &[String],
-    changed: bool,
-) {
+/// What `trust add` did, item by item, and whether images.toml changed.
+fn report_added(settings: &Settings, prefix: &str, report: &[Added], changed: bool) {
     let printer = settings.printer;
-    for key in keys {
-        printer.status(trust::describe_key(key));
+    let manifest = settings.manifest.display();
+    let trusted = |added: bool| if added { "Trusted" } else { "Already trusted:" };
+    for item in report {
+        match item {
+            Added::OpenPgp { keys, files, added } => {
+                for key in keys {
+                    printer.status(trust::describe_key(key));
+                }
+                printer.status(format!(
+                    "{} {} for `{prefix}` in {manifest} ({})",
+                    trusted(*added),
+                    plural(keys.len(), "key"),
+                    files.join(", ")
+                ));
+            }
+            Added::SigstoreKey {
+                fingerprint,
+                file,
+                added,
+            } => printer.status(format!(
+                "{} Sigstore key {fingerprint} for `{prefix}` in {manifest} ({file})",
+                trusted(*added)
+            )),
+            Added::Identity { identity, added } => printer.status(format!(
+                "{} keyless signer {} for `{prefix}` in {manifest}",
+                trusted(*added),
+                describe_identity(identity)
+            )),
+            Added::Root {
+                file,
+                digest,
+                replaced,
+                added,
+            } => printer.status(match (added, replaced) {
+                (false, _) => {
+                    format!("Already trusted: root {file} ({digest}) for `{prefix}` in {manifest}")
+                }
+                (true, None) => {
+                    format!("Trusted root {file} ({digest}) for `{prefix}` in {manifest}")
+                }
+                (true, Some(old)) => format!(
+                    "Trusted root {file} ({digest}) for `{prefix}` in {manifest}, replacing {old}"
+                ),
+            }),
+        }
     }
-    printer.status(format!(
-        "{} {} for `{prefix}` in {} ({})",
-        if changed {
-            "Trusted"
-        } else {
-            "Already trusted:"
-        },
-        plural(keys.len(), "key"),
-        settings.manifest.display(),
-        files.join(", ")
-    ));
     if changed {
         printer.status("Run `imagelock lock` to pin images signed with it.");
     }
+}
+
+/// `SUBJECT from ISSUER`, or `subject matching /RE/ from ISSUER`.
+fn describe_identity(identity: &SigstoreIdentity) -> String {
+    trust_list::IdentityView::of(identity).describe()
 }
 
 /// images.toml's text, for editing.
@@ -218,54 +530,288 @@ pub fn trust_list(settings: &Settings) -> anyhow::Result<()> {
         .prefixes
         .iter()
         .flat_map(|p| {
-            p.keys
-                .iter()
-                .filter(|k| k.error.is_some())
-                .map(|k| format!("`{}` under [trust.\"{}\"]", k.file, p.prefix))
+            p.broken_files()
+                .into_iter()
+                .map(|file| format!("`{file}` under [trust.\"{}\"]", p.prefix))
         })
         .collect();
+    let sigstore_broken = view.prefixes.iter().any(|p| {
+        p.sigstore_keys.iter().any(|k| k.error.is_some())
+            || p.trusted_root.as_ref().is_some_and(|r| r.error.is_some())
+    });
     if !broken.is_empty() {
         return Err(hinted(
             format!(
                 "{} in {} cannot be used: {}",
-                plural(broken.len(), "key file"),
+                plural(
+                    broken.len(),
+                    if sigstore_broken { "file" } else { "key file" }
+                ),
                 manifest.path.display(),
                 broken.join(", ")
             ),
-            "restore the file, or replace it with `imagelock trust add PREFIX --key FILE` and drop the old one from `keys` in images.toml",
+            if sigstore_broken {
+                "restore the file, or replace it with `imagelock trust add PREFIX --key FILE` (`--sigstore-key FILE`, `--trusted-root FILE`) and drop the old one from images.toml"
+            } else {
+                "restore the file, or replace it with `imagelock trust add PREFIX --key FILE` and drop the old one from `keys` in images.toml"
+            },
         ));
     }
     Ok(())
 }
 
+/// What `trust remove` takes away from one `[trust."PREFIX"]`.
+pub enum TrustRemoval {
+    /// The whole table.
+    Prefix,
+    /// The OpenPGP key files holding this key (fingerprint or long key ID).
+    Key(String),
+    /// The Sigstore key files holding this key (`sha256:` fingerprint, or 12+ of its hex digits).
+    SigstoreKey(String),
+    /// A keyless signer, exactly as listed.
+    Identity(SigstoreIdentity),
+    /// `trusted-root`: back to the built-in public-good root.
+    TrustedRoot,
+}
+
 /// `imagelock trust remove`.
-pub fn trust_remove(settings: &Settings, prefix: &str, key: Option<&str>) -> anyhow::Result<()> {
+pub fn trust_remove(settings: &Settings, prefix: &str, what: TrustRemoval) -> anyhow::Result<()> {
     let manifest = load_manifest(&settings.manifest)?;
-    if !manifest.trust.contains_key(prefix) {
+    let Some(table) = manifest.trust.get(prefix) else {
         return Err(no_such_prefix(&manifest, prefix));
+    };
+    let text = read_manifest_text(settings)?;
+    match what {
+        TrustRemoval::Prefix | TrustRemoval::Key(_) => {
+            let key = match &what {
+                TrustRemoval::Key(key) => Some(key.as_str()),
+                _ => None,
+            };
+            remove_openpgp(settings, &manifest, prefix, key, &text)
+        }
+        TrustRemoval::SigstoreKey(wanted) => {
+            let files = trust_list::sigstore_key_files(&manifest, prefix);
+            let holding = trust_list::sigstore_files_holding(&files, &wanted)
+                .map_err(|keys| ambiguous_sigstore_key(prefix, &wanted, &keys))?;
+            let Some((_, fingerprint)) = holding.first().cloned() else {
+                return Err(no_such_sigstore_key(&manifest, prefix, &wanted, &files));
+            };
+            let dropped: Vec<String> = holding.into_iter().map(|(file, _)| file).collect();
+            let updated = edit::remove_sigstore_keys(&text, prefix, &dropped)?;
+            let after = write_manifest(settings, &updated, "the edited manifest is not valid")?;
+            let printer = settings.printer;
+            printer.status(format!(
+                "No longer trusted for `{prefix}`: Sigstore key {fingerprint}"
+            ));
+            printer.status(format!(
+                "Removed {} from [trust.\"{prefix}\"] sigstore-keys in {}",
+                dropped.join(", "),
+                settings.manifest.display()
+            ));
+            report_left_behind(settings, prefix, &dropped, &after);
+            warn_sigstore_removed(
+                settings,
+                prefix,
+                &format!("signed with a Sigstore key no longer trusted for `{prefix}`"),
+                |sig| sig.key.as_deref() == Some(fingerprint.as_str()),
+            );
+            Ok(())
+        }
+        TrustRemoval::Identity(identity) => {
+            if !table.sigstore_identities.contains(&identity) {
+                return Err(no_such_identity(&manifest, prefix, &identity));
+            }
+            let updated = edit::remove_sigstore_identity(&text, prefix, &identity)?;
+            let after = write_manifest(settings, &updated, "the edited manifest is not valid")?;
+            settings.printer.status(format!(
+                "No longer trusted for `{prefix}`: keyless signer {} (removed from [trust.\"{prefix}\"] sigstore-identities in {})",
+                describe_identity(&identity),
+                settings.manifest.display()
+            ));
+            report_left_behind(settings, prefix, &[], &after);
+            let pattern = identity
+                .subject_regexp
+                .as_deref()
+                .and_then(|p| sigstore::Subject::regexp(p).ok());
+            warn_sigstore_removed(
+                settings,
+                prefix,
+                &format!("signed by a keyless signer no longer trusted for `{prefix}`"),
+                |sig| {
+                    let subject = sig.subject.as_deref().unwrap_or_default();
+                    sig.issuer.as_deref() == Some(identity.issuer.as_str())
+                        && match (&identity.subject, &pattern) {
+                            (Some(exact), _) => exact == subject,
+                            (None, Some(sigstore::Subject::Regexp(re))) => re.is_match(subject),
+                            _ => false,
+                        }
+                },
+            );
+            Ok(())
+        }
+        TrustRemoval::TrustedRoot => {
+            let Some(file) = &table.trusted_root else {
+                return Err(crate::errors::usage(
+                    format!(
+                        "[trust.\"{prefix}\"] in {} names no trusted root",
+                        manifest.path.display()
+                    ),
+                    "it already uses the Sigstore public-good root built into imagelock",
+                ));
+            };
+            let old_digest = trust_list::read_trusted_root(&manifest, file).ok();
+            let updated = edit::remove_trusted_root(&text, prefix)?;
+            let after = write_manifest(settings, &updated, "the edited manifest is not valid")?;
+            settings.printer.status(format!(
+                "Removed trusted-root {file} from [trust.\"{prefix}\"] in {}: the built-in Sigstore public-good root checks its keyless signatures now",
+                settings.manifest.display()
+            ));
+            report_left_behind(settings, prefix, std::slice::from_ref(file), &after);
+            warn_sigstore_removed(
+                settings,
+                prefix,
+                &format!("verified with the trusted root [trust.\"{prefix}\"] no longer names"),
+                |sig| old_digest.is_some() && sig.trusted_root == old_digest,
+            );
+            Ok(())
+        }
     }
-    let files = trust_list::key_files(&manifest, prefix);
+}
+
+/// `trust remove PREFIX [--key FPR]`: the whole table, or the OpenPGP key files holding a key.
+fn remove_openpgp(
+    settings: &Settings,
+    manifest: &Manifest,
+    prefix: &str,
+    key: Option<&str>,
+    text: &str,
+) -> anyhow::Result<()> {
+    let files = trust_list::key_files(manifest, prefix);
     let removal = match key {
         None => Removal::whole_table(&files),
         Some(wanted) => Removal::files_holding(&files, wanted)
-            .ok_or_else(|| no_such_key(&manifest, prefix, wanted, &files))?,
+            .ok_or_else(|| no_such_key(manifest, prefix, wanted, &files))?,
     };
-    let text = read_manifest_text(settings)?;
     let updated = match &removal.files {
-        None => edit::remove_trust(&text, prefix)?,
-        Some(files) => edit::remove_trust_keys(&text, prefix, files)?,
+        None => edit::remove_trust(text, prefix)?,
+        Some(files) => edit::remove_trust_keys(text, prefix, files)?,
     };
     let after = write_manifest(settings, &updated, "the edited manifest is not valid")?;
     match &removal.files {
-        None => settings.printer.status(format!(
-            "Removed [trust.\"{prefix}\"] ({}) from {}",
-            plural(removal.fingerprints.len(), "key"),
-            settings.manifest.display()
-        )),
+        None => {
+            let table = &manifest.trust[prefix];
+            let sigstore = [
+                (table.sigstore_keys.len(), "Sigstore key"),
+                (table.sigstore_identities.len(), "keyless signer"),
+                (usize::from(table.trusted_root.is_some()), "trusted root"),
+            ];
+            let mut parts: Vec<String> = std::iter::once((removal.fingerprints.len(), "key"))
+                .chain(sigstore)
+                .filter(|(n, _)| *n > 0)
+                .map(|(n, what)| plural(n, what))
+                .collect();
+            if parts.is_empty() {
+                parts.push(plural(0, "key"));
+            }
+            settings.printer.status(format!(
+                "Removed [trust.\"{prefix}\"] ({}) from {}",
+                parts.join(", "),
+                settings.manifest.display()
+            ));
+            warn_sigstore_removed(
+                settings,
+                prefix,
+                &format!("Sigstore-signed under the removed [trust.\"{prefix}\"]"),
+                |_| true,
+            );
+        }
         Some(files) => report_removed_files(settings, prefix, &removal.fingerprints, files, &after),
     }
     warn_signed_by_removed(settings, &removal.fingerprints);
     Ok(())
+}
+
+/// `trust remove PREFIX --sigstore-key FPR` when the digits given start several keys.
+fn ambiguous_sigstore_key(prefix: &str, wanted: &str, keys: &[String]) -> anyhow::Error {
+    crate::errors::usage(
+        format!(
+            "`{}` starts the fingerprints of {} trusted for `{prefix}`",
+            crate::text::escape(wanted),
+            plural(keys.len(), "Sigstore key")
+        ),
+        format!("give more digits: {}", keys.join(", ")),
+    )
+}
+
+/// `trust remove PREFIX --sigstore-key FPR` when no Sigstore key file of the prefix holds that key.
+fn no_such_sigstore_key(
+    manifest: &Manifest,
+    prefix: &str,
+    wanted: &str,
+    files: &[trust_list::SigstoreKeyFile],
+) -> anyhow::Error {
+    let listed: Vec<String> = files
+        .iter()
+        .map(|f| match &f.key {
+            Ok(key) => format!("{} ({})", key.fingerprint(), f.file),
+            Err(_) => format!("{} (unreadable)", f.file),
+        })
+        .collect();
+    crate::errors::usage(
+        format!(
+            "no Sigstore key with fingerprint `{}` is trusted for `{prefix}` in {}",
+            crate::text::escape(wanted),
+            manifest.path.display()
+        ),
+        if listed.is_empty() {
+            format!("[trust.\"{prefix}\"] lists no Sigstore keys")
+        } else {
+            format!(
+                "give its fingerprint (`sha256:` and 64 hex digits, or the first 12 or more of them); the Sigstore keys are: {}",
+                listed.join(", ")
+            )
+        },
+    )
+}
+
+/// `trust remove PREFIX --identity…` of an identity the prefix does not list.
+fn no_such_identity(
+    manifest: &Manifest,
+    prefix: &str,
+    identity: &SigstoreIdentity,
+) -> anyhow::Error {
+    let listed: Vec<String> = manifest.trust[prefix]
+        .sigstore_identities
+        .iter()
+        .map(|i| {
+            let flag = if i.subject.is_some() {
+                "--identity"
+            } else {
+                "--identity-regexp"
+            };
+            let subject = i
+                .subject
+                .as_deref()
+                .or(i.subject_regexp.as_deref())
+                .unwrap_or_default();
+            format!("`{flag} {} '{subject}'`", i.issuer)
+        })
+        .collect();
+    crate::errors::usage(
+        format!(
+            "[trust.\"{prefix}\"] in {} does not list the keyless signer {}",
+            manifest.path.display(),
+            crate::text::escape(&describe_identity(identity))
+        ),
+        if listed.is_empty() {
+            format!("[trust.\"{prefix}\"] lists no keyless signers")
+        } else {
+            format!(
+                "write it as listed (issuer first, the subject or pattern exactly): {}",
+                listed.join(", ")
+            )
+        },
+    )
 }
 
 /// `trust remove PREFIX` of a prefix the manifest does not have.
@@ -351,6 +897,13 @@ fn report_removed_files(
         files.join(", "),
         settings.manifest.display()
     ));
+    report_left_behind(settings, prefix, files, after);
+}
+
+/// After a removal from `[trust."PREFIX"]`: the `files` dropped that nothing lists any
+/// more (they stay on disk), and a prefix left trusting no one.
+fn report_left_behind(settings: &Settings, prefix: &str, files: &[String], after: &Manifest) {
+    let printer = settings.printer;
     let unused = trust_list::unreferenced(after, files);
     if !unused.is_empty() {
         printer.status(format!(
@@ -358,7 +911,9 @@ fn report_removed_files(
             unused.join(", ")
         ));
     }
-    if after.trust.get(prefix).is_some_and(|t| t.keys.is_empty()) {
+    if after.trust.get(prefix).is_some_and(|t| {
+        t.keys.is_empty() && t.sigstore_keys.is_empty() && t.sigstore_identities.is_empty()
+    }) {
         printer.warn(format!(
             "[trust.\"{prefix}\"] has no keys left: images under it cannot be locked until you add one (`imagelock trust add {prefix} --key FILE`) or remove the prefix (`imagelock trust remove {prefix}`)"
         ));
@@ -376,6 +931,29 @@ fn warn_signed_by_removed(settings: &Settings, fingerprints: &[String]) {
     if !affected.ids.is_empty() {
         settings.printer.warn(format!(
             "signed by a key no longer trusted, in {}: {}; `imagelock verify` fails for these until a key that signed them is trusted again; then `imagelock update {}` re-pins them",
+            lock_path.display(),
+            affected.ids.join(", "),
+            affected.roots.into_iter().collect::<Vec<_>>().join(" ")
+        ));
+    }
+}
+
+/// Warns about locked images whose Sigstore signature, accepted under `prefix`, `removed`
+/// picks (its key, identity or root is no longer trusted there); `what` says why they are named.
+fn warn_sigstore_removed(
+    settings: &Settings,
+    prefix: &str,
+    what: &str,
+    removed: impl Fn(&crate::project::lockfile::LockedSigstore) -> bool,
+) {
+    let lock_path = lock_path_for(&settings.manifest);
+    let Ok(Some(lock)) = Lock::load(&lock_path) else {
+        return;
+    };
+    let affected = trust_list::sigstore_signed_by(&lock, prefix, removed);
+    if !affected.ids.is_empty() {
+        settings.printer.warn(format!(
+            "{what}, in {}: {}; `imagelock verify` fails for these, and `imagelock update {}` re-pins them with what images.toml trusts now",
             lock_path.display(),
             affected.ids.join(", "),
             affected.roots.into_iter().collect::<Vec<_>>().join(" ")

@@ -6,6 +6,8 @@
 
 use toml_edit::{DocumentMut, Item, Table, value};
 
+use crate::project::manifest::SigstoreIdentity;
+
 /// The commented manifest `imagelock init` writes.
 pub const INIT_TEMPLATE: &str = r#"#:schema https://imagelock.dev/schema/images.schema.json
 # imagelock manifest: the container images this project needs.
@@ -61,6 +63,14 @@ pub enum EditError {
     /// `remove` of an ID that does not exist.
     #[error("image `{0}` is not in the manifest")]
     Unknown(String),
+    /// A `[trust."PREFIX"]` key that must be an array is not.
+    #[error("cannot edit: `trust.\"{prefix}\".{key}` is not an array")]
+    NotArray {
+        /// The prefix.
+        prefix: String,
+        /// The key, e.g. `sigstore-keys`.
+        key: &'static str,
+    },
     /// `trust remove` of a prefix that has no `[trust."PREFIX"]` table.
     #[error("the manifest has no [trust.\"{0}\"] table")]
     UnknownTrust(String),
@@ -144,35 +154,7 @@ pub fn add_trust_key(
     prefix: &str,
     key_file: &str,
 ) -> Result<Option<String>, EditError> {
-    let mut doc = parse(text)?;
-    let trust = implicit_table(&mut doc, "trust").ok_or(EditError::NotTable("trust"))?;
-    if let Some(existing) = trust.get_mut(prefix) {
-        let table = existing
-            .as_table_like_mut()
-            .ok_or(EditError::NotTable("trust.PREFIX"))?;
-        let keys = table
-            .entry("keys")
-            .or_insert(value(toml_edit::Array::new()))
-            .as_array_mut()
-            .ok_or(EditError::NotTable("trust.PREFIX.keys"))?;
-        if keys.iter().any(|k| k.as_str() == Some(key_file)) {
-            return Ok(None);
-        }
-        keys.push(key_file);
-        return Ok(Some(doc.to_string()));
-    }
-    let mut table = Table::new();
-    let keys: toml_edit::Array = std::iter::once(key_file).collect();
-    table.insert("keys", value(keys));
-    let position = new_trust_table_position(&doc);
-    let decor = make_room_at(&mut doc, position, text.trim().is_empty());
-    table.decor_mut().set_prefix(decor);
-    table.set_position(position);
-    doc["trust"]
-        .as_table_mut()
-        .expect("trust was just checked to be a table")
-        .insert(prefix, Item::Table(table));
-    Ok(Some(doc.to_string()))
+    add_to_trust_array(text, prefix, "keys", key_file.into())
 }
 
 /// Adds each of `key_files` to `[trust."PREFIX"] keys` (see [`add_trust_key`]).
@@ -190,6 +172,152 @@ pub fn add_trust_keys(
         }
     }
     Ok(edited)
+}
+
+/// Adds `key_file` to `[trust."PREFIX"] sigstore-keys` (see [`add_trust_key`]).
+pub fn add_sigstore_key(
+    text: &str,
+    prefix: &str,
+    key_file: &str,
+) -> Result<Option<String>, EditError> {
+    add_to_trust_array(text, prefix, "sigstore-keys", key_file.into())
+}
+
+/// Adds `{ issuer = "…", subject = "…" }` (or `subject-regexp`) to
+/// `[trust."PREFIX"] sigstore-identities`; `None` when an equal identity is listed.
+pub fn add_sigstore_identity(
+    text: &str,
+    prefix: &str,
+    identity: &SigstoreIdentity,
+) -> Result<Option<String>, EditError> {
+    let mut table = toml_edit::InlineTable::new();
+    table.insert("issuer", identity.issuer.as_str().into());
+    if let Some(subject) = &identity.subject {
+        table.insert("subject", subject.as_str().into());
+    }
+    if let Some(pattern) = &identity.subject_regexp {
+        table.insert("subject-regexp", pattern.as_str().into());
+    }
+    add_to_trust_array(text, prefix, "sigstore-identities", table.into())
+}
+
+/// Sets `[trust."PREFIX"] trusted-root = "FILE"`, creating the table when needed.
+/// Returns `None` when it is set to `file` already, else the new text and the file
+/// it replaced, if any.
+pub fn set_trusted_root(
+    text: &str,
+    prefix: &str,
+    file: &str,
+) -> Result<Option<(String, Option<String>)>, EditError> {
+    let mut doc = parse(text)?;
+    let table = trust_table(&mut doc, prefix, text.trim().is_empty())?;
+    let old = table
+        .get("trusted-root")
+        .and_then(Item::as_str)
+        .map(str::to_owned);
+    if old.as_deref() == Some(file) {
+        return Ok(None);
+    }
+    match table.get_mut("trusted-root").and_then(Item::as_value_mut) {
+        // Keep the comment after the old value.
+        Some(existing) => {
+            let decor = existing.decor().clone();
+            *existing = file.into();
+            *existing.decor_mut() = decor;
+        }
+        None => {
+            table.insert("trusted-root", value(file));
+        }
+    }
+    Ok(Some((doc.to_string(), old)))
+}
+
+/// Adds `item` to the array `key` of `[trust."PREFIX"]` (creating both when needed),
+/// formatted like the elements already there; `None` when an equal element is listed.
+fn add_to_trust_array(
+    text: &str,
+    prefix: &str,
+    key: &'static str,
+    item: toml_edit::Value,
+) -> Result<Option<String>, EditError> {
+    let mut doc = parse(text)?;
+    let table = trust_table(&mut doc, prefix, text.trim().is_empty())?;
+    let array = table
+        .entry(key)
+        .or_insert(value(toml_edit::Array::new()))
+        .as_array_mut()
+        .ok_or_else(|| EditError::NotArray {
+            prefix: prefix.to_owned(),
+            key,
+        })?;
+    if array.iter().any(|v| same_value(v, &item)) {
+        return Ok(None);
+    }
+    // Identities are long: a new list of them is written one per line.
+    if array.is_empty() && item.is_inline_table() {
+        let mut item = item;
+        item.decor_mut().set_prefix("\n    ");
+        array.push_formatted(item);
+        array.set_trailing_comma(true);
+        array.set_trailing("\n");
+        return Ok(Some(doc.to_string()));
+    }
+    // A new element takes the last one's leading space: `, "b"` on one line, a new
+    // indented line in an array written one element per line.
+    let lead = array
+        .iter()
+        .last()
+        .and_then(|v| v.decor().prefix())
+        .and_then(|r| r.as_str())
+        .filter(|lead| array.len() > 1 || lead.contains('\n'))
+        .map(str::to_owned);
+    array.push(item);
+    if let (Some(lead), Some(pushed)) = (lead, array.iter_mut().last()) {
+        pushed.decor_mut().set_prefix(lead);
+    }
+    Ok(Some(doc.to_string()))
+}
+
+/// Whether two TOML values mean the same (formatting and key order aside).
+fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
+    match (a, b) {
+        (toml_edit::Value::InlineTable(x), toml_edit::Value::InlineTable(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| same_value(v, w)))
+        }
+        _ => a.as_str().is_some() && a.as_str() == b.as_str(),
+    }
+}
+
+/// `[trust."PREFIX"]`, created empty (before the images, after any other trust table)
+/// when missing.
+fn trust_table<'d>(
+    doc: &'d mut DocumentMut,
+    prefix: &str,
+    empty_file: bool,
+) -> Result<&'d mut dyn toml_edit::TableLike, EditError> {
+    implicit_table(doc, "trust").ok_or(EditError::NotTable("trust"))?;
+    let exists = doc["trust"]
+        .as_table()
+        .is_some_and(|t| t.contains_key(prefix));
+    if !exists {
+        let mut table = Table::new();
+        let position = new_trust_table_position(doc);
+        let decor = make_room_at(doc, position, empty_file);
+        table.decor_mut().set_prefix(decor);
+        table.set_position(position);
+        doc["trust"]
+            .as_table_mut()
+            .expect("trust was just checked to be a table")
+            .insert(prefix, Item::Table(table));
+    }
+    doc["trust"]
+        .as_table_mut()
+        .expect("trust was just checked to be a table")
+        .get_mut(prefix)
+        .and_then(Item::as_table_like_mut)
+        .ok_or(EditError::NotTable("trust.PREFIX"))
 }
 
 /// Where a new `[trust."PREFIX"]` goes: after the last trust table, else
@@ -362,31 +490,120 @@ fn with_table_at(doc: &mut DocumentMut, position: isize, f: impl FnOnce(&mut Tab
 /// Removes `files` from `[trust."PREFIX"] keys`, keeping the array's layout
 /// (and its comments) for the keys that stay.
 pub fn remove_trust_keys(text: &str, prefix: &str, files: &[String]) -> Result<String, EditError> {
+    remove_from_trust_array(text, prefix, "keys", |v| {
+        v.as_str().is_some_and(|f| files.iter().any(|r| r == f))
+    })
+}
+
+/// Removes `files` from `[trust."PREFIX"] sigstore-keys` (see [`remove_trust_keys`]).
+pub fn remove_sigstore_keys(
+    text: &str,
+    prefix: &str,
+    files: &[String],
+) -> Result<String, EditError> {
+    remove_from_trust_array(text, prefix, "sigstore-keys", |v| {
+        v.as_str().is_some_and(|f| files.iter().any(|r| r == f))
+    })
+}
+
+/// Removes the identities equal to `identity` from `[trust."PREFIX"] sigstore-identities`.
+pub fn remove_sigstore_identity(
+    text: &str,
+    prefix: &str,
+    identity: &SigstoreIdentity,
+) -> Result<String, EditError> {
+    remove_from_trust_array(text, prefix, "sigstore-identities", |v| {
+        let Some(t) = v.as_inline_table() else {
+            return false;
+        };
+        let get = |k: &str| t.get(k).and_then(toml_edit::Value::as_str);
+        t.len()
+            == 1 + usize::from(get("subject").is_some())
+                + usize::from(get("subject-regexp").is_some())
+            && get("issuer") == Some(identity.issuer.as_str())
+            && get("subject") == identity.subject.as_deref()
+            && get("subject-regexp") == identity.subject_regexp.as_deref()
+    })
+}
+
+/// Removes `trusted-root` from `[trust."PREFIX"]` (back to the built-in root).
+pub fn remove_trusted_root(text: &str, prefix: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
-    let unknown = || EditError::UnknownTrust(prefix.to_owned());
-    let table = doc
-        .get_mut("trust")
+    existing_trust_table(&mut doc, prefix)?.remove("trusted-root");
+    Ok(doc.to_string())
+}
+
+/// The space before the element that follows a dropped one: the dropped element's own
+/// line (`lead` up to its first newline, the end of the line before it) with the rest of
+/// the follower's (`after` past its first newline). Without newlines, the follower keeps
+/// its space, unless it becomes the first element (`[ "b"]` → `["b"]`).
+fn splice_lead(lead: &str, after: &str, becomes_first: bool) -> String {
+    match (lead.find('\n'), after.find('\n')) {
+        (Some(l), Some(a)) => format!("{}{}", &lead[..=l], &after[a + 1..]),
+        _ if becomes_first => lead.to_owned(),
+        _ => after.to_owned(),
+    }
+}
+
+/// `[trust."PREFIX"]` of a document, which must have it.
+fn existing_trust_table<'d>(
+    doc: &'d mut DocumentMut,
+    prefix: &str,
+) -> Result<&'d mut dyn toml_edit::TableLike, EditError> {
+    doc.get_mut("trust")
         .and_then(Item::as_table_like_mut)
         .and_then(|t| t.get_mut(prefix))
         .and_then(Item::as_table_like_mut)
-        .ok_or_else(unknown)?;
-    let keys = table
-        .get_mut("keys")
+        .ok_or_else(|| EditError::UnknownTrust(prefix.to_owned()))
+}
+
+/// Removes the elements `drop` picks from the array `key` of `[trust."PREFIX"]`,
+/// keeping the array's layout (and its comments) for the elements that stay.
+fn remove_from_trust_array(
+    text: &str,
+    prefix: &str,
+    key: &'static str,
+    drop: impl Fn(&toml_edit::Value) -> bool,
+) -> Result<String, EditError> {
+    let mut doc = parse(text)?;
+    let table = existing_trust_table(&mut doc, prefix)?;
+    let array = table
+        .get_mut(key)
         .and_then(Item::as_array_mut)
-        .ok_or(EditError::NotTable("trust.PREFIX.keys"))?;
-    let first_prefix = keys
-        .get(0)
-        .and_then(|v| v.decor().prefix())
-        .and_then(|r| r.as_str())
-        .map(str::to_owned);
-    keys.retain(|v| v.as_str().is_none_or(|f| !files.iter().any(|r| r == f)));
-    // The new first element takes the old first's leading space (`[ "b"]` → `["b"]`).
-    if let (Some(prefix), Some(first)) = (first_prefix, keys.get_mut(0)) {
-        first.decor_mut().set_prefix(prefix);
+        .ok_or_else(|| EditError::NotArray {
+            prefix: prefix.to_owned(),
+            key,
+        })?;
+    // Whitespace and comments between elements belong to the element after them, but a
+    // comment after an element's comma reads as that element's: when an element goes, the
+    // one after it (or the array's trailing space) takes the dropped one's leading line.
+    let decor_of = |v: &toml_edit::Value| {
+        v.decor()
+            .prefix()
+            .and_then(|r| r.as_str())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    loop {
+        let Some(i) = array.iter().position(&drop) else {
+            break;
+        };
+        let dropped = array.remove(i);
+        let lead = decor_of(&dropped);
+        match array.get_mut(i) {
+            Some(next) => {
+                let spliced = splice_lead(&lead, &decor_of(next), i == 0);
+                next.decor_mut().set_prefix(spliced);
+            }
+            None => {
+                let trailing = array.trailing().as_str().unwrap_or_default().to_owned();
+                array.set_trailing(splice_lead(&lead, &trailing, false));
+            }
+        }
     }
-    if keys.is_empty() {
-        keys.set_trailing("");
-        keys.set_trailing_comma(false);
+    if array.is_empty() {
+        array.set_trailing("");
+        array.set_trailing_comma(false);
     }
     Ok(doc.to_string())
 }
@@ -522,6 +739,154 @@ mod tests {
         assert!(matches!(
             remove_trust_keys(file, "c/", &[]),
             Err(EditError::UnknownTrust(_))
+        ));
+    }
+
+    fn identity(issuer: &str, subject: Option<&str>, pattern: Option<&str>) -> SigstoreIdentity {
+        SigstoreIdentity {
+            issuer: issuer.to_owned(),
+            subject: subject.map(str::to_owned),
+            subject_regexp: pattern.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn sigstore_trust_is_added_in_place_once() {
+        let file =
+            "# header\n\n[trust.\"a/\"]  # a\nkeys = [\"a.asc\"]\n\n[images.x]\npath = \"x\"\n";
+        let gha = identity(
+            "https://token.actions.githubusercontent.com",
+            Some("https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main"),
+            None,
+        );
+        let google = identity(
+            "https://accounts.google.com",
+            None,
+            Some("^[a-z]+@acme\\.com$"),
+        );
+
+        let out = add_sigstore_key(file, "a/", "keys/cosign.pub")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(
+            out,
+            file.replace(
+                "keys = [\"a.asc\"]\n",
+                "keys = [\"a.asc\"]\nsigstore-keys = [\"keys/cosign.pub\"]\n"
+            )
+        );
+        assert_eq!(
+            add_sigstore_key(&out, "a/", "keys/cosign.pub").expect("edits"),
+            None
+        );
+
+        let out = add_sigstore_identity(&out, "a/", &gha)
+            .expect("edits")
+            .expect("changes");
+        let out = add_sigstore_identity(&out, "a/", &google)
+            .expect("edits")
+            .expect("changes");
+        assert!(
+            out.contains("sigstore-identities = [\n    { issuer = \"https://token.actions.githubusercontent.com\", subject = \"https://github.com/acme/app/.github/workflows/release.yml@refs/heads/main\" },\n    { issuer = \"https://accounts.google.com\", subject-regexp = '^[a-z]+@acme\\.com$' },\n]\n"),
+            "{out}"
+        );
+        assert_eq!(
+            add_sigstore_identity(&out, "a/", &gha).expect("edits"),
+            None
+        );
+        // The same identity written by hand, keys in another order, is the same identity.
+        let by_hand = "[trust.\"b/\"]\nsigstore-identities = [{ subject-regexp = '^[a-z]+@acme\\.com$', issuer = \"https://accounts.google.com\" }]\n";
+        assert_eq!(
+            add_sigstore_identity(by_hand, "b/", &google).expect("edits"),
+            None
+        );
+        let exact_too = add_sigstore_identity(by_hand, "b/", &gha)
+            .expect("edits")
+            .expect("changes");
+        assert!(
+            exact_too.contains("\" }, { issuer = \"https://token"),
+            "{exact_too}"
+        );
+
+        let (rooted, old) = set_trusted_root(&out, "a/", "keys/root.json")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(old, None);
+        assert!(
+            rooted.contains("trusted-root = \"keys/root.json\"\n\n[images.x]"),
+            "{rooted}"
+        );
+        assert_eq!(
+            set_trusted_root(&rooted, "a/", "keys/root.json").expect("edits"),
+            None
+        );
+        let (replaced, old) = set_trusted_root(&rooted, "a/", "keys/other.json")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(old.as_deref(), Some("keys/root.json"));
+        assert_eq!(
+            replaced,
+            rooted.replace("keys/root.json", "keys/other.json")
+        );
+
+        // A new prefix gets a table of its own, in the usual place, holding only what was added.
+        let new = add_sigstore_key(file, "ghcr.io/acme/", "k.pub")
+            .expect("edits")
+            .expect("changes");
+        assert!(
+            new.contains("keys = [\"a.asc\"]\n\n[trust.\"ghcr.io/acme/\"]\nsigstore-keys = [\"k.pub\"]\n\n[images.x]"),
+            "{new}"
+        );
+        let (new, _) = set_trusted_root("", "p/", "r.json")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(new, "[trust.\"p/\"]\ntrusted-root = \"r.json\"\n");
+        crate::project::manifest::Manifest::parse(std::path::Path::new("images.toml"), &replaced)
+            .expect("the edited manifest is valid");
+    }
+
+    #[test]
+    fn sigstore_trust_is_removed_in_place() {
+        let gha = identity(
+            "https://token.actions.githubusercontent.com",
+            Some("wf"),
+            None,
+        );
+        let google = identity("https://accounts.google.com", None, Some("^a$"));
+        let file = "[trust.\"a/\"]\nsigstore-keys = [\"one.pub\", \"two.pub\"]  # keep\nsigstore-identities = [\n    { issuer = \"https://token.actions.githubusercontent.com\", subject = \"wf\" },  # gha\n    { issuer = \"https://accounts.google.com\", subject-regexp = \"^a$\" },\n]\ntrusted-root = \"root.json\"  # pinned\n";
+        let out = remove_sigstore_keys(file, "a/", &["one.pub".into()]).expect("edit");
+        assert_eq!(
+            out,
+            file.replace("[\"one.pub\", \"two.pub\"]", "[\"two.pub\"]")
+        );
+        let out = remove_sigstore_identity(file, "a/", &gha).expect("edit");
+        assert_eq!(out, file.replace("    { issuer = \"https://token.actions.githubusercontent.com\", subject = \"wf\" },  # gha\n", ""));
+        let out = remove_sigstore_identity(file, "a/", &google).expect("edit");
+        assert_eq!(
+            out,
+            file.replace(
+                "    { issuer = \"https://accounts.google.com\", subject-regexp = \"^a$\" },\n",
+                ""
+            )
+        );
+        // A subject is not a pattern: nothing matches, nothing goes.
+        let not_listed = identity("https://accounts.google.com", Some("^a$"), None);
+        assert_eq!(
+            remove_sigstore_identity(file, "a/", &not_listed).expect("edit"),
+            file
+        );
+        let out = remove_trusted_root(file, "a/").expect("edit");
+        assert_eq!(
+            out,
+            file.replace("trusted-root = \"root.json\"  # pinned\n", "")
+        );
+        assert!(matches!(
+            remove_trusted_root(file, "b/"),
+            Err(EditError::UnknownTrust(_))
+        ));
+        assert!(matches!(
+            remove_trust_keys(file, "a/", &[]),
+            Err(EditError::NotArray { key: "keys", .. })
         ));
     }
 

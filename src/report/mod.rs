@@ -3,9 +3,9 @@
 //! `update`).
 //!
 //! Everything here is a pure function of lock models (plus, for `inspect`,
-//! which blobs the store holds, passed in): deterministic output, the same
-//! order as the lock (sorted by ID), short digests for people and full ones in
-//! JSON.
+//! which blobs the store holds and what the stored Sigstore certificates say,
+//! passed in): deterministic output, the same order as the lock (sorted by ID),
+//! short digests for people and full ones in JSON.
 
 pub mod printer;
 
@@ -14,8 +14,11 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use crate::digest::Digest;
-use crate::project::lockfile::{Blob, Lock, LockedImage, LockedSignature, SourceKind};
-use crate::signing::trust_list::{KnownKeys, signers};
+use crate::project::lockfile::{
+    Blob, Lock, LockedImage, LockedSignature, LockedSigstore, SigstoreKind, SourceKind,
+};
+use crate::signing::certificate::CertificateDetails;
+use crate::signing::trust_list::{KnownKeys, signers, sigstore_signers, utc_time};
 use crate::text::human_bytes;
 
 /// `sha256:` and the first 12 hex digits.
@@ -95,6 +98,10 @@ pub struct Summary {
     pub verified: bool,
     /// Fingerprints of the keys whose signatures are pinned.
     pub signed_by: Vec<String>,
+    /// Who made the pinned Sigstore signatures: `key sha256:…` or `SUBJECT from ISSUER`.
+    pub sigstore_signed_by: Vec<String>,
+    /// The digests of the trusted roots that verified them.
+    pub trusted_roots: Vec<String>,
     /// The entries this ACI depends on.
     pub dependencies: Vec<String>,
     /// For dependency entries: the entry that pulled it in.
@@ -127,9 +134,49 @@ impl Summary {
             size: image.total_size(),
             verified: image.verified,
             signed_by: signers(image),
+            sigstore_signed_by: sigstore_signers(image),
+            trusted_roots: trusted_roots(image),
             dependencies: image.dependencies.clone(),
             dependency_of: image.dependency_of.clone(),
         }
+    }
+}
+
+impl Summary {
+    /// Who signed it, for people: OpenPGP fingerprints, then Sigstore signers (key
+    /// fingerprints shortened); `verified` or `unverified` when no signature is pinned.
+    pub fn signer(&self) -> String {
+        let all: Vec<String> = self
+            .signed_by
+            .iter()
+            .cloned()
+            .chain(self.sigstore_signed_by.iter().map(|s| short_signer(s)))
+            .collect();
+        match (all.is_empty(), self.verified) {
+            (false, _) => all.join(", "),
+            (true, true) => "verified".to_owned(),
+            (true, false) => "unverified".to_owned(),
+        }
+    }
+}
+
+/// The trusted roots of an image's Sigstore signatures, once each.
+fn trusted_roots(image: &LockedImage) -> Vec<String> {
+    let mut out: Vec<String> = image
+        .sigstore
+        .iter()
+        .filter_map(|s| s.trusted_root.as_ref().map(ToString::to_string))
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A Sigstore signer for a table cell: `key sha256:` and 12 hex digits, or `SUBJECT from ISSUER`.
+pub fn short_signer(signer: &str) -> String {
+    match signer.strip_prefix("key ") {
+        Some(fingerprint) => format!("key {}", short_str(fingerprint)),
+        None => signer.to_owned(),
     }
 }
 
@@ -219,18 +266,17 @@ fn compare_images(old: &LockedImage, new: &LockedImage) -> Vec<Field> {
         );
     }
     differ("image ID", a.image_id.clone(), b.image_id.clone());
-    let signer = |s: &Summary| {
-        if s.signed_by.is_empty() {
-            if s.verified {
-                "verified".to_owned()
-            } else {
-                "unverified".to_owned()
-            }
-        } else {
-            s.signed_by.join(", ")
-        }
+    differ("signed by", Some(a.signer()), Some(b.signer()));
+    let roots = |s: &Summary| {
+        (!s.trusted_roots.is_empty()).then(|| {
+            s.trusted_roots
+                .iter()
+                .map(|r| short_str(r))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
     };
-    differ("signed by", Some(signer(&a)), Some(signer(&b)));
+    differ("trusted root", roots(&a), roots(&b));
     let list = |v: &[String]| (!v.is_empty()).then(|| v.join(", "));
     differ("dependencies", list(&a.dependencies), list(&b.dependencies));
     differ(
@@ -306,15 +352,13 @@ fn one_line(s: &Summary) -> String {
                 .join(", "),
         );
     }
-    parts.push(if s.signed_by.is_empty() {
-        if s.verified {
-            "verified".to_owned()
+    parts.push(
+        if s.signed_by.is_empty() && s.sigstore_signed_by.is_empty() {
+            s.signer()
         } else {
-            "unverified".to_owned()
-        }
-    } else {
-        format!("signed by {}", s.signed_by.join(", "))
-    });
+            format!("signed by {}", s.signer())
+        },
+    );
     if let Some(root) = &s.dependency_of {
         parts.push(format!("dependency of {root}"));
     }
@@ -372,19 +416,15 @@ pub fn list_table(lock: &Lock, keys: &KnownKeys) -> Vec<String> {
         .images
         .values()
         .map(|image| {
-            let signed_by = signers(image);
-            let signer = if signed_by.is_empty() {
-                if image.verified {
-                    "verified".to_owned()
-                } else {
-                    "unverified".to_owned()
-                }
-            } else {
-                signed_by
-                    .iter()
-                    .map(|f| keys.short_name(f))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            let signed_by: Vec<String> = signers(image)
+                .iter()
+                .map(|f| keys.short_name(f))
+                .chain(sigstore_signers(image).iter().map(|s| short_signer(s)))
+                .collect();
+            let signer = match (signed_by.is_empty(), image.verified) {
+                (false, _) => signed_by.join(", "),
+                (true, true) => "verified".to_owned(),
+                (true, false) => "unverified".to_owned(),
             };
             let platforms = platforms_of(image);
             [
@@ -451,9 +491,29 @@ pub fn list_json(image: &LockedImage, keys: &KnownKeys) -> serde_json::Value {
         "size": summary.size,
         "verified": summary.verified,
         "signed_by": signers,
+        "sigstore_signed_by": sigstore_signers_json(image),
         "dependencies": summary.dependencies,
         "dependency_of": summary.dependency_of,
     })
+}
+
+/// The signers of an image's Sigstore signatures, once each, for JSON: the key's
+/// fingerprint, or the certificate's issuer and subject.
+fn sigstore_signers_json(image: &LockedImage) -> Vec<serde_json::Value> {
+    let mut seen = std::collections::BTreeSet::new();
+    image
+        .sigstore
+        .iter()
+        .filter(|sig| seen.insert(sig.signer()))
+        .map(|sig| {
+            serde_json::json!({
+                "signer": sig.signer(),
+                "key": sig.key,
+                "issuer": sig.issuer,
+                "subject": sig.subject,
+            })
+        })
+        .collect()
 }
 
 /// What `inspect` knows about the store an image is synced into.
@@ -517,11 +577,190 @@ pub fn blob_roles(image: &LockedImage, store: &StoreState) -> Vec<BlobRole> {
     if let Some(sig) = &image.signature {
         push("signature".to_owned(), sig.blob());
     }
+    for sig in &image.sigstore {
+        let on = match signed_part(image, sig) {
+            Signed::Manifest(Some(platform)) => format!(" {platform}"),
+            _ => String::new(),
+        };
+        push(format!("sigstore manifest{on}"), sig.manifest.clone());
+        push(format!("sigstore config{on}"), sig.config.clone());
+        for (n, layer) in sig.layers.iter().enumerate() {
+            push(format!("sigstore layer {}{on}", n + 1), layer.clone());
+        }
+    }
     out
 }
 
-/// `inspect`'s text: everything the lock knows about `image`, and the store's view of it.
-pub fn inspect_lines(image: &LockedImage, store: &StoreState, keys: &KnownKeys) -> Vec<String> {
+/// What a pinned Sigstore signature signs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signed {
+    /// The image index (covering its platform manifests).
+    Index,
+    /// A pinned platform manifest (its platform, when the image has an index).
+    Manifest(Option<String>),
+    /// Nothing the image pins (a lock `verify` refuses).
+    Other,
+}
+
+/// What `sig` signs among `image`'s pins.
+pub fn signed_part(image: &LockedImage, sig: &LockedSigstore) -> Signed {
+    if image.index.as_ref().is_some_and(|i| i.digest == sig.signs) {
+        return Signed::Index;
+    }
+    match image.manifests.iter().find(|m| m.digest == sig.signs) {
+        Some(m) => Signed::Manifest(m.platform.clone()),
+        None => Signed::Other,
+    }
+}
+
+/// The certificate of a pinned keyless signature, as far as the store tells.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "kebab-case")]
+pub enum CertificateState {
+    /// Signed with a key: there is no certificate.
+    None,
+    /// The blob holding it is not in the store.
+    NotInStore,
+    /// Read from the stored artifact.
+    Present {
+        /// What it says.
+        #[serde(flatten)]
+        details: CertificateDetails,
+    },
+    /// The stored bytes do not give one.
+    Unreadable {
+        /// Why.
+        error: String,
+    },
+}
+
+/// One pinned Sigstore signature, for `inspect` (text and JSON).
+#[derive(Debug, Clone, Serialize)]
+pub struct SigstoreView {
+    /// `cosign` or `bundle`.
+    pub kind: &'static str,
+    /// The digest of the manifest or index it signs.
+    pub signs: String,
+    /// What that is: `index`, `manifest linux/amd64`, `manifest`.
+    pub signs_what: String,
+    /// The `[trust]` prefix that accepted it.
+    pub prefix: String,
+    /// `key sha256:…` or `SUBJECT from ISSUER`.
+    pub signer: String,
+    /// The transparency-log index.
+    pub log_index: Option<u64>,
+    /// The log's integrated time, seconds since the epoch.
+    pub integrated_time: Option<i64>,
+    /// The same, `YYYY-MM-DD HH:MM:SS UTC`.
+    pub integrated_time_utc: Option<String>,
+    /// The digest of the trusted root that verified it.
+    pub trusted_root: Option<String>,
+    /// Where that root is: a `trusted-root` file of images.toml, or the built-in root.
+    pub trusted_root_origin: Option<String>,
+    /// Its certificate.
+    pub certificate: CertificateState,
+}
+
+/// The view of `image`'s pinned Sigstore signature `sig`, with its `certificate` (read
+/// from the store by the caller) and `root_origin` (where its trusted root is, if known).
+pub fn sigstore_view(
+    image: &LockedImage,
+    sig: &LockedSigstore,
+    certificate: CertificateState,
+    root_origin: Option<String>,
+) -> SigstoreView {
+    SigstoreView {
+        kind: match sig.kind {
+            SigstoreKind::Cosign => "cosign",
+            SigstoreKind::Bundle => "bundle",
+        },
+        signs: sig.signs.to_string(),
+        signs_what: match signed_part(image, sig) {
+            Signed::Index => "index".to_owned(),
+            Signed::Manifest(Some(platform)) => format!("manifest {platform}"),
+            Signed::Manifest(None) => "manifest".to_owned(),
+            Signed::Other => "a manifest the image does not pin".to_owned(),
+        },
+        prefix: sig.prefix.clone(),
+        signer: sig.signer(),
+        log_index: sig.log_index,
+        integrated_time: sig.integrated_time,
+        integrated_time_utc: sig.integrated_time.map(utc_time),
+        trusted_root: sig.trusted_root.as_ref().map(ToString::to_string),
+        trusted_root_origin: root_origin,
+        certificate,
+    }
+}
+
+/// `inspect`'s lines for one pinned Sigstore signature.
+fn sigstore_lines(view: &SigstoreView) -> Vec<String> {
+    let kind = match view.kind {
+        "cosign" => "cosign (a .sig manifest)",
+        _ => "bundle (an OCI referrer)",
+    };
+    let mut out = vec![format!("  sigstore signature of the {}", view.signs_what)];
+    let mut kv = |k: &str, v: String| out.push(format!("    {k:<13}{v}"));
+    kv("kind", kind.to_owned());
+    kv("signs", view.signs.clone());
+    kv("prefix", format!("[trust.\"{}\"]", view.prefix));
+    kv("signer", view.signer.clone());
+    kv(
+        "log entry",
+        match (view.log_index, &view.integrated_time_utc) {
+            (Some(index), Some(time)) => format!("index {index}, integrated {time}"),
+            (Some(index), None) => format!("index {index}"),
+            (None, Some(time)) => format!("integrated {time}"),
+            (None, None) => "none (a keyed signature not logged)".to_owned(),
+        },
+    );
+    if let Some(root) = &view.trusted_root {
+        let origin = view
+            .trusted_root_origin
+            .as_deref()
+            .map(|o| format!(" ({o})"))
+            .unwrap_or_default();
+        kv("trusted root", format!("{root}{origin}"));
+    }
+    match &view.certificate {
+        CertificateState::None => kv("certificate", "none (signed with a key)".to_owned()),
+        CertificateState::NotInStore => kv(
+            "certificate",
+            "(not in the store; run `imagelock sync`)".to_owned(),
+        ),
+        CertificateState::Unreadable { error } => kv("certificate", format!("UNREADABLE: {error}")),
+        CertificateState::Present { details } => {
+            let escape = |s: &Option<String>| {
+                s.as_deref().map_or_else(
+                    || "(none)".to_owned(),
+                    |s| crate::text::escape(s).into_owned(),
+                )
+            };
+            kv(
+                "certificate",
+                format!("issuer  {}", escape(&details.issuer)),
+            );
+            kv("", format!("subject {}", escape(&details.subject)));
+            kv(
+                "",
+                format!(
+                    "valid   {} to {}",
+                    utc_time(details.not_before),
+                    utc_time(details.not_after)
+                ),
+            );
+        }
+    }
+    out
+}
+
+/// `inspect`'s text: everything the lock knows about `image`, its Sigstore signatures
+/// (see [`sigstore_view`]), and the store's view of it.
+pub fn inspect_lines(
+    image: &LockedImage,
+    store: &StoreState,
+    keys: &KnownKeys,
+    sigstore: &[SigstoreView],
+) -> Vec<String> {
     let mut out = vec![image.id.clone()];
     out.extend(entry_lines(image));
     out.push("  blobs".to_owned());
@@ -534,6 +773,9 @@ pub fn inspect_lines(image: &LockedImage, store: &StoreState, keys: &KnownKeys) 
     );
     for (platform, sig) in signatures {
         out.extend(signature_lines(platform, sig, keys));
+    }
+    for view in sigstore {
+        out.extend(sigstore_lines(view));
     }
     out.push(format!("  store        {}", store_line(image, store)));
     out

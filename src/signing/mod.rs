@@ -8,6 +8,7 @@
 //! image, whether it must be verified, may go unverified, or is refused; [`trust_list`]
 //! tells what each prefix trusts and covers. New signature formats go here.
 
+pub mod certificate;
 pub mod cosign;
 pub mod openpgp;
 pub mod sigstore;

@@ -1,10 +1,12 @@
 //! What the manifest trusts, for `imagelock trust` / `trust list` and `trust remove`:
-//! each `[trust."PREFIX"]` with its key files (fingerprint, user IDs, expiry)
-//! and the locked images it covers, by the same most-specific-prefix rule that
-//! `lock` and `verify` apply.
+//! each `[trust."PREFIX"]` with its OpenPGP key files (fingerprint, user IDs, expiry),
+//! its Sigstore keys (fingerprint: `sha256:` of the DER public key), keyless identities
+//! and trusted root (a `trusted_root.json`, or the public-good root built in), and the
+//! locked images it covers, by the same most-specific-prefix rule that `lock` and
+//! `verify` apply.
 //!
-//! Reading only: key files are parsed from the repository, nothing is fetched,
-//! and a key file that cannot be read is reported in its place rather than
+//! Reading only: key and root files are parsed from the repository, nothing is
+//! fetched, and a file that cannot be read is reported in its place rather than
 //! hiding the rest.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,9 +14,11 @@ use std::time::SystemTime;
 
 use serde::Serialize;
 
-use crate::project::lockfile::{Lock, LockedImage, SourceKind};
-use crate::project::manifest::Manifest;
+use crate::digest::Digest;
+use crate::project::lockfile::{Lock, LockedImage, LockedSigstore, SourceKind};
+use crate::project::manifest::{Manifest, SigstoreIdentity};
 use crate::signing::openpgp::{self, PublicKey};
+use crate::signing::sigstore;
 
 /// One file listed under a prefix's `keys`, with what it holds.
 #[derive(Debug, Clone)]
@@ -38,6 +42,52 @@ pub fn key_files(manifest: &Manifest, prefix: &str) -> Vec<KeyFile> {
             keys: openpgp::load_key_file(&manifest.dir().join(file)).map_err(|e| e.to_string()),
         })
         .collect()
+}
+
+/// One file listed under a prefix's `sigstore-keys`, with the key it holds.
+#[derive(Debug, Clone)]
+pub struct SigstoreKeyFile {
+    /// The path as written in images.toml.
+    pub file: String,
+    /// Its key, or why it cannot be used.
+    pub key: Result<sigstore::TrustedKey, String>,
+}
+
+/// Reads the Sigstore key files of `[trust."PREFIX"]`.
+pub fn sigstore_key_files(manifest: &Manifest, prefix: &str) -> Vec<SigstoreKeyFile> {
+    let Some(table) = manifest.trust.get(prefix) else {
+        return Vec::new();
+    };
+    table
+        .sigstore_keys
+        .iter()
+        .map(|file| SigstoreKeyFile {
+            file: file.clone(),
+            key: sigstore::read_key_file(&manifest.dir().join(file)).map_err(|e| e.to_string()),
+        })
+        .collect()
+}
+
+/// The digest of the Sigstore public-good root built into imagelock.
+pub fn public_good_root_digest() -> Option<Digest> {
+    static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
+    DIGEST
+        .get_or_init(|| {
+            sigstore::TrustRoot::public_good()
+                .ok()
+                .map(|r| r.digest().clone())
+        })
+        .clone()
+}
+
+/// Reads and checks the `trusted_root.json` at `file` (relative to images.toml):
+/// its digest, or why it cannot be used.
+pub fn read_trusted_root(manifest: &Manifest, file: &str) -> Result<Digest, String> {
+    let bytes =
+        crate::fsutil::read_regular(&manifest.dir().join(file)).map_err(|e| e.to_string())?;
+    sigstore::TrustRoot::from_json(&bytes)
+        .map(|root| root.digest().clone())
+        .map_err(|e| e.to_string())
 }
 
 /// Every readable key the manifest trusts, by primary fingerprint, for naming signers.
@@ -114,12 +164,37 @@ pub fn signers(image: &LockedImage) -> Vec<String> {
     out
 }
 
+/// Who signed a locked image's Sigstore signatures, in words (see
+/// [`LockedSigstore::signer`]), once each.
+pub fn sigstore_signers(image: &LockedImage) -> Vec<String> {
+    let mut out: Vec<String> = image.sigstore.iter().map(LockedSigstore::signer).collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// `YYYY-MM-DD` (UTC) of `time`; dates before 1970 print as 1970-01-01.
 pub fn utc_date(time: SystemTime) -> String {
     let secs = time
         .duration_since(SystemTime::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
+    civil_date(i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2))
+}
+
+/// `YYYY-MM-DD HH:MM:SS UTC` of `secs` seconds since the epoch (negative: before it).
+pub fn utc_time(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    format!(
+        "{} {:02}:{:02}:{:02} UTC",
+        civil_date(days),
+        rest / 3_600,
+        rest / 60 % 60,
+        rest % 60
+    )
+}
+
+/// `YYYY-MM-DD` of the day `days` after 1970-01-01.
+fn civil_date(days: i64) -> String {
     // Howard Hinnant's days-to-civil algorithm (proleptic Gregorian calendar).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -152,6 +227,59 @@ pub struct KeyView {
     pub error: Option<String>,
 }
 
+/// One Sigstore key, for humans and JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct SigstoreKeyView {
+    /// The key file, as written in images.toml.
+    pub file: String,
+    /// `sha256:` and the hex SHA-256 of its DER public key, when the file could be read.
+    pub fingerprint: Option<String>,
+    /// Why the file cannot be used, when it cannot.
+    pub error: Option<String>,
+}
+
+/// One keyless signer, for humans and JSON.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityView {
+    /// The OIDC issuer.
+    pub issuer: String,
+    /// The exact subject, if given so.
+    pub subject: Option<String>,
+    /// The subject's regular expression, if given so.
+    pub subject_regexp: Option<String>,
+}
+
+impl IdentityView {
+    /// The view of a manifest's identity.
+    pub fn of(identity: &SigstoreIdentity) -> IdentityView {
+        IdentityView {
+            issuer: identity.issuer.clone(),
+            subject: identity.subject.clone(),
+            subject_regexp: identity.subject_regexp.clone(),
+        }
+    }
+
+    /// `SUBJECT from ISSUER`, or `subject matching /RE/ from ISSUER`.
+    pub fn describe(&self) -> String {
+        match (&self.subject, &self.subject_regexp) {
+            (Some(subject), _) => format!("{subject} from {}", self.issuer),
+            (None, Some(pattern)) => format!("subject matching /{pattern}/ from {}", self.issuer),
+            (None, None) => format!("no subject from {}", self.issuer),
+        }
+    }
+}
+
+/// The root that checks a prefix's keyless certificates and log entries.
+#[derive(Debug, Clone, Serialize)]
+pub struct RootView {
+    /// The `trusted-root` file as written; `None` for the public-good root built in.
+    pub file: Option<String>,
+    /// The `sha256:` digest of its JSON (what the lock pins), when it could be read.
+    pub digest: Option<String>,
+    /// Why the file cannot be used, when it cannot.
+    pub error: Option<String>,
+}
+
 /// A locked image and how it relates to a prefix.
 #[derive(Debug, Clone, Serialize)]
 pub struct Covered {
@@ -163,6 +291,9 @@ pub struct Covered {
     pub verified: bool,
     /// Fingerprints of the keys whose signatures the lock pins.
     pub signed_by: Vec<String>,
+    /// The signers of the Sigstore signatures the lock pins (`key sha256:…` or
+    /// `SUBJECT from ISSUER`).
+    pub sigstore_signed_by: Vec<String>,
 }
 
 /// One `[trust."PREFIX"]`, for humans and JSON.
@@ -172,6 +303,12 @@ pub struct PrefixView {
     pub prefix: String,
     /// Its keys, one per key in each file (or one entry for an unreadable file).
     pub keys: Vec<KeyView>,
+    /// Its Sigstore keys (`sigstore-keys`).
+    pub sigstore_keys: Vec<SigstoreKeyView>,
+    /// Its keyless Sigstore signers (`sigstore-identities`).
+    pub sigstore_identities: Vec<IdentityView>,
+    /// The Sigstore root, when the prefix trusts a Sigstore signer or names a root.
+    pub trusted_root: Option<RootView>,
     /// Where simple signatures are looked up, for OCI images.
     pub lookaside: Option<String>,
     /// The `signedIdentity` rule for OCI images.
@@ -227,6 +364,7 @@ pub fn view(manifest: &Manifest, lock: Option<&Lock>) -> TrustView {
             name: name.clone(),
             verified: image.verified,
             signed_by: signers(image),
+            sigstore_signed_by: sigstore_signers(image),
         };
         match name.as_deref().and_then(|n| manifest.trust_for(n)) {
             Some((prefix, _)) => covered.entry(prefix.to_owned()).or_default().push(entry),
@@ -242,6 +380,20 @@ pub fn view(manifest: &Manifest, lock: Option<&Lock>) -> TrustView {
                 .into_iter()
                 .flat_map(|f| key_views(f, now))
                 .collect(),
+            sigstore_keys: sigstore_key_files(manifest, prefix)
+                .into_iter()
+                .map(|f| SigstoreKeyView {
+                    file: f.file,
+                    fingerprint: f.key.as_ref().ok().map(|k| k.fingerprint().to_owned()),
+                    error: f.key.err(),
+                })
+                .collect(),
+            sigstore_identities: table
+                .sigstore_identities
+                .iter()
+                .map(IdentityView::of)
+                .collect(),
+            trusted_root: root_view(manifest, table),
             lookaside: table.lookaside.clone(),
             identity: table.identity.clone().unwrap_or_default().to_string(),
             covers: covered.remove(prefix).unwrap_or_default(),
@@ -253,13 +405,68 @@ pub fn view(manifest: &Manifest, lock: Option<&Lock>) -> TrustView {
     }
 }
 
+/// The root of a `[trust]` table: its `trusted-root` file, else the built-in root when
+/// the table trusts a Sigstore signer; `None` for a table of OpenPGP keys only.
+fn root_view(
+    manifest: &Manifest,
+    table: &crate::project::manifest::TrustTable,
+) -> Option<RootView> {
+    match &table.trusted_root {
+        Some(file) => {
+            let read = read_trusted_root(manifest, file);
+            Some(RootView {
+                file: Some(file.clone()),
+                digest: read.as_ref().ok().map(ToString::to_string),
+                error: read.err(),
+            })
+        }
+        None if !table.sigstore_keys.is_empty() || !table.sigstore_identities.is_empty() => {
+            Some(RootView {
+                file: None,
+                digest: public_good_root_digest().map(|d| d.to_string()),
+                error: None,
+            })
+        }
+        None => None,
+    }
+}
+
+impl PrefixView {
+    /// Whether the prefix lists any signer (OpenPGP key, Sigstore key or identity).
+    pub fn trusts_anyone(&self) -> bool {
+        !(self.keys.is_empty()
+            && self.sigstore_keys.is_empty()
+            && self.sigstore_identities.is_empty())
+    }
+
+    /// The files listed under the prefix that cannot be used, as written.
+    pub fn broken_files(&self) -> Vec<&str> {
+        let keys = self
+            .keys
+            .iter()
+            .filter(|k| k.error.is_some())
+            .map(|k| k.file.as_str());
+        let sigstore = self
+            .sigstore_keys
+            .iter()
+            .filter(|k| k.error.is_some())
+            .map(|k| k.file.as_str());
+        let root = self
+            .trusted_root
+            .iter()
+            .filter(|r| r.error.is_some())
+            .filter_map(|r| r.file.as_deref());
+        keys.chain(sigstore).chain(root).collect()
+    }
+}
+
 impl TrustView {
     /// The view as text lines for stdout.
     pub fn render(&self) -> Vec<String> {
         let mut out = Vec::new();
         for p in &self.prefixes {
             out.push(format!("[trust.\"{}\"]", p.prefix));
-            if p.keys.is_empty() {
+            if !p.trusts_anyone() {
                 out.push("  no keys: images under this prefix cannot be locked".to_owned());
             }
             for key in &p.keys {
@@ -289,6 +496,7 @@ impl TrustView {
                     (None, None) => {}
                 }
             }
+            out.extend(sigstore_lines(p));
             if let Some(lookaside) = &p.lookaside {
                 out.push(format!(
                     "  lookaside {lookaside} (identity rule {})",
@@ -312,20 +520,61 @@ impl TrustView {
     }
 }
 
+/// A prefix's Sigstore keys, keyless signers and root, one line each.
+fn sigstore_lines(p: &PrefixView) -> Vec<String> {
+    let mut out = Vec::new();
+    for key in &p.sigstore_keys {
+        match (&key.fingerprint, &key.error) {
+            (_, Some(error)) => {
+                out.push(format!(
+                    "  sigstore key {}: CANNOT BE USED: {error}",
+                    key.file
+                ));
+            }
+            (Some(fpr), None) => out.push(format!("  sigstore key {fpr}  ({})", key.file)),
+            (None, None) => {}
+        }
+    }
+    for identity in &p.sigstore_identities {
+        out.push(format!("  keyless signer {}", identity.describe()));
+    }
+    if let Some(root) = &p.trusted_root {
+        let digest = root
+            .digest
+            .as_deref()
+            .map(|d| format!(" ({d})"))
+            .unwrap_or_default();
+        out.push(match (&root.file, &root.error) {
+            (Some(file), Some(error)) => {
+                format!("  trusted root {file}: CANNOT BE USED: {error}")
+            }
+            (Some(file), None) => format!("  trusted root {file}{digest}"),
+            (None, _) => format!("  trusted root: the built-in Sigstore public-good root{digest}"),
+        });
+    }
+    out
+}
+
 fn describe_covered(c: &Covered) -> String {
     // Only local OCI layouts have no name to match a prefix against.
     let name = c
         .name
         .as_deref()
         .map_or_else(|| " (a local OCI layout)".to_owned(), |n| format!(" ({n})"));
-    let how = if c.signed_by.is_empty() {
+    let signed_by: Vec<&str> = c
+        .signed_by
+        .iter()
+        .chain(&c.sigstore_signed_by)
+        .map(String::as_str)
+        .collect();
+    let how = if signed_by.is_empty() {
         if c.verified {
             "verified".to_owned()
         } else {
             "unverified (insecure = true)".to_owned()
         }
     } else {
-        format!("signed by {}", c.signed_by.join(", "))
+        format!("signed by {}", signed_by.join(", "))
     };
     format!("{}{name}: {how}", c.id)
 }
@@ -387,13 +636,47 @@ fn fingerprints_in<'f>(files: impl IntoIterator<Item = &'f KeyFile>) -> Vec<Stri
         .collect()
 }
 
-/// Of `files`, those no `[trust]` table of `manifest` lists any more.
+/// Of `files`, those no `[trust]` table of `manifest` lists any more (as a key,
+/// Sigstore key or trusted root).
 pub fn unreferenced<'f>(manifest: &Manifest, files: &'f [String]) -> Vec<&'f str> {
     files
         .iter()
-        .filter(|file| !manifest.trust.values().any(|t| t.keys.contains(file)))
+        .filter(|file| {
+            !manifest.trust.values().any(|t| {
+                t.keys.contains(file)
+                    || t.sigstore_keys.contains(file)
+                    || t.trusted_root.as_ref() == Some(*file)
+            })
+        })
         .map(String::as_str)
         .collect()
+}
+
+/// The files of `sigstore_files` whose key `written` names: its full fingerprint
+/// (`sha256:` optional, any case) or the first 12 or more hex digits of it. `Err`
+/// with the fingerprints matched when they are different keys.
+pub fn sigstore_files_holding(
+    files: &[SigstoreKeyFile],
+    written: &str,
+) -> Result<Vec<(String, String)>, Vec<String>> {
+    let wanted = written.trim().to_ascii_lowercase();
+    let wanted = wanted.strip_prefix("sha256:").unwrap_or(&wanted);
+    let matched: Vec<(String, String)> = files
+        .iter()
+        .filter_map(|f| {
+            let fpr = f.key.as_ref().ok()?.fingerprint();
+            let hex = fpr.strip_prefix("sha256:").unwrap_or(fpr);
+            (wanted.len() >= 12 && hex.starts_with(wanted))
+                .then(|| (f.file.clone(), fpr.to_owned()))
+        })
+        .collect();
+    let mut keys: Vec<String> = matched.iter().map(|(_, f)| f.clone()).collect();
+    keys.sort();
+    keys.dedup();
+    if keys.len() > 1 {
+        return Err(keys);
+    }
+    Ok(matched)
 }
 
 /// The locked images that pin a signature by some key, and how to re-pin them.
@@ -411,6 +694,32 @@ pub fn signed_by_any(lock: &Lock, fingerprints: &[String]) -> SignedBy {
     let mut out = SignedBy::default();
     for image in lock.images.values() {
         if signers(image).iter().any(|f| fingerprints.contains(f)) {
+            out.ids.push(image.id.clone());
+            out.roots.insert(
+                image
+                    .dependency_of
+                    .clone()
+                    .unwrap_or_else(|| image.id.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// The images of `lock` that pin a Sigstore signature accepted under `prefix` for
+/// which `removed` holds (a key or identity that stops being trusted there).
+pub fn sigstore_signed_by(
+    lock: &Lock,
+    prefix: &str,
+    removed: impl Fn(&LockedSigstore) -> bool,
+) -> SignedBy {
+    let mut out = SignedBy::default();
+    for image in lock.images.values() {
+        if image
+            .sigstore
+            .iter()
+            .any(|sig| sig.prefix == prefix && removed(sig))
+        {
             out.ids.push(image.id.clone());
             out.roots.insert(
                 image

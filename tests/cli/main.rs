@@ -15,5 +15,6 @@ mod registry;
 mod render;
 mod signing;
 mod sigstore;
+mod sigstore_cli;
 mod store;
 mod tamper;
