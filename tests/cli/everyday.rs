@@ -71,21 +71,47 @@ fn regex_escape(text: &str) -> String {
 
 /// Points the example layout's `1.0` at its linux/amd64 manifest instead of
 /// the two-platform index: a tag that moved upstream.
+/// Re-tags `1.0` in the example layout to another image: a new index whose amd64
+/// build is another manifest (the same image, with an annotation), arm64 unchanged.
 fn move_the_tag(project: &Project) {
-    let path = project.root().join("examples/hello/index.json");
-    let mut index: serde_json::Value =
+    use sha2::Digest as _;
+    let layout = project.root().join("examples/hello");
+    let blob = |digest: &str| {
+        layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let write_blob = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(layout.join("blobs/sha256").join(&hex), bytes).expect("write blob");
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    let path = layout.join("index.json");
+    let mut top: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&path).expect("read")).expect("json");
-    let lock = project.read("images.lock");
-    let amd64 = lock
-        .split("platform = \"linux/amd64\"\ndigest = \"")
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .expect("the amd64 manifest digest")
+    let old_index = top["manifests"][0]["digest"]
+        .as_str()
+        .expect("digest")
         .to_owned();
-    index["manifests"][0]["digest"] = amd64.into();
-    index["manifests"][0]["mediaType"] = "application/vnd.oci.image.manifest.v1+json".into();
-    index["manifests"][0]["size"] = 401.into();
-    std::fs::write(&path, index.to_string()).expect("write");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old_index)).expect("read index"))
+            .expect("json");
+    let entries = index["manifests"].as_array_mut().expect("manifests");
+    let amd64 = entries
+        .iter_mut()
+        .find(|d| d["platform"]["architecture"] == "amd64")
+        .expect("an amd64 entry");
+    let old = amd64["digest"].as_str().expect("digest").to_owned();
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(&old)).expect("read manifest")).expect("json");
+    manifest["annotations"] = serde_json::json!({"org.opencontainers.image.version": "1.0.1"});
+    let (digest, size) = write_blob(manifest.to_string().as_bytes());
+    amd64["digest"] = digest.into();
+    amd64["size"] = size.into();
+    let (digest, size) = write_blob(index.to_string().as_bytes());
+    top["manifests"][0]["digest"] = digest.into();
+    top["manifests"][0]["size"] = size.into();
+    std::fs::write(&path, top.to_string()).expect("write");
 }
 
 fn git(project: &Project, args: &[&str]) -> String {
