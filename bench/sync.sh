@@ -25,6 +25,13 @@ for tool in python3 skopeo docker-registry curl timeout gpg; do
     command -v "$tool" >/dev/null || die "missing tool: $tool"
 done
 [[ -x /usr/bin/time ]] || die "missing /usr/bin/time (apt-get install time)"
+# Case 3c signs with the test-only Sigstore producer (sigstore-js and its mock, on Node.js).
+PRODUCER=$REPO_ROOT/tests/sigstore/producer
+command -v node >/dev/null || die "missing tool: node (Node.js >= 20.17, for tests/sigstore/producer)"
+for pkg in sign mock oci bundle; do
+    [[ -d $PRODUCER/node_modules/@sigstore/$pkg ]] \
+        || die "the Sigstore producer's packages are missing: run npm ci --prefix tests/sigstore/producer"
+done
 [[ $RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_RUNS must be a positive integer"
 [[ $NOOP_RUNS =~ ^[1-9][0-9]*$ ]] || die "BENCH_NOOP_RUNS must be a positive integer"
 
@@ -260,6 +267,56 @@ SIGNED=("$IMAGELOCK" --manifest "$T/m-signed/images.toml" sync -q --store "$T/st
 for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop-signed "$T/logs/noop.log" "${SIGNED[@]}"; done
 timed il-noop-signed-rss "$T/logs/noop.log" "${SIGNED[@]}"
 
+# ---------------------------------------------------------------- 3c. no-op over 1000 cosign-signed
+# The same 1,000 entries over 30 repositories `cosign/small-N:v1`, signed keyless by ONE
+# run of the test-only producer (sigstore-js, mock Fulcio/Rekor, one trusted root): a DSSE
+# bundle (cosign v3's default; a referrers tag schema index on distribution 2.8) on the even
+# ones, a legacy `.sig` signature on the odd ones. The lock pins one signature per manifest
+# (the `.sig` tag is looked at first), so this split times both paths: 30 signatures.
+log "no-op sync over 1,000 cosign-signed locked images"
+COSIGN_ISSUER=https://token.actions.githubusercontent.com
+COSIGN_SUBJECT=https://github.com/acme/bench/.github/workflows/release.yml@refs/heads/main
+for i in $SMALL; do
+    timeout "$CMD_TIMEOUT" skopeo copy -q --src-tls-verify=false --dest-tls-verify=false \
+        "docker://$HOST/bench/small-$i:v1" "docker://$HOST/cosign/small-$i:v1" >>"$T/logs/push.log" 2>&1 \
+        || die "copy of small-$i to cosign/ failed: $(tail -5 "$T/logs/push.log")"
+done
+python3 - "$HOST" "$T/cosign-out" "$COSIGN_ISSUER" "$COSIGN_SUBJECT" >"$T/cosign-job.json" <<'JOB' \
+    || die "cannot write the producer's job (manifest digests of cosign/small-N:v1)"
+import json, sys, urllib.request
+host, out, issuer, subject = sys.argv[1:]
+accept = "application/vnd.oci.image.manifest.v1+json,application/vnd.docker.distribution.manifest.v2+json"
+identity = {"issuer": issuer, "subject": subject}
+targets = []
+for i in range(1, 31):
+    repo = f"cosign/small-{i}"
+    req = urllib.request.Request(f"http://{host}/v2/{repo}/manifests/v1", method="HEAD", headers={"Accept": accept})
+    with urllib.request.urlopen(req, timeout=10) as res:
+        digest = res.headers["Docker-Content-Digest"]
+    kind = "legacy" if i % 2 else "dsse"
+    signatures = [{"name": f"small-{i}-{kind}", "kind": kind, "identity": identity}]
+    targets.append({"repository": repo, "manifest": {"digest": digest}, "signatures": signatures})
+json.dump({"out": out, "registry": f"http://{host}", "targets": targets}, sys.stdout)
+JOB
+prep "sign 30 (sigstore-js)" "$T/logs/producer.log" node "$PRODUCER/produce.mjs" "$T/cosign-job.json"
+mkdir -p "$T/m-cosign/keys"
+cp "$T/cosign-out/trusted_root.json" "$T/m-cosign/keys/trusted_root.json"
+cosign_entry() { printf '[images.%s]\ndocker = "%s/cosign/%s:v1"\nplatforms = ["linux/amd64"]\n\n' "$1" "$HOST" "$2"; }
+{ registries_table
+  printf '[trust."%s/cosign/"]\nsigstore-identities = [{ issuer = "%s", subject = "%s" }]\ntrusted-root = "keys/trusted_root.json"\n\n' \
+      "$HOST" "$COSIGN_ISSUER" "$COSIGN_SUBJECT"
+  for n in $(seq 1 1000); do cosign_entry "img-$n" "small-$(( (n - 1) % 30 + 1 ))"; done
+} >"$T/m-cosign/images.toml"
+prep "lock 1000 cosign" "$T/logs/lock.log" "$IMAGELOCK" --manifest "$T/m-cosign/images.toml" lock
+COSIGN_BUNDLES=$(grep -c '^kind = "bundle"' "$T/m-cosign/images.lock" || true)
+COSIGN_LEGACY=$(grep -c '^kind = "cosign"' "$T/m-cosign/images.lock" || true)
+[[ $COSIGN_BUNDLES == 500 && $COSIGN_LEGACY == 500 ]] \
+    || die "the cosign lock should pin 500 bundles and 500 .sig signatures; it pins $COSIGN_BUNDLES and $COSIGN_LEGACY"
+prep "first sync 1000 cosign" "$T/logs/sync-1000.log" "$IMAGELOCK" --manifest "$T/m-cosign/images.toml" sync --store "$T/store-cosign"
+COSIGN=("$IMAGELOCK" --manifest "$T/m-cosign/images.toml" sync -q --store "$T/store-cosign")
+for r in $(seq "$NOOP_RUNS"); do NO_RSS=1 timed il-noop-cosign "$T/logs/noop.log" "${COSIGN[@]}"; done
+timed il-noop-cosign-rss "$T/logs/noop.log" "${COSIGN[@]}"
+
 NOOP_CONNECTS=n/a
 if command -v strace >/dev/null; then
     timeout "$CMD_TIMEOUT" strace -f -qq -e trace=connect -o "$T/logs/noop.strace" \
@@ -313,13 +370,15 @@ for label, a, b, _ in rows:
     print(f"{label:<34} {s(ma):>12} {s(mb_):>12} {ratio:>7} {mb(rss(a)):>14} {mb(rss(b)):>11}")
 for label, a in (("no-op sync, 1,000 images", "il-noop"),
                  ("no-op sync --frozen --offline", "il-noop-frozen"),
-                 ("no-op sync, 1,000 signed images", "il-noop-signed")):
+                 ("no-op sync, 1,000 signed images", "il-noop-signed"),
+                 ("no-op sync, 1,000 cosign-signed", "il-noop-cosign")):
     v = load(a, "t")
     cell = f"{ms(statistics.median(v))} (max {ms(max(v)).replace(' ms', '')})" if v else "-"
     print(f"{label:<34} {cell:>25} {'':>7} {mb(rss(a + '-rss')):>14}")
 print()
 print("ratio = skopeo median / imagelock median (>1: imagelock faster); RSS = max over runs")
-for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-huge", "sk-huge", "il-noop", "il-noop-frozen", "il-noop-signed"):
+for a in ("il-big", "sk-big", "curl-big", "il-31", "sk-31", "il-huge", "sk-huge", "il-noop", "il-noop-frozen", "il-noop-signed",
+          "il-noop-cosign"):
     c = cpu(a)
     extra = f"   (median cpu user+sys {c:.2f} s)" if c is not None else ""
     print(f"  {a:<15} runs: " + " ".join(f"{x:.3f}" for x in load(a, "t")) + extra)

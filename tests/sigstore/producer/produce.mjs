@@ -541,23 +541,56 @@ async function readJob() {
   return JSON.parse(Buffer.concat(chunks).toString());
 }
 
+// The images a job signs, each as a job of its own (the shared fields plus its
+// `repository`, `manifest`, `docker_reference` and `signatures`): the top-level image, if
+// the job names one, then every entry of `targets`. All share one mock instance, so one
+// trusted root, and the key pairs.
+function targetsOf(job) {
+  const images = [];
+  if (job.manifest || job.repository || job.signatures) images.push({ ...job, targets: undefined });
+  for (const t of job.targets || []) {
+    images.push({
+      ...job,
+      targets: undefined,
+      repository: t.repository,
+      manifest: t.manifest,
+      docker_reference: t.docker_reference,
+      signatures: t.signatures,
+    });
+  }
+  if (!images.length) fail('the job names no image: give manifest (and signatures) or targets');
+  const names = new Set();
+  for (const image of images) {
+    if (!image.manifest?.digest) fail(`${image.repository || 'job'}: manifest.digest: the signed manifest digest`);
+    if (!image.docker_reference && image.registry) {
+      image.docker_reference = `${new URL(image.registry).host}/${image.repository}`;
+    }
+    for (const spec of image.signatures || []) {
+      if (names.has(spec.name)) fail(`${spec.name}: signature names name output files, so are unique in a job`);
+      names.add(spec.name);
+    }
+  }
+  return images;
+}
+
 async function main() {
   const job = await readJob();
   const out = job.out || fail('job.out: the output directory');
-  if (!job.manifest?.digest) fail('job.manifest.digest: the signed manifest digest');
-  if (!job.docker_reference && job.registry) job.docker_reference = `${new URL(job.registry).host}/${job.repository}`;
+  const images = targetsOf(job);
   fs.mkdirSync(out, { recursive: true });
   // Loopback traffic (mock services, test registry) must not go through a proxy.
   process.env.NO_PROXY = process.env.no_proxy = '127.0.0.1,localhost';
 
-  const client = job.registry && registryClient(job);
-  if (client) {
+  const clients = images.map((image) => image.registry && registryClient(image));
+  for (const [i, client] of clients.entries()) {
+    if (!client) continue;
     // The bundles' subject descriptor is the registry's (@sigstore/oci asks it for it):
     // check first that it is the manifest the job means.
-    const subject = await client.headManifest(job.manifest.digest);
+    const { manifest, repository } = images[i];
+    const subject = await client.headManifest(manifest.digest);
     for (const field of ['digest', 'mediaType', 'size']) {
-      if (job.manifest[field] !== undefined && job.manifest[field] !== subject[field]) {
-        fail(`manifest ${field}: the job says ${job.manifest[field]}, the registry ${subject[field]}`);
+      if (manifest[field] !== undefined && manifest[field] !== subject[field]) {
+        fail(`${repository}: manifest ${field}: the job says ${manifest[field]}, the registry ${subject[field]}`);
       }
     }
   }
@@ -566,7 +599,7 @@ async function main() {
   try {
     const keys = new Map();
     const keyFiles = {};
-    for (const spec of job.signatures || []) {
+    for (const spec of images.flatMap((image) => image.signatures || [])) {
       if (spec.key && !keys.has(spec.key)) {
         const pair = crypto.generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
         const signer = new KeySigner(pair);
@@ -584,24 +617,38 @@ async function main() {
       }
     }
 
-    const ctx = { sigstore, job, out, keys };
-    const signatures = [];
-    for (const spec of job.signatures || []) signatures.push(await makeSignature(spec, ctx));
+    const results = [];
+    for (const image of images) {
+      const ctx = { sigstore, job: image, out, keys };
+      const signatures = [];
+      for (const spec of image.signatures || []) signatures.push(await makeSignature(spec, ctx));
+      results.push({ repository: image.repository, signatures });
+    }
 
     const rootPath = path.join(out, 'trusted_root.json');
     fs.writeFileSync(rootPath, JSON.stringify(trustedRoot(sigstore, job.trusted_root), null, 2));
 
-    const summary = { trusted_root: rootPath, keys: keyFiles, signatures };
-    if (client) {
+    for (const [i, result] of results.entries()) {
+      const client = clients[i];
+      if (!client) continue;
+      const { signatures } = result;
       const legacy = signatures.filter((s) => s.push && s.kind === 'legacy');
-      if (legacy.length) summary.sig = await pushLegacy(client, job.manifest.digest, legacy);
+      if (legacy.length) result.sig = await pushLegacy(client, images[i].manifest.digest, legacy);
       for (const s of signatures.filter((s) => s.push && s.kind !== 'legacy' && s.bundle_json)) {
-        s.pushed = await pushBundle(job, s);
+        s.pushed = await pushBundle(images[i], s);
       }
     }
-    for (const s of signatures) {
+    for (const s of results.flatMap((r) => r.signatures)) {
       delete s.bundle_json;
       delete s.annotations;
+    }
+    // A job without `targets` keeps the single-image summary: {trusted_root, keys, signatures, sig}.
+    const summary = { trusted_root: rootPath, keys: keyFiles };
+    if (job.targets) {
+      summary.targets = results;
+    } else {
+      summary.signatures = results[0].signatures;
+      if (results[0].sig) summary.sig = results[0].sig;
     }
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
   } finally {
