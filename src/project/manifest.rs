@@ -137,9 +137,10 @@ impl SigstoreIdentity {
             (None, Some(pattern)) if pattern.trim().is_empty() => Err(
                 "an empty `subject-regexp` matches every subject of the issuer; write the subjects it may match, e.g. '^https://github\\.com/acme/'".to_owned(),
             ),
-            (None, Some(pattern)) => crate::signing::sigstore::Subject::regexp(pattern)
+            // The same syntax `signing::sigstore::Subject::regexp` compiles later.
+            (None, Some(pattern)) => regex_lite::Regex::new(pattern)
                 .map(drop)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| format!("`subject-regexp` is not a valid regular expression: {e}")),
             (Some(_), Some(_)) => Err("give `subject` or `subject-regexp`, not both".to_owned()),
             (None, None) => Err(
                 "a keyless identity needs `subject = \"…\"` (exact) or `subject-regexp = '…'`"
