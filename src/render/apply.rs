@@ -34,22 +34,9 @@ use std::os::fd::{AsFd, BorrowedFd};
 use anyhow::Context as _;
 use rustix::fs::{self as rfs, AtFlags, FileType, Mode};
 
+pub use super::archive::Fault;
 use super::archive::{Head, Kind};
 use crate::fsutil::tree::{self, Meta, PathError, Tree, show};
-
-/// Whose fault a failed render is, for the error's wording and hint.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
-    /// The layer tries to write outside the target or through a link.
-    Hostile,
-    /// The layer breaks the tar format or contradicts itself.
-    Malformed,
-    /// The layer needs more than this machine or imagelock allows: a name longer than the
-    /// file system's limit, a full disk, more entries or bytes than imagelock renders.
-    Limit,
-    /// Writing failed here for another reason (permissions, I/O errors).
-    Local,
-}
 
 impl Fault {
     /// What a path problem says about the layer.

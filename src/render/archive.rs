@@ -28,9 +28,22 @@
 
 use std::io::{self, Read};
 
-use super::apply::Fault;
 use crate::appc::aci::{self, PaxRecord};
 use crate::fsutil::tree::show;
+
+/// Whose fault a failed render is, for the error's wording and hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// The layer tries to write outside the target or through a link.
+    Hostile,
+    /// The layer breaks the tar format or contradicts itself.
+    Malformed,
+    /// The layer needs more than this machine or imagelock allows: a name longer than the
+    /// file system's limit, a full disk, more entries or bytes than imagelock renders.
+    Limit,
+    /// Writing failed here for another reason (permissions, I/O errors).
+    Local,
+}
 
 /// A tar block.
 const BLOCK: usize = 512;
