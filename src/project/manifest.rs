@@ -140,7 +140,7 @@ impl SigstoreIdentity {
             // The same syntax `signing::sigstore::Subject::regexp` compiles later.
             (None, Some(pattern)) => regex_lite::Regex::new(pattern)
                 .map(drop)
-                .map_err(|e| format!("`subject-regexp` is not a valid regular expression: {e}")),
+                .map_err(|e| format!("`subject-regexp` {pattern:?} is not a valid regular expression: {e}")),
             (Some(_), Some(_)) => Err("give `subject` or `subject-regexp`, not both".to_owned()),
             (None, None) => Err(
                 "a keyless identity needs `subject = \"…\"` (exact) or `subject-regexp = '…'`"

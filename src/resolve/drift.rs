@@ -141,6 +141,25 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
     out
 }
 
+/// What a lock entry pins that its images.toml entry does not ask for: another source,
+/// request, location, labels, signature location or platforms, whatever the entry hash
+/// says (a hand-edited lock carries any hash it likes). `verify` refuses such an entry:
+/// its signatures may be valid, but for another image than the one asked for.
+pub fn pinned_otherwise(
+    spec: &ImageSpec,
+    locked: &LockedImage,
+    manifest: &Manifest,
+) -> Vec<KeyChange> {
+    let mut out: Vec<KeyChange> = request_changes(spec, locked)
+        .into_iter()
+        .filter(|c| c.key != "insecure" && !only_a_host_default(c))
+        .collect();
+    if out.iter().all(|c| c.key != "source") {
+        out.extend(location_changes(spec, locked, manifest));
+    }
+    out
+}
+
 /// Which manifest entries the lock does not reflect. An entry is stale when
 /// its entry hash changed, and also when the hash still matches but the pins
 /// say something the entry and the trust that covers it do not ask for (a

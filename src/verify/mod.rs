@@ -355,7 +355,7 @@ pub async fn verify(
     reporter: Arc<dyn Reporter>,
 ) -> anyhow::Result<Vec<ImageReport>> {
     let hashed = hash_blobs(lock, store, &reporter).await?;
-    check_images(
+    let mut reports = check_images(
         lock,
         store,
         manifest,
@@ -363,7 +363,24 @@ pub async fn verify(
         Some(Arc::new(hashed)),
         reporter,
     )
-    .await
+    .await?;
+    for report in &mut reports {
+        let (Some(image), Some(spec)) =
+            (lock.images.get(&report.id), manifest.images.get(&report.id))
+        else {
+            continue;
+        };
+        let changes = crate::resolve::drift::pinned_otherwise(spec, image, manifest);
+        if !changes.is_empty() {
+            let changes: Vec<String> = changes.iter().map(ToString::to_string).collect();
+            report.problems.push(format!(
+                "images.lock pins something else than [images.{}] asks for ({}); run `imagelock lock`",
+                report.id,
+                changes.join("; ")
+            ));
+        }
+    }
+    Ok(reports)
 }
 
 /// Re-hashes each distinct blob of `lock` once, however many images share

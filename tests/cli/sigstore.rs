@@ -936,3 +936,75 @@ fn signatures_go_to_a_mirror_and_a_fresh_store_syncs_them_from_it() {
     );
     assert!(all.contains(&format!("signed by key {}", c.key.2)), "{all}");
 }
+
+/// A lock entry rewritten to another signed image of the same prefix (its reference,
+/// digests and signature, under the first entry's id, request and entry hash): every
+/// signature is valid, and `verify` still refuses it, naming what images.toml asks for.
+#[test]
+fn a_lock_entry_moved_to_another_signed_image_is_refused_by_verify() {
+    if !peers() {
+        return;
+    }
+    let c = Cosign::new();
+    let good = c.signed(&c.key.0, &c.repository, &c.digest);
+    c.push_signatures("sig", &[good]);
+    // A second signed image under the same prefix.
+    let mut layout = LayoutBuilder::new(&c.work.join("other"));
+    let layer = layout.layer(&[("other", b"other\n")]);
+    let image = layout.image("linux", "amd64", &[layer]);
+    layout.tag("v1", &image);
+    let other = format!("{}/acme/other", c.registry.host());
+    skopeo_push(&layout.dir, "v1", &format!("{other}:v1"), &[]);
+    let other_digest = image["digest"].as_str().expect("digest").to_owned();
+    let (payload, signature) = c.signed(&c.key.0, &other, &other_digest);
+    let annotations = serde_json::json!({"dev.cosignproject.cosign/signature": signature});
+    let tagged = Cosign {
+        repository: other.clone(),
+        digest: other_digest,
+        ..c
+    };
+    tagged.push_layer("othersig", &payload, &annotations);
+    let c = tagged;
+    let manifest = c.project.read("images.toml");
+    c.project.write(
+        "images.toml",
+        &format!(
+            "{manifest}\n[images.other]\ndocker = \"{other}:v1\"\nplatforms = [\"linux/amd64\"]\n"
+        ),
+    );
+    c.project.run(&["lock"]).success();
+    c.project.run(&["sync"]).success();
+    c.project.run(&["verify"]).success();
+
+    // `app`'s block becomes `other`'s pins under `app`'s id, request and entry hash.
+    let lock = c.project.read("images.lock");
+    let blocks: Vec<&str> = lock.split("\n[[image]]\n").collect();
+    let app = blocks
+        .iter()
+        .find(|b| b.starts_with("id = \"app\""))
+        .expect("app");
+    let theirs = blocks
+        .iter()
+        .find(|b| b.starts_with("id = \"other\""))
+        .expect("other");
+    let keep = |block: &str, key: &str| {
+        block
+            .lines()
+            .find(|l| l.starts_with(key))
+            .expect("key")
+            .to_owned()
+    };
+    let mut forged = theirs.to_string();
+    for key in ["id = ", "request = ", "entry-hash = "] {
+        forged = forged.replace(&keep(theirs, key), &keep(app, key));
+    }
+    let edited = lock.replace(app, &forged);
+    c.project.write("images.lock", &edited);
+    let run = c.project.run(&["verify"]).failure(1);
+    let all = format!("{}{}", run.stdout, run.stderr);
+    assert!(
+        all.contains("images.lock pins something else than [images.app] asks for"),
+        "{all}"
+    );
+    assert!(all.contains(&format!("{other}:v1")), "{all}");
+}
