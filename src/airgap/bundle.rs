@@ -6,7 +6,8 @@
 //! ```text
 //! oci-layout                 {"imageLayoutVersion":"1.0.0"}
 //! images.lock                the (possibly subset) lock the bundle satisfies
-//! keys/<path>                key files, at their path relative to images.toml
+//! keys/<path>                key and trusted-root files, at their path relative to
+//!                            images.toml without a leading `keys/` (`keys/a.asc` → `keys/a.asc`)
 //! blobs/<alg>/<hex>          every blob the lock pins, largest first
 //! index.json                 the OCI images' refs, so the bundle unpacked is an OCI layout
 //! ```
@@ -125,7 +126,8 @@ pub fn export(
     for (relative, path) in keys {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read key file {}", path.display()))?;
-        append_bytes(&mut tar, &format!("keys/{relative}"), &bytes)?;
+        let name = relative.strip_prefix("keys/").unwrap_or(relative);
+        append_bytes(&mut tar, &format!("keys/{name}"), &bytes)?;
         report.keys += 1;
     }
     let mut ordered: Vec<&Blob> = blobs.values().collect();

@@ -69,7 +69,7 @@ fn rezstd(tar: &[u8], path: &Path) {
 }
 
 /// The names of a bundle's entries.
-fn entries(path: &Path) -> Vec<String> {
+pub fn entries(path: &Path) -> Vec<String> {
     let tar = unzstd(path);
     let mut archive = tar::Archive::new(&tar[..]);
     archive

@@ -569,6 +569,11 @@ fn keyless_signatures_legacy_and_bundle_are_pinned_and_verified_offline_after_ex
     c.project
         .run(&["export", bundle.to_str().expect("utf8")])
         .success();
+    // The bundle carries the Sigstore roots, at their path under keys/ (not keys/keys/).
+    let names = crate::bundle::entries(&bundle);
+    for root in ["keys/trusted_root.json", "keys/bundle_root.json"] {
+        assert!(names.iter().any(|n| n == root), "{names:?}");
+    }
 
     // The air-gapped side: a fresh store, no network at all.
     let gapped = Project::new();
