@@ -3,6 +3,10 @@
 //!
 //! Invariant: everything the edit does not touch — comments, key order,
 //! whitespace, quoting — is kept byte for byte, because the file is the user's.
+//! New tables go where a person would put them ([`Place`]): never above the comments
+//! that open the file (`init`'s template, whose first line is the `#:schema`
+//! directive), and removing a table hands that header on, so removing what was added
+//! gives the file back.
 
 use toml_edit::{DocumentMut, Item, Table, value};
 
