@@ -3,7 +3,7 @@
 //!
 //! Invariant: everything the edit does not touch — comments, key order,
 //! whitespace, quoting — is kept byte for byte, because the file is the user's.
-//! New tables go where a person would put them ([`Place`]): never above the comments
+//! New tables go where a person would put them (`Place`): never above the comments
 //! that open the file (`init`'s template, whose first line is the `#:schema`
 //! directive), and removing a table hands that header on, so removing what was added
 //! gives the file back.
@@ -475,7 +475,7 @@ fn trust_table<'d>(
 }
 
 /// Removes `[images.ID]` with the comments attached above it; a file header above it
-/// is kept (see [`keep_header`]).
+/// is kept (see `keep_header`).
 pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let images = doc
@@ -490,7 +490,7 @@ pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
 }
 
 /// Removes `[trust."PREFIX"]` with the comments attached above it; a file header above
-/// it is kept (see [`keep_header`]).
+/// it is kept (see `keep_header`).
 pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let unknown = || EditError::UnknownTrust(prefix.to_owned());
