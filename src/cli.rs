@@ -28,7 +28,8 @@ pub struct Cli {
 /// Options every command takes.
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
-    /// The manifest to use [default: ./images.toml]; the lock is images.lock beside it.
+    /// The manifest to use [default: images.toml here, else in the nearest parent directory
+    /// that has one]; the lock is images.lock beside it.
     #[arg(long, global = true, value_name = "PATH")]
     pub manifest: Option<PathBuf>,
     /// The store directory (overrides [store] path in the manifest).
@@ -58,26 +59,34 @@ pub struct GlobalArgs {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Write a commented images.toml in the current directory.
-    #[command(after_help = "Examples:\n  imagelock init\n  imagelock init --force")]
+    /// Write a commented images.toml in the current directory, and its JSON Schema for editors.
+    #[command(
+        after_help = "The first line, `#:schema ./.imagelock/images.schema.json`, lets editors that read taplo's\ndirective (taplo, Even Better TOML) complete and check the file; init writes that schema\n(`imagelock lock` writes it again when it is missing or from another version).\n\nExamples:\n  imagelock init\n  imagelock init --force"
+    )]
     Init {
         /// Overwrite an existing manifest.
         #[arg(long)]
         force: bool,
     },
-    /// Add an image to the manifest, keeping its comments and order.
+    /// Add an image to the manifest, keeping its comments and order, and lock it.
     #[command(
-        after_help = "Examples:\n  imagelock add alpine --docker alpine:3.20 --platform linux/amd64 --platform linux/arm64 --insecure\n  imagelock add hello --path examples/hello:1.0 --insecure --lock"
+        after_help = "The new [images.ID] table goes below the last image. Then images.lock is updated as\n`imagelock lock` would (--no-lock leaves it for later); when that fails, the edit is kept\nand the error says so.\n\nExamples:\n  imagelock add alpine --docker alpine:3.20 --platform linux/amd64 --platform linux/arm64 --insecure\n  imagelock add app --docker 127.0.0.1:5000/acme/app:1.0 --insecure-http --insecure\n  imagelock add etcd --name example.com/etcd --label version=3.1.0\n  imagelock add hello --path examples/hello:1.0 --insecure --no-lock"
     )]
     Add(AddArgs),
-    /// Remove images from the manifest (and the lock, on the next `lock`).
+    /// Remove images from the manifest, and from the lock.
     #[command(
-        after_help = "Examples:\n  imagelock remove alpine\n  imagelock remove alpine etcd && imagelock lock"
+        after_help = "Then images.lock is updated as `imagelock lock` would (--no-lock leaves it for later);\n`imagelock gc` then frees what no lock needs any more.\n\nExamples:\n  imagelock remove alpine\n  imagelock remove alpine etcd --no-lock"
     )]
     Remove {
         /// The image IDs to remove.
         #[arg(required = true)]
         ids: Vec<String>,
+        /// Edit images.toml only; leave images.lock for a later `imagelock lock`.
+        #[arg(long)]
+        no_lock: bool,
+        /// Lock after the edit (the default; kept for scripts written before it was).
+        #[arg(long, hide = true, conflicts_with = "no_lock")]
+        lock: bool,
     },
     /// Resolve new or changed manifest entries and write images.lock.
     #[command(
@@ -117,7 +126,7 @@ pub enum Command {
     Render(RenderArgs),
     /// Remove store blobs that no registered lockfile needs.
     #[command(
-        after_help = "Every `sync` registers its lockfile in the store (STORE/roots/); a root whose\nlockfile was deleted is dead. gc keeps what live roots need and removes the rest.\n\nExamples:\n  imagelock gc --dry-run\n  imagelock gc"
+        after_help = "Every `sync` registers its lockfile in the store (STORE/roots/); a root whose\nlockfile was deleted is dead. gc keeps what the live roots' lockfiles pin now (so after\n`imagelock remove` it frees the removed images) and removes the rest.\n\nExamples:\n  imagelock gc --dry-run\n  imagelock gc"
     )]
     Gc {
         /// Show what would be removed without removing it.
@@ -233,6 +242,15 @@ pub enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Print the JSON Schema of images.toml or images.lock.
+    #[command(
+        after_help = "The schema of images.toml is what `init` writes to .imagelock/images.schema.json for\neditors (taplo, Even Better TOML) to complete and check the manifest offline.\n\nExamples:\n  imagelock schema > .imagelock/images.schema.json\n  imagelock schema lock"
+    )]
+    Schema {
+        /// Which file's schema: `manifest` (images.toml) or `lock` (images.lock).
+        #[arg(value_enum, default_value_t = SchemaKind::Manifest, hide_possible_values = true)]
+        file: SchemaKind,
+    },
     /// Print the man page (roff), generated from these --help texts.
     #[command(
         after_help = "Examples:\n  imagelock man | man -l -\n  imagelock man > ~/.local/share/man/man1/imagelock.1\n  imagelock man sync > ~/.local/share/man/man1/imagelock-sync.1"
@@ -241,6 +259,15 @@ pub enum Command {
         /// A command whose page to print (`imagelock-COMMAND(1)`) [default: imagelock(1)].
         command: Option<String>,
     },
+}
+
+/// `imagelock schema FILE`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum SchemaKind {
+    /// images.toml.
+    Manifest,
+    /// images.lock.
+    Lock,
 }
 
 /// `imagelock trust [--json]` and its subcommands.
@@ -369,7 +396,7 @@ pub enum TrustCommand {
     clap::ArgGroup::new("from")
         .required(true)
         .multiple(true)
-        .args(["key", "discover", "sigstore_keys", "identities", "identity_regexps", "trusted_root"])
+        .args(["key", "discover", "sigstore_keys", "identities", "identity_regexps", "trusted_root", "lookaside"])
 ))]
 pub struct TrustAddArgs {
     /// The name prefix, e.g. `example.com/` or `registry.example.com/team/`.
@@ -399,6 +426,10 @@ pub struct TrustAddArgs {
     /// entries and timestamps [default: the public-good root built into imagelock].
     #[arg(long = "trusted-root", value_name = "FILE")]
     pub trusted_root: Option<PathBuf>,
+    /// Where the prefix's simple signatures (`skopeo copy --sign-by`) are published: sets
+    /// `lookaside = "URL"` of the table.
+    #[arg(long, value_name = "URL")]
+    pub lookaside: Option<String>,
 }
 
 impl TrustAddArgs {
@@ -413,6 +444,7 @@ impl TrustAddArgs {
             identities,
             identity_regexps,
             trusted_root,
+            lookaside,
         } = self;
         let openpgp = match (key, discover) {
             (Some(file), _) => Some(crate::commands::KeySource::File(file)),
@@ -445,6 +477,7 @@ impl TrustAddArgs {
             sigstore_keys,
             identities: exact.chain(regexps).collect(),
             trusted_root,
+            lookaside,
         }
     }
 }
@@ -539,8 +572,15 @@ pub struct AddArgs {
     /// Accept the image without a signature (recorded as unverified in the lock).
     #[arg(long)]
     pub insecure: bool,
-    /// Lock the new entry right away.
+    /// The registry (or discovery / download host) speaks plain HTTP: also writes
+    /// `[registries."HOST"] insecure-http = true`.
+    #[arg(long, conflicts_with = "path")]
+    pub insecure_http: bool,
+    /// Edit images.toml only; leave images.lock for a later `imagelock lock`.
     #[arg(long)]
+    pub no_lock: bool,
+    /// Lock the new entry right away (the default; kept for scripts written before it was).
+    #[arg(long, hide = true, conflicts_with = "no_lock")]
     pub lock: bool,
 }
 
@@ -612,8 +652,19 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Resolves global flags; `json` is the command's `--json`.
+    /// Resolves global flags; `json` is the command's `--json`. Without `--manifest`, the
+    /// manifest is images.toml in the current directory or the nearest parent that has one.
     pub fn resolve(global: GlobalArgs, json: bool) -> anyhow::Result<Settings> {
+        Settings::resolve_with(global, json, true)
+    }
+
+    /// [`Settings::resolve`] for `init`, which writes images.toml in the current directory
+    /// (without `--manifest`) whatever the parent directories hold.
+    pub fn resolve_here(global: GlobalArgs) -> anyhow::Result<Settings> {
+        Settings::resolve_with(global, false, false)
+    }
+
+    fn resolve_with(global: GlobalArgs, json: bool, discover: bool) -> anyhow::Result<Settings> {
         let GlobalArgs {
             manifest,
             store,
@@ -632,17 +683,51 @@ impl Settings {
             (false, true) => Verbosity::Verbose,
             (false, false) => Verbosity::Normal,
         };
+        let printer = Printer { verbosity, json };
+        let manifest = match manifest {
+            Some(path) => path,
+            None if discover => find_manifest(printer),
+            None => PathBuf::from(crate::project::manifest::MANIFEST_FILE),
+        };
         Ok(Settings {
-            manifest: manifest
-                .unwrap_or_else(|| PathBuf::from(crate::project::manifest::MANIFEST_FILE)),
+            manifest,
             store_override: store.filter(|s| !s.as_os_str().is_empty()),
             ca_files: ca_file,
             resolve,
             retry: crate::oci::registry::RetryPolicy::from_env().map_err(anyhow::Error::msg)?,
             limits: crate::oci::registry::TransferLimits::from_env().map_err(anyhow::Error::msg)?,
-            printer: Printer { verbosity, json },
+            printer,
         })
     }
+}
+
+/// images.toml in the current directory or, as cargo finds Cargo.toml, in the nearest
+/// parent directory that has one (as a relative path, `../images.toml`, so messages stay
+/// short; said with `-v`). `images.toml` when none has one: the errors then name it.
+fn find_manifest(printer: Printer) -> PathBuf {
+    let name = crate::project::manifest::MANIFEST_FILE;
+    let here = PathBuf::from(name);
+    if here.exists() {
+        return here;
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return here;
+    };
+    for (up, dir) in cwd.ancestors().enumerate().skip(1) {
+        let candidate = dir.join(name);
+        if candidate.is_file() {
+            let relative: PathBuf = std::iter::repeat_n("..", up)
+                .collect::<PathBuf>()
+                .join(name);
+            printer.detail(format!(
+                "Using {} (the nearest images.toml above {})",
+                candidate.display(),
+                cwd.display()
+            ));
+            return relative;
+        }
+    }
+    here
 }
 
 /// Parses `HOST=ADDR:PORT`.

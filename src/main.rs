@@ -33,12 +33,16 @@ fn main() -> ExitCode {
 
 async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Result<()> {
     match command {
-        Command::Init { force } => commands::init(&Settings::resolve(global, false)?, force),
+        Command::Init { force } => commands::init(&Settings::resolve_here(global)?, force),
         Command::Add(args) => {
             let settings = Settings::resolve(global, false)?;
             commands::add(&settings, add_request(args)?).await
         }
-        Command::Remove { ids } => commands::remove(&Settings::resolve(global, false)?, &ids),
+        Command::Remove {
+            ids,
+            no_lock,
+            lock: _,
+        } => commands::remove(&Settings::resolve(global, false)?, &ids, !no_lock).await,
         Command::Lock { check, json } => {
             commands::lock(&Settings::resolve(global, json)?, check).await
         }
@@ -95,6 +99,10 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             imagelock::cli::write_completions(shell, &mut std::io::stdout());
             Ok(())
         }
+        Command::Schema { file } => {
+            commands::schema(&Settings::resolve_here(global)?, file);
+            Ok(())
+        }
         Command::Man { command } => {
             imagelock::cli::write_man_page(command.as_deref(), &mut std::io::stdout())
         }
@@ -136,7 +144,9 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
         labels,
         platforms,
         insecure,
-        lock,
+        insecure_http,
+        no_lock,
+        lock: _,
     } = args;
     let source = match (docker, name, url, path) {
         (Some(v), None, None, None) => ("docker", v),
@@ -171,7 +181,8 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
             platforms,
             insecure,
         },
-        lock,
+        insecure_http,
+        lock: !no_lock,
     })
 }
 

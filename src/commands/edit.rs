@@ -1,4 +1,5 @@
-//! `init`, `add`, `remove`: edits of images.toml.
+//! `init`, `add`, `remove`: edits of images.toml. `add` and `remove` then lock, as
+//! `uv add` does; when locking fails the edit stays and the error says so.
 
 use anyhow::Context as _;
 
@@ -18,9 +19,15 @@ pub fn init(settings: &Settings, force: bool) -> anyhow::Result<()> {
     }
     crate::fsutil::write_atomic(path, edit::INIT_TEMPLATE.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
-    settings
-        .printer
-        .status(format!("Created {}", path.display()));
+    let dir = path.parent().unwrap_or(std::path::Path::new(""));
+    let schema = dir.join(crate::project::schema::MANIFEST_SCHEMA_FILE);
+    crate::project::schema::write_beside(path)
+        .with_context(|| format!("cannot write {}", schema.display()))?;
+    settings.printer.status(format!(
+        "Created {} (its JSON Schema, for editors: {})",
+        path.display(),
+        schema.display()
+    ));
     Ok(())
 }
 
@@ -30,7 +37,9 @@ pub struct AddRequest {
     pub id: String,
     /// The new entry.
     pub image: NewImage,
-    /// Lock right away.
+    /// Also write `[registries."HOST"] insecure-http = true` for the source's host.
+    pub insecure_http: bool,
+    /// Lock after the edit.
     pub lock: bool,
 }
 
@@ -44,6 +53,13 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
         )
     })?;
     check_id(&request.id)?;
+    let (text, plain_http_host) = if request.insecure_http {
+        let host = plain_http_host(&request.image.source)?;
+        let text = edit::allow_plain_http(&text, &host)?.unwrap_or(text);
+        (text, Some(host))
+    } else {
+        (text, None)
+    };
     let updated = edit::add_image(&text, &request.id, &request.image).map_err(|e| match e {
         edit::EditError::Exists(_) => with_hint(
             e,
@@ -56,17 +72,82 @@ pub async fn add(settings: &Settings, request: AddRequest) -> anyhow::Result<()>
     crate::fsutil::write_atomic(path, updated.as_bytes())
         .with_context(|| format!("cannot write {}", path.display()))?;
     let (kind, value) = &request.image.source;
+    let plain = plain_http_host
+        .map(|host| format!(", with [registries.\"{host}\"] insecure-http = true"))
+        .unwrap_or_default();
     settings.printer.status(format!(
-        "Added `{}` ({kind} {value}) to {}",
+        "Added `{}` ({kind} {value}) to {}{plain}",
         request.id,
         path.display()
     ));
-    if request.lock {
-        super::lock(settings, false).await
-    } else {
-        settings.printer.status("Run `imagelock lock` to pin it.");
-        Ok(())
+    let edit = format!("{} keeps the new entry `{}`", path.display(), request.id);
+    let undo = format!(
+        "`imagelock remove {} --no-lock` undoes the edit",
+        request.id
+    );
+    lock_after_edit(settings, request.lock, "to pin it", &edit, &undo).await
+}
+
+/// The `host[:port]` `--insecure-http` allows plain HTTP for: the registry's (as the
+/// lock reaches it: `registry-1.docker.io` for `docker.io`), the discovery host of an appc
+/// name, or the host of an ACI URL.
+fn plain_http_host((kind, value): &(&'static str, String)) -> anyhow::Result<String> {
+    let host = match *kind {
+        "docker" => crate::oci::reference::Reference::parse(value)
+            .ok()
+            .map(|r| r.api_host().to_owned()),
+        "name" => value
+            .split('/')
+            .next()
+            .filter(|h| !h.is_empty())
+            .map(str::to_owned),
+        "url" => reqwest::Url::parse(value).ok().and_then(|url| {
+            let host = url.host_str()?.to_owned();
+            Some(match url.port() {
+                Some(port) => format!("{host}:{port}"),
+                None => host,
+            })
+        }),
+        _ => None,
+    };
+    host.ok_or_else(|| {
+        crate::errors::usage(
+            format!("--insecure-http: `{value}` names no host to reach over plain HTTP"),
+            "give the image's registry in the reference, e.g. `--docker 127.0.0.1:5000/acme/app:1.0 --insecure-http`",
+        )
+    })
+}
+
+/// After an edit of images.toml: locks (unless `lock` is false, then says what to run
+/// `why`). A failure to lock keeps the edit (`edit` says what it was) and says what to
+/// run once the cause is fixed, or how to undo the edit (`undo`).
+async fn lock_after_edit(
+    settings: &Settings,
+    lock: bool,
+    why: &str,
+    edit: &str,
+    undo: &str,
+) -> anyhow::Result<()> {
+    if !lock {
+        settings
+            .printer
+            .status(format!("Run `imagelock lock` {why}."));
+        return Ok(());
     }
+    super::lock(settings, false).await.map_err(|e| {
+        let first = crate::report::printer::hint_for(&e).map_or_else(
+            || "once the cause above is fixed, ".to_owned(),
+            |hint| format!("{hint}; then "),
+        );
+        let lock_path = crate::project::lockfile::lock_path_for(&settings.manifest);
+        with_hint(
+            e.context(format!(
+                "{edit}, but {} was not updated",
+                lock_path.display()
+            )),
+            format!("{first}run `imagelock lock` ({undo})"),
+        )
+    })
 }
 
 /// Refuses an image ID images.toml cannot have, suggesting one it can.
@@ -90,8 +171,8 @@ fn check_id(id: &str) -> anyhow::Result<()> {
     ))
 }
 
-/// `imagelock remove`.
-pub fn remove(settings: &Settings, ids: &[String]) -> anyhow::Result<()> {
+/// `imagelock remove`; then locks, unless `lock` is false.
+pub async fn remove(settings: &Settings, ids: &[String], lock: bool) -> anyhow::Result<()> {
     let path = &settings.manifest;
     let mut text = std::fs::read_to_string(path).map_err(|e| {
         with_hint(
@@ -118,8 +199,22 @@ pub fn remove(settings: &Settings, ids: &[String]) -> anyhow::Result<()> {
         ids.join(", "),
         path.display()
     ));
-    settings
-        .printer
-        .status("Run `imagelock lock` to update images.lock.");
-    Ok(())
+    let edit = format!("{} no longer lists {}", path.display(), ids.join(", "));
+    lock_after_edit(
+        settings,
+        lock,
+        "to update images.lock",
+        &edit,
+        "the images stay pinned in it until then",
+    )
+    .await
+}
+
+/// `imagelock schema`: the JSON Schema of images.toml or images.lock on stdout.
+pub fn schema(settings: &Settings, file: crate::cli::SchemaKind) {
+    let text = match file {
+        crate::cli::SchemaKind::Manifest => crate::project::schema::manifest_schema(),
+        crate::cli::SchemaKind::Lock => crate::project::schema::lock_schema(),
+    };
+    settings.printer.out(text.trim_end());
 }

@@ -25,6 +25,7 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
     }
     let relocked = project.relock(&old, &stale).await?;
     let written = project.write_lock(&relocked)?;
+    refresh_schema(&project);
     let new = &relocked.lock;
     for (id, image) in &new.images {
         project.printer().detail(format!(
@@ -50,6 +51,28 @@ pub async fn lock(settings: &Settings, check: bool) -> anyhow::Result<()> {
         .printer()
         .json(&json!({ "lock": project.lock_path, "written": written, "images": images }));
     Ok(())
+}
+
+/// Writes the manifest's JSON Schema beside it again when its `#:schema` line names the
+/// file `init` wrote and that is missing (not committed) or from another version.
+fn refresh_schema(project: &Project<'_>) {
+    use crate::project::schema;
+    let path = &project.manifest.path;
+    let names = std::fs::read_to_string(path).is_ok_and(|text| schema::names_schema_file(&text));
+    if !names {
+        return;
+    }
+    let file = project.manifest.dir().join(schema::MANIFEST_SCHEMA_FILE);
+    match schema::write_beside(path) {
+        Ok(true) => project.printer().detail(format!(
+            "Wrote the manifest's JSON Schema to {}",
+            file.display()
+        )),
+        Ok(false) => {}
+        Err(e) => project
+            .printer()
+            .warn(format!("cannot write {}: {e}", file.display())),
+    }
 }
 
 /// The lock as it is, or (unless checking) the pins both sides of a merge conflict agree

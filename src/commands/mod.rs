@@ -15,7 +15,7 @@ mod trust;
 mod verify;
 
 pub use airgap::{export, import, push};
-pub use edit::{AddRequest, add, init, remove};
+pub use edit::{AddRequest, add, init, remove, schema};
 pub use lock::{lock, update};
 pub use render::render;
 pub use report::{diff, inspect, list};

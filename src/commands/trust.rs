@@ -50,6 +50,8 @@ pub struct TrustAddRequest {
     pub identities: Vec<SigstoreIdentity>,
     /// A `trusted_root.json` (`trusted-root`).
     pub trusted_root: Option<PathBuf>,
+    /// Where the prefix's simple signatures are published (`lookaside`).
+    pub lookaside: Option<String>,
 }
 
 /// `imagelock trust add`.
@@ -60,9 +62,13 @@ pub async fn trust_add(settings: &Settings, request: TrustAddRequest) -> anyhow:
         sigstore_keys,
         identities,
         trusted_root,
+        lookaside,
     } = request;
     let prefix = prefix.as_str();
     trust::check_prefix(prefix)?;
+    if let Some(url) = &lookaside {
+        check_lookaside(url)?;
+    }
     let manifest = load_manifest(&settings.manifest)?;
     let dir = manifest.dir().to_owned();
     // Everything is read and checked before anything is written.
@@ -181,6 +187,18 @@ pub async fn trust_add(settings: &Settings, request: TrustAddRequest) -> anyhow:
             }
         }
     }
+    if let Some(url) = lookaside {
+        let (edited, replaced) = match edit::set_lookaside(&text.text, prefix, &url)? {
+            Some((edited, replaced)) => (Some(edited), replaced),
+            None => (None, None),
+        };
+        let added = text.apply(edited);
+        report.push(Added::Lookaside {
+            url,
+            replaced,
+            added,
+        });
+    }
     if text.changed {
         write_manifest(settings, &text.text, "the new trust entry is not valid")?;
     }
@@ -231,6 +249,12 @@ enum Added {
     Root {
         file: String,
         digest: String,
+        replaced: Option<String>,
+        added: bool,
+    },
+    /// Where simple signatures are published, and the URL it replaced.
+    Lookaside {
+        url: String,
         replaced: Option<String>,
         added: bool,
     },
@@ -329,6 +353,21 @@ fn check_identity(identity: &SigstoreIdentity) -> anyhow::Result<()> {
             "the pattern is searched in the subject (write `^…$` to match all of it), with Go/RE2-like syntax as cosign's `--certificate-identity-regexp`",
         )
     })
+}
+
+/// Refuses a lookaside that is not a URL imagelock reads signatures from.
+fn check_lookaside(url: &str) -> anyhow::Result<()> {
+    let scheme_ok = ["https://", "http://", "file://"].iter().any(|scheme| {
+        url.strip_prefix(scheme)
+            .is_some_and(|rest| !rest.is_empty())
+    });
+    if scheme_ok && !url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Ok(());
+    }
+    Err(crate::errors::usage(
+        format!("`{}` is not a lookaside URL", crate::text::escape(url)),
+        "give the base URL signatures are published under (`<URL>/<repo>@sha256=<hex>/signature-1`), e.g. `--lookaside https://sigs.example.com/sigstore`; plain http:// only to hosts listed with `insecure-http = true`",
+    ))
 }
 
 /// Writes `bytes` to `relative` beside images.toml (creating its directory); returns `relative`.
@@ -470,6 +509,17 @@ fn report_added(settings: &Settings, prefix: &str, report: &[Added], changed: bo
                 (true, Some(old)) => format!(
                     "Trusted root {file} ({digest}) for `{prefix}` in {manifest}, replacing {old}"
                 ),
+            }),
+            Added::Lookaside {
+                url,
+                replaced,
+                added,
+            } => printer.status(match (added, replaced) {
+                (false, _) => format!("Already set: lookaside {url} for `{prefix}` in {manifest}"),
+                (true, None) => format!("Set lookaside {url} for `{prefix}` in {manifest}"),
+                (true, Some(old)) => {
+                    format!("Set lookaside {url} for `{prefix}` in {manifest}, replacing {old}")
+                }
             }),
         }
     }

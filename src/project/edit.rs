@@ -3,13 +3,19 @@
 //!
 //! Invariant: everything the edit does not touch — comments, key order,
 //! whitespace, quoting — is kept byte for byte, because the file is the user's.
+//! New tables go where a person would put them (`Place`): never above the comments
+//! that open the file (`init`'s template, whose first line is the `#:schema`
+//! directive), and removing a table hands that header on, so removing what was added
+//! gives the file back.
 
 use toml_edit::{DocumentMut, Item, Table, value};
 
 use crate::project::manifest::SigstoreIdentity;
 
-/// The commented manifest `imagelock init` writes.
-pub const INIT_TEMPLATE: &str = r#"#:schema https://imagelock.dev/schema/images.schema.json
+/// The commented manifest `imagelock init` writes. Its first line points editors that read
+/// taplo's `#:schema` directive at the schema `init` writes beside it
+/// ([`crate::project::schema::MANIFEST_SCHEMA_FILE`], relative to images.toml).
+pub const INIT_TEMPLATE: &str = r#"#:schema ./.imagelock/images.schema.json
 # imagelock manifest: the container images this project needs.
 # `imagelock lock` resolves them into images.lock (commit both files);
 # `imagelock sync` fetches exactly the locked blobs into the store.
@@ -17,15 +23,18 @@ pub const INIT_TEMPLATE: &str = r#"#:schema https://imagelock.dev/schema/images.
 # [store]
 # path = ".imagelock/store"      # default: --store, $IMAGELOCK_STORE, else the per-user data dir
 
-# Registries that may be reached over plain HTTP (only those you name):
+# Registries reached over plain HTTP, only those named (`imagelock add ... --insecure-http`):
 # [registries."127.0.0.1:5000"]
 # insecure-http = true
 
-# Keys trusted for a name prefix; the most specific prefix wins.
+# Keys trusted for a name prefix (`imagelock trust add PREFIX --key FILE`); the most
+# specific prefix wins.
 # [trust."registry.example.com/team/"]
 # keys = ["keys/team.asc"]
+# lookaside = "https://sigs.example.com/sigstore"   # where its simple signatures are published
 
-# An image from an OCI registry; `platforms` defaults to this machine's.
+# An image from an OCI registry (`imagelock add ID --docker REF`); `platforms` defaults
+# to this machine's.
 # [images.alpine]
 # docker = "docker.io/library/alpine:3.20"
 # platforms = ["linux/amd64", "linux/arm64"]
@@ -97,6 +106,19 @@ fn table_positions(doc: &DocumentMut) -> Vec<isize> {
         .collect()
 }
 
+/// The positions of the `[group.KEY]` tables (e.g. every `[images.ID]`).
+fn group_positions(doc: &DocumentMut, group: &str) -> Vec<isize> {
+    doc.get(group)
+        .and_then(Item::as_table)
+        .map(|t| {
+            t.iter()
+                .filter_map(|(_, i)| i.as_table())
+                .filter_map(Table::position)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 /// The top-level table `key` (created implicit, i.e. without a `[key]` header,
 /// when missing); `None` when `key` holds something else.
 fn implicit_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Table> {
@@ -109,7 +131,112 @@ fn implicit_table<'d>(doc: &'d mut DocumentMut, key: &str) -> Option<&'d mut Tab
         .as_table_mut()
 }
 
-/// Adds `[images.ID]` at the end of the images, keeping everything else as it is.
+/// Where a new `[group.KEY]` table goes in the file: where a person would put it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Place {
+    /// Right below the table at this position (the tables after it move down).
+    After(isize),
+    /// At this position, above the table there, which hands over the file header
+    /// above it (its comments up to their last blank line) so the header stays on top.
+    Before(isize),
+    /// At the end of the file, below the comments that end it (the commented
+    /// examples of `init`'s template, which must stay under its `#:schema` line).
+    End,
+}
+
+/// Below the last table of the first of `groups` that has one, else above the first
+/// table of the first of `before` that has one, else at the end. `init`'s template
+/// reads store, registries, trust, images: a new registry goes after the registries,
+/// else before the trust tables, else before the images.
+fn place_in(doc: &DocumentMut, group: &str, before: &[&str]) -> Place {
+    if let Some(last) = group_positions(doc, group).into_iter().max() {
+        return Place::After(last);
+    }
+    before
+        .iter()
+        .find_map(|g| group_positions(doc, g).into_iter().min())
+        .map_or(Place::End, Place::Before)
+}
+
+/// Inserts `table` as `[group.key]` at `place`, with a blank line above it unless the
+/// file is empty. `group` must be a table (see [`implicit_table`]).
+fn insert_table(doc: &mut DocumentMut, group: &str, key: &str, mut table: Table, place: Place) {
+    let empty_file = doc.to_string().trim().is_empty();
+    let last = table_positions(doc).into_iter().max();
+    // Below the last table is the end of the file.
+    let place = match place {
+        Place::After(p) if last.is_none_or(|last| last <= p) => Place::End,
+        place => place,
+    };
+    let blank = if empty_file { "" } else { "\n" };
+    let (position, prefix) = match place {
+        Place::After(p) => {
+            shift_tables(doc, p + 1, false);
+            (p + 1, blank.to_owned())
+        }
+        Place::Before(p) => (p, shift_tables(doc, p, true).unwrap_or(blank.to_owned())),
+        Place::End => {
+            let trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
+            let prefix = if trailing.trim().is_empty() {
+                blank.to_owned()
+            } else {
+                // The comments that end the file stay above the new table.
+                doc.set_trailing("");
+                let newline = if trailing.ends_with('\n') { "" } else { "\n" };
+                format!("{trailing}{newline}\n")
+            };
+            (last.map_or(0, |p| p + 1), prefix)
+        }
+    };
+    table.decor_mut().set_prefix(prefix);
+    table.set_position(position);
+    doc[group]
+        .as_table_mut()
+        .expect("the caller made the group a table")
+        .insert(key, Item::Table(table));
+}
+
+/// Moves the tables at or after `position` down by one. With `take_header`, the table
+/// that was at `position` hands over the file-header part of the comments above it
+/// (everything up to their last blank line), returned as the new table's comments.
+fn shift_tables(doc: &mut DocumentMut, position: isize, take_header: bool) -> Option<String> {
+    let mut header = None;
+    let mut shift = |t: &mut Table| {
+        let Some(p) = t.position().filter(|p| *p >= position) else {
+            return;
+        };
+        if take_header && p == position {
+            let above = t
+                .decor()
+                .prefix()
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned();
+            if let Some(split) = above.rfind("\n\n") {
+                let (top, own) = above.split_at(split + 2);
+                header = Some(top.to_owned());
+                t.decor_mut().set_prefix(format!("\n{own}"));
+            } else if !above.starts_with('\n') {
+                t.decor_mut().set_prefix(format!("\n{above}"));
+            }
+        }
+        t.set_position(p + 1);
+    };
+    for (_, item) in doc.iter_mut() {
+        if let Some(t) = item.as_table_mut() {
+            for (_, child) in t.iter_mut() {
+                if let Some(c) = child.as_table_mut() {
+                    shift(c);
+                }
+            }
+            shift(t);
+        }
+    }
+    header
+}
+
+/// Adds `[images.ID]` below the last image (at the end of the file when there is none),
+/// keeping everything else as it is.
 pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let images = implicit_table(&mut doc, "images").ok_or(EditError::ImagesNotTable)?;
@@ -132,18 +259,35 @@ pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditE
     if image.insecure {
         table.insert("insecure", value(true));
     }
-    // A blank line before the new table, unless the file is empty so far.
-    if !text.trim().is_empty() {
-        table.decor_mut().set_prefix("\n");
-    }
-    // Place it after every existing table so it lands at the end of the file.
-    let position = table_positions(&doc).into_iter().max().map_or(0, |p| p + 1);
-    table.set_position(position);
-    doc["images"]
-        .as_table_mut()
-        .expect("images was just checked to be a table")
-        .insert(id, Item::Table(table));
+    let place = place_in(&doc, "images", &[]);
+    insert_table(&mut doc, "images", id, table, place);
     Ok(doc.to_string())
+}
+
+/// Sets `[registries."HOST"] insecure-http = true` (a new table goes below the other
+/// registries, else above the trust tables and images). `None` when it is set already.
+pub fn allow_plain_http(text: &str, host: &str) -> Result<Option<String>, EditError> {
+    let mut doc = parse(text)?;
+    let registries =
+        implicit_table(&mut doc, "registries").ok_or(EditError::NotTable("registries"))?;
+    match registries.get_mut(host) {
+        Some(existing) => {
+            let table = existing
+                .as_table_like_mut()
+                .ok_or(EditError::NotTable("registries.HOST"))?;
+            if table.get("insecure-http").and_then(Item::as_bool) == Some(true) {
+                return Ok(None);
+            }
+            table.insert("insecure-http", value(true));
+        }
+        None => {
+            let mut table = Table::new();
+            table.insert("insecure-http", value(true));
+            let place = place_in(&doc, "registries", &["trust", "images"]);
+            insert_table(&mut doc, "registries", host, table, place);
+        }
+    }
+    Ok(Some(doc.to_string()))
 }
 
 /// Adds `key_file` to `[trust."PREFIX"] keys`, creating the table (before the
@@ -209,24 +353,42 @@ pub fn set_trusted_root(
     prefix: &str,
     file: &str,
 ) -> Result<Option<(String, Option<String>)>, EditError> {
+    set_trust_string(text, prefix, "trusted-root", file)
+}
+
+/// Sets `[trust."PREFIX"] lookaside = "URL"`, creating the table when needed; like
+/// [`set_trusted_root`], `None` when it is set to `url` already, else the new text and
+/// the URL it replaced, if any.
+pub fn set_lookaside(
+    text: &str,
+    prefix: &str,
+    url: &str,
+) -> Result<Option<(String, Option<String>)>, EditError> {
+    set_trust_string(text, prefix, "lookaside", url)
+}
+
+/// Sets the string `key` of `[trust."PREFIX"]` (see [`set_trusted_root`]), keeping the
+/// comment after an old value.
+fn set_trust_string(
+    text: &str,
+    prefix: &str,
+    key: &str,
+    new: &str,
+) -> Result<Option<(String, Option<String>)>, EditError> {
     let mut doc = parse(text)?;
-    let table = trust_table(&mut doc, prefix, text.trim().is_empty())?;
-    let old = table
-        .get("trusted-root")
-        .and_then(Item::as_str)
-        .map(str::to_owned);
-    if old.as_deref() == Some(file) {
+    let table = trust_table(&mut doc, prefix)?;
+    let old = table.get(key).and_then(Item::as_str).map(str::to_owned);
+    if old.as_deref() == Some(new) {
         return Ok(None);
     }
-    match table.get_mut("trusted-root").and_then(Item::as_value_mut) {
-        // Keep the comment after the old value.
+    match table.get_mut(key).and_then(Item::as_value_mut) {
         Some(existing) => {
             let decor = existing.decor().clone();
-            *existing = file.into();
+            *existing = new.into();
             *existing.decor_mut() = decor;
         }
         None => {
-            table.insert("trusted-root", value(file));
+            table.insert(key, value(new));
         }
     }
     Ok(Some((doc.to_string(), old)))
@@ -241,7 +403,7 @@ fn add_to_trust_array(
     item: toml_edit::Value,
 ) -> Result<Option<String>, EditError> {
     let mut doc = parse(text)?;
-    let table = trust_table(&mut doc, prefix, text.trim().is_empty())?;
+    let table = trust_table(&mut doc, prefix)?;
     let array = table
         .entry(key)
         .or_insert(value(toml_edit::Array::new()))
@@ -290,27 +452,19 @@ fn same_value(a: &toml_edit::Value, b: &toml_edit::Value) -> bool {
     }
 }
 
-/// `[trust."PREFIX"]`, created empty (before the images, after any other trust table)
-/// when missing.
+/// `[trust."PREFIX"]`, created empty (below the other trust tables, else above the
+/// images, else at the end) when missing.
 fn trust_table<'d>(
     doc: &'d mut DocumentMut,
     prefix: &str,
-    empty_file: bool,
 ) -> Result<&'d mut dyn toml_edit::TableLike, EditError> {
     implicit_table(doc, "trust").ok_or(EditError::NotTable("trust"))?;
     let exists = doc["trust"]
         .as_table()
         .is_some_and(|t| t.contains_key(prefix));
     if !exists {
-        let mut table = Table::new();
-        let position = new_trust_table_position(doc);
-        let decor = make_room_at(doc, position, empty_file);
-        table.decor_mut().set_prefix(decor);
-        table.set_position(position);
-        doc["trust"]
-            .as_table_mut()
-            .expect("trust was just checked to be a table")
-            .insert(prefix, Item::Table(table));
+        let place = place_in(doc, "trust", &["images"]);
+        insert_table(doc, "trust", prefix, Table::new(), place);
     }
     doc["trust"]
         .as_table_mut()
@@ -320,86 +474,23 @@ fn trust_table<'d>(
         .ok_or(EditError::NotTable("trust.PREFIX"))
 }
 
-/// Where a new `[trust."PREFIX"]` goes: after the last trust table, else
-/// before the first image, else at the end.
-fn new_trust_table_position(doc: &DocumentMut) -> isize {
-    let positions = |name: &str| -> Vec<isize> {
-        doc.get(name)
-            .and_then(Item::as_table)
-            .map(|t| {
-                t.iter()
-                    .filter_map(|(_, i)| i.as_table())
-                    .filter_map(Table::position)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    match (
-        positions("trust").iter().max(),
-        positions("images").iter().min(),
-    ) {
-        (Some(last_trust), _) => last_trust + 1,
-        (None, Some(first_image)) => *first_image,
-        (None, None) => table_positions(doc).into_iter().max().map_or(0, |p| p + 1),
-    }
-}
-
-/// Makes room for a table at `position`: tables at or after it move down by
-/// one. The table that was at `position` hands over the file-header part of
-/// the comments above it (everything up to its last blank line) so the header
-/// stays on top; returns the comments to put above the new table.
-fn make_room_at(doc: &mut DocumentMut, position: isize, empty_file: bool) -> String {
-    let mut decor = if empty_file { "" } else { "\n" }.to_owned();
-    let mut shift = |t: &mut Table| {
-        let Some(p) = t.position().filter(|p| *p >= position) else {
-            return;
-        };
-        if p == position {
-            let above = t
-                .decor()
-                .prefix()
-                .and_then(|r| r.as_str())
-                .unwrap_or_default()
-                .to_owned();
-            if let Some(split) = above.rfind("\n\n") {
-                let (header, own) = above.split_at(split + 2);
-                decor = header.to_owned();
-                t.decor_mut().set_prefix(format!("\n{own}"));
-            } else if !above.starts_with('\n') {
-                t.decor_mut().set_prefix(format!("\n{above}"));
-            }
-        }
-        t.set_position(p + 1);
-    };
-    for (_, item) in doc.iter_mut() {
-        if let Some(t) = item.as_table_mut() {
-            for (_, child) in t.iter_mut() {
-                if let Some(c) = child.as_table_mut() {
-                    shift(c);
-                }
-            }
-            shift(t);
-        }
-    }
-    decor
-}
-
-/// Removes `[images.ID]` (with the comments attached above it).
+/// Removes `[images.ID]` with the comments attached above it; a file header above it
+/// is kept (see `keep_header`).
 pub fn remove_image(text: &str, id: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let images = doc
         .get_mut("images")
         .and_then(Item::as_table_like_mut)
         .ok_or_else(|| EditError::Unknown(id.to_owned()))?;
-    if images.remove(id).is_none() {
-        return Err(EditError::Unknown(id.to_owned()));
-    }
+    let removed = images
+        .remove(id)
+        .ok_or_else(|| EditError::Unknown(id.to_owned()))?;
+    keep_header(&mut doc, &removed);
     Ok(doc.to_string())
 }
 
-/// Removes `[trust."PREFIX"]` with the comments attached above it. A file
-/// header above the table (the comments before its last blank line) is kept
-/// and moves to whatever follows.
+/// Removes `[trust."PREFIX"]` with the comments attached above it; a file header above
+/// it is kept (see `keep_header`).
 pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
     let mut doc = parse(text)?;
     let unknown = || EditError::UnknownTrust(prefix.to_owned());
@@ -408,8 +499,16 @@ pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
         .and_then(Item::as_table_like_mut)
         .ok_or_else(unknown)?;
     let removed = trust.remove(prefix).ok_or_else(unknown)?;
+    keep_header(&mut doc, &removed);
+    Ok(doc.to_string())
+}
+
+/// After `removed` left `doc`: the file header above it (the comments before their last
+/// blank line, e.g. `init`'s template above the first table added) moves to whatever
+/// followed it, so removing what was added gives the file back as it was.
+fn keep_header(doc: &mut DocumentMut, removed: &Item) {
     let Some(table) = removed.as_table() else {
-        return Ok(doc.to_string());
+        return;
     };
     let above = table
         .decor()
@@ -417,17 +516,17 @@ pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
         .and_then(|r| r.as_str())
         .unwrap_or_default();
     let Some(split) = above.rfind("\n\n") else {
-        return Ok(doc.to_string());
+        return;
     };
     let header = above[..split + 1].to_owned();
     let removed_at = table.position();
     // The next table in file order inherits the header; at the end of the file, the trailer.
-    let next = header_positions(&doc)
+    let next = header_positions(doc)
         .into_iter()
         .filter(|p| Some(*p) > removed_at)
         .min();
     let moved = next.is_some_and(|next| {
-        with_table_at(&mut doc, next, |t| {
+        with_table_at(doc, next, |t| {
             let own = t
                 .decor()
                 .prefix()
@@ -441,7 +540,6 @@ pub fn remove_trust(text: &str, prefix: &str) -> Result<String, EditError> {
         let trailing = doc.trailing().as_str().unwrap_or_default().to_owned();
         doc.set_trailing(format!("{header}{trailing}"));
     }
-    Ok(doc.to_string())
 }
 
 /// The positions of the tables written with a `[header]` (top level and one level down).
@@ -888,6 +986,131 @@ mod tests {
             remove_trust_keys(file, "a/", &[]),
             Err(EditError::NotArray { key: "keys", .. })
         ));
+    }
+
+    /// `init`, then `add` / `trust add` / `add --insecure-http`: the template stays on top,
+    /// `#:schema` on line 1, and the tables follow in the template's order.
+    #[test]
+    fn edits_after_init_keep_the_template_on_top() {
+        let image = docker("127.0.0.1:5000/a:1");
+        let added = add_image(INIT_TEMPLATE, "a", &image).expect("add");
+        assert_eq!(
+            added,
+            format!(
+                "{INIT_TEMPLATE}\n[images.a]\ndocker = \"127.0.0.1:5000/a:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+            )
+        );
+        let trusted = add_trust_key(INIT_TEMPLATE, "a/", "k.asc")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(
+            trusted,
+            format!("{INIT_TEMPLATE}\n[trust.\"a/\"]\nkeys = [\"k.asc\"]\n")
+        );
+
+        // Every kind, in any order, lands in the template's order below it.
+        let all = |steps: &[&str]| {
+            let mut text = INIT_TEMPLATE.to_owned();
+            for step in steps {
+                text = match *step {
+                    "image" => add_image(&text, "a", &image).expect("add"),
+                    "image2" => add_image(&text, "b", &docker("b:1")).expect("add"),
+                    "trust" => add_trust_key(&text, "a/", "k.asc")
+                        .expect("edits")
+                        .expect("changes"),
+                    "http" => allow_plain_http(&text, "127.0.0.1:5000")
+                        .expect("edits")
+                        .expect("changes"),
+                    other => unreachable!("{other}"),
+                };
+            }
+            text
+        };
+        let expected = format!(
+            "{INIT_TEMPLATE}\n[registries.\"127.0.0.1:5000\"]\ninsecure-http = true\n\n[trust.\"a/\"]\nkeys = [\"k.asc\"]\n\n[images.a]\ndocker = \"127.0.0.1:5000/a:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n\n[images.b]\ndocker = \"b:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+        );
+        for steps in [
+            ["http", "trust", "image", "image2"],
+            ["image", "trust", "http", "image2"],
+            ["image", "image2", "http", "trust"],
+            ["trust", "image", "image2", "http"],
+        ] {
+            let text = all(&steps);
+            assert_eq!(text, expected, "after {steps:?}");
+            assert!(text.starts_with("#:schema "), "{steps:?}");
+        }
+        crate::project::manifest::Manifest::parse(std::path::Path::new("images.toml"), &expected)
+            .expect("the edited manifest is valid");
+    }
+
+    #[test]
+    fn removing_what_was_added_after_init_gives_the_template_back() {
+        let added = add_image(INIT_TEMPLATE, "a", &docker("a:1")).expect("add");
+        assert_eq!(remove_image(&added, "a").expect("remove"), INIT_TEMPLATE);
+        let trusted = add_trust_key(&added, "p/", "k.asc")
+            .expect("edits")
+            .expect("changes");
+        let out = remove_trust(&trusted, "p/").expect("remove");
+        assert_eq!(out, added);
+        assert_eq!(remove_image(&out, "a").expect("remove"), INIT_TEMPLATE);
+    }
+
+    #[test]
+    fn a_new_image_goes_below_the_last_image() {
+        // Tables after the images stay after them, with their comments.
+        let file =
+            "[images.a]\npath = \"a\"\n\n# mirrors\n[registries.\"h\"]\ninsecure-http = true\n";
+        let out = add_image(file, "b", &docker("b:1")).expect("add");
+        assert_eq!(
+            out,
+            "[images.a]\npath = \"a\"\n\n[images.b]\ndocker = \"b:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n\n# mirrors\n[registries.\"h\"]\ninsecure-http = true\n"
+        );
+        // Comments that end the file stay above the new table.
+        let file = "[images.a]\npath = \"a\"\n\n# [images.later]\n# path = \"x\"\n";
+        let out = add_image(file, "b", &docker("b:1")).expect("add");
+        assert_eq!(
+            out,
+            format!(
+                "{file}\n[images.b]\ndocker = \"b:1\"\nplatforms = [\"linux/amd64\"]\ninsecure = true\n"
+            )
+        );
+    }
+
+    #[test]
+    fn plain_http_and_lookaside_are_set_in_place() {
+        let file =
+            "[registries.\"h\"]  # ours\ninsecure-http = false\n\n[images.a]\npath = \"a\"\n";
+        let out = allow_plain_http(file, "h")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(out, file.replace("false", "true"));
+        assert_eq!(allow_plain_http(&out, "h").expect("edits"), None);
+        let out = allow_plain_http(file, "g:5000")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(
+            out,
+            file.replace(
+                "false\n\n",
+                "false\n\n[registries.\"g:5000\"]\ninsecure-http = true\n\n"
+            )
+        );
+
+        let file = "[trust.\"a/\"]\nkeys = [\"k.asc\"]\nlookaside = \"https://old\"  # keep\n";
+        let (out, old) = set_lookaside(file, "a/", "https://new")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(old.as_deref(), Some("https://old"));
+        assert_eq!(out, file.replace("https://old", "https://new"));
+        assert_eq!(
+            set_lookaside(&out, "a/", "https://new").expect("edits"),
+            None
+        );
+        let (out, old) = set_lookaside("", "b/", "https://s")
+            .expect("edits")
+            .expect("changes");
+        assert_eq!(old, None);
+        assert_eq!(out, "[trust.\"b/\"]\nlookaside = \"https://s\"\n");
     }
 
     #[test]

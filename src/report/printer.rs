@@ -260,6 +260,11 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
             "if images.lock was edited to `http://` for {host}, restore it (`git checkout -- images.lock`) or run `imagelock lock`; if {host} really is plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml"
         ));
     }
+    if let Some(RegistryError::PlainHttpServer { host, .. }) = registry {
+        return Some(format!(
+            "if {host} is meant to be reached over plain HTTP, add `[registries.\"{host}\"]` with `insecure-http = true` to images.toml (`imagelock add ID --docker {host}/REPO:TAG --insecure-http` writes it with a new image); otherwise use its HTTPS address"
+        ));
+    }
     if let Some(RegistryError::PlainHttpRealm { realm_host, .. }) = registry {
         return Some(format!(
             "if the network to {realm_host} is trusted, add `[registries.\"{realm_host}\"]` with `insecure-http = true` to images.toml; otherwise the registry's token server must use HTTPS"

@@ -234,7 +234,7 @@ impl Resolver {
                 self.manifest.path.display()
             ),
             format!(
-                "trust the key that signs it (`imagelock trust add {}/ --key FILE`, then set `lookaside = \"URL\"` in that [trust] table), or accept it unverified with `insecure = true` under [images.{}] (line {})",
+                "trust the key that signs it and where its signatures are published (`imagelock trust add {}/ --key FILE --lookaside URL`), or accept it unverified with `insecure = true` under [images.{}] (line {})",
                 reference.domain(),
                 spec.id,
                 spec.line
@@ -347,7 +347,8 @@ impl Resolver {
                     spec.id, trusted.prefix
                 ),
                 format!(
-                    "add `lookaside = \"https://...\"` (where `skopeo copy --sign-by` signatures are published) under [trust.\"{}\"] in {}",
+                    "name where `skopeo copy --sign-by` signatures are published: `imagelock trust add {} --lookaside https://...` (sets `lookaside` under [trust.\"{}\"] in {})",
+                    trusted.prefix,
                     trusted.prefix,
                     self.manifest.path.display()
                 ),

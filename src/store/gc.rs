@@ -3,9 +3,11 @@
 //! Every `sync` (and every `lock` that stores ACIs) registers its lockfile in
 //! the store as a root: `STORE/roots/<sha256 of the lock's absolute path>.json`
 //! holding `{"lock": "/abs/images.lock", "digests": ["sha256:…", …]}`, the
-//! blobs that lock needs, written atomically. A root whose lockfile no longer
-//! exists is dead. `gc` keeps exactly the blobs some live root names and
-//! removes the rest, with the `index.json` refs pointing at removed content,
+//! blobs that lock needed then, written atomically. A root whose lockfile no longer
+//! exists is dead. A live root follows its lockfile: `gc` keeps what the lock names
+//! now (after a `remove` and `lock`, a `git checkout`, ...), and the recorded digests
+//! only when the lock cannot be read (merge conflict markers, a newer format). `gc`
+//! keeps exactly the blobs live roots need and removes the rest, with the `index.json` refs pointing at removed content,
 //! rendered trees built from removed content, and leftovers in `ingest/`.
 //! Every path it removes (or, with `--dry-run`, would remove) is reported in
 //! [`Collected::paths`].
@@ -283,7 +285,8 @@ fn collect_ingest(
     Ok(())
 }
 
-/// The live set: digests of every root whose lockfile still exists, and the dead roots.
+/// The live set: the blobs every root whose lockfile still exists needs (what the lock
+/// names now; what the root recorded when the lock cannot be read), and the dead roots.
 pub fn live_set(store: &Store) -> anyhow::Result<(BTreeSet<Digest>, Vec<PathBuf>, usize)> {
     let mut keep = BTreeSet::new();
     let mut dead = Vec::new();
@@ -292,7 +295,10 @@ pub fn live_set(store: &Store) -> anyhow::Result<(BTreeSet<Digest>, Vec<PathBuf>
         match root {
             Some(root) if root.lock.is_file() => {
                 live += 1;
-                keep.extend(root.digests);
+                match Lock::load(&root.lock) {
+                    Ok(Some(lock)) => keep.extend(lock.blobs().into_keys()),
+                    _ => keep.extend(root.digests),
+                }
             }
             // A root whose lockfile is gone, or an unreadable root file.
             _ => dead.push(file),

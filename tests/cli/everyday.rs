@@ -17,7 +17,7 @@ use crate::harness::{
 /// Snapshots `run` as `exit`, stdout and stderr, with everything that varies
 /// between runs and machines replaced by a placeholder.
 #[track_caller]
-fn snapshot(name: &str, project: &Project, run: &Run) {
+pub(crate) fn snapshot(name: &str, project: &Project, run: &Run) {
     snapshot_with(name, project, run, &[]);
 }
 
@@ -240,7 +240,14 @@ fn inspect_errors_name_the_images() {
     let run = project.run(&["inspect", "nope"]).failure(2);
     snapshot("inspect_unknown", &project, &run);
     project
-        .run(&["add", "later", "--path", "examples/hello:1.0", "--insecure"])
+        .run(&[
+            "add",
+            "later",
+            "--path",
+            "examples/hello:1.0",
+            "--insecure",
+            "--no-lock",
+        ])
         .success();
     let run = project.run(&["inspect", "later"]).failure(1);
     snapshot("inspect_not_locked", &project, &run);

@@ -48,6 +48,7 @@ fn init_add_remove_keep_the_file_byte_for_byte() {
             "--platform",
             "linux/amd64",
             "--insecure",
+            "--no-lock",
         ])
         .success();
     let added = project.read("images.toml");
@@ -73,7 +74,7 @@ fn init_add_remove_keep_the_file_byte_for_byte() {
         added,
         "a refused add must not touch the file"
     );
-    project.run(&["remove", "big"]).success();
+    project.run(&["remove", "big", "--no-lock"]).success();
     assert_eq!(project.read("images.toml"), user);
     let missing = project.run(&["remove", "nope"]).failure(1);
     assert!(

@@ -5,6 +5,7 @@ mod appc;
 mod bundle;
 mod everyday;
 mod firsthour;
+mod firsthour_edit;
 mod harness;
 mod hostile;
 mod interop;

@@ -59,7 +59,7 @@ fn lock_and_sync_from_a_registry_then_offline() {
         "images.toml",
         &format!("{init}\n{}", manifest(&registry, "")),
     );
-    project
+    let run = project
         .run(&[
             "add",
             "big",
@@ -70,8 +70,10 @@ fn lock_and_sync_from_a_registry_then_offline() {
             "--insecure",
         ])
         .success();
-    let run = project.run(&["lock"]).success();
+    // `add` locks, as `uv add` does.
     assert!(run.stderr.contains("Locked 1 image"), "{}", run.stderr);
+    let run = project.run(&["lock"]).success();
+    assert!(run.stderr.contains("is up to date"), "{}", run.stderr);
     let lock = project.read("images.lock");
     assert!(
         lock.contains(&format!("registry = \"http://{host}\"")),
