@@ -7,7 +7,6 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::project::manifest::SigstoreIdentity;
 use crate::report::printer::{Printer, Verbosity};
 
 /// Pin container images in a lockfile; sync exactly those blobs into an OCI store.
@@ -432,56 +431,6 @@ pub struct TrustAddArgs {
     pub lookaside: Option<String>,
 }
 
-impl TrustAddArgs {
-    /// The additions these flags ask for.
-    pub fn request(self) -> crate::commands::TrustAddRequest {
-        let TrustAddArgs {
-            prefix,
-            key,
-            discover,
-            fingerprint,
-            sigstore_keys,
-            identities,
-            identity_regexps,
-            trusted_root,
-            lookaside,
-        } = self;
-        let openpgp = match (key, discover) {
-            (Some(file), _) => Some(crate::commands::KeySource::File(file)),
-            (None, true) => Some(crate::commands::KeySource::Discover { fingerprint }),
-            (None, false) => None,
-        };
-        let pairs = |values: Vec<String>| -> Vec<(String, String)> {
-            values
-                .chunks_exact(2)
-                .map(|pair| (pair[0].clone(), pair[1].clone()))
-                .collect()
-        };
-        let exact = pairs(identities)
-            .into_iter()
-            .map(|(issuer, subject)| SigstoreIdentity {
-                issuer,
-                subject: Some(subject),
-                subject_regexp: None,
-            });
-        let regexps = pairs(identity_regexps)
-            .into_iter()
-            .map(|(issuer, pattern)| SigstoreIdentity {
-                issuer,
-                subject: None,
-                subject_regexp: Some(pattern),
-            });
-        crate::commands::TrustAddRequest {
-            prefix,
-            openpgp,
-            sigstore_keys,
-            identities: exact.chain(regexps).collect(),
-            trusted_root,
-            lookaside,
-        }
-    }
-}
-
 /// `imagelock trust remove`.
 #[derive(Debug, Args)]
 #[command(group(
@@ -506,43 +455,6 @@ pub struct TrustRemoveArgs {
     /// Remove only `trusted-root`: the built-in public-good root applies again.
     #[arg(long = "trusted-root")]
     pub trusted_root: bool,
-}
-
-impl TrustRemoveArgs {
-    /// The prefix and what to remove from it.
-    pub fn request(self) -> (String, crate::commands::TrustRemoval) {
-        use crate::commands::TrustRemoval;
-        let TrustRemoveArgs {
-            prefix,
-            key,
-            sigstore_key,
-            identity: exact,
-            identity_regexp,
-            trusted_root,
-        } = self;
-        let identity = |issuer: &String, subject: Option<&String>, pattern: Option<&String>| {
-            TrustRemoval::Identity(SigstoreIdentity {
-                issuer: issuer.clone(),
-                subject: subject.cloned(),
-                subject_regexp: pattern.cloned(),
-            })
-        };
-        // The group allows one of them; each identity flag takes exactly two values, once.
-        let removal = if let Some(key) = key {
-            TrustRemoval::Key(key)
-        } else if let Some(key) = sigstore_key {
-            TrustRemoval::SigstoreKey(key)
-        } else if let [issuer, subject] = exact.as_slice() {
-            identity(issuer, Some(subject), None)
-        } else if let [issuer, pattern] = identity_regexp.as_slice() {
-            identity(issuer, None, Some(pattern))
-        } else if trusted_root {
-            TrustRemoval::TrustedRoot
-        } else {
-            TrustRemoval::Prefix
-        };
-        (prefix, removal)
-    }
 }
 
 /// `imagelock add`.
