@@ -1,7 +1,8 @@
 //! The `imagelock` binary: parse arguments, resolve settings, run a command,
 //! and turn errors into `error:` / `Caused by:` / `hint:` and an exit code
 //! (0 ok, 1 failure, 2 usage — clap exits 2 on its own —, 3 stale lock; see
-//! [`imagelock::errors::exit_code`]).
+//! [`imagelock::errors::exit_code`]). A reader closing stdout early ends the
+//! run quietly with 0.
 
 use std::process::ExitCode;
 
@@ -9,6 +10,7 @@ use clap::Parser;
 use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustArgs, TrustCommand};
 use imagelock::commands::{self, AddRequest};
 use imagelock::project::edit::NewImage;
+use imagelock::report::printer::{stdout_closed, write_stdout};
 
 fn main() -> ExitCode {
     let Cli { command, global } = Cli::parse();
@@ -24,6 +26,7 @@ fn main() -> ExitCode {
     };
     match runtime.block_on(run(command, global)) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
             ExitCode::from(imagelock::errors::exit_code(&e))
@@ -91,12 +94,16 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         }
         Command::List { json } => commands::list(&Settings::resolve(global, json)?),
         Command::Inspect { id, json } => commands::inspect(&Settings::resolve(global, json)?, &id),
+        // Written whole into memory first: a closed stdout is then one error, not a panic.
         Command::Completions { shell } => {
-            imagelock::cli::write_completions(shell, &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            imagelock::cli::write_completions(shell, &mut script);
+            write_stdout(&script)
         }
         Command::Man { command } => {
-            imagelock::cli::write_man_page(command.as_deref(), &mut std::io::stdout())
+            let mut page = Vec::new();
+            imagelock::cli::write_man_page(command.as_deref(), &mut page)?;
+            write_stdout(&page)
         }
     }
 }

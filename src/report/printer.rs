@@ -1,7 +1,9 @@
 //! Output: data to stdout (`--json`), status and progress to stderr.
 //!
 //! Everything the commands print goes through a [`Printer`], so `-q`, `--json`
-//! and non-TTY runs behave the same everywhere.
+//! and non-TTY runs behave the same everywhere. A reader that closes stdout
+//! early (`| head`) ends the run quietly: writes that must reach stdout fail
+//! with [`StdoutClosed`], which the binary treats as success.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -84,6 +86,28 @@ impl Printer {
         }
         Arc::new(BarReporter::default())
     }
+}
+
+/// Writes `bytes` to stdout and flushes it; a reader that closed it early is
+/// [`StdoutClosed`].
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Stdout was closed by its reader (`imagelock man | head`): the run ends
+/// quietly, with exit code 0, as other command-line tools do.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
+/// Whether `error` comes from a closed stdout ([`StdoutClosed`] in its chain).
+pub fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<StdoutClosed>())
 }
 
 /// Draws the current phase as one bar on stderr: bytes when the phase
