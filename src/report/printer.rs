@@ -56,6 +56,14 @@ impl Printer {
         let _ = writeln!(std::io::stderr(), "warning: {line}");
     }
 
+    /// An error on stderr (always), for failures a command reports and goes on
+    /// past (its own error, printed by the binary, ends the run); escaped like
+    /// [`Printer::warn`].
+    pub fn error(&self, line: impl AsRef<str>) {
+        let line = crate::text::escape_lines(line.as_ref());
+        let _ = writeln!(std::io::stderr(), "error: {line}");
+    }
+
     /// Data for people on stdout (a table, a diff): printed unless `--json`
     /// carries the data instead; `-q` does not silence what was asked for.
     pub fn out(&self, line: impl AsRef<str>) {
