@@ -50,6 +50,8 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit code for "images.lock does not match images.toml" (`lock --check`,
 /// `sync --locked`), so CI can tell a stale lock from a broken network.
 pub const EXIT_STALE: u8 = 3;
+/// Exit code after Ctrl-C: 128 + SIGINT, what shells report for a process the signal ended.
+pub const EXIT_INTERRUPTED: u8 = 130;
 
 /// An error that ends the process with a specific exit code. It displays as
 /// the error it wraps, and that error stays in the chain (so its hint is found).
@@ -86,6 +88,15 @@ pub fn usage(message: impl fmt::Display, hint: impl Into<String>) -> anyhow::Err
     anyhow::Error::new(Classified {
         error: hinted(message, hint),
         exit_code: EXIT_USAGE,
+    })
+}
+
+/// Marks `error` as the end of a run the user interrupted (exit code
+/// [`EXIT_INTERRUPTED`]); its message starts with `interrupted` and says what was kept.
+pub fn interrupted(error: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(Classified {
+        error,
+        exit_code: EXIT_INTERRUPTED,
     })
 }
 
