@@ -5,6 +5,7 @@ mod appc;
 mod bundle;
 mod everyday;
 mod firsthour;
+mod firsthour_output;
 mod harness;
 mod hostile;
 mod interop;
