@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::report::printer::{Printer, Verbosity};
+use crate::report::printer::{Printer, ProgressMode, Verbosity};
 
 /// Pin container images in a lockfile; sync exactly those blobs into an OCI store.
 #[derive(Debug, Parser)]
@@ -53,6 +53,27 @@ pub struct GlobalArgs {
     /// Print per-image detail.
     #[arg(short, long, global = true)]
     pub verbose: bool,
+    /// How to show progress on stderr: a bar on a terminal (auto), a line per step (plain,
+    /// for logs), or none.
+    #[arg(
+        long,
+        global = true,
+        env = "IMAGELOCK_PROGRESS",
+        value_name = "WHEN",
+        default_value = "auto"
+    )]
+    pub progress: ProgressArg,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ProgressArg {
+    /// A bar when stderr is a terminal and IMAGELOCK_NO_PROGRESS is unset.
+    Auto,
+    /// A line per item done, terminal or not.
+    Plain,
+    /// No progress.
+    None,
 }
 
 /// The commands.
@@ -584,6 +605,7 @@ impl Settings {
             resolve,
             quiet,
             verbose,
+            progress,
         } = global;
         let resolve = resolve
             .iter()
@@ -595,7 +617,15 @@ impl Settings {
             (false, true) => Verbosity::Verbose,
             (false, false) => Verbosity::Normal,
         };
-        let printer = Printer { verbosity, json };
+        let printer = Printer {
+            verbosity,
+            json,
+            progress: match progress {
+                ProgressArg::Auto => ProgressMode::Auto,
+                ProgressArg::Plain => ProgressMode::Plain,
+                ProgressArg::None => ProgressMode::Off,
+            },
+        };
         let manifest = match manifest {
             Some(path) => path,
             None if discover => find_manifest(printer),

@@ -30,5 +30,6 @@ pub mod concurrency;
 pub mod digest;
 pub mod errors;
 pub mod fsutil;
+pub mod interrupt;
 pub mod progress;
 pub mod text;

@@ -1,14 +1,18 @@
 //! The `imagelock` binary: parse arguments, resolve settings, run a command,
 //! and turn errors into `error:` / `Caused by:` / `hint:` and an exit code
-//! (0 ok, 1 failure, 2 usage — clap exits 2 on its own —, 3 stale lock; see
-//! [`imagelock::errors::exit_code`]).
+//! (0 ok, 1 failure, 2 usage — clap exits 2 on its own —, 3 stale lock, 130
+//! Ctrl-C; see [`imagelock::errors::exit_code`]). Ctrl-C stops the command and
+//! says what was kept ([`imagelock::interrupt`]); a reader closing stdout early
+//! ends the run quietly with 0.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use imagelock::cli::{Cli, Command, Settings, SyncSettings, TrustArgs, TrustCommand};
 use imagelock::commands::{self, AddRequest};
+use imagelock::errors::EXIT_INTERRUPTED;
 use imagelock::project::edit::NewImage;
+use imagelock::report::printer::{stdout_closed, write_stdout};
 
 fn main() -> ExitCode {
     let Cli { command, global } = Cli::parse();
@@ -22,11 +26,38 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(command, global)) {
+    let result = runtime.block_on(async {
+        imagelock::interrupt::watch(|| {
+            eprintln!("interrupted");
+            std::process::exit(EXIT_INTERRUPTED.into());
+        });
+        let command = run(command, global);
+        tokio::pin!(command);
+        tokio::select! {
+            biased;
+            result = &mut command => result,
+            // Ctrl-C may come between the command's look and this one: the command
+            // gets one more look, so one that stops by itself says what it kept.
+            () = imagelock::interrupt::interrupted() => tokio::select! {
+                biased;
+                result = &mut command => result,
+                () = std::future::ready(()) => {
+                    Err(imagelock::errors::interrupted(anyhow::anyhow!("interrupted")))
+                }
+            },
+        }
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if stdout_closed(&e) => ExitCode::SUCCESS,
         Err(e) => {
             report(&e);
-            ExitCode::from(imagelock::errors::exit_code(&e))
+            let code = imagelock::errors::exit_code(&e);
+            if code == EXIT_INTERRUPTED {
+                // Blocking work the command left behind is not waited for.
+                runtime.shutdown_background();
+            }
+            ExitCode::from(code)
         }
     }
 }
@@ -95,16 +126,20 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         }
         Command::List { json } => commands::list(&Settings::resolve(global, json)?),
         Command::Inspect { id, json } => commands::inspect(&Settings::resolve(global, json)?, &id),
+        // Written whole into memory first: a closed stdout is then one error, not a panic.
         Command::Completions { shell } => {
-            imagelock::cli::write_completions(shell, &mut std::io::stdout());
-            Ok(())
+            let mut script = Vec::new();
+            imagelock::cli::write_completions(shell, &mut script);
+            write_stdout(&script)
         }
         Command::Schema { file } => {
             commands::schema(&Settings::resolve_here(global)?, file);
             Ok(())
         }
         Command::Man { command } => {
-            imagelock::cli::write_man_page(command.as_deref(), &mut std::io::stdout())
+            let mut page = Vec::new();
+            imagelock::cli::write_man_page(command.as_deref(), &mut page)?;
+            write_stdout(&page)
         }
     }
 }
@@ -191,7 +226,13 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
 /// escaped here as well as where they were put in, whatever the source.
 fn report(error: &anyhow::Error) {
     use imagelock::text::escape_lines;
-    eprintln!("error: {}", escape_lines(&error.to_string()));
+    // An interruption is no failure: its message starts with `interrupted`.
+    let label = if imagelock::errors::exit_code(error) == EXIT_INTERRUPTED {
+        ""
+    } else {
+        "error: "
+    };
+    eprintln!("{label}{}", escape_lines(&error.to_string()));
     let hint = imagelock::report::printer::hint_for(error);
     for cause in error.chain().skip(1) {
         let text = cause.to_string();

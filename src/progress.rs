@@ -7,7 +7,8 @@
 //! A long operation works in phases ([`Phase`]): it plans first, so each
 //! phase begins with the exact number of items (blobs, images, trees) and
 //! bytes it will go through, then reports bytes and finished items as they
-//! go, and finishes. Phases follow one another, never overlap, on one
+//! go (bytes an earlier, interrupted run left on disk are reported apart, as
+//! resumed), and finishes. Phases follow one another, never overlap, on one
 //! reporter. No I/O here.
 
 use crate::oci::Blob;
@@ -69,6 +70,9 @@ pub trait Reporter: Send + Sync {
     fn begin(&self, _phase: Phase, _items: usize, _bytes: u64) {}
     /// `n` more bytes were processed.
     fn bytes(&self, _n: u64) {}
+    /// A download picks up `n` bytes an earlier, interrupted run left on disk: the phase
+    /// has that many fewer bytes to go, and they count toward no speed.
+    fn resumed(&self, _n: u64) {}
     /// One more item of the phase is done.
     fn item_done(&self) {}
     /// One blob is verified and stored.
@@ -102,6 +106,8 @@ pub struct Recorded {
     pub items_done: usize,
     /// The bytes reported.
     pub bytes_done: u64,
+    /// The bytes reported as resumed from an earlier run.
+    pub bytes_resumed: u64,
     /// Whether the phase was finished.
     pub finished: bool,
 }
@@ -116,6 +122,7 @@ impl Recorded {
             bytes,
             items_done: items,
             bytes_done: bytes,
+            bytes_resumed: 0,
             finished: true,
         }
     }
@@ -150,12 +157,17 @@ impl Reporter for Recording {
             bytes,
             items_done: 0,
             bytes_done: 0,
+            bytes_resumed: 0,
             finished: false,
         });
     }
 
     fn bytes(&self, n: u64) {
         self.current(|p| p.bytes_done += n);
+    }
+
+    fn resumed(&self, n: u64) {
+        self.current(|p| p.bytes_resumed += n);
     }
 
     fn item_done(&self) {

@@ -5,11 +5,13 @@
 //! deduplicated by digest across images and fetched largest first with bounded
 //! parallelism, through [`crate::transfer`], which hashes and writes bytes on
 //! blocking threads, never on the async reactor. A plan with nothing missing
-//! touches no network at all.
+//! touches no network at all. Ctrl-C ends [`execute`] with [`Interrupted`]:
+//! stored blobs stay, and partial downloads stay in `ingest/` to be resumed.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use crate::concurrency;
 use crate::oci;
@@ -214,51 +216,134 @@ pub fn plan(lock: &Lock, lock_dir: &Path, store: Option<&Store>) -> anyhow::Resu
     Ok(plan)
 }
 
+/// What [`execute`] stored.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Fetched {
+    /// Blobs fetched whole in this run.
+    pub blobs: usize,
+    /// Their bytes.
+    pub bytes: u64,
+    /// Downloads that resumed from what an earlier, interrupted run left on disk.
+    pub resumed: usize,
+    /// The bytes those downloads fetched in this run (what was on disk is not counted).
+    pub resumed_bytes: u64,
+}
+
+/// A sync stopped by Ctrl-C: what it stored stays, and so do partial downloads.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "interrupted: {stored} of {missing} missing blobs stored; partial downloads resume next time"
+)]
+pub struct Interrupted {
+    /// Blobs stored before the interruption.
+    pub stored: usize,
+    /// Blobs the plan lacked.
+    pub missing: usize,
+}
+
 /// Fetches every missing blob into the store (names nothing: see [`name_images`]).
+/// When `interrupt` completes first (Ctrl-C), stops the downloads and returns
+/// [`Interrupted`] (exit code 130): every blob already stored stays, and what
+/// the downloads under way got stays in `ingest/` for the next run to resume.
 pub async fn execute(
     plan: &Plan,
     store: &Store,
     client: impl FnOnce() -> anyhow::Result<Arc<RegistryClient>>,
     mirrors: &Mirrors,
     reporter: Arc<dyn Reporter>,
-) -> anyhow::Result<()> {
-    if !plan.missing.is_empty() {
-        let client = if plan.needs_network().next().is_some() {
-            Some(client()?)
-        } else {
-            None
-        };
-        reporter.start(plan.missing.len(), plan.missing_bytes());
-        let jobs = plan.missing.iter().cloned().map(|missing| {
-            let store = store.clone();
-            let client = client.clone();
-            let reporter = reporter.clone();
-            let mirrors = mirrors.clone();
-            async move {
-                let result = fetch(
-                    &missing,
-                    &store,
-                    client.as_deref(),
-                    &mirrors,
-                    reporter.as_ref(),
-                )
-                .await;
-                result.with_context(|| {
-                    format!(
-                        "cannot fetch blob {} ({}, {} bytes) for image `{}`",
-                        missing.blob.digest,
-                        missing.blob.media_type,
-                        missing.blob.size,
-                        missing.images.join("`, `")
-                    )
-                })
-            }
-        });
-        let fetched = concurrency::run_bounded(concurrency::PARALLEL_DOWNLOADS, jobs).await;
-        reporter.finish();
-        fetched?;
+    interrupt: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<Fetched> {
+    if plan.missing.is_empty() {
+        return Ok(Fetched::default());
     }
-    Ok(())
+    let client = if plan.needs_network().next().is_some() {
+        Some(client()?)
+    } else {
+        None
+    };
+    reporter.start(plan.missing.len(), plan.missing_bytes());
+    let stored = Arc::new(AtomicUsize::new(0));
+    let jobs = plan.missing.iter().cloned().map(|missing| {
+        let store = store.clone();
+        let client = client.clone();
+        let reporter = reporter.clone();
+        let mirrors = mirrors.clone();
+        let stored = stored.clone();
+        async move {
+            let one = OneBlob {
+                reporter: reporter.as_ref(),
+                kept: AtomicU64::new(0),
+            };
+            let result = fetch(&missing, &store, client.as_deref(), &mirrors, &one).await;
+            result.with_context(|| {
+                format!(
+                    "cannot fetch blob {} ({}, {} bytes) for image `{}`",
+                    missing.blob.digest,
+                    missing.blob.media_type,
+                    missing.blob.size,
+                    missing.images.join("`, `")
+                )
+            })?;
+            stored.fetch_add(1, Ordering::Relaxed);
+            Ok((missing.blob.size, one.kept.into_inner()))
+        }
+    });
+    let fetched = tokio::select! {
+        biased;
+        () = interrupt => {
+            reporter.finish();
+            let stopped = Interrupted {
+                stored: stored.load(Ordering::Relaxed),
+                missing: plan.missing.len(),
+            };
+            return Err(crate::errors::interrupted(crate::errors::with_hint(
+                stopped,
+                "run `imagelock sync` again: it fetches only what is still missing",
+            )));
+        }
+        fetched = concurrency::run_bounded(concurrency::PARALLEL_DOWNLOADS, jobs) => fetched,
+    };
+    reporter.finish();
+    let mut out = Fetched::default();
+    for (size, kept) in fetched? {
+        if kept > 0 {
+            out.resumed += 1;
+            out.resumed_bytes += size.saturating_sub(kept);
+        } else {
+            out.blobs += 1;
+            out.bytes += size;
+        }
+    }
+    Ok(out)
+}
+
+/// The reporter of one blob's fetch: forwards everything to the phase's
+/// reporter and remembers the bytes the download resumed from.
+struct OneBlob<'r> {
+    reporter: &'r dyn Reporter,
+    kept: AtomicU64,
+}
+
+impl Reporter for OneBlob<'_> {
+    fn begin(&self, phase: crate::progress::Phase, items: usize, bytes: u64) {
+        self.reporter.begin(phase, items, bytes);
+    }
+    fn bytes(&self, n: u64) {
+        self.reporter.bytes(n);
+    }
+    fn resumed(&self, n: u64) {
+        self.kept.fetch_add(n, Ordering::Relaxed);
+        self.reporter.resumed(n);
+    }
+    fn item_done(&self) {
+        self.reporter.item_done();
+    }
+    fn blob_done(&self, blob: &Blob) {
+        self.reporter.blob_done(blob);
+    }
+    fn finish(&self) {
+        self.reporter.finish();
+    }
 }
 
 /// Records every image's name in the store's `index.json`. Call it only

@@ -15,6 +15,9 @@
 //! byte is written. Bytes kept from an earlier attempt that fail the digest
 //! check cost one fresh download, never a wrong blob.
 //!
+//! Progress: bytes an earlier run left are reported as resumed
+//! ([`Reporter::resumed`]), never as bytes transferred now.
+//!
 //! On disk: a partial download stays in the store's `ingest/` area (see
 //! [`Store::ingest_resumable`]), so a later run resumes it too.
 
@@ -90,12 +93,17 @@ pub async fn download_resumable(
     };
     let mut writer = opened;
     let mut resumed = writer.written() > 0;
-    reporter.bytes(writer.written());
+    // What an earlier run left: reported as resumed once the server continues at
+    // its end (a server that sends the whole blob again makes it count for nothing).
+    let mut kept = writer.written();
     let policy = client.retry_policy();
     let mut interruptions = 0;
     loop {
         let from = writer.written();
         if from == blob.size {
+            if kept > 0 {
+                reporter.resumed(kept);
+            }
             break; // an earlier attempt got every byte; the digest check decides
         }
         resumed |= from > 0;
@@ -112,7 +120,10 @@ pub async fn download_resumable(
         if from > 0 && !resumes_at(&response, from) {
             // The server sent the whole blob (or another range): start over.
             writer.reset()?;
+        } else if kept > 0 {
+            reporter.resumed(kept);
         }
+        kept = 0;
         match stream_body(response, &url, writer, reporter).await? {
             Streamed::Complete(done) => {
                 writer = done;

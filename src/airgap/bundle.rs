@@ -504,12 +504,11 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
 pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::Result<Lock> {
     for id in images {
         if !lock.images.contains_key(id) {
-            return Err(hinted(
-                format!("images.lock has no image `{id}`"),
-                format!(
-                    "the locked images are: {}",
-                    lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
-                ),
+            return Err(crate::errors::unknown_image(
+                id,
+                "images.lock",
+                lock.images.keys().map(String::as_str),
+                None,
             ));
         }
     }

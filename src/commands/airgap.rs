@@ -38,6 +38,15 @@ pub fn export(
     let keys = key_files(&project.manifest);
     let reporter = printer.reporter();
     let exported = crate::airgap::bundle::export(&store, &lock, &keys, file, &*reporter)?;
+    for image in lock.images.values() {
+        let blobs = image.blobs();
+        printer.detail(format!(
+            "  {}: {} ({})",
+            image.id,
+            plural(blobs.len(), "blob"),
+            human_bytes(blobs.iter().map(|b| b.size).sum())
+        ));
+    }
     printer.status(format!(
         "Exported {}, {} ({}) and {} to {} ({}) in {}",
         plural(exported.images, "image"),

@@ -171,6 +171,14 @@ fn check_id(id: &str) -> anyhow::Result<()> {
     ))
 }
 
+/// The IDs of the `[images.ID]` tables of the manifest `text` (none if it is not TOML).
+fn image_ids(text: &str) -> Vec<String> {
+    toml::from_str::<toml::Table>(text)
+        .ok()
+        .and_then(|doc| Some(doc.get("images")?.as_table()?.keys().cloned().collect()))
+        .unwrap_or_default()
+}
+
 /// `imagelock remove`; then locks, unless `lock` is false.
 pub async fn remove(settings: &Settings, ids: &[String], lock: bool) -> anyhow::Result<()> {
     let path = &settings.manifest;
@@ -182,12 +190,11 @@ pub async fn remove(settings: &Settings, ids: &[String], lock: bool) -> anyhow::
     })?;
     for id in ids {
         text = edit::remove_image(&text, id).map_err(|e| match e {
-            edit::EditError::Unknown(_) => with_hint(
-                e,
-                format!(
-                    "the images in {} are the [images.ID] tables",
-                    path.display()
-                ),
+            edit::EditError::Unknown(_) => crate::errors::unknown_image(
+                id,
+                path.display(),
+                image_ids(&text).iter().map(String::as_str),
+                None,
             ),
             e => e.into(),
         })?;

@@ -221,17 +221,11 @@ fn refuse_unknown_id(project: &Project<'_>, old: &Lock, id: &str) -> anyhow::Res
                     "dependencies are re-resolved with the image that needs them: `imagelock update {root}`"
                 ),
             ),
-            None => crate::errors::usage(
-                format!("`{id}` is not an image in {}", manifest.path.display()),
-                format!(
-                    "the images are: {}; add one with `imagelock add {id} --docker REF`",
-                    manifest
-                        .images
-                        .keys()
-                        .cloned()
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
+            None => crate::errors::unknown_image(
+                id,
+                manifest.path.display(),
+                manifest.images.keys().map(String::as_str),
+                Some(&format!("add one with `imagelock add {id} --docker REF`")),
             ),
         },
     )

@@ -21,10 +21,17 @@ pub async fn render(settings: &Settings, request: RenderRequest) -> anyhow::Resu
     let started = Instant::now();
     let project = Project::load(settings)?;
     let lock = project.require_lock("run `imagelock lock` and `imagelock sync` first")?;
+    if !lock.images.contains_key(&request.id) {
+        return Err(super::report::not_locked(
+            settings,
+            &lock,
+            &project.lock_path,
+            Some(&project.manifest),
+            &request.id,
+        ));
+    }
     let (store_path, store) = project.existing_store()?;
-    if let Some(store) = &store
-        && lock.images.contains_key(&request.id)
-    {
+    if let Some(store) = &store {
         // Rendered, or served from the cache, only what sync would accept:
         // the pins, the trust policy and the signatures of the image's tree.
         let _shared = store.lock_shared()?;

@@ -236,8 +236,10 @@ fn read_pinned(store: &Store, blob: &Blob) -> Result<Option<Vec<u8>>, String> {
     Ok(Some(bytes))
 }
 
-/// `inspect ID` of an ID the lock does not have: not locked yet, or unknown.
-fn not_locked(
+/// The error for an `id` the lock does not have (`inspect`, `render`): in `manifest`
+/// but not locked yet (`imagelock lock` pins it), or unknown (a usage error, exit 2,
+/// listing the locked images).
+pub(super) fn not_locked(
     settings: &Settings,
     lock: &Lock,
     lock_path: &Path,
@@ -250,15 +252,14 @@ fn not_locked(
                 "`{id}` is in {} but not locked yet",
                 settings.manifest.display()
             ),
-            "run `imagelock lock` to pin it",
+            "run `imagelock lock` to pin it (and `imagelock sync` to fetch it)",
         )
     } else {
-        crate::errors::usage(
-            format!("`{id}` is not in {}", lock_path.display()),
-            format!(
-                "the locked images are: {} (`imagelock list` shows them)",
-                lock.images.keys().cloned().collect::<Vec<_>>().join(", ")
-            ),
+        crate::errors::unknown_image(
+            id,
+            lock_path.display(),
+            lock.images.keys().map(String::as_str),
+            None,
         )
     }
 }

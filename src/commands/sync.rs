@@ -3,18 +3,20 @@
 //! check every pin against the bytes, name the images, register the lock as a gc root).
 //! `--dry-run` prints the plan and writes nothing.
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Instant;
 
 use serde_json::json;
 
 use crate::cli::{LockMode, Settings, SyncSettings};
+use crate::digest::Digest;
 use crate::errors::hinted;
 use crate::project::lockfile::Lock;
 use crate::project::manifest::Manifest;
-use crate::report::printer::Printer;
+use crate::report::printer::{Printer, Verbosity};
 use crate::store::Store;
-use crate::sync::Plan;
+use crate::sync::{Fetched, Plan};
 use crate::text::{human_bytes, human_duration, plural};
 
 use super::airgap::import_bundle;
@@ -46,8 +48,9 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     if options.offline {
         refuse_network_needs(&plan, &store_path)?;
     }
-    let signatures = execute(&project, &options, &lock, &plan, &store).await?;
-    print_synced(&project, &plan, signatures, started);
+    let (fetched, signatures) = execute(&project, &options, &lock, &plan, &store).await?;
+    print_images(project.printer(), &lock, &plan);
+    print_synced(&project, &plan, fetched, signatures, started);
     if options.prune {
         drop(shared);
         prune(&project, &lock, &store)?;
@@ -174,28 +177,57 @@ fn refuse_network_needs(plan: &Plan, store_path: &Path) -> anyhow::Result<()> {
     ))
 }
 
-/// Fetches what the plan lacks, checks every pin against the bytes, then names the
-/// images and registers the lock as a gc root. How many signatures verified.
+/// Fetches what the plan lacks (until Ctrl-C), checks every pin against the bytes, then
+/// names the images and registers the lock as a gc root. What was fetched, and how many
+/// signatures verified.
 async fn execute(
     project: &Project<'_>,
     options: &SyncSettings,
     lock: &Lock,
     plan: &Plan,
     store: &Store,
-) -> anyhow::Result<usize> {
+) -> anyhow::Result<(Fetched, usize)> {
     let mirrors = sync_mirrors(options, &project.manifest)?;
     let client = project.client();
     let reporter = project.printer().reporter();
-    crate::sync::execute(plan, store, || client.get(), &mirrors, reporter).await?;
+    let interrupt = crate::interrupt::interrupted();
+    let fetched =
+        crate::sync::execute(plan, store, || client.get(), &mirrors, reporter, interrupt).await?;
     // Nothing is named in the store before every pin checks out against its bytes.
     let signatures = project.check_trusted(lock, store, "nothing was named in the store")?;
     crate::sync::name_images(plan, store).await?;
     project.register_root(store, lock)?;
-    Ok(signatures)
+    Ok((fetched, signatures))
 }
 
-/// The summary lines of a sync.
-fn print_synced(project: &Project<'_>, plan: &Plan, signatures: usize, started: Instant) {
+/// `-v`: a line per image synced, with its blobs fetched and already present.
+fn print_images(printer: Printer, lock: &Lock, plan: &Plan) {
+    if printer.verbosity != Verbosity::Verbose {
+        return;
+    }
+    let missing: BTreeSet<&Digest> = plan.missing.iter().map(|m| &m.blob.digest).collect();
+    for image in lock.images.values() {
+        let blobs = image.blobs();
+        let fetched = blobs.iter().filter(|b| missing.contains(&b.digest)).count();
+        printer.detail(format!(
+            "  {}: {} ({}), {fetched} fetched, {} already present",
+            image.id,
+            plural(blobs.len(), "blob"),
+            human_bytes(blobs.iter().map(|b| b.size).sum()),
+            blobs.len() - fetched
+        ));
+    }
+}
+
+/// The summary lines of a sync: blobs fetched whole apart from downloads resumed from
+/// an earlier run, whose bytes on disk were not fetched now.
+fn print_synced(
+    project: &Project<'_>,
+    plan: &Plan,
+    fetched: Fetched,
+    signatures: usize,
+    started: Instant,
+) {
     let printer = project.printer();
     let took = human_duration(started.elapsed());
     if signatures > 0 {
@@ -218,11 +250,25 @@ fn print_synced(project: &Project<'_>, plan: &Plan, signatures: usize, started: 
     } else {
         String::new()
     };
+    let mut done = Vec::new();
+    if fetched.blobs > 0 || fetched.resumed == 0 {
+        done.push(format!(
+            "{} ({})",
+            plural(fetched.blobs, "blob"),
+            human_bytes(fetched.bytes)
+        ));
+    }
+    if fetched.resumed > 0 {
+        done.push(format!(
+            "resumed {} ({} more)",
+            plural(fetched.resumed, "partial download"),
+            human_bytes(fetched.resumed_bytes)
+        ));
+    }
     printer.status(format!(
-        "Synced {}, {} ({}) in {took}{present}",
+        "Synced {}, {} in {took}{present}",
         plural(plan.images, "image"),
-        plural(plan.missing.len(), "blob"),
-        human_bytes(plan.missing_bytes()),
+        done.join(" and "),
     ));
 }
 

@@ -659,11 +659,11 @@ pub fn trust_remove(settings: &Settings, prefix: &str, what: TrustRemoval) -> an
                 settings.manifest.display()
             ));
             report_left_behind(settings, prefix, &dropped, &after);
-            warn_sigstore_removed(
+            warn_losing_trust(
                 settings,
-                prefix,
+                &manifest,
+                &after,
                 &format!("signed with a Sigstore key no longer trusted for `{prefix}`"),
-                |sig| sig.key.as_deref() == Some(fingerprint.as_str()),
             );
             Ok(())
         }
@@ -679,23 +679,11 @@ pub fn trust_remove(settings: &Settings, prefix: &str, what: TrustRemoval) -> an
                 settings.manifest.display()
             ));
             report_left_behind(settings, prefix, &[], &after);
-            let pattern = identity
-                .subject_regexp
-                .as_deref()
-                .and_then(|p| sigstore::Subject::regexp(p).ok());
-            warn_sigstore_removed(
+            warn_losing_trust(
                 settings,
-                prefix,
+                &manifest,
+                &after,
                 &format!("signed by a keyless signer no longer trusted for `{prefix}`"),
-                |sig| {
-                    let subject = sig.subject.as_deref().unwrap_or_default();
-                    sig.issuer.as_deref() == Some(identity.issuer.as_str())
-                        && match (&identity.subject, &pattern) {
-                            (Some(exact), _) => exact == subject,
-                            (None, Some(sigstore::Subject::Regexp(re))) => re.is_match(subject),
-                            _ => false,
-                        }
-                },
             );
             Ok(())
         }
@@ -709,7 +697,6 @@ pub fn trust_remove(settings: &Settings, prefix: &str, what: TrustRemoval) -> an
                     "it already uses the Sigstore public-good root built into imagelock",
                 ));
             };
-            let old_digest = trust_list::read_trusted_root(&manifest, file).ok();
             let updated = edit::remove_trusted_root(&text, prefix)?;
             let after = write_manifest(settings, &updated, "the edited manifest is not valid")?;
             settings.printer.status(format!(
@@ -717,11 +704,11 @@ pub fn trust_remove(settings: &Settings, prefix: &str, what: TrustRemoval) -> an
                 settings.manifest.display()
             ));
             report_left_behind(settings, prefix, std::slice::from_ref(file), &after);
-            warn_sigstore_removed(
+            warn_losing_trust(
                 settings,
-                prefix,
+                &manifest,
+                &after,
                 &format!("verified with the trusted root [trust.\"{prefix}\"] no longer names"),
-                |sig| old_digest.is_some() && sig.trusted_root == old_digest,
             );
             Ok(())
         }
@@ -768,16 +755,23 @@ fn remove_openpgp(
                 parts.join(", "),
                 settings.manifest.display()
             ));
-            warn_sigstore_removed(
+            warn_losing_trust(
                 settings,
-                prefix,
-                &format!("Sigstore-signed under the removed [trust.\"{prefix}\"]"),
-                |_| true,
+                manifest,
+                &after,
+                &format!("verified under the removed [trust.\"{prefix}\"]"),
             );
         }
-        Some(files) => report_removed_files(settings, prefix, &removal.fingerprints, files, &after),
+        Some(files) => {
+            report_removed_files(settings, prefix, &removal.fingerprints, files, &after);
+            warn_losing_trust(
+                settings,
+                manifest,
+                &after,
+                &format!("signed by a key no longer trusted for `{prefix}`"),
+            );
+        }
     }
-    warn_signed_by_removed(settings, &removal.fingerprints);
     Ok(())
 }
 
@@ -970,37 +964,16 @@ fn report_left_behind(settings: &Settings, prefix: &str, files: &[String], after
     }
 }
 
-/// Warns about locked images signed by a key no longer trusted (a lock that
-/// cannot be read is left to the commands that need it).
-fn warn_signed_by_removed(settings: &Settings, fingerprints: &[String]) {
+/// Warns about the locked images whose signatures the trust of `before` accepts and the
+/// trust of `after` (the edited manifest) does not, by the rule `lock` and `verify` apply
+/// (a lock that cannot be read is left to the commands that need it); `what` says what the
+/// edit took away.
+fn warn_losing_trust(settings: &Settings, before: &Manifest, after: &Manifest, what: &str) {
     let lock_path = lock_path_for(&settings.manifest);
     let Ok(Some(lock)) = Lock::load(&lock_path) else {
         return;
     };
-    let affected = trust_list::signed_by_any(&lock, fingerprints);
-    if !affected.ids.is_empty() {
-        settings.printer.warn(format!(
-            "signed by a key no longer trusted, in {}: {}; `imagelock verify` fails for these until a key that signed them is trusted again; then `imagelock update {}` re-pins them",
-            lock_path.display(),
-            affected.ids.join(", "),
-            affected.roots.into_iter().collect::<Vec<_>>().join(" ")
-        ));
-    }
-}
-
-/// Warns about locked images whose Sigstore signature, accepted under `prefix`, `removed`
-/// picks (its key, identity or root is no longer trusted there); `what` says why they are named.
-fn warn_sigstore_removed(
-    settings: &Settings,
-    prefix: &str,
-    what: &str,
-    removed: impl Fn(&crate::project::lockfile::LockedSigstore) -> bool,
-) {
-    let lock_path = lock_path_for(&settings.manifest);
-    let Ok(Some(lock)) = Lock::load(&lock_path) else {
-        return;
-    };
-    let affected = trust_list::sigstore_signed_by(&lock, prefix, removed);
+    let affected = crate::resolve::drift::losing_trust(&lock, before, after);
     if !affected.ids.is_empty() {
         settings.printer.warn(format!(
             "{what}, in {}: {}; `imagelock verify` fails for these, and `imagelock update {}` re-pins them with what images.toml trusts now",

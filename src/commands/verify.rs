@@ -52,13 +52,16 @@ pub async fn verify(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// One image's line: ok with its size and signer, or FAILED with its problems.
+/// One image's line: ok with its size and signer, or FAILED with its problems (an
+/// error, not a warning: verify fails for it).
 fn print_image(printer: Printer, report: &ImageReport) {
     if !report.ok() {
-        printer.warn(format!("  FAILED  {}:", report.id));
-        for problem in &report.problems {
-            printer.warn(format!("          {problem}"));
-        }
+        let problems: Vec<String> = report
+            .problems
+            .iter()
+            .map(|problem| format!("\n        {problem}"))
+            .collect();
+        printer.error(format!("FAILED  {}:{}", report.id, problems.concat()));
         return;
     }
     let how = match (&report.signed_by, &report.prefix) {

@@ -422,17 +422,11 @@ fn select_manifest<'a>(
 /// What the lock says to render for `request`.
 fn plan<'a>(lock: &'a Lock, request: &RenderRequest) -> anyhow::Result<Planned<'a>> {
     let image = lock.images.get(&request.id).ok_or_else(|| {
-        let ids: Vec<&str> = lock.images.keys().map(String::as_str).collect();
-        hinted(
-            format!("image `{}` is not in images.lock", request.id),
-            if ids.is_empty() {
-                "add it to images.toml and run `imagelock lock` and `imagelock sync`".to_owned()
-            } else {
-                format!(
-                    "the locked images are: {}; a new entry needs `imagelock lock` and `imagelock sync` first",
-                    ids.join(", ")
-                )
-            },
+        crate::errors::unknown_image(
+            &request.id,
+            "images.lock",
+            lock.images.keys().map(String::as_str),
+            Some("a new entry needs `imagelock lock` and `imagelock sync` first"),
         )
     })?;
     if image.is_oci() {

@@ -1,16 +1,21 @@
 //! Output: data to stdout (`--json`), status and progress to stderr.
 //!
 //! Everything the commands print goes through a [`Printer`], so `-q`, `--json`
-//! and non-TTY runs behave the same everywhere.
+//! and non-TTY runs behave the same everywhere. Progress is a bar that fits the
+//! terminal's width on a terminal, or with `--progress plain` the same facts
+//! as lines (for logs and tests). A reader that closes stdout early (`| head`)
+//! ends the run quietly: writes that must reach stdout fail with
+//! [`StdoutClosed`], which the binary treats as success.
 
 use std::io::{IsTerminal, Write};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::errors::Hinted;
 use crate::progress::{Phase, Reporter};
-use crate::text::plural;
+use crate::text::{human_bytes, plural};
 
 /// How chatty to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +28,18 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProgressMode {
+    /// A bar when stderr is a terminal (and `IMAGELOCK_NO_PROGRESS` is unset), else nothing.
+    #[default]
+    Auto,
+    /// A line per item done (and at least every [`PLAIN_INTERVAL`]), terminal or not.
+    Plain,
+    /// Nothing.
+    Off,
+}
+
 /// Decides what goes where.
 #[derive(Debug, Clone, Copy)]
 pub struct Printer {
@@ -30,6 +47,8 @@ pub struct Printer {
     pub verbosity: Verbosity,
     /// Whether stdout carries JSON.
     pub json: bool,
+    /// How progress is shown (`-q` shows none).
+    pub progress: ProgressMode,
 }
 
 impl Printer {
@@ -54,6 +73,14 @@ impl Printer {
         let _ = writeln!(std::io::stderr(), "warning: {line}");
     }
 
+    /// An error on stderr (always), for failures a command reports and goes on
+    /// past (its own error, printed by the binary, ends the run); escaped like
+    /// [`Printer::warn`].
+    pub fn error(&self, line: impl AsRef<str>) {
+        let line = crate::text::escape_lines(line.as_ref());
+        let _ = writeln!(std::io::stderr(), "error: {line}");
+    }
+
     /// Data for people on stdout (a table, a diff): printed unless `--json`
     /// carries the data instead; `-q` does not silence what was asked for.
     pub fn out(&self, line: impl AsRef<str>) {
@@ -70,20 +97,44 @@ impl Printer {
         }
     }
 
-    /// Whether progress bars may be drawn.
-    fn progress_enabled(&self) -> bool {
-        self.verbosity != Verbosity::Quiet
-            && std::io::stderr().is_terminal()
-            && std::env::var_os("IMAGELOCK_NO_PROGRESS").is_none_or(|v| v.is_empty())
-    }
-
-    /// A reporter drawing a progress bar per phase on stderr (or nothing).
+    /// A reporter showing each phase on stderr as `progress` says (or nothing).
     pub fn reporter(&self) -> Arc<dyn Reporter> {
-        if !self.progress_enabled() {
+        if self.verbosity == Verbosity::Quiet {
             return Arc::new(crate::progress::Silent);
         }
-        Arc::new(BarReporter::default())
+        match self.progress {
+            ProgressMode::Plain => Arc::new(PlainReporter::default()),
+            ProgressMode::Auto
+                if std::io::stderr().is_terminal()
+                    && std::env::var_os("IMAGELOCK_NO_PROGRESS").is_none_or(|v| v.is_empty()) =>
+            {
+                Arc::new(BarReporter::default())
+            }
+            ProgressMode::Auto | ProgressMode::Off => Arc::new(crate::progress::Silent),
+        }
     }
+}
+
+/// Writes `bytes` to stdout and flushes it; a reader that closed it early is
+/// [`StdoutClosed`].
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Err(StdoutClosed.into()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+        Ok(()) => Ok(()),
+    }
+}
+
+/// Stdout was closed by its reader (`imagelock man | head`): the run ends
+/// quietly, with exit code 0, as other command-line tools do.
+#[derive(Debug, thiserror::Error)]
+#[error("stdout was closed")]
+pub struct StdoutClosed;
+
+/// Whether `error` comes from a closed stdout ([`StdoutClosed`] in its chain).
+pub fn stdout_closed(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| cause.is::<StdoutClosed>())
 }
 
 /// Draws the current phase as one bar on stderr: bytes when the phase
@@ -130,15 +181,17 @@ impl Drop for BarReporter {
 impl Reporter for BarReporter {
     fn begin(&self, phase: Phase, items: usize, bytes: u64) {
         let by_bytes = bytes > 0;
+        // The bar takes what the terminal's width leaves, so the line does not wrap
+        // (the rest takes under 80 columns up to thousands of blobs and GiB sizes).
         let (length, template) = if by_bytes {
             (
                 bytes,
-                "{spinner} {prefix} {msg} [{bar:25}] {bytes}/{total_bytes} {bytes_per_sec}",
+                "{spinner} {prefix} {msg} [{wide_bar}] {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}",
             )
         } else {
             (
                 items as u64,
-                "{spinner} {prefix} {msg} [{bar:25}] {pos}/{len}",
+                "{spinner} {prefix} {msg} [{wide_bar}] {pos}/{len}",
             )
         };
         // Drawn only once the style, prefix and message are all set.
@@ -172,6 +225,13 @@ impl Reporter for BarReporter {
         }
     }
 
+    fn resumed(&self, n: u64) {
+        if let Some(current) = self.current().as_ref().filter(|c| c.by_bytes) {
+            let length = current.bar.length().unwrap_or_default();
+            current.bar.set_length(length.saturating_sub(n));
+        }
+    }
+
     fn item_done(&self) {
         if let Some(current) = self.current().as_mut() {
             current.done += 1;
@@ -187,6 +247,134 @@ impl Reporter for BarReporter {
         if let Some(current) = self.current().take() {
             current.bar.finish_and_clear();
         }
+    }
+}
+
+/// How often a plain progress line comes while bytes flow but no item finishes
+/// (one large layer): often enough to show it is alive, rarely enough for a log.
+pub const PLAIN_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Shows each phase as lines on stderr: the phase and its size when it begins,
+/// then the items done, bytes, speed and time left after each item.
+#[derive(Default)]
+struct PlainReporter {
+    current: Mutex<Option<PlainPhase>>,
+}
+
+/// The phase under way, as a [`PlainReporter`] counts it.
+struct PlainPhase {
+    phase: Phase,
+    items: usize,
+    done: usize,
+    /// Bytes to process in this run (less what downloads resumed from).
+    bytes: u64,
+    bytes_done: u64,
+    started: Instant,
+    last_line: Instant,
+}
+
+impl PlainPhase {
+    /// `Fetching: 12/31 blobs, 12.0 MiB/1.2 GiB, 3.4 MiB/s, ETA 6m`, or for a
+    /// phase without bytes `Checking: 2/3 images`.
+    fn line(&self) -> String {
+        let done = format!(
+            "{}: {}/{}",
+            self.phase.verb(),
+            self.done,
+            plural(self.items, self.phase.item())
+        );
+        if self.bytes == 0 {
+            return done;
+        }
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let rate = if elapsed > 0.0 {
+            self.bytes_done as f64 / elapsed
+        } else {
+            0.0
+        };
+        let left = self.bytes.saturating_sub(self.bytes_done);
+        let eta = if left == 0 {
+            "0s".to_owned()
+        } else if rate >= 1.0 {
+            format!(
+                "{:#}",
+                indicatif::HumanDuration(std::time::Duration::from_secs_f64(left as f64 / rate))
+            )
+        } else {
+            "unknown".to_owned()
+        };
+        format!(
+            "{done}, {}/{}, {}/s, ETA {eta}",
+            human_bytes(self.bytes_done),
+            human_bytes(self.bytes),
+            human_bytes(rate as u64)
+        )
+    }
+}
+
+impl PlainReporter {
+    /// The phase under way, if any (a panic elsewhere does not stop the lines).
+    fn current(&self) -> std::sync::MutexGuard<'_, Option<PlainPhase>> {
+        self.current.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Writes one progress line on stderr.
+fn plain_line(line: &str) {
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
+impl Reporter for PlainReporter {
+    fn begin(&self, phase: Phase, items: usize, bytes: u64) {
+        let what = plural(items, phase.item());
+        plain_line(&if bytes > 0 {
+            format!("{} {what} ({})", phase.verb(), human_bytes(bytes))
+        } else {
+            format!("{} {what}", phase.verb())
+        });
+        let now = Instant::now();
+        *self.current() = Some(PlainPhase {
+            phase,
+            items,
+            done: 0,
+            bytes,
+            bytes_done: 0,
+            started: now,
+            last_line: now,
+        });
+    }
+
+    fn bytes(&self, n: u64) {
+        if let Some(current) = self.current().as_mut() {
+            current.bytes_done += n;
+            if current.bytes > 0 && current.last_line.elapsed() >= PLAIN_INTERVAL {
+                current.last_line = Instant::now();
+                plain_line(&current.line());
+            }
+        }
+    }
+
+    fn resumed(&self, n: u64) {
+        if let Some(current) = self.current().as_mut() {
+            current.bytes = current.bytes.saturating_sub(n);
+            plain_line(&format!(
+                "{}: resuming a partial download ({} already on disk)",
+                current.phase.verb(),
+                human_bytes(n)
+            ));
+        }
+    }
+
+    fn item_done(&self) {
+        if let Some(current) = self.current().as_mut() {
+            current.done += 1;
+            current.last_line = Instant::now();
+            plain_line(&current.line());
+        }
+    }
+
+    fn finish(&self) {
+        self.current().take();
     }
 }
 
@@ -285,7 +473,7 @@ fn typed_hint(cause: &(dyn std::error::Error + 'static)) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::{BarReporter, hint_for};
+    use super::{BarReporter, PlainReporter, hint_for};
 
     use crate::progress::{Phase, Reporter};
 
@@ -333,5 +521,36 @@ mod tests {
             bars.finish();
         }
         assert!(bars.current().is_none());
+    }
+
+    /// Bytes an earlier run left shorten the phase: the bar, the plain lines, and so
+    /// the speed and time left, count only what this run fetches.
+    #[test]
+    fn resumed_bytes_are_not_counted_as_fetched() {
+        let bars = BarReporter::default();
+        bars.begin(Phase::Fetching, 2, 100);
+        bars.resumed(40);
+        bars.bytes(60);
+        let current = bars.current();
+        let bar = &current.as_ref().expect("a bar").bar;
+        assert_eq!((bar.position(), bar.length()), (60, Some(60)));
+        drop(current);
+        bars.finish();
+
+        let plain = PlainReporter::default();
+        plain.begin(Phase::Fetching, 2, 100);
+        plain.resumed(40);
+        plain.bytes(60);
+        plain.item_done();
+        let line = plain.current().as_ref().expect("a phase").line();
+        assert!(
+            line.starts_with("Fetching: 1/2 blobs, 60 B/60 B, ") && line.ends_with(", ETA 0s"),
+            "{line}"
+        );
+        plain.finish();
+        plain.begin(Phase::CheckingImages, 3, 0);
+        plain.item_done();
+        let line = plain.current().as_ref().expect("a phase").line();
+        assert_eq!(line, "Checking: 1/3 images");
     }
 }

@@ -25,6 +25,7 @@ use crate::oci::platform::{self, Platform};
 use crate::project::lockfile::{Lock, LockedImage, LockedSignature, SourceKind, Staleness};
 use crate::project::manifest::{ImageSpec, Manifest, Source};
 use crate::signing::trust::{TrustStore, Trusted};
+use crate::signing::trust_list::SignedBy;
 
 /// One key of a manifest entry whose value differs from what the lock was made from.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -272,6 +273,33 @@ fn location_changes(spec: &ImageSpec, locked: &LockedImage, manifest: &Manifest)
                 "name (the appc name pinned)",
                 &locked.name,
                 Some(name.clone()),
+            );
+        }
+    }
+    out
+}
+
+/// The images of `lock` whose pinned signatures the trust of `before` accepts and that
+/// of `after` does not (an edit of `[trust]`, e.g. `trust remove`): the rule [`staleness`]
+/// applies and `verify` re-checks against the bytes — the most specific prefix covering
+/// the image must be the one that verified it, and must still trust its signer.
+/// Changes `before` already had do not count. With, for each, the entry to pass to
+/// `imagelock update` (a dependency's root).
+pub fn losing_trust(lock: &Lock, before: &Manifest, after: &Manifest) -> SignedBy {
+    let (trust_before, trust_after) = (TrustStore::new(before), TrustStore::new(after));
+    let mut out = SignedBy::default();
+    for image in lock.images.values() {
+        let was = trust_changes(image, before, &trust_before);
+        if trust_changes(image, after, &trust_after)
+            .iter()
+            .any(|change| !was.contains(change))
+        {
+            out.ids.push(image.id.clone());
+            out.roots.insert(
+                image
+                    .dependency_of
+                    .clone()
+                    .unwrap_or_else(|| image.id.clone()),
             );
         }
     }

@@ -679,7 +679,8 @@ pub fn sigstore_files_holding(
     Ok(matched)
 }
 
-/// The locked images that pin a signature by some key, and how to re-pin them.
+/// Locked images a trust edit concerns (see [`crate::resolve::drift::losing_trust`]),
+/// and how to re-pin them.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct SignedBy {
     /// Their lock entry IDs, in lock order.
@@ -687,49 +688,6 @@ pub struct SignedBy {
     /// What to pass to `imagelock update`: each image's ID, or for a
     /// dependency the entry that pulled it in.
     pub roots: BTreeSet<String>,
-}
-
-/// The images of `lock` that pin a signature by one of `fingerprints`.
-pub fn signed_by_any(lock: &Lock, fingerprints: &[String]) -> SignedBy {
-    let mut out = SignedBy::default();
-    for image in lock.images.values() {
-        if signers(image).iter().any(|f| fingerprints.contains(f)) {
-            out.ids.push(image.id.clone());
-            out.roots.insert(
-                image
-                    .dependency_of
-                    .clone()
-                    .unwrap_or_else(|| image.id.clone()),
-            );
-        }
-    }
-    out
-}
-
-/// The images of `lock` that pin a Sigstore signature accepted under `prefix` for
-/// which `removed` holds (a key or identity that stops being trusted there).
-pub fn sigstore_signed_by(
-    lock: &Lock,
-    prefix: &str,
-    removed: impl Fn(&LockedSigstore) -> bool,
-) -> SignedBy {
-    let mut out = SignedBy::default();
-    for image in lock.images.values() {
-        if image
-            .sigstore
-            .iter()
-            .any(|sig| sig.prefix == prefix && removed(sig))
-        {
-            out.ids.push(image.id.clone());
-            out.roots.insert(
-                image
-                    .dependency_of
-                    .clone()
-                    .unwrap_or_else(|| image.id.clone()),
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -827,44 +785,5 @@ mod tests {
         .expect("a valid manifest");
         let files = ["shared.asc".to_owned(), "gone.asc".to_owned()];
         assert_eq!(unreferenced(&manifest, &files), ["gone.asc"]);
-    }
-
-    #[test]
-    fn images_signed_by_removed_keys_and_their_roots() {
-        let signed = |id: &str, by: &str, dependency_of: Option<&str>| {
-            let mut image = LockedImage::new(
-                id,
-                SourceKind::Appc,
-                format!("example.com/{id}"),
-                crate::digest::Digest::sha256_of(id.as_bytes()),
-            );
-            image.signature = Some(crate::project::lockfile::LockedSignature {
-                url: format!("https://example.com/{id}.aci.asc"),
-                digest: crate::digest::Digest::sha256_of(by.as_bytes()),
-                size: 1,
-                prefix: "example.com/".to_owned(),
-                signed_by: by.to_owned(),
-                key: by.to_owned(),
-                identity: None,
-            });
-            image.dependency_of = dependency_of.map(str::to_owned);
-            image
-        };
-        let images = [
-            signed("app", RSA, None),
-            signed("base", RSA, Some("app")),
-            signed("lib", RSA, Some("tool")),
-            signed("other", ED25519, None),
-        ];
-        let lock = Lock {
-            images: images.into_iter().map(|i| (i.id.clone(), i)).collect(),
-        };
-        let hit = signed_by_any(&lock, &[RSA.to_owned(), SUBKEY_PRIMARY.to_owned()]);
-        assert_eq!(hit.ids, ["app", "base", "lib"]);
-        assert_eq!(hit.roots.into_iter().collect::<Vec<_>>(), ["app", "tool"]);
-        assert_eq!(
-            signed_by_any(&lock, &[SUBKEY_PRIMARY.to_owned()]),
-            SignedBy::default()
-        );
     }
 }

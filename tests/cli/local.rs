@@ -76,9 +76,11 @@ fn init_add_remove_keep_the_file_byte_for_byte() {
     );
     project.run(&["remove", "big", "--no-lock"]).success();
     assert_eq!(project.read("images.toml"), user);
-    let missing = project.run(&["remove", "nope"]).failure(1);
+    let missing = project.run(&["remove", "nope"]).failure(2);
     assert!(
-        missing.stderr.contains("`nope` is not in the manifest"),
+        missing
+            .stderr
+            .contains("`nope` is not an image in images.toml"),
         "{}",
         missing.stderr
     );

@@ -6,6 +6,7 @@ mod bundle;
 mod everyday;
 mod firsthour;
 mod firsthour_edit;
+mod firsthour_output;
 mod harness;
 mod hostile;
 mod interop;

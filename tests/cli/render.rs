@@ -788,9 +788,9 @@ fn a_corrupt_store_blob_is_refused() {
         "{}",
         run.stderr
     );
-    let run = project.run(&["render", "nope", "rootfs"]).failure(1);
+    let run = project.run(&["render", "nope", "rootfs"]).failure(2);
     assert!(
-        run.stderr.contains("`nope` is not in images.lock"),
+        run.stderr.contains("`nope` is not an image in images.lock"),
         "{}",
         run.stderr
     );
