@@ -596,6 +596,15 @@ async function main() {
   }
 
   const sigstore = await startSigstore(whole(new Date()), job.rekor_bodies);
+  // Certificates' times are whole seconds, and the mock's encoder rounds a Date's
+  // milliseconds: a leaf issued at 12.7 s said notBefore 13 s while Rekor logged it at
+  // 12 s (integrated times are floored), and a verifier rightly refused it as not yet
+  // valid. So the CA and its CT log read a clock floored to the second (as Fulcio's
+  // certificates are), and nothing is signed in the second the root was made in.
+  const floored = () => new Date(Math.floor(Date.now() / 1000) * 1000);
+  sigstore.ca.getCurrentTime = floored;
+  sigstore.ctlog.getCurrentTime = floored;
+  await new Promise((resolve) => setTimeout(resolve, 1000 - (Date.now() % 1000) + 50));
   try {
     const keys = new Map();
     const keyFiles = {};
