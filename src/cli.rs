@@ -13,7 +13,7 @@ use crate::report::printer::{Printer, ProgressMode, Verbosity};
 #[derive(Debug, Parser)]
 #[command(name = "imagelock", version, about, propagate_version = true)]
 #[command(
-    after_help = "Examples:\n  imagelock init\n  imagelock add big --docker 127.0.0.1:5000/test/big:v1 --platform linux/amd64 --insecure\n  imagelock lock\n  imagelock sync --locked\n  imagelock sync --frozen --offline"
+    after_help = "Examples:\n  imagelock init\n  imagelock add alpine --docker docker.io/library/alpine:3.20 --platform linux/amd64 --insecure\n  imagelock sync --locked\n  imagelock sync --frozen --offline"
 )]
 pub struct Cli {
     /// What to do.
@@ -67,12 +67,14 @@ pub struct GlobalArgs {
 
 /// `--progress`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+// Plain comments, not doc comments, on the values: documented values would turn every
+// command's --help (the flag is global) into clap's long, spread-out format.
 pub enum ProgressArg {
-    /// A bar when stderr is a terminal and IMAGELOCK_NO_PROGRESS is unset.
+    // A bar when stderr is a terminal and IMAGELOCK_NO_PROGRESS is unset.
     Auto,
-    /// A line per item done, terminal or not.
+    // A line per item done, terminal or not.
     Plain,
-    /// No progress.
+    // No progress.
     None,
 }
 
@@ -284,9 +286,9 @@ pub enum Command {
 /// `imagelock schema FILE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum SchemaKind {
-    /// images.toml.
+    // images.toml.
     Manifest,
-    /// images.lock.
+    // images.lock.
     Lock,
 }
 
@@ -331,10 +333,11 @@ pub struct RenderArgs {
 
 /// `imagelock render --format`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+// Plain comments on the values, for the short --help format (see `ProgressArg`).
 pub enum RenderFormat {
-    /// A directory tree.
+    // A directory tree.
     Dir,
-    /// An ext4 file-system image.
+    // An ext4 file-system image.
     Ext4,
 }
 

@@ -173,7 +173,7 @@ fn refuse_network_needs(plan: &Plan, store_path: &Path) -> anyhow::Result<()> {
             store_path.display(),
             offline_missing.join("\n")
         ),
-        "run `imagelock sync` once with network access to fill the store",
+        "run `imagelock sync` once with network access to fill the store, or, across an air gap, `imagelock sync --offline --from BUNDLE` with a bundle made by `imagelock export` on the connected side",
     ))
 }
 

@@ -104,3 +104,78 @@ fn retries_are_announced_with_what_failed_and_the_wait() {
     let run = project.run(&["-q", "lock"]).failure(1);
     assert!(!run.stderr.contains("retrying"), "{}", run.stderr);
 }
+
+/// README's command table against the CLI: every command has a row, no row is there
+/// twice, and every flag a row shows is one the command's `--help` lists.
+#[test]
+fn the_readme_command_table_matches_the_cli() {
+    let readme =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md"))
+            .expect("README.md");
+    let table = readme
+        .split("## Commands\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\nGlobal options:").next())
+        .expect("the Commands table");
+    let usages: Vec<&str> = table
+        .lines()
+        .filter(|l| l.starts_with("| `"))
+        .map(|l| {
+            let cell = &l[3..];
+            &cell[..cell.find("` |").expect("a usage cell")]
+        })
+        .collect();
+    let project = Project::new();
+    let help = project.run(&["--help"]).success().stdout;
+    let commands: Vec<&str> = help
+        .split("Commands:\n")
+        .nth(1)
+        .expect("a Commands section")
+        .lines()
+        .take_while(|l| l.starts_with("  "))
+        // A description's continuation lines are indented further.
+        .filter(|l| !l.starts_with("   "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    for command in &commands {
+        assert!(
+            usages
+                .iter()
+                .any(|u| u.split_whitespace().next() == Some(command)),
+            "README's Commands table has no row for `{command}`"
+        );
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for usage in &usages {
+        assert!(seen.insert(*usage), "README lists `{usage}` twice");
+        let words: Vec<&str> = usage.split_whitespace().collect();
+        let sub = ["add", "list", "remove"];
+        let path: Vec<&str> = match words.as_slice() {
+            ["trust", next, ..] if sub.contains(&next.trim_matches(['[', ']'])) => {
+                vec!["trust", next.trim_matches(['[', ']'])]
+            }
+            [first, ..] => vec![*first],
+            [] => unreachable!("a usage has words"),
+        };
+        assert!(
+            commands.contains(&path[0]),
+            "README's `{usage}`: no such command"
+        );
+        let mut args = path.clone();
+        args.push("--help");
+        let help = project.run(&args).success().stdout;
+        for flag in usage
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+            .filter(|w| w.starts_with("--") && w.len() > 2)
+        {
+            assert!(
+                help.contains(&format!("{flag} "))
+                    || help.contains(&format!("{flag}\n"))
+                    || help.contains(&format!("{flag},")),
+                "README's `{usage}` shows {flag}, which `imagelock {}` does not have",
+                path.join(" ")
+            );
+        }
+    }
+}
