@@ -86,6 +86,7 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Update { ids, dry_run, json } => {
             commands::update(&Settings::resolve(global, json)?, &ids, dry_run).await
         }
+        Command::Outdated { json } => commands::outdated(&Settings::resolve(global, json)?).await,
         Command::Diff { against, json } => {
             commands::diff(&Settings::resolve(global, json)?, against.as_deref())
         }
@@ -136,6 +137,8 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
         labels,
         platforms,
         insecure,
+        semver,
+        tag_pattern,
         lock,
     } = args;
     let source = match (docker, name, url, path) {
@@ -170,6 +173,9 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
             labels,
             platforms,
             insecure,
+            policy: semver
+                .map(|req| ("semver", req))
+                .or(tag_pattern.map(|re| ("tag-pattern", re))),
         },
         lock,
     })

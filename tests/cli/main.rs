@@ -18,3 +18,4 @@ mod sigstore;
 mod sigstore_cli;
 mod store;
 mod tamper;
+mod versions;
