@@ -622,11 +622,7 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
 /// The entry's `semver` or `tag-pattern`, checked: at most one, only on `docker` entries.
 fn tag_policy(id: &str, table: &ImageTable) -> Result<Option<TagPolicy>, EntryError> {
     let key = |k: &str| format!("images.{id}.{k}");
-    let (written, make, name): (
-        &Spanned<String>,
-        fn(&str) -> Result<TagPolicy, String>,
-        &str,
-    ) = match (&table.semver, &table.tag_pattern) {
+    let (written, name) = match (&table.semver, &table.tag_pattern) {
         (None, None) => return Ok(None),
         (Some(_), Some(pattern)) => {
             return Err((
@@ -635,8 +631,8 @@ fn tag_policy(id: &str, table: &ImageTable) -> Result<Option<TagPolicy>, EntryEr
                 "give `semver` or `tag-pattern`, not both".into(),
             ));
         }
-        (Some(req), None) => (req, TagPolicy::semver, "semver"),
-        (None, Some(pattern)) => (pattern, TagPolicy::pattern, "tag-pattern"),
+        (Some(req), None) => (req, "semver"),
+        (None, Some(pattern)) => (pattern, "tag-pattern"),
     };
     if table.docker.is_none() {
         return Err((
@@ -645,7 +641,12 @@ fn tag_policy(id: &str, table: &ImageTable) -> Result<Option<TagPolicy>, EntryEr
             format!("`{name}` only applies to `docker` entries (a registry lists their tags)"),
         ));
     }
-    make(written.get_ref())
+    let parsed = if name == "semver" {
+        TagPolicy::semver(written.get_ref())
+    } else {
+        TagPolicy::pattern(written.get_ref())
+    };
+    parsed
         .map(Some)
         .map_err(|message| (Some(written.span()), key(name), message))
 }
