@@ -226,6 +226,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Show, per image, the pinned tag, the newest its version policy allows and the newest overall.
+    #[command(
+        after_help = "Reads the registries' tag lists and changes nothing: for an entry with `semver` or\n`tag-pattern`, the tag `imagelock update` would move it to; for a fixed tag, whether its\ndigest moved on the registry. LATEST is the newest release (not a pre-release) of the\nrepository. Exit code 0 whether or not anything is outdated.\n\nExamples:\n  imagelock outdated\n  imagelock outdated --json"
+    )]
+    Outdated {
+        /// Print the report as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+    },
     /// Show what a change of images.lock means per image (for code review).
     #[command(
         after_help = "Compares images.lock in the working tree with REV's (`git show REV:images.lock`), or\nwith another lock FILE. Per image: added, removed, or what changed (digest, platforms,\nsigner, version). Exit code 0 whether or not anything changed.\n\nExamples:\n  imagelock diff\n  imagelock diff main\n  imagelock diff HEAD~3 --json\n  imagelock diff /tmp/images.lock.orig"
@@ -512,6 +521,17 @@ pub struct AddArgs {
     /// `[registries."HOST"] insecure-http = true`.
     #[arg(long, conflicts_with = "path")]
     pub insecure_http: bool,
+    /// Pin the newest tag this semver requirement matches (--docker names a repository without a tag).
+    #[arg(
+        long,
+        value_name = "REQ",
+        requires = "docker",
+        conflicts_with = "tag_pattern"
+    )]
+    pub semver: Option<String>,
+    /// Pin the newest tag this regular expression matches, searched as written (use ^…$).
+    #[arg(long, value_name = "RE", requires = "docker")]
+    pub tag_pattern: Option<String>,
     /// Edit images.toml only; leave images.lock for a later `imagelock lock`.
     #[arg(long)]
     pub no_lock: bool,

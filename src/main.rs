@@ -121,6 +121,7 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
         Command::Update { ids, dry_run, json } => {
             commands::update(&Settings::resolve(global, json)?, &ids, dry_run).await
         }
+        Command::Outdated { json } => commands::outdated(&Settings::resolve(global, json)?).await,
         Command::Diff { against, json } => {
             commands::diff(&Settings::resolve(global, json)?, against.as_deref())
         }
@@ -180,6 +181,8 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
         platforms,
         insecure,
         insecure_http,
+        semver,
+        tag_pattern,
         no_lock,
         lock: _,
     } = args;
@@ -215,6 +218,9 @@ fn add_request(args: imagelock::cli::AddArgs) -> anyhow::Result<AddRequest> {
             labels,
             platforms,
             insecure,
+            policy: semver
+                .map(|req| ("semver", req))
+                .or(tag_pattern.map(|re| ("tag-pattern", re))),
         },
         insecure_http,
         lock: !no_lock,

@@ -6,6 +6,7 @@
 mod airgap;
 mod edit;
 mod lock;
+mod outdated;
 mod project;
 mod render;
 mod report;
@@ -17,6 +18,7 @@ mod verify;
 pub use airgap::{export, import, push};
 pub use edit::{AddRequest, add, init, remove, schema};
 pub use lock::{lock, update};
+pub use outdated::outdated;
 pub use render::render;
 pub use report::{diff, inspect, list};
 pub use store::{fsck, gc};

@@ -9,6 +9,7 @@ pub mod credentials;
 pub mod platform;
 pub mod reference;
 pub mod registry;
+pub mod tags;
 
 use std::collections::BTreeMap;
 

@@ -245,6 +245,21 @@ impl Reference {
         }
     }
 
+    /// The same repository with tag `tag` and no digest; a tag outside the grammar
+    /// (one a registry listed, say) is refused.
+    pub fn with_tag(&self, tag: &str) -> Result<Reference, ReferenceError> {
+        check_tag(tag).map_err(|reason| ReferenceError::InvalidTag {
+            input: format!("{}:{tag}", self.repository()),
+            tag: tag.to_owned(),
+            reason,
+        })?;
+        Ok(Reference {
+            tag: Some(tag.to_owned()),
+            digest: None,
+            ..self.clone()
+        })
+    }
+
     /// Docker-style short form: drops `docker.io/`, and `library/` when no further `/` follows.
     pub fn familiar(&self) -> String {
         let mut out = if self.domain == DEFAULT_DOMAIN {

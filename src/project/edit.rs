@@ -52,6 +52,8 @@ pub struct NewImage {
     pub platforms: Vec<String>,
     /// `insecure = true`.
     pub insecure: bool,
+    /// A version policy: `("semver", REQ)` or `("tag-pattern", RE)`.
+    pub policy: Option<(&'static str, String)>,
 }
 
 /// Why an edit was refused.
@@ -245,6 +247,9 @@ pub fn add_image(text: &str, id: &str, image: &NewImage) -> Result<String, EditE
     }
     let mut table = Table::new();
     table.insert(image.source.0, value(image.source.1.as_str()));
+    if let Some((key, written)) = &image.policy {
+        table.insert(key, value(written.as_str()));
+    }
     if !image.labels.is_empty() {
         let mut labels = toml_edit::InlineTable::new();
         for (k, v) in &image.labels {

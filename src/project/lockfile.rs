@@ -62,6 +62,13 @@ pub struct LockedImage {
     /// For `docker` sources: the canonical reference, the name the store gives the image.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reference: Option<String>,
+    /// For `docker` sources with a version policy: the tag it chose (the reference's tag).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// For `docker` sources with a version policy: the policy that chose the tag, as
+    /// `semver REQ` or `tag-pattern RE`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// For `oci-layout` sources: the layout directory, relative to images.toml.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub path: Option<String>,
@@ -260,6 +267,8 @@ impl LockedImage {
             verified: false,
             registry: None,
             reference: None,
+            tag: None,
+            policy: None,
             path: None,
             ref_name: None,
             name: None,
@@ -359,6 +368,8 @@ impl LockedImage {
         [
             ("registry", self.registry.is_some() && !docker),
             ("reference", self.reference.is_some() && !docker),
+            ("tag", self.tag.is_some() && !docker),
+            ("policy", self.policy.is_some() && !docker),
             ("path", self.path.is_some() && !layout),
             ("ref", self.ref_name.is_some() && !layout),
             ("name", self.name.is_some() && !aci),
@@ -816,6 +827,8 @@ fn render_image(out: &mut String, image: &LockedImage) {
         ("dependency-of", &image.dependency_of),
         ("registry", &image.registry),
         ("reference", &image.reference),
+        ("tag", &image.tag),
+        ("policy", &image.policy),
         ("path", &image.path),
         ("ref", &image.ref_name),
         ("name", &image.name),
@@ -955,6 +968,8 @@ mod tests {
             verified: false,
             registry: Some("http://127.0.0.1:5000".into()),
             reference: Some(format!("127.0.0.1:5000/test/{id}:v1")),
+            tag: None,
+            policy: None,
             path: None,
             ref_name: None,
             name: None,

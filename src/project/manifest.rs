@@ -19,6 +19,7 @@ use toml::Spanned;
 use crate::digest::Digest;
 use crate::oci::platform::Platform;
 use crate::oci::reference::Reference;
+use crate::oci::tags::TagPolicy;
 
 /// The manifest's file name.
 pub const MANIFEST_FILE: &str = "images.toml";
@@ -183,6 +184,17 @@ pub struct ImageTable {
     /// Accept this image without a signature; the lock records `verified = false`.
     #[serde(default)]
     pub insecure: bool,
+    /// With a `docker` repository written without a tag: pin the newest tag that is a
+    /// version this semver requirement matches (cargo's syntax, e.g. `^1.4`; a leading
+    /// `v` in tags is accepted; pre-releases only when the requirement names one).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub semver: Option<Spanned<String>>,
+    /// With a `docker` repository written without a tag: pin the newest tag this regular
+    /// expression matches, searched as written (write `^…$` to match whole tags).
+    #[serde(default, rename = "tag-pattern")]
+    #[schemars(with = "Option<String>")]
+    pub tag_pattern: Option<Spanned<String>>,
 }
 
 /// Where an image comes from, after validation.
@@ -231,6 +243,9 @@ pub struct ImageSpec {
     pub platforms: Vec<Platform>,
     /// Explicitly unverified.
     pub insecure: bool,
+    /// For `docker` entries naming a repository without a tag: how the tag is chosen
+    /// (the source's reference then carries the placeholder tag `latest`, never fetched).
+    pub policy: Option<TagPolicy>,
     /// Digest of the entry's meaning; the lock records it to detect staleness.
     pub entry_hash: Digest,
     /// The 1-based line the entry starts on, for messages.
@@ -241,6 +256,7 @@ impl ImageSpec {
     /// The request as the user wrote it, for messages and the lock.
     pub fn request(&self) -> String {
         match &self.source {
+            Source::Docker(reference) if self.policy.is_some() => reference.repository(),
             Source::Docker(reference) => reference.to_string(),
             Source::Appc { name, .. } => name.clone(),
             Source::Url { url, .. } => url.clone(),
@@ -473,10 +489,29 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
         return Err((None, format!("images.{id}"), message));
     }
     let mut hash_input = BTreeMap::new();
+    let policy = tag_policy(id, &table)?;
     let source = if let Some(docker) = &table.docker {
         let reference = Reference::parse(docker.get_ref())
             .map_err(|e| (Some(docker.span()), key("docker"), format!("{e}")))?;
-        hash_input.insert("docker", serde_json::json!(reference.to_string()));
+        if let Some(policy) = &policy {
+            if !crate::oci::reference::is_name_only(docker.get_ref()) {
+                return Err((
+                    Some(docker.span()),
+                    key("docker"),
+                    format!(
+                        "`{}` names a tag or digest, but the entry's `{}` chooses the tag; write the repository alone (`docker = \"{}\"`), or drop `{}` to pin this tag",
+                        docker.get_ref(),
+                        policy.key(),
+                        reference.repository(),
+                        policy.key()
+                    ),
+                ));
+            }
+            hash_input.insert("docker", serde_json::json!(reference.repository()));
+            hash_input.insert(policy.key(), serde_json::json!(policy.written()));
+        } else {
+            hash_input.insert("docker", serde_json::json!(reference.to_string()));
+        }
         Source::Docker(reference)
     } else if let Some(name) = &table.name {
         hash_input.insert("name", serde_json::json!(name.get_ref()));
@@ -579,9 +614,42 @@ fn validate_image(id: &str, table: ImageTable, line: usize) -> Result<ImageSpec,
         source,
         platforms,
         insecure: table.insecure,
+        policy,
         entry_hash: Digest::sha256_of(&canonical),
         line,
     })
+}
+
+/// The entry's `semver` or `tag-pattern`, checked: at most one, only on `docker` entries.
+fn tag_policy(id: &str, table: &ImageTable) -> Result<Option<TagPolicy>, EntryError> {
+    let key = |k: &str| format!("images.{id}.{k}");
+    let (written, name) = match (&table.semver, &table.tag_pattern) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(pattern)) => {
+            return Err((
+                Some(pattern.span()),
+                key("tag-pattern"),
+                "give `semver` or `tag-pattern`, not both".into(),
+            ));
+        }
+        (Some(req), None) => (req, "semver"),
+        (None, Some(pattern)) => (pattern, "tag-pattern"),
+    };
+    if table.docker.is_none() {
+        return Err((
+            Some(written.span()),
+            key(name),
+            format!("`{name}` only applies to `docker` entries (a registry lists their tags)"),
+        ));
+    }
+    let parsed = if name == "semver" {
+        TagPolicy::semver(written.get_ref())
+    } else {
+        TagPolicy::pattern(written.get_ref())
+    };
+    parsed
+        .map(Some)
+        .map_err(|message| (Some(written.span()), key(name), message))
 }
 
 /// Whether an appc label value is a constraint (`1.*`, `>=1.2`, `^1`, `~1.2`)
@@ -771,6 +839,60 @@ insecure = true
             let err = parse(text).expect_err(text);
             assert!(err.contains(want), "{text:?}: {err}");
         }
+    }
+
+    #[test]
+    fn version_policies_choose_the_tag_of_a_bare_repository() {
+        let m = parse(
+            "[images.a]\ndocker = \"ghcr.io/acme/app\"\nsemver = \"^1.4\"\n\n[images.b]\ndocker = \"alpine\"\ntag-pattern = '^3\\.20\\.\\d+$'\n",
+        )
+        .expect("valid");
+        assert_eq!(m.images["a"].request(), "ghcr.io/acme/app");
+        assert_eq!(
+            m.images["a"].policy.as_ref().map(ToString::to_string),
+            Some("semver ^1.4".to_owned())
+        );
+        assert_eq!(
+            m.images["b"].policy.as_ref().map(ToString::to_string),
+            Some("tag-pattern ^3\\.20\\.\\d+$".to_owned())
+        );
+        let cases = [
+            (
+                "[images.a]\ndocker = \"alpine:3.20\"\nsemver = \"^3\"\n",
+                "dir/images.toml:2: `images.a.docker`: `alpine:3.20` names a tag or digest",
+            ),
+            (
+                "[images.a]\ndocker = \"alpine\"\nsemver = \"^3\"\ntag-pattern = \"x\"\n",
+                "give `semver` or `tag-pattern`, not both",
+            ),
+            (
+                "[images.a]\ndocker = \"alpine\"\nsemver = \"three\"\n",
+                "`images.a.semver`: `three` is not a semver requirement",
+            ),
+            (
+                "[images.a]\ndocker = \"alpine\"\ntag-pattern = \"(\"\n",
+                "`images.a.tag-pattern`",
+            ),
+            (
+                "[images.a]\npath = \"x\"\nsemver = \"^1\"\n",
+                "`semver` only applies to `docker` entries",
+            ),
+        ];
+        for (text, want) in cases {
+            let err = parse(text).expect_err(text);
+            assert!(err.contains(want), "{text:?}: {err}");
+        }
+        let hash = |text: &str| parse(text).expect("valid").images["a"].entry_hash.clone();
+        let caret = hash("[images.a]\ndocker = \"alpine\"\nsemver = \"^3\"\n");
+        assert_ne!(
+            caret,
+            hash("[images.a]\ndocker = \"alpine\"\nsemver = \"~3\"\n")
+        );
+        assert_ne!(caret, hash("[images.a]\ndocker = \"alpine\"\n"));
+        assert_ne!(
+            caret,
+            hash("[images.a]\ndocker = \"alpine\"\ntag-pattern = \"^3\"\n")
+        );
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! passed in): deterministic output, the same order as the lock (sorted by ID),
 //! short digests for people and full ones in JSON.
 
+pub mod outdated;
 pub mod printer;
 
 use std::collections::BTreeMap;
@@ -86,6 +87,9 @@ pub struct Summary {
     pub request: String,
     /// Tag, layout ref or version label.
     pub version: Option<String>,
+    /// The version policy that chose the tag (`semver ^1.2`, `tag-pattern RE`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
     /// The digest of the image's root blob (index, manifest or ACI).
     pub digest: String,
     /// Platform → the digest of the manifest pinned for it (OCI images).
@@ -128,6 +132,7 @@ impl Summary {
             source: image.source.as_str().to_owned(),
             request: image.request.clone(),
             version: version_of(image),
+            policy: image.policy.clone(),
             digest: image.root().digest.to_string(),
             platforms,
             image_id: image.image_id.clone(),
@@ -246,6 +251,7 @@ fn compare_images(old: &LockedImage, new: &LockedImage) -> Vec<Field> {
     differ("request", Some(a.request.clone()), Some(b.request.clone()));
     differ("source", Some(a.source.clone()), Some(b.source.clone()));
     differ("version", a.version.clone(), b.version.clone());
+    differ("policy", a.policy.clone(), b.policy.clone());
     differ(
         "digest",
         Some(short_str(&a.digest)),
@@ -337,7 +343,7 @@ pub fn counts(changes: &[ImageChange]) -> (usize, usize, usize, usize) {
 
 /// A one-line description of a pinned image: request, digest, platforms, signer.
 fn one_line(s: &Summary) -> String {
-    let mut parts = vec![s.request.clone(), short_str(&s.digest)];
+    let mut parts = vec![requested(s), short_str(&s.digest)];
     let platforms: Vec<&String> = s
         .platforms
         .keys()
@@ -365,6 +371,16 @@ fn one_line(s: &Summary) -> String {
     parts.join("  ")
 }
 
+/// The request, and for a version policy the tag it chose and the policy:
+/// `host/app:1.10.0 (semver ^1.2)`.
+fn requested(s: &Summary) -> String {
+    match (&s.policy, &s.version) {
+        (Some(policy), Some(tag)) => format!("{}:{tag} ({policy})", s.request),
+        (Some(policy), None) => format!("{} ({policy})", s.request),
+        (None, _) => s.request.clone(),
+    }
+}
+
 /// Text lines for a list of changes; unchanged images only when `show_unchanged`.
 pub fn render_changes(changes: &[ImageChange], show_unchanged: bool) -> Vec<String> {
     let mut out = Vec::new();
@@ -377,7 +393,7 @@ pub fn render_changes(changes: &[ImageChange], show_unchanged: bool) -> Vec<Stri
                 out.push(format!("- {}  {}", change.id, one_line(old)));
             }
             (Status::Updated, _, Some(new)) => {
-                out.push(format!("~ {}  {}", change.id, new.request));
+                out.push(format!("~ {}  {}", change.id, requested(new)));
                 for f in &change.changes {
                     let what = match (&f.old, &f.new) {
                         (Some(o), Some(n)) => format!("{o} → {n}"),
@@ -430,7 +446,10 @@ pub fn list_table(lock: &Lock, keys: &KnownKeys) -> Vec<String> {
             [
                 image.id.clone(),
                 image.source.as_str().to_owned(),
-                version_of(image).unwrap_or_else(|| "-".to_owned()),
+                match (version_of(image), &image.policy) {
+                    (Some(tag), Some(policy)) => format!("{tag} ({policy})"),
+                    (version, _) => version.unwrap_or_else(|| "-".to_owned()),
+                },
                 short(&image.root().digest),
                 if platforms.is_empty() {
                     "-".to_owned()
@@ -481,7 +500,7 @@ pub fn list_json(image: &LockedImage, keys: &KnownKeys) -> serde_json::Value {
             })
         })
         .collect();
-    serde_json::json!({
+    let mut entry = serde_json::json!({
         "id": summary.id,
         "source": summary.source,
         "request": summary.request,
@@ -494,7 +513,11 @@ pub fn list_json(image: &LockedImage, keys: &KnownKeys) -> serde_json::Value {
         "sigstore_signed_by": sigstore_signers_json(image),
         "dependencies": summary.dependencies,
         "dependency_of": summary.dependency_of,
-    })
+    });
+    if let Some(policy) = summary.policy {
+        entry["policy"] = serde_json::json!(policy);
+    }
+    entry
 }
 
 /// The signers of an image's Sigstore signatures, once each, for JSON: the key's
@@ -801,6 +824,8 @@ fn entry_lines(image: &LockedImage) -> Vec<String> {
     for (k, v) in [
         ("registry", &image.registry),
         ("reference", &image.reference),
+        ("tag", &image.tag),
+        ("policy", &image.policy),
         ("path", &image.path),
         ("ref", &image.ref_name),
         ("name", &image.name),

@@ -197,6 +197,7 @@ mod tests {
             },
             platforms: Vec::new(),
             insecure: true,
+            policy: None,
             entry_hash: crate::digest::Digest::sha256_of(hash.as_bytes()),
             line: 1,
         }

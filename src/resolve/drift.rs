@@ -120,6 +120,14 @@ fn request_changes(spec: &ImageSpec, locked: &LockedImage) -> Vec<KeyChange> {
     if locked.request != spec.request() {
         out.push(change(key, locked.request.clone(), spec.request()));
     }
+    let policy = spec.policy.as_ref().map(ToString::to_string);
+    if locked.policy != policy {
+        let key = spec
+            .policy
+            .as_ref()
+            .map_or("semver / tag-pattern", |p| p.key());
+        out.push(change(key, locked.policy.clone(), policy));
+    }
     match &spec.source {
         Source::Appc { labels, .. } => out.extend(label_changes(labels, locked)),
         Source::Url { url, signature } => {
@@ -241,11 +249,23 @@ fn location_changes(spec: &ImageSpec, locked: &LockedImage, manifest: &Manifest)
     };
     match &spec.source {
         Source::Docker(reference) => {
-            compare(
-                "docker (the reference pinned)",
-                &locked.reference,
-                Some(reference.to_string()),
-            );
+            let (expected, tag_ok) = match &spec.policy {
+                None => (Some(reference.to_string()), locked.tag.is_none()),
+                // The tag the policy chose, which it must still allow.
+                Some(policy) => {
+                    let tagged = locked
+                        .tag
+                        .as_deref()
+                        .and_then(|t| reference.with_tag(t).ok());
+                    let allowed = locked.tag.as_deref().is_some_and(|t| policy.allows(t));
+                    (tagged.map(|r| r.to_string()), allowed)
+                }
+            };
+            compare("docker (the reference pinned)", &locked.reference, expected);
+            if !tag_ok {
+                let wanted = spec.policy.as_ref().map(|p| format!("a tag `{p}` allows"));
+                compare("the tag pinned", &locked.tag, wanted);
+            }
             let endpoint = crate::resolve::registry_base(manifest, reference.api_host());
             compare(
                 "registries (the endpoint pinned)",

@@ -8,7 +8,10 @@
 //! or simple signatures from the prefix's lookaside. appc entries go to [`crate::appc`] (discovery, OpenPGP
 //! signatures, dependencies). [`drift`] says which entries of a lock are stale
 //! for `images.toml` and its trust policy; [`conflict`] recovers the pins both
-//! sides of a merge conflict agree on.
+//! sides of a merge conflict agree on. An entry with a version policy (`semver`,
+//! `tag-pattern`) first has its tag chosen from the repository's tags
+//! ([`versions`]), then resolves as that fixed tag; the lock records the tag and
+//! the policy.
 //!
 //! What reaches the store: nothing for OCI entries (`lock` pins, `sync`
 //! materialises), but an ACI must be read whole to check its signature and
@@ -19,6 +22,7 @@
 pub mod conflict;
 pub mod drift;
 pub mod sigstore;
+pub mod versions;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -181,9 +185,27 @@ impl Resolver {
     /// Resolves one entry into lock entries: the entry itself, then (for ACIs) its dependencies.
     pub async fn resolve(&self, spec: &ImageSpec) -> anyhow::Result<Vec<LockedImage>> {
         match &spec.source {
-            Source::Docker(reference) => {
+            Source::Docker(written) => {
                 // Decide before any request, so an untrusted image costs nothing.
-                let trusted = self.oci_trust(spec, reference)?;
+                let trusted = self.oci_trust(spec, written)?;
+                let chosen;
+                let (spec, reference) = match &spec.policy {
+                    None => (spec, written),
+                    Some(policy) => {
+                        let client = self.client.get()?;
+                        let tagged =
+                            versions::resolve_tag(&self.manifest, &client, spec, written, policy)
+                                .await?;
+                        chosen = ImageSpec {
+                            source: Source::Docker(tagged),
+                            ..spec.clone()
+                        };
+                        let Source::Docker(reference) = &chosen.source else {
+                            unreachable!("just built as a docker source")
+                        };
+                        (&chosen, reference)
+                    }
+                };
                 let mut image = resolve_oci(&self.manifest, spec, || self.client.get()).await?;
                 if let Some(trusted) = trusted {
                     self.verify_signatures(spec, reference, &trusted, &mut image)
@@ -451,6 +473,7 @@ async fn fetch_lookaside(client: &RegistryClient, url: &str) -> anyhow::Result<O
 }
 
 /// Resolves an OCI entry (registry or layout) into a lock entry; signatures are the caller's.
+/// An entry with a version policy must come with its tag chosen (see [`versions`]).
 pub async fn resolve_oci(
     manifest: &Manifest,
     spec: &ImageSpec,
@@ -480,9 +503,15 @@ pub async fn resolve_oci(
             };
             let (index, manifests) = pin(&origin, top, &wanted).await?;
             check_lone_platform(&origin, spec, index.as_ref(), &manifests).await?;
+            let policy = spec.policy.as_ref().map(ToString::to_string);
             Ok(LockedImage {
                 registry: Some(repo.base),
                 reference: Some(reference.to_string()),
+                tag: policy
+                    .is_some()
+                    .then(|| reference.tag().map(str::to_owned))
+                    .flatten(),
+                policy,
                 index,
                 manifests,
                 ..base

@@ -20,3 +20,4 @@ mod sigstore;
 mod sigstore_cli;
 mod store;
 mod tamper;
+mod versions;

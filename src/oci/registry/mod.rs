@@ -19,7 +19,7 @@
 //!
 //! The client is split by concern. This file holds the client itself, its
 //! errors, the plain-HTTP rule and the reads: manifests, blobs, discovery
-//! pages and plain URLs. `retry` is which failures are retried and the send
+//! pages and plain URLs. `tags` lists a repository's tags, page by page; `retry` is which failures are retried and the send
 //! loop every request goes through; `limits` the deadlines and minimum rates
 //! response bodies are held to; `auth` the answer to a 401 (Basic
 //! credentials, Bearer tokens) and the caches of both; `upload` the push
@@ -44,6 +44,7 @@ use crate::text::escape;
 mod auth;
 mod limits;
 mod retry;
+mod tags;
 mod upload;
 
 pub use auth::AuthFix;
@@ -52,6 +53,7 @@ pub use limits::{
 };
 pub(crate) use retry::is_transient;
 pub use retry::{DEFAULT_RETRIES, DEFAULT_RETRY_DELAY, MAX_RETRY_DELAY, RetryPolicy};
+pub use tags::{MAX_TAG_LIST_BYTES, MAX_TAG_PAGES, TAGS_PAGE_SIZE};
 
 use auth::Token;
 use limits::{Slow, Transfer};
@@ -188,6 +190,16 @@ pub enum RegistryError {
         expected: String,
         /// The digest of the bytes received.
         actual: Digest,
+    },
+    /// A paginated list (a repository's tags) longer than the pages allowed.
+    #[error(
+        "{url}: more than {pages} pages of tags (the limit); pin a tag instead of a version policy"
+    )]
+    TooManyPages {
+        /// The last page's URL.
+        url: String,
+        /// The cap.
+        pages: usize,
     },
     /// A body larger than allowed.
     #[error("{url} sent more than {limit} bytes")]
