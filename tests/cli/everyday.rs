@@ -24,15 +24,12 @@ pub(crate) fn snapshot(name: &str, project: &Project, run: &Run) {
 /// [`snapshot`] with extra (regex, replacement) filters.
 #[track_caller]
 fn snapshot_with(name: &str, project: &Project, run: &Run, extra: &[(&str, &str)]) {
-    let text = format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code, run.stdout, run.stderr
-    );
+    let text = crate::harness::run_text(run);
     let root = project.root().display().to_string();
     let tmp = project.dir.path().display().to_string();
-    let filters: Vec<(String, &str)> = vec![
-        (regex_escape(&root), "[PROJECT]"),
-        (regex_escape(&tmp), "[TMP]"),
+    let mut filters: Vec<(String, &str)> = vec![
+        (crate::harness::regex_escape(&root), "[PROJECT]"),
+        (crate::harness::regex_escape(&tmp), "[TMP]"),
         (r"127\.0\.0\.1:\d+".into(), "[REGISTRY]"),
         (r"(sha256|sha512):[0-9a-f]{64,128}".into(), "$1:[DIGEST]"),
         // As wide as what it replaces, so tables stay aligned.
@@ -46,31 +43,10 @@ fn snapshot_with(name: &str, project: &Project, run: &Run, extra: &[(&str, &str)
         (r"\b[0-9A-F]{16}\b".into(), "[KEYID]"),
         (r"\b\d+(\.\d+)?m?s\b".into(), "[TIME]"),
     ];
-    let mut settings = insta::Settings::clone_current();
-    for (pattern, replacement) in &filters {
-        settings.add_filter(pattern, *replacement);
-    }
-    for (pattern, replacement) in extra {
-        settings.add_filter(pattern, *replacement);
-    }
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
+    filters.extend(extra.iter().map(|(p, r)| ((*p).to_owned(), *r)));
+    crate::harness::assert_snapshot_filtered(name, &text, &filters);
 }
 
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
-}
-
-/// Points the example layout's `1.0` at its linux/amd64 manifest instead of
-/// the two-platform index: a tag that moved upstream.
 /// Re-tags `1.0` in the example layout to another image: a new index whose amd64
 /// build is another manifest (the same image, with an annotation), arm64 unchanged.
 fn move_the_tag(project: &Project) {

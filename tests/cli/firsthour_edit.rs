@@ -28,9 +28,7 @@ fn run_in(project: &Project, dir: &Path, args: &[&str]) -> Run {
 /// Snapshots a file's text.
 #[track_caller]
 fn snapshot_file(name: &str, text: &str) {
-    let mut settings = insta::Settings::clone_current();
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
+    crate::harness::assert_snapshot_filtered(name, text, &[]);
 }
 
 /// The bundled example (two-platform layout, signed ACI, TEST-ONLY key) with its

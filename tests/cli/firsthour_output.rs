@@ -23,17 +23,14 @@ fn sha(bytes: &[u8]) -> String {
 /// paths, ports, digests, fingerprints, times, and (with `sizes`) byte counts and speeds.
 #[track_caller]
 fn snapshot(name: &str, project: &Project, run: &Run, sizes: bool) {
-    let text = format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code, run.stdout, run.stderr
-    );
+    let text = crate::harness::run_text(run);
     let mut filters: Vec<(String, &str)> = vec![
         (
-            regex_escape(&project.root().display().to_string()),
+            crate::harness::regex_escape(&project.root().display().to_string()),
             "[PROJECT]",
         ),
         (
-            regex_escape(&project.dir.path().display().to_string()),
+            crate::harness::regex_escape(&project.dir.path().display().to_string()),
             "[TMP]",
         ),
         (r"127\.0\.0\.1:\d+".into(), "[REGISTRY]"),
@@ -47,24 +44,7 @@ fn snapshot(name: &str, project: &Project, run: &Run, sizes: bool) {
     if sizes {
         filters.push((r"\b\d+(\.\d+)? (B|KiB|MiB|GiB)\b".into(), "[SIZE]"));
     }
-    let mut settings = insta::Settings::clone_current();
-    for (pattern, replacement) in &filters {
-        settings.add_filter(pattern, *replacement);
-    }
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
+    crate::harness::assert_snapshot_filtered(name, &text, &filters);
 }
 
 /// `1536` -> `1.5 KiB`, as imagelock prints sizes.

@@ -937,3 +937,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// The text a snapshot of `run` holds: the exit code, stdout and stderr.
+pub fn run_text(run: &Run) -> String {
+    format!(
+        "exit: {}\n--- stdout\n{}--- stderr\n{}",
+        run.code, run.stdout, run.stderr
+    )
+}
+
+/// Asserts the insta snapshot `name` (in tests/cli/snapshots, without a module prefix) of
+/// `text`, with what varies between runs replaced by each (regex, replacement) filter.
+#[track_caller]
+pub fn assert_snapshot_filtered(name: &str, text: &str, filters: &[(String, &str)]) {
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in filters {
+        settings.add_filter(pattern, *replacement);
+    }
+    settings.set_prepend_module_to_snapshot(false);
+    settings.bind(|| insta::assert_snapshot!(name, text));
+}
+
+/// `text` with every regex metacharacter escaped, to filter a literal path.
+pub fn regex_escape(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| {
+            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
+            special
+                .then_some('\\')
+                .into_iter()
+                .chain(std::iter::once(c))
+        })
+        .collect()
+}

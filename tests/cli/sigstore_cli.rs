@@ -22,41 +22,21 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sigstore/fixt
 /// Snapshots `run` (exit code, stdout, stderr) with what varies between runs replaced.
 #[track_caller]
 fn snapshot(name: &str, project: &Project, run: &Run) {
-    let text = format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code, run.stdout, run.stderr
-    );
+    let text = crate::harness::run_text(run);
     let filters = [
         (
-            regex_escape(&project.root().display().to_string()),
+            crate::harness::regex_escape(&project.root().display().to_string()),
             "[PROJECT]",
         ),
         (
-            regex_escape(&project.dir.path().display().to_string()),
+            crate::harness::regex_escape(&project.dir.path().display().to_string()),
             "[TMP]",
         ),
         (r"sha256:[0-9a-f]{64}".to_owned(), "sha256:[DIGEST]"),
         (r"sha256:[0-9a-f]{12}\b".to_owned(), "sha256:[SHORT12HEX]"),
         (r"\b[0-9a-f]{64}\b".to_owned(), "[HEX]"),
     ];
-    let mut settings = insta::Settings::clone_current();
-    for (pattern, replacement) in &filters {
-        settings.add_filter(pattern, *replacement);
-    }
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
-}
-
-fn regex_escape(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| {
-            let special = "\\.+*?()|[]{}^$#&-~".contains(c);
-            special
-                .then_some('\\')
-                .into_iter()
-                .chain(std::iter::once(c))
-        })
-        .collect()
+    crate::harness::assert_snapshot_filtered(name, &text, &filters);
 }
 
 fn sha256(bytes: &[u8]) -> String {

@@ -83,17 +83,13 @@ fn locked(project: &Project, id: &str, key: &str) -> Option<String> {
 /// Snapshots `run` (exit code, stdout, stderr) with the registry's port filtered out.
 #[track_caller]
 fn snapshot(name: &str, run: &Run) {
-    let text = format!(
-        "exit: {}\n--- stdout\n{}--- stderr\n{}",
-        run.code, run.stdout, run.stderr
-    );
-    let mut settings = insta::Settings::clone_current();
-    settings.add_filter(r"127\.0\.0\.1:\d+", "[REGISTRY]");
-    settings.add_filter(r"sha256:[0-9a-f]{64}", "sha256:[DIGEST]");
-    settings.add_filter(r"sha256:[0-9a-f]{12}\b", "sha256:[SHORT12HEX]");
-    settings.add_filter(r"\b\d+(\.\d+)?m?s\b", "[TIME]");
-    settings.set_prepend_module_to_snapshot(false);
-    settings.bind(|| insta::assert_snapshot!(name, text));
+    let filters: Vec<(String, &str)> = vec![
+        (r"127\.0\.0\.1:\d+".into(), "[REGISTRY]"),
+        (r"sha256:[0-9a-f]{64}".into(), "sha256:[DIGEST]"),
+        (r"sha256:[0-9a-f]{12}\b".into(), "sha256:[SHORT12HEX]"),
+        (r"\b\d+(\.\d+)?m?s\b".into(), "[TIME]"),
+    ];
+    crate::harness::assert_snapshot_filtered(name, &crate::harness::run_text(run), &filters);
 }
 
 #[test]
