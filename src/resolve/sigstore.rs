@@ -19,6 +19,7 @@ use crate::oci::registry::{FetchedManifest, RegistryClient, Repository};
 use crate::oci::{self, Descriptor};
 use crate::project::lockfile::{Blob, LockedImage, LockedSigstore, SigstoreKind};
 use crate::signing::cosign::{self, Accepted, Kind};
+use crate::signing::sigstore::TrustRoot;
 use crate::signing::trust::Trusted;
 
 /// What the search for one digest's signatures found.
@@ -115,7 +116,8 @@ pub async fn pin(
     Ok(Ok(pinned))
 }
 
-/// Looks for a signature of `signs` by a signer `trusted` accepts: cosign's `.sig` tag
+/// Looks for a signature of `signs` by a signer `trusted` (a prefix that trusts Sigstore
+/// signers, so has a root) accepts: cosign's `.sig` tag
 /// first, then bundles. Listing them (the tag, the referrers) must work; a listed
 /// artifact or layer that cannot be read is a refused candidate, not a failure.
 pub async fn search(
@@ -126,19 +128,24 @@ pub async fn search(
     trusted: &Trusted,
 ) -> anyhow::Result<Search> {
     let mut found = Search::default();
+    let target = Target {
+        client,
+        repo,
+        repository,
+        signs,
+        trusted,
+        root: trusted
+            .sigstore
+            .root
+            .as_deref()
+            .expect("a prefix that trusts Sigstore signers has a root (TrustStore loads it)"),
+    };
     let tag = cosign::signature_tag(signs);
     let legacy = client
         .get_manifest_if_exists(repo, &tag)
         .await
         .with_context(|| format!("cannot read the cosign signatures of {signs} ({tag})"))?;
     if let Some(artifact) = legacy {
-        let target = Target {
-            client,
-            repo,
-            repository,
-            signs,
-            trusted,
-        };
         try_artifact(&target, Kind::Cosign, artifact, &mut found).await;
         if found.accepted.is_some() {
             return Ok(found);
@@ -164,13 +171,6 @@ pub async fn search(
                 ));
                 continue;
             }
-        };
-        let target = Target {
-            client,
-            repo,
-            repository,
-            signs,
-            trusted,
         };
         try_artifact(&target, Kind::Bundle, artifact, &mut found).await;
         if found.accepted.is_some() {
@@ -220,6 +220,8 @@ struct Target<'a> {
     repository: &'a str,
     signs: &'a Digest,
     trusted: &'a Trusted,
+    /// The prefix's trusted root.
+    root: &'a TrustRoot,
 }
 
 /// Checks each signature layer of one artifact, within the search's budget; records
@@ -244,13 +246,6 @@ async fn try_artifact(t: &Target<'_>, kind: Kind, artifact: FetchedManifest, fou
             found.reject(format!("{what}: {e}"));
             return;
         }
-    };
-    let Some(root) = t.trusted.sigstore.root.as_deref() else {
-        found.reject(format!(
-            "{what}: [trust.\"{}\"] trusts no Sigstore key or identity",
-            t.trusted.prefix
-        ));
-        return;
     };
     let count = layers.len();
     for (n, (index, layer)) in layers.into_iter().enumerate() {
@@ -292,7 +287,7 @@ async fn try_artifact(t: &Target<'_>, kind: Kind, artifact: FetchedManifest, fou
             continue;
         }
         let policy = &t.trusted.sigstore.policy;
-        match cosign::check_layer(kind, layer, &bytes, t.signs, t.repository, policy, root) {
+        match cosign::check_layer(kind, layer, &bytes, t.signs, t.repository, policy, t.root) {
             Ok(accepted) => {
                 let pinned = locked(kind, &artifact, &parsed, index, t, accepted);
                 found.accepted = Some(pinned);
