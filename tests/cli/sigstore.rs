@@ -297,11 +297,60 @@ fn untrusted_keys_other_digests_and_other_repositories_are_refused_and_nothing_i
     let good = c.signed(&c.key.0, &c.repository, &c.digest);
     let bad = c.signed(&mallory.0, &c.repository, &c.digest);
     assert_eq!(good.0, bad.0);
+    let good_payload = good.0.clone();
     c.push_signatures("mixed", &[bad, good]);
     c.project.run(&["lock"]).success();
     assert!(c.project.read("images.lock").contains("layer-index = 1"));
     c.project.run(&["sync"]).success();
     c.project.run(&["verify"]).success();
+
+    // Attacks on the result: the lock pointed at the other layer (same digest, the
+    // untrusted signature), then the stored payload replaced by a link to a forged one.
+    let lock = c.project.read("images.lock");
+    c.project.write(
+        "images.lock",
+        &lock.replace("layer-index = 1", "layer-index = 0"),
+    );
+    for command in [&["verify"][..], &["sync", "--frozen", "--offline"]] {
+        let run = c.project.run(command).failure(1);
+        let all = format!("{}{}", run.stdout, run.stderr);
+        assert!(
+            all.contains("not signed by a trusted key"),
+            "{command:?}: {all}"
+        );
+    }
+    c.project.write("images.lock", &lock);
+    let stored = c
+        .project
+        .store()
+        .join("blobs/sha256")
+        .join(hex::encode(sha2::Sha256::digest(&good_payload)));
+    let forged = c.work.join("forged-payload");
+    std::fs::write(
+        &forged,
+        payload(&c.repository, &format!("sha256:{}", "ab".repeat(32))),
+    )
+    .expect("write");
+    std::fs::remove_file(&stored).expect("rm payload");
+    std::os::unix::fs::symlink(&forged, &stored).expect("plant a link");
+    for command in [
+        &["verify"][..],
+        &["sync", "--frozen", "--offline"],
+        &["export", "out.tar.zst"],
+        &["render", "app", "rendered"],
+    ] {
+        let run = c.project.run(command);
+        assert_ne!(
+            run.code, 0,
+            "{command:?} accepted a linked payload: {}",
+            run.stderr
+        );
+    }
+    assert!(!c.project.root().join("out.tar.zst").exists());
+    assert!(!c.project.root().join("rendered").exists());
+    // sync fetches the payload again, by its digest.
+    std::fs::remove_file(&stored).expect("rm the link");
+    c.project.run(&["sync"]).success();
 
     // Without `insecure-ignore-tlog`, a keyed signature needs a transparency-log entry.
     let manifest = c.project.read("images.toml");
