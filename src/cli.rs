@@ -160,7 +160,7 @@ pub enum Command {
     },
     /// Write an airgap bundle: the lock, every blob it pins, signatures and trusted keys.
     #[command(
-        after_help = "The bundle is a zstd-compressed tar laid out as an OCI image layout plus\nimages.lock and keys/. Carry it across, then `imagelock sync --offline --from FILE`.\n\nExamples:\n  imagelock export bundle.tar.zst\n  imagelock export --image alpine --platform linux/amd64 alpine.tar.zst"
+        after_help = "The bundle is a zstd-compressed tar laid out as an OCI image layout plus\nimages.lock and keys/. Carry it across, then `imagelock sync --offline --from FILE`.\n\nWith --since, a delta: the new lock and only the blobs the older lock did not pin (the\nother side holds those, from the bundles it imported before). Import deltas in order;\none whose base the store lacks is refused, naming the blobs and the base lock.\n\nExamples:\n  imagelock export bundle.tar.zst\n  imagelock export --image alpine --platform linux/amd64 alpine.tar.zst\n  imagelock export --since HEAD~1 delta.tar.zst"
     )]
     Export {
         /// The bundle to write.
@@ -171,6 +171,10 @@ pub enum Command {
         /// Only this platform of multi-platform images (repeatable).
         #[arg(long = "platform", value_name = "OS/ARCH[/VARIANT]")]
         platforms: Vec<String>,
+        /// Write a delta: leave out the blobs the lock in this git revision (or lock file) pins,
+        /// which the other side holds.
+        #[arg(long, value_name = "REV|LOCKFILE")]
+        since: Option<String>,
         /// Print the result as JSON on stdout.
         #[arg(long)]
         json: bool,

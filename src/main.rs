@@ -91,12 +91,14 @@ async fn run(command: Command, global: imagelock::cli::GlobalArgs) -> anyhow::Re
             file,
             images,
             platforms,
+            since,
             json,
         } => commands::export(
             &Settings::resolve(global, json)?,
             &file,
             &images,
             &platforms,
+            since.as_deref(),
         ),
         Command::Push {
             prefix,

@@ -6,6 +6,8 @@
 //! ```text
 //! oci-layout                 {"imageLayoutVersion":"1.0.0"}
 //! images.lock                the (possibly subset) lock the bundle satisfies
+//! delta.json                 only in a delta: the base lock's digest and the
+//!                            blobs left out because the base pins them
 //! keys/<path>                key and trusted-root files, at their path relative to
 //!                            images.toml without a leading `keys/` (`keys/a.asc` → `keys/a.asc`)
 //! blobs/<alg>/<hex>          every blob the lock pins, largest first
@@ -21,16 +23,26 @@
 //! (the keys trusted are those the project's `images.toml` names). The lock
 //! comes before any blob so import streams: nothing is buffered but the lock.
 //!
+//! A delta (`export --since`) carries the whole new lock but only the blobs the
+//! base lock does not pin; `delta.json` names the base (the digest of its lock as
+//! a bundle carries it, so a chain's deltas name each other) and lists the blobs
+//! left out. Import checks those against the store before it reads a blob, and
+//! refuses naming them (and the base) when any is missing; the final check that
+//! every blob the bundle's lock pins is in the store holds for deltas as for
+//! full bundles, so a `delta.json` that leaves something off its list gains
+//! nothing. Unpacked over its base's unpacked bundle, a delta makes the new
+//! layout (its `index.json` replaces the base's).
+//!
 //! On export, every blob is hashed again as it is written, so a store file
 //! whose bytes are not its name never enters a bundle; the bundle is written to
 //! a temporary file beside the output and renamed over it only when the output
 //! path is absent or a regular file (never a link, device, FIFO or directory).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 
 use crate::digest::{Digest, Hasher};
 use crate::errors::hinted;
@@ -45,10 +57,91 @@ pub const BUNDLE_ZSTD_LEVEL: i32 = 3;
 const MAX_BUNDLED_LOCK_BYTES: u64 = 64 * 1024 * 1024;
 /// Copy buffer for blobs going in or out of a bundle.
 const COPY_BUFFER: usize = 1024 * 1024;
+/// The `delta.json` format this version writes and reads.
+const DELTA_VERSION: u32 = 1;
+
+/// The lock a delta is cut against: the side that imports the delta holds its blobs.
+#[derive(Debug)]
+pub struct Base<'a> {
+    /// The base lock (with the same `--image`/`--platform` subset as the delta).
+    pub lock: &'a Lock,
+    /// Where it came from, for people: `HEAD~1:images.lock (commit 1a2b3c4d5e6f)`.
+    pub from: String,
+}
+
+/// The base a delta names in its `delta.json`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeltaBase {
+    /// The digest of the base lock as a bundle carries it (the `images.lock`
+    /// entry of the bundle cut from that lock, full or delta).
+    pub lock: Digest,
+    /// Where the exporting side read the base lock (text from the bundle: escape it
+    /// before printing).
+    pub from: String,
+}
+
+/// A blob a delta leaves out.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Assumed {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// A delta bundle's `delta.json`.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+struct DeltaFile {
+    delta_version: u32,
+    base: DeltaBase,
+    /// The blobs the bundle's lock pins that the bundle leaves out, because the base pins them.
+    assumes: Vec<Assumed>,
+}
+
+/// Why a delta leaves a blob out.
+pub const OMITTED_REASON: &str = "present in the base: its lock pins the same digest and size";
+
+/// What a delta export left out.
+#[derive(Debug, serde::Serialize)]
+pub struct DeltaExported {
+    /// The base it was cut against.
+    pub base: DeltaBase,
+    /// Why the blobs were left out ([`OMITTED_REASON`]).
+    pub reason: &'static str,
+    /// How many blobs were left out.
+    pub omitted_blobs: usize,
+    /// Their total size, uncompressed: what the delta saves.
+    pub omitted_bytes: u64,
+    /// The blobs left out, largest first.
+    pub omitted: Vec<Omitted>,
+}
+
+/// A blob a delta left out.
+#[derive(Debug, serde::Serialize)]
+pub struct Omitted {
+    /// Its digest.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+    /// The images of the lock that pin it.
+    pub images: Vec<String>,
+}
+
+/// The digest a lock has in a bundle: that of its `images.lock` entry.
+pub fn lock_digest(lock: &Lock) -> Digest {
+    Digest::sha256_of(lock.render().as_bytes())
+}
 
 /// What an export wrote.
-#[derive(Debug, Default, serde::Serialize)]
+#[derive(Debug, serde::Serialize)]
 pub struct Exported {
+    /// The digest of the bundle's images.lock: what a delta cut from this lock names as its base.
+    pub lock: Digest,
+    /// For a delta: its base and what it left out.
+    pub delta: Option<DeltaExported>,
     /// Images in the bundle's lock.
     pub images: usize,
     /// Blobs written.
@@ -76,16 +169,59 @@ pub struct AlteredBlob {
 /// Writes `lock`'s blobs from `store` (each hashed again on the way), the lock
 /// and `keys` (manifest-relative path, absolute path) to `out` as a
 /// zstd-compressed tar, atomically; `out` must be absent or a regular file.
-/// Reports the blobs as one [`Phase::Exporting`] phase to `reporter`.
+/// With a `base`, writes a delta: the blobs `base` pins (same digest and size)
+/// are left out and listed in `delta.json`. Reports the blobs written as one
+/// [`Phase::Exporting`] phase to `reporter`.
 pub fn export(
     store: &Store,
     lock: &Lock,
     keys: &[(String, PathBuf)],
+    base: Option<&Base<'_>>,
     out: &Path,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Exported> {
     output_exists(out)?;
-    let blobs = lock.blobs();
+    let mut blobs = lock.blobs();
+    let delta = base.map(|base| {
+        let in_base = base.lock.blobs();
+        let mut images_of: BTreeMap<&Digest, Vec<String>> = BTreeMap::new();
+        for image in lock.images.values() {
+            for blob in image.blobs() {
+                if let Some((digest, _)) = blobs.get_key_value(&blob.digest) {
+                    images_of.entry(digest).or_default().push(image.id.clone());
+                }
+            }
+        }
+        let mut omitted: Vec<Omitted> = blobs
+            .values()
+            .filter(|blob| {
+                in_base
+                    .get(&blob.digest)
+                    .is_some_and(|b| b.size == blob.size)
+            })
+            .map(|blob| Omitted {
+                digest: blob.digest.clone(),
+                size: blob.size,
+                images: images_of.remove(&blob.digest).unwrap_or_default(),
+            })
+            .collect();
+        omitted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
+        DeltaExported {
+            base: DeltaBase {
+                lock: lock_digest(base.lock),
+                from: base.from.clone(),
+            },
+            reason: OMITTED_REASON,
+            omitted_blobs: omitted.len(),
+            omitted_bytes: omitted.iter().map(|b| b.size).sum(),
+            omitted,
+        }
+    });
+    if let Some(delta) = &delta {
+        for left_out in &delta.omitted {
+            blobs.remove(&left_out.digest);
+        }
+    }
     let missing: Vec<String> = blobs
         .values()
         .filter(|b| !store.contains(b))
@@ -117,12 +253,34 @@ pub fn export(
     let workers = u32::try_from(crate::concurrency::cpu_threads()).unwrap_or(u32::MAX);
     encoder.multithread(workers)?;
     let mut tar = tar::Builder::new(encoder);
+    let rendered = lock.render();
     let mut report = Exported {
+        lock: Digest::sha256_of(rendered.as_bytes()),
+        delta: None,
         images: lock.images.len(),
-        ..Exported::default()
+        blobs: 0,
+        bytes: 0,
+        keys: 0,
+        file_bytes: 0,
     };
     append_bytes(&mut tar, "oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#)?;
-    append_bytes(&mut tar, "images.lock", lock.render().as_bytes())?;
+    append_bytes(&mut tar, "images.lock", rendered.as_bytes())?;
+    if let Some(delta) = &delta {
+        let file = DeltaFile {
+            delta_version: DELTA_VERSION,
+            base: delta.base.clone(),
+            assumes: delta
+                .omitted
+                .iter()
+                .map(|b| Assumed {
+                    digest: b.digest.clone(),
+                    size: b.size,
+                })
+                .collect(),
+        };
+        let json = serde_json::to_vec(&file).context("cannot write delta.json")?;
+        append_bytes(&mut tar, "delta.json", &json)?;
+    }
     for (relative, path) in keys {
         let bytes = std::fs::read(path)
             .with_context(|| format!("cannot read key file {}", path.display()))?;
@@ -201,6 +359,7 @@ pub fn export(
     persisted
         .map_err(|e| e.error)
         .with_context(|| format!("cannot write {}", out.display()))?;
+    report.delta = delta;
     Ok(report)
 }
 
@@ -346,6 +505,10 @@ fn append_bytes<W: Write>(
 /// What an import did.
 #[derive(Debug, Default, serde::Serialize)]
 pub struct Imported {
+    /// The digest of the bundle's images.lock (a later delta names it as its base).
+    pub lock: Option<Digest>,
+    /// For a delta: its base, and the blobs it left out (all found in the store).
+    pub delta: Option<DeltaImported>,
     /// Images in the bundle's lock.
     pub images: usize,
     /// Blobs verified and stored.
@@ -359,19 +522,49 @@ pub struct Imported {
     pub digests: Vec<Digest>,
 }
 
+/// What a delta import relied on.
+#[derive(Debug, serde::Serialize)]
+pub struct DeltaImported {
+    /// The base the delta names.
+    pub base: DeltaBase,
+    /// The blobs it left out, each found in the store before any blob was read.
+    pub assumed: usize,
+    /// Their total size.
+    pub assumed_bytes: u64,
+}
+
+/// A bundle's metadata entries, read before its first blob.
+#[derive(Default)]
+struct Header {
+    /// The bundle's lock and the digest of its entry.
+    lock: Option<(Lock, Digest)>,
+    delta: Option<DeltaFile>,
+}
+
+/// What the blobs of a bundle are checked against, once its metadata is read.
+struct Expected {
+    /// Every blob the bundle's lock pins.
+    pinned: BTreeMap<Digest, Blob>,
+    /// The blobs a delta leaves out (found in the store already).
+    assumed: BTreeSet<Digest>,
+}
+
 /// Streams the bundle at `path` into `store`, verifying every blob against the
 /// bundle's lock before it gets its name. Names no image: the bundle's lock
 /// is the bundle's own claim, so `index.json` is left to `sync`, which names
-/// the images of the project's lock once its checks pass. Reports the blobs
-/// the bundle's lock pins as one [`Phase::Importing`] phase to `reporter`.
+/// the images of the project's lock once its checks pass. A delta is refused
+/// before any blob is stored when the store lacks a blob it leaves out for its
+/// base to provide. Reports the blobs the bundle carries as one
+/// [`Phase::Importing`] phase to `reporter`.
 pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Result<Imported> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot open the bundle {}", path.display()))?;
     let decoder = zstd::Decoder::new(file)
         .with_context(|| format!("{} is not a zstd-compressed bundle", path.display()))?;
     let mut archive = tar::Archive::new(decoder);
-    // The blobs the bundle's lock pins: which entries may be stored, nothing more.
-    let mut pinned: Option<BTreeMap<Digest, Blob>> = None;
+    let mut header = Header::default();
+    // Set at the first blob (or the end): which entries may be stored, nothing more.
+    let mut expected: Option<Expected> = None;
     let mut report = Imported::default();
     let bad = |entry: &str, problem: String| {
         hinted(
@@ -393,29 +586,44 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
+        let metadata_after_blobs = || bad(&name, "after the bundle's first blob".into());
         match name.as_str() {
             "oci-layout" | "index.json" => {
                 std::io::copy(&mut entry, &mut std::io::sink())
                     .map_err(|e| bad(&name, e.to_string()))?;
             }
             "images.lock" => {
-                if pinned.is_some() {
+                if header.lock.is_some() {
                     return Err(bad(&name, "a second images.lock".into()));
                 }
-                let mut text = String::new();
-                (&mut entry)
-                    .take(MAX_BUNDLED_LOCK_BYTES)
-                    .read_to_string(&mut text)
-                    .map_err(|e| bad(&name, e.to_string()))?;
+                if expected.is_some() {
+                    return Err(metadata_after_blobs());
+                }
+                let text = read_small(&mut entry).map_err(|e| bad(&name, e))?;
                 let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
-                report.images = parsed.images.len();
-                let blobs = parsed.blobs();
-                reporter.begin(
-                    Phase::Importing,
-                    blobs.len(),
-                    blobs.values().map(|b| b.size).sum(),
-                );
-                pinned = Some(blobs);
+                header.lock = Some((parsed, Digest::sha256_of(text.as_bytes())));
+            }
+            "delta.json" => {
+                if header.delta.is_some() {
+                    return Err(bad(&name, "a second delta.json".into()));
+                }
+                if expected.is_some() {
+                    return Err(metadata_after_blobs());
+                }
+                let text = read_small(&mut entry).map_err(|e| bad(&name, e))?;
+                let delta: DeltaFile = serde_json::from_str(&text)
+                    .map_err(|e| bad(&name, format!("not a delta description: {e}")))?;
+                if delta.delta_version != DELTA_VERSION {
+                    return Err(hinted(
+                        format!(
+                            "bundle {} is a delta of format {}; this imagelock reads format {DELTA_VERSION}",
+                            path.display(),
+                            delta.delta_version
+                        ),
+                        "import it with the imagelock version that exported it, or export a full bundle",
+                    ));
+                }
+                header.delta = Some(delta);
             }
             _ if name.starts_with("keys/") => {
                 std::io::copy(&mut entry, &mut std::io::sink())
@@ -425,19 +633,26 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
                 let Some(rest) = name.strip_prefix("blobs/") else {
                     return Err(bad(&name, "not part of a bundle".into()));
                 };
-                let Some(pinned) = &pinned else {
-                    return Err(bad(&name, "a blob before images.lock".into()));
+                let expected = match &mut expected {
+                    Some(expected) => expected,
+                    None => expected.insert(seal(store, path, &header, &mut report, reporter)?),
                 };
                 let digest: Digest = rest
                     .replacen('/', ":", 1)
                     .parse()
                     .map_err(|e| bad(&name, format!("not named by a digest: {e}")))?;
-                let Some(blob) = pinned.get(&digest) else {
+                let Some(blob) = expected.pinned.get(&digest) else {
                     return Err(bad(
                         &name,
                         "the bundle's lock does not pin this blob".into(),
                     ));
                 };
+                if expected.assumed.contains(&digest) {
+                    return Err(bad(
+                        &name,
+                        "delta.json lists this blob as one the base provides".into(),
+                    ));
+                }
                 if entry.size() != blob.size {
                     return Err(bad(
                         &name,
@@ -474,11 +689,13 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
             }
         }
     }
-    let Some(pinned) = pinned else {
-        bail!("bundle {} holds no images.lock", path.display());
+    let expected = match expected {
+        Some(expected) => expected,
+        None => seal(store, path, &header, &mut report, reporter)?,
     };
     reporter.finish();
-    let missing: Vec<String> = pinned
+    let missing: Vec<String> = expected
+        .pinned
         .values()
         .filter(|b| !store.contains(b))
         .map(|b| format!("  {}", b.digest))
@@ -497,6 +714,151 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
     Ok(report)
 }
 
+/// Reads a metadata entry (a lock or `delta.json`), bounded.
+fn read_small(entry: &mut impl Read) -> Result<String, String> {
+    let mut text = String::new();
+    entry
+        .take(MAX_BUNDLED_LOCK_BYTES + 1)
+        .read_to_string(&mut text)
+        .map_err(|e| e.to_string())?;
+    if text.len() as u64 > MAX_BUNDLED_LOCK_BYTES {
+        return Err(format!("larger than {MAX_BUNDLED_LOCK_BYTES} bytes"));
+    }
+    Ok(text)
+}
+
+/// Ends a bundle's metadata: what its blobs are checked against. For a delta,
+/// every blob it leaves out must be pinned by its lock and already be in
+/// `store`; the error names the missing ones, their images and the base.
+fn seal(
+    store: &Store,
+    path: &Path,
+    header: &Header,
+    report: &mut Imported,
+    reporter: &dyn Reporter,
+) -> anyhow::Result<Expected> {
+    let Some((lock, lock_digest)) = &header.lock else {
+        return Err(hinted(
+            format!(
+                "bundle {} holds no images.lock before its blobs",
+                path.display()
+            ),
+            "the bundle is damaged or was not made by `imagelock export`; export it again on the connected side",
+        ));
+    };
+    let pinned = lock.blobs();
+    let mut assumed = BTreeSet::new();
+    if let Some(delta) = &header.delta {
+        let mut absent: Vec<&Blob> = Vec::new();
+        let mut assumed_bytes = 0;
+        for blob in &delta.assumes {
+            let Some(pin) = pinned.get(&blob.digest).filter(|p| p.size == blob.size) else {
+                return Err(hinted(
+                    format!(
+                        "bundle {}: entry `delta.json`: lists {} ({} bytes), which the bundle's lock does not pin",
+                        path.display(),
+                        blob.digest,
+                        blob.size
+                    ),
+                    "the bundle is damaged or was altered; export it again on the connected side",
+                ));
+            };
+            if !assumed.insert(blob.digest.clone()) {
+                continue;
+            }
+            if !store.contains(pin) {
+                absent.push(pin);
+            }
+            assumed_bytes += pin.size;
+        }
+        if !absent.is_empty() {
+            return Err(missing_base(
+                store,
+                path,
+                lock,
+                &delta.base,
+                &absent,
+                assumed.len(),
+            ));
+        }
+        report.delta = Some(DeltaImported {
+            base: delta.base.clone(),
+            assumed: assumed.len(),
+            assumed_bytes,
+        });
+    }
+    report.lock = Some(lock_digest.clone());
+    report.images = lock.images.len();
+    let carried: Vec<&Blob> = pinned
+        .values()
+        .filter(|b| !assumed.contains(&b.digest))
+        .collect();
+    reporter.begin(
+        Phase::Importing,
+        carried.len(),
+        carried.iter().map(|b| b.size).sum(),
+    );
+    Ok(Expected { pinned, assumed })
+}
+
+/// The error for a delta whose base the store does not hold: names the base,
+/// and each missing blob with its size and the images of the bundle's lock
+/// that pin it.
+fn missing_base(
+    store: &Store,
+    path: &Path,
+    lock: &Lock,
+    base: &DeltaBase,
+    absent: &[&Blob],
+    assumed: usize,
+) -> anyhow::Error {
+    /// Missing blobs named one by one; the rest are counted.
+    const LISTED: usize = 20;
+    let mut lines: Vec<String> = absent
+        .iter()
+        .take(LISTED)
+        .map(|blob| {
+            let images: Vec<&str> = lock
+                .images
+                .values()
+                .filter(|image| image.blobs().iter().any(|b| b.digest == blob.digest))
+                .map(|image| image.id.as_str())
+                .collect();
+            format!(
+                "  {} ({}, {})",
+                blob.digest,
+                crate::text::human_bytes(blob.size),
+                match images.as_slice() {
+                    [one] => format!("image {one}"),
+                    [first, second, third, rest @ ..] if !rest.is_empty() => {
+                        format!("images {first}, {second}, {third} and {} more", rest.len())
+                    }
+                    all => format!("images {}", all.join(", ")),
+                }
+            )
+        })
+        .collect();
+    if absent.len() > LISTED {
+        lines.push(format!("  … and {} more", absent.len() - LISTED));
+    }
+    hinted(
+        format!(
+            "bundle {} is a delta cut against lock {} ({}): the store at {} lacks {} of the {} blobs it leaves out for that base to provide, so nothing was imported:\n{}",
+            path.display(),
+            base.lock,
+            crate::text::escape(&base.from),
+            store.root().display(),
+            absent.len(),
+            assumed,
+            lines.join("\n")
+        ),
+        format!(
+            "import the bundle whose lock is {} first (a full bundle, or the deltas before this one, in order: `imagelock import` prints each bundle's lock), or carry a full bundle (`imagelock export` without --since)",
+            base.lock
+        ),
+    )
+}
+
 /// The part of `lock` an export was asked for: the images named in `images`
 /// (with their dependencies; all when empty) and, for multi-platform OCI
 /// images, only the manifests of `platforms` (all when empty). An image left
@@ -512,6 +874,12 @@ pub fn subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::R
             ));
         }
     }
+    base_subset(lock, images, platforms)
+}
+
+/// [`subset`] of a delta's base lock: the same filters, where an image named in
+/// `images` may be absent (new since the base).
+pub fn base_subset(lock: &Lock, images: &[String], platforms: &[String]) -> anyhow::Result<Lock> {
     let wanted: Vec<crate::oci::platform::Platform> = platforms
         .iter()
         .map(|p| {
@@ -582,7 +950,7 @@ mod tests {
         let (lock, store) = stored(dir.path(), &contents);
         let out = dir.path().join("out.bundle");
         let exporting = Recording::default();
-        let exported = super::export(&store, &lock, &[], &out, &exporting).expect("export");
+        let exported = super::export(&store, &lock, &[], None, &out, &exporting).expect("export");
         assert_eq!((exported.blobs, exported.bytes), (3, total));
         assert_eq!(
             exporting.phases(),

@@ -1,12 +1,15 @@
 //! `export`, `import`, `push`: carrying the locked images across an air gap or to a mirror.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context as _;
 use serde_json::json;
 
+use crate::airgap::bundle::Base;
 use crate::cli::Settings;
+use crate::digest::Digest;
 use crate::errors::hinted;
 use crate::project::lockfile::Lock;
 use crate::project::manifest::Manifest;
@@ -15,12 +18,13 @@ use crate::text::{human_bytes, human_duration, plural};
 
 use super::project::{Project, open_store, store_from_manifest_leniently};
 
-/// `imagelock export`.
+/// `imagelock export`; with `since`, a delta against the lock in that file or git revision.
 pub fn export(
     settings: &Settings,
     file: &Path,
     images: &[String],
     platforms: &[String],
+    since: Option<&str>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
     let printer = settings.printer;
@@ -31,34 +35,125 @@ pub fn export(
         return Err(project.stale_error(&lock, &stale, "`export`"));
     }
     let lock = crate::airgap::bundle::subset(&lock, images, platforms)?;
+    let base = since
+        .map(|since| delta_base(&project, since, images, platforms))
+        .transpose()?;
     let (_, store) =
         project.required_store("run `imagelock sync` first, so the bundle can carry the images")?;
     let _shared = store.lock_shared()?;
     project.check_trusted(&lock, &store, "nothing was exported")?;
     let keys = key_files(&project.manifest);
     let reporter = printer.reporter();
-    let exported = crate::airgap::bundle::export(&store, &lock, &keys, file, &*reporter)?;
+    let base = base.as_ref().map(|(lock, from)| Base {
+        lock,
+        from: from.clone(),
+    });
+    let exported =
+        crate::airgap::bundle::export(&store, &lock, &keys, base.as_ref(), file, &*reporter)?;
+    let omitted: BTreeSet<&Digest> = exported
+        .delta
+        .iter()
+        .flat_map(|d| &d.omitted)
+        .map(|o| &o.digest)
+        .collect();
     for image in lock.images.values() {
-        let blobs = image.blobs();
-        printer.detail(format!(
-            "  {}: {} ({})",
-            image.id,
-            plural(blobs.len(), "blob"),
-            human_bytes(blobs.iter().map(|b| b.size).sum())
-        ));
+        let (left_out, carried): (Vec<_>, Vec<_>) = image
+            .blobs()
+            .into_iter()
+            .partition(|b| omitted.contains(&b.digest));
+        let mut line = if carried.is_empty() {
+            format!("  {}: nothing new", image.id)
+        } else {
+            format!(
+                "  {}: {} ({})",
+                image.id,
+                plural(carried.len(), "blob"),
+                human_bytes(carried.iter().map(|b| b.size).sum())
+            )
+        };
+        if !left_out.is_empty() {
+            line.push_str(&format!(
+                "; {} ({}) left out, present in the base",
+                plural(left_out.len(), "blob"),
+                human_bytes(left_out.iter().map(|b| b.size).sum())
+            ));
+        }
+        printer.detail(line);
     }
-    printer.status(format!(
-        "Exported {}, {} ({}) and {} to {} ({}) in {}",
-        plural(exported.images, "image"),
+    let written = format!(
+        "{} ({}) and {} to {} ({}) in {}",
         plural(exported.blobs, "blob"),
         human_bytes(exported.bytes),
         plural(exported.keys, "key file"),
         file.display(),
         human_bytes(exported.file_bytes),
         human_duration(started.elapsed())
-    ));
+    );
+    match &exported.delta {
+        None => {
+            printer.status(format!(
+                "Exported {}, {written}",
+                plural(exported.images, "image")
+            ));
+            printer.status(format!("Bundle lock {}", exported.lock));
+        }
+        Some(delta) => {
+            let whole = delta.omitted_bytes + exported.bytes;
+            printer.status(format!(
+                "Left out {} ({}), present in the base {}: saved {} of {} ({}%)",
+                plural(delta.omitted_blobs, "blob"),
+                human_bytes(delta.omitted_bytes),
+                delta.base.from,
+                human_bytes(delta.omitted_bytes),
+                human_bytes(whole),
+                (delta.omitted_bytes * 100).checked_div(whole).unwrap_or(0)
+            ));
+            printer.status(format!(
+                "Exported a delta of {}: {written}",
+                plural(exported.images, "image")
+            ));
+            printer.status(format!(
+                "Bundle lock {}, cut against lock {}",
+                exported.lock, delta.base.lock
+            ));
+        }
+    }
     printer.json(&json!({ "bundle": file, "exported": exported }));
     Ok(())
+}
+
+/// The base of `export --since`: the lock in the file or git revision `since`,
+/// with the same subset as the delta, and where it came from in words.
+fn delta_base(
+    project: &Project<'_>,
+    since: &str,
+    images: &[String],
+    platforms: &[String],
+) -> anyhow::Result<(Lock, String)> {
+    let old = crate::project::history::old_lock(&project.lock_path, Some(since))?;
+    if old.absent {
+        return Err(hinted(
+            format!(
+                "{} does not exist, so a delta against it would carry every blob",
+                old.label
+            ),
+            "export a full bundle (without --since), or name the revision whose lock the other side holds",
+        ));
+    }
+    let from = if Path::new(since).is_file() {
+        old.label
+    } else {
+        match crate::project::history::commit_of(&project.lock_path, since) {
+            Some(commit) => format!(
+                "{} at commit {}",
+                old.label,
+                &commit[..commit.len().min(12)]
+            ),
+            None => old.label,
+        }
+    };
+    let lock = crate::airgap::bundle::base_subset(&old.lock, images, platforms)?;
+    Ok((lock, from))
 }
 
 /// The key files `manifest` trusts, each once, as (name in the bundle, path):
@@ -176,14 +271,38 @@ pub(super) async fn import_bundle(
     })
     .await
     .context("the bundle reader panicked")??;
+    let lock = imported
+        .lock
+        .as_ref()
+        .map_or_else(|| "unknown".to_owned(), ToString::to_string);
+    let (what, assumed, lock) = match &imported.delta {
+        None => (
+            plural(imported.images, "image"),
+            String::new(),
+            format!("Bundle lock {lock}"),
+        ),
+        Some(delta) => (
+            format!("a delta of {}", plural(imported.images, "image")),
+            format!(
+                "; {} ({}) left out, all found in the store",
+                plural(delta.assumed, "blob"),
+                human_bytes(delta.assumed_bytes)
+            ),
+            format!(
+                "Bundle lock {lock}, cut against lock {} ({})",
+                delta.base.lock,
+                crate::text::escape(&delta.base.from)
+            ),
+        ),
+    };
     settings.printer.status(format!(
-        "Imported {} from {}: {} ({}) stored, {} already present ({})",
-        plural(imported.images, "image"),
+        "Imported {what} from {}: {} ({}) stored, {} already present{assumed} ({})",
         bundle.display(),
         plural(imported.stored, "blob"),
         human_bytes(imported.bytes),
         imported.present,
-        human_duration(started.elapsed())
+        human_duration(started.elapsed()),
     ));
+    settings.printer.status(lock);
     Ok(imported)
 }

@@ -96,6 +96,26 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLo
     ))
 }
 
+/// The commit `rev` names in the git repository holding `lock_path` (full hex),
+/// or `None` when `rev` is no git revision there.
+pub fn commit_of(lock_path: &Path, rev: &str) -> Option<String> {
+    let dir = match lock_path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
+        .arg(format!("{rev}^{{commit}}"))
+        .output()
+        .ok()?;
+    let hex = String::from_utf8(output.stdout).ok()?;
+    let hex = hex.trim();
+    (output.status.success() && !hex.is_empty() && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+        .then(|| hex.to_owned())
+}
+
 /// The two sides of a lock that a git merge (or rebase, cherry-pick) left
 /// conflicted, as committed: index stages 2 ("ours") and 3 ("theirs").
 /// `None` when git is unavailable or the lock is not in a conflicted merge.

@@ -11,7 +11,7 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::harness::{
-    LayoutBuilder, Project, Registry, RegistryOptions, Run, example, peer, skopeo_push,
+    LayoutBuilder, Project, Registry, RegistryOptions, Run, example, git, git_ok, peer, skopeo_push,
 };
 
 /// Snapshots `run` as `exit`, stdout and stderr, with everything that varies
@@ -88,56 +88,6 @@ fn move_the_tag(project: &Project) {
     top["manifests"][0]["digest"] = digest.into();
     top["manifests"][0]["size"] = size.into();
     std::fs::write(&path, top.to_string()).expect("write");
-}
-
-fn git(project: &Project, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@imagelock.invalid",
-        ])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(project.root())
-        .env("HOME", project.dir.path().join("home"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn git_ok(project: &Project, args: &[&str]) {
-    let out = Command::new("git")
-        .args([
-            "-c",
-            "user.name=test",
-            "-c",
-            "user.email=test@imagelock.invalid",
-        ])
-        .args([
-            "-c",
-            "init.defaultBranch=main",
-            "-c",
-            "commit.gpgsign=false",
-        ])
-        .args(args)
-        .current_dir(project.root())
-        .env("HOME", project.dir.path().join("home"))
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .output()
-        .expect("run git");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 fn git_repo(project: &Project) {

@@ -970,3 +970,43 @@ pub fn regex_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// `git ARGS` in `project`'s directory, with a fixed identity and no user or
+/// system configuration: stdout and stderr together.
+pub fn git(project: &Project, args: &[&str]) -> String {
+    let out = git_command(project, args).output().expect("run git");
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// [`git`], which must succeed.
+#[track_caller]
+pub fn git_ok(project: &Project, args: &[&str]) {
+    let out = git_command(project, args).output().expect("run git");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn git_command(project: &Project, args: &[&str]) -> Command {
+    let mut command = Command::new("git");
+    command
+        .args([
+            "-c",
+            "user.name=test",
+            "-c",
+            "user.email=test@imagelock.invalid",
+        ])
+        .args([
+            "-c",
+            "init.defaultBranch=main",
+            "-c",
+            "commit.gpgsign=false",
+        ])
+        .args(args)
+        .current_dir(project.root())
+        .env("HOME", project.dir.path().join("home"))
+        .env("GIT_CONFIG_NOSYSTEM", "1");
+    command
+}

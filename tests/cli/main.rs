@@ -3,6 +3,7 @@
 
 mod appc;
 mod bundle;
+mod delta;
 mod everyday;
 mod firsthour;
 mod firsthour_edit;
