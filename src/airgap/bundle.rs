@@ -998,4 +998,212 @@ mod tests {
         assert_eq!(ids(&["other"]), ["other"]);
         assert_eq!(ids(&[]), ["app", "base", "other"]);
     }
+
+    /// A base lock of `a` and `b`, a new lock of `a`, `c` and `d` (all stored
+    /// in one store), and the delta of the new lock against the base.
+    fn delta_of(dir: &std::path::Path) -> (Lock, Lock, Store, std::path::PathBuf) {
+        let (base, _) = stored(dir, &[b"a", b"b"]);
+        let (new, store) = stored(dir, &[b"a", b"c", b"dd"]);
+        let out = dir.join("delta.bundle");
+        let base_ref = super::Base {
+            lock: &base,
+            from: "the test's base".into(),
+        };
+        let exported = super::export(
+            &store,
+            &new,
+            &[],
+            Some(&base_ref),
+            &out,
+            &Recording::default(),
+        )
+        .expect("export");
+        let delta = exported.delta.expect("a delta");
+        assert_eq!((exported.blobs, exported.bytes), (2, 3));
+        assert_eq!((delta.omitted_blobs, delta.omitted_bytes), (1, 1));
+        assert_eq!(delta.omitted[0].digest, Digest::sha256_of(b"a"));
+        assert_eq!(delta.omitted[0].images, ["aci0"]);
+        assert_eq!(delta.base.lock, super::lock_digest(&base));
+        (base, new, store, out)
+    }
+
+    /// A bundle's entries, as name and bytes.
+    type Entries = Vec<(String, Vec<u8>)>;
+
+    /// Rewrites the bundle at `path` through `edit`.
+    fn rewrite(path: &std::path::Path, edit: impl FnOnce(&mut Entries)) {
+        use std::io::Read as _;
+        let mut tar = Vec::new();
+        zstd::Decoder::new(std::fs::File::open(path).expect("open"))
+            .expect("zstd")
+            .read_to_end(&mut tar)
+            .expect("read");
+        let mut entries: Entries = tar::Archive::new(&tar[..])
+            .entries()
+            .expect("entries")
+            .map(|e| {
+                let mut e = e.expect("entry");
+                let name = e.path().expect("path").to_string_lossy().into_owned();
+                let mut bytes = Vec::new();
+                e.read_to_end(&mut bytes).expect("read entry");
+                (name, bytes)
+            })
+            .collect();
+        edit(&mut entries);
+        let mut builder = tar::Builder::new(Vec::new());
+        for (name, bytes) in &entries {
+            super::append_bytes(&mut builder, name, bytes).expect("append");
+        }
+        let tar = builder.into_inner().expect("tar");
+        std::fs::write(path, zstd::encode_all(&tar[..], 3).expect("zstd")).expect("write");
+    }
+
+    fn import_error(store: &Store, path: &std::path::Path) -> String {
+        let error = super::import(store, path, &Recording::default()).expect_err("refused");
+        format!("{error:#}")
+    }
+
+    /// Every blob file in `store`.
+    fn blob_files(store: &Store) -> usize {
+        ["sha256", "sha512"]
+            .iter()
+            .filter_map(|alg| std::fs::read_dir(store.root().join("blobs").join(alg)).ok())
+            .map(Iterator::count)
+            .sum()
+    }
+
+    #[test]
+    fn a_delta_imports_onto_its_base_and_is_refused_whole_without_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (base, _, store, delta) = delta_of(dir.path());
+        let full = dir.path().join("base.bundle");
+        super::export(&store, &base, &[], None, &full, &Recording::default()).expect("export");
+
+        let empty = Store::open(&dir.path().join("empty")).expect("store");
+        let error = import_error(&empty, &delta);
+        assert!(
+            error.contains(&format!(
+                "is a delta cut against lock {} (the test's base)",
+                super::lock_digest(&base)
+            )) && error.contains(&format!("{} (1 B, image aci0)", Digest::sha256_of(b"a"))),
+            "{error}"
+        );
+        assert_eq!(blob_files(&empty), 0, "nothing was stored");
+
+        let imported = super::import(&empty, &full, &Recording::default()).expect("base");
+        assert!(imported.delta.is_none());
+        assert_eq!(imported.lock, Some(super::lock_digest(&base)));
+        let importing = Recording::default();
+        let imported = super::import(&empty, &delta, &importing).expect("delta");
+        let assumed = imported.delta.expect("a delta");
+        assert_eq!((assumed.assumed, assumed.assumed_bytes), (1, 1));
+        assert_eq!((imported.stored, imported.bytes), (2, 3));
+        // Progress counts the blobs the delta carries, not those it assumes.
+        assert_eq!(
+            importing.phases(),
+            [Recorded::complete(Phase::Importing, 2, 3)]
+        );
+    }
+
+    #[test]
+    fn a_delta_json_that_lies_gains_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, _, _, delta) = delta_of(dir.path());
+        // Holds the base's blobs, and `dd`, the first blob the delta carries.
+        let holder = Store::open(&dir.path().join("holder")).expect("store");
+        for bytes in [&b"a"[..], b"b", b"dd"] {
+            let blob = Blob {
+                digest: Digest::sha256_of(bytes),
+                size: bytes.len() as u64,
+                media_type: ACI_MEDIA_TYPE.into(),
+            };
+            holder.insert_bytes(&blob, bytes).expect("insert");
+        }
+        let empty = Store::open(&dir.path().join("empty")).expect("store");
+        let attempt_on = |store: &Store, name: &str, edit: &dyn Fn(&mut Entries)| {
+            let copy = dir.path().join(name);
+            std::fs::copy(&delta, &copy).expect("copy");
+            rewrite(&copy, edit);
+            import_error(store, &copy)
+        };
+        let attempt = |name: &str, edit: &dyn Fn(&mut Entries)| attempt_on(&holder, name, edit);
+        let with_delta = |edit: fn(&mut serde_json::Value)| {
+            move |entries: &mut Entries| {
+                let entry = entries
+                    .iter_mut()
+                    .find(|(name, _)| name == "delta.json")
+                    .expect("a delta.json");
+                let mut json: serde_json::Value = serde_json::from_slice(&entry.1).expect("json");
+                edit(&mut json);
+                entry.1 = json.to_string().into_bytes();
+            }
+        };
+        // It claims the base provides a blob the bundle's lock does not pin.
+        let error = attempt(
+            "unpinned",
+            &with_delta(|json| {
+                json["assumes"][0]["digest"] = Digest::sha256_of(b"b").to_string().into();
+            }),
+        );
+        assert!(
+            error.contains("which the bundle's lock does not pin"),
+            "{error}"
+        );
+        // It leaves the assumed blob off its list, and does not carry it either:
+        // the store lacks a blob the bundle's lock pins, so the import fails.
+        let error = attempt_on(
+            &empty,
+            "silent",
+            &with_delta(|json| json["assumes"] = serde_json::json!([])),
+        );
+        assert!(
+            error.contains("lacks 1 blobs its own lock pins")
+                && error.contains(&Digest::sha256_of(b"a").to_string()),
+            "{error}"
+        );
+        // It lists a blob it carries as one the base provides.
+        let error = attempt(
+            "both",
+            &with_delta(|json| {
+                json["assumes"] = serde_json::json!([
+                    {"digest": Digest::sha256_of(b"a").to_string(), "size": 1},
+                    {"digest": Digest::sha256_of(b"dd").to_string(), "size": 2},
+                ]);
+            }),
+        );
+        assert!(
+            error.contains("lists this blob as one the base provides"),
+            "{error}"
+        );
+        // A format from the future.
+        let error = attempt(
+            "future",
+            &with_delta(|json| json["deltaVersion"] = 2.into()),
+        );
+        assert!(error.contains("a delta of format 2"), "{error}");
+        // delta.json after a blob, or twice.
+        let error = attempt("late", &|entries: &mut Entries| {
+            let at = entries
+                .iter()
+                .position(|(name, _)| name == "delta.json")
+                .expect("a delta.json");
+            let moved = entries.remove(at);
+            let first_blob = entries
+                .iter()
+                .position(|(name, _)| name.starts_with("blobs/"))
+                .expect("a blob");
+            entries.insert(first_blob + 1, moved);
+        });
+        assert!(error.contains("after the bundle's first blob"), "{error}");
+        let error = attempt("twice", &|entries: &mut Entries| {
+            let copy = entries
+                .iter()
+                .find(|(name, _)| name == "delta.json")
+                .expect("a delta.json")
+                .clone();
+            entries.insert(2, copy);
+        });
+        assert!(error.contains("a second delta.json"), "{error}");
+        assert_eq!(blob_files(&holder), 3, "nothing was stored by any of them");
+    }
 }
