@@ -14,6 +14,7 @@
 #   cargo build --release && bench/airgap.sh [path/to/imagelock]
 set -euo pipefail
 BIN="$(realpath "${1:-target/release/imagelock}")"
+HERE="$(cd "$(dirname "$0")" && pwd)"
 RUNS="${BENCH_RUNS:-3}"
 T="$(mktemp -d "${TMPDIR:-/tmp}/imagelock-airgap.XXXXXX")"
 if [ -z "${BENCH_REGISTRY_DIR:-}" ]; then
@@ -92,6 +93,32 @@ for run in $(seq "$RUNS"); do
 done
 "$BIN" -q --store "$T/store2" fsck
 
+# Delta bundles: small-7 updated at the origin (one layer new), then a full
+# bundle of the new lock vs a delta against the old one (`export --since`);
+# the full one is imported into an empty store, the delta into a copy of the
+# store that imported the base bundle (the air-gapped side's state).
+log "delta: small-7 updated at the origin"
+cp images.lock "$T/base.lock"
+BENCH_UPDATED=1 python3 "$HERE/make_layout.py" "$T/layout2"
+skopeo copy -q --dest-tls-verify=false "oci:$T/layout2:small-7" "docker://$ORIGIN/bench/small-7:v1"
+"$BIN" -q update small-7
+IMAGELOCK_STORE="$T/store" "$BIN" -q sync
+il_full_export() { rm -f "$T/full.tar.zst"; IMAGELOCK_STORE="$T/store" "$BIN" -q export "$T/full.tar.zst"; }
+il_delta_export() { rm -f "$T/delta.tar.zst"; IMAGELOCK_STORE="$T/store" "$BIN" -q export --since "$T/base.lock" "$T/delta.tar.zst"; }
+il_full_import() { IMAGELOCK_STORE="$T/store3" "$BIN" -q import "$T/full.tar.zst"; }
+il_delta_import() { IMAGELOCK_STORE="$T/store3" "$BIN" -q import "$T/delta.tar.zst"; }
+for run in $(seq "$RUNS"); do
+    log "round $run of $RUNS: full and delta bundles"
+    timed il_full_export il_full_export
+    timed il_delta_export il_delta_export
+    rm -rf "$T/store3"
+    timed il_full_import il_full_import
+    rm -rf "$T/store3"; cp -a "$T/store2" "$T/store3"
+    timed il_delta_import il_delta_import
+done
+IMAGELOCK_STORE="$T/store3" "$BIN" -q sync --offline
+IMAGELOCK_STORE="$T/store3" "$BIN" -q verify
+
 f() { python3 -c "print(f'{$1:.3f}')"; }
 ratio() { python3 -c "print(f'{($1)/($2):.2f}x')"; }
 IL_BUNDLE=$(f "$(median il_export)+$(median il_import)")
@@ -109,5 +136,13 @@ for case in "sk_sync:push vs skopeo sync registry -> mirror" "sk_sync_dir:push v
 done
 printf '%-46s %9ss\n' "push again (nothing to transfer)" "$(median il_push_again)"
 echo "bundle: $(du -b "$T/bundle.tar.zst" | cut -f1) bytes"
+FULL_BYTES=$(du -b "$T/full.tar.zst" | cut -f1)
+DELTA_BYTES=$(du -b "$T/delta.tar.zst" | cut -f1)
+echo
+echo "small-7 updated (one layer new): full bundle vs delta (export --since the old lock)"
+printf '%-46s %10s %10s %8s\n' case full delta ratio
+printf '%-46s %10s %10s %8s\n' "bundle size (bytes)" "$FULL_BYTES" "$DELTA_BYTES" "$(ratio "$FULL_BYTES" "$DELTA_BYTES")"
+printf '%-46s %9ss %9ss %8s\n' "export" "$(median il_full_export)" "$(median il_delta_export)" "$(ratio "$(median il_full_export)" "$(median il_delta_export)")"
+printf '%-46s %9ss %9ss %8s\n' "import (delta: onto the base)" "$(median il_full_import)" "$(median il_delta_import)" "$(ratio "$(median il_full_import)" "$(median il_delta_import)")"
 echo "all runs (s):"
-for case in il_export il_import sk_dir sk_cp il_push il_push_again sk_sync sk_sync_dir sk_copy; do echo "  $case:${TIMES[$case]}"; done
+for case in il_export il_import sk_dir sk_cp il_push il_push_again sk_sync sk_sync_dir sk_copy il_full_export il_delta_export il_full_import il_delta_import; do echo "  $case:${TIMES[$case]}"; done

@@ -2,7 +2,9 @@
 """Writes the benchmarks' OCI layout to OUT: `big` (three uncompressed layers of
 100, 60 and 33 MiB of random data), `small-1`..`small-30` (two layers of
 64-512 KiB each) and, unless BENCH_HUGE=0, `huge` (one 1 GiB layer).
-Deterministic (seeded), so every run pushes the same bytes.
+Deterministic (seeded), so every run pushes the same bytes. With
+BENCH_UPDATED=1, only `small-7` as updated: its first layer as before, its
+second one new (the delta-bundle case of bench/airgap.sh).
 
     python3 bench/make_layout.py OUT
 """
@@ -41,8 +43,9 @@ def image(ref, layers):
     return {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": mn,
             "annotations": {"org.opencontainers.image.ref.name": ref}}
 
-entries = [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
-if os.environ.get("BENCH_HUGE", "1") != "0":
+updated = os.environ.get("BENCH_UPDATED", "0") == "1"
+entries = [] if updated else [image("big", [layer(1, 100 * MiB), layer(2, 60 * MiB), layer(3, 33 * MiB)])]
+if os.environ.get("BENCH_HUGE", "1") != "0" and not updated:
     # One 1 GiB layer, gzip "stored" (level 0) so skopeo pushes it as it is:
     # the peak-memory case (memory must not grow with blob size).
     import gzip, zlib
@@ -60,8 +63,11 @@ if os.environ.get("BENCH_HUGE", "1") != "0":
                     "annotations": {"org.opencontainers.image.ref.name": "huge"}})
 rng = random.Random(42)
 for i in range(1, 31):
-    entries.append(image(f"small-{i}", [layer(1000 + 2 * i + j, rng.randrange(64, 513) * KiB)
-                                        for j in range(2)]))
+    sizes = [rng.randrange(64, 513) * KiB for _ in range(2)]
+    if updated and i != 7:
+        continue
+    seeds = [1000 + 2 * i, 5000 + 2 * i if updated else 1000 + 2 * i + 1]
+    entries.append(image(f"small-{i}", [layer(s, n) for s, n in zip(seeds, sizes)]))
 with open(os.path.join(out, "index.json"), "w") as f:
     json.dump({"schemaVersion": 2, "manifests": entries}, f)
 with open(os.path.join(out, "oci-layout"), "w") as f:

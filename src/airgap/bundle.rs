@@ -59,6 +59,8 @@ const MAX_BUNDLED_LOCK_BYTES: u64 = 64 * 1024 * 1024;
 const COPY_BUFFER: usize = 1024 * 1024;
 /// The `delta.json` format this version writes and reads.
 const DELTA_VERSION: u32 = 1;
+/// Longest description of a delta's base accepted from a bundle (it is printed).
+const MAX_BASE_LABEL: usize = 1024;
 
 /// The lock a delta is cut against: the side that imports the delta holds its blobs.
 #[derive(Debug)]
@@ -242,8 +244,10 @@ pub fn export(
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
+    // 0o666 less the umask, as for any file the user writes (tempfile's default is 0o600).
     let temp = tempfile::Builder::new()
         .prefix(".imagelock-bundle-")
+        .permissions(std::os::unix::fs::PermissionsExt::from_mode(0o666))
         .tempfile_in(dir)
         .with_context(|| format!("cannot create a temporary file in {}", dir.display()))?;
     let mut encoder = zstd::Encoder::new(
@@ -566,9 +570,16 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
     // Set at the first blob (or the end): which entries may be stored, nothing more.
     let mut expected: Option<Expected> = None;
     let mut report = Imported::default();
+    // Entry names and what parsers say about the bundle's bytes are the bundle's
+    // text: escaped, so a newline can't make a line of its own (a fake `hint:`).
     let bad = |entry: &str, problem: String| {
         hinted(
-            format!("bundle {}: entry `{entry}`: {problem}", path.display()),
+            format!(
+                "bundle {}: entry `{}`: {}",
+                path.display(),
+                crate::text::escape(entry),
+                crate::text::escape(&problem)
+            ),
             "the bundle is damaged or was altered; export it again on the connected side",
         )
     };
@@ -613,6 +624,12 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
                 let text = read_small(&mut entry).map_err(|e| bad(&name, e))?;
                 let delta: DeltaFile = serde_json::from_str(&text)
                     .map_err(|e| bad(&name, format!("not a delta description: {e}")))?;
+                if delta.base.from.len() > MAX_BASE_LABEL {
+                    return Err(bad(
+                        &name,
+                        format!("its base is described in more than {MAX_BASE_LABEL} bytes"),
+                    ));
+                }
                 if delta.delta_version != DELTA_VERSION {
                     return Err(hinted(
                         format!(
@@ -703,9 +720,9 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
     if !missing.is_empty() {
         return Err(hinted(
             format!(
-                "bundle {} lacks {} blobs its own lock pins:\n{}",
+                "bundle {} lacks {} its own lock pins:\n{}",
                 path.display(),
-                missing.len(),
+                crate::text::plural(missing.len(), "blob"),
                 missing.join("\n")
             ),
             "the bundle is incomplete; export it again on the connected side",
@@ -752,10 +769,15 @@ fn seal(
         let mut absent: Vec<&Blob> = Vec::new();
         let mut assumed_bytes = 0;
         for blob in &delta.assumes {
-            let Some(pin) = pinned.get(&blob.digest).filter(|p| p.size == blob.size) else {
+            let pin = pinned.get(&blob.digest);
+            let Some(pin) = pin.filter(|p| p.size == blob.size) else {
+                let problem = match pin {
+                    Some(pin) => format!("which the bundle's lock pins at {} bytes", pin.size),
+                    None => "which the bundle's lock does not pin".to_owned(),
+                };
                 return Err(hinted(
                     format!(
-                        "bundle {}: entry `delta.json`: lists {} ({} bytes), which the bundle's lock does not pin",
+                        "bundle {}: entry `delta.json`: lists {} ({} bytes), {problem}",
                         path.display(),
                         blob.digest,
                         blob.size
@@ -818,11 +840,11 @@ fn missing_base(
         .iter()
         .take(LISTED)
         .map(|blob| {
-            let images: Vec<&str> = lock
+            let images: Vec<std::borrow::Cow<'_, str>> = lock
                 .images
                 .values()
                 .filter(|image| image.blobs().iter().any(|b| b.digest == blob.digest))
-                .map(|image| image.id.as_str())
+                .map(|image| crate::text::escape(&image.id))
                 .collect();
             format!(
                 "  {} ({}, {})",
@@ -1157,7 +1179,7 @@ mod tests {
             &with_delta(|json| json["assumes"] = serde_json::json!([])),
         );
         assert!(
-            error.contains("lacks 1 blobs its own lock pins")
+            error.contains("lacks 1 blob its own lock pins")
                 && error.contains(&Digest::sha256_of(b"a").to_string()),
             "{error}"
         );
@@ -1205,5 +1227,28 @@ mod tests {
         });
         assert!(error.contains("a second delta.json"), "{error}");
         assert_eq!(blob_files(&holder), 3, "nothing was stored by any of them");
+    }
+
+    #[test]
+    fn bundle_text_in_errors_is_escaped_so_it_makes_no_line_of_its_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (_, _, _, delta) = delta_of(dir.path());
+        rewrite(&delta, |entries| {
+            let lock = entries
+                .iter_mut()
+                .find(|(name, _)| name == "images.lock")
+                .expect("a lock");
+            let text = String::from_utf8(lock.1.clone()).expect("utf8");
+            lock.1 = text
+                .replace(r#"id = "aci0""#, r#"id = "aci0\nhint: trust evil.example""#)
+                .into_bytes();
+        });
+        let empty = Store::open(&dir.path().join("empty")).expect("store");
+        let error = import_error(&empty, &delta);
+        assert!(
+            error.contains(r"image aci0\nhint: trust evil.example)")
+                && !error.lines().any(|l| l.starts_with("hint: trust")),
+            "{error}"
+        );
     }
 }

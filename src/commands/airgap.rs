@@ -130,7 +130,11 @@ fn delta_base(
     images: &[String],
     platforms: &[String],
 ) -> anyhow::Result<(Lock, String)> {
-    let old = crate::project::history::old_lock(&project.lock_path, Some(since))?;
+    let old = crate::project::history::old_lock(
+        &project.lock_path,
+        Some(since),
+        "`imagelock export --since OLD.lock FILE`",
+    )?;
     if old.absent {
         return Err(hinted(
             format!(
@@ -140,17 +144,14 @@ fn delta_base(
             "export a full bundle (without --since), or name the revision whose lock the other side holds",
         ));
     }
-    let from = if Path::new(since).is_file() {
-        old.label
-    } else {
-        match crate::project::history::commit_of(&project.lock_path, since) {
-            Some(commit) => format!(
-                "{} at commit {}",
-                old.label,
-                &commit[..commit.len().min(12)]
-            ),
-            None => old.label,
-        }
+    // A file name is the user's own, but may hold anything: escaped like bundle text.
+    let label = crate::text::escape(&old.label).into_owned();
+    let commit = (!Path::new(since).is_file())
+        .then(|| crate::project::history::commit_of(&project.lock_path, since))
+        .flatten();
+    let from = match commit {
+        Some(commit) => format!("{label} at commit {}", &commit[..commit.len().min(12)]),
+        None => label,
     };
     let lock = crate::airgap::bundle::base_subset(&old.lock, images, platforms)?;
     Ok((lock, from))
@@ -284,7 +285,7 @@ pub(super) async fn import_bundle(
         Some(delta) => (
             format!("a delta of {}", plural(imported.images, "image")),
             format!(
-                "; {} ({}) left out, all found in the store",
+                "; {} ({}) left out, already in the store",
                 plural(delta.assumed, "blob"),
                 human_bytes(delta.assumed_bytes)
             ),

@@ -37,7 +37,8 @@ pub fn diff(settings: &Settings, against: Option<&str>) -> anyhow::Result<()> {
             Lock::default()
         }
     };
-    let old = crate::project::history::old_lock(&lock_path, against)?;
+    let old =
+        crate::project::history::old_lock(&lock_path, against, "`imagelock diff OTHER.lock`")?;
     if old.absent {
         printer.status(format!("{} does not exist: every image is new", old.label));
     }

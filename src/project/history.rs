@@ -23,17 +23,48 @@ pub struct OldLock {
 }
 
 /// Reads the lock to compare `lock_path` against: `against` as a file when
-/// such a file exists, else as a git revision (default `HEAD`).
-pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLock> {
-    if let Some(file) = against.map(Path::new).filter(|p| p.is_file()) {
-        let lock = Lock::load(file)?.unwrap_or_default();
+/// such a file exists, else as a git revision (default `HEAD`). A name that is
+/// both a file and a revision is refused (as git refuses it) unless it has a
+/// `/`; a revision starting with `-` is refused too, so it never reaches git
+/// as an option. `instead` is the command line to suggest with a lock file.
+pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyhow::Result<OldLock> {
+    let not_a_lock = |label: &str, error: crate::project::lockfile::LockError| {
+        crate::errors::with_hint(
+            error,
+            format!(
+                "{label} must be a lock imagelock wrote: name another git revision, or a lock file ({instead})"
+            ),
+        )
+    };
+    if let Some(name) = against.filter(|a| Path::new(a).is_file()) {
+        if !name.contains('/') && commit_of(lock_path, name).is_some() {
+            return Err(hinted(
+                format!("`{name}` is both a file and a git revision"),
+                format!(
+                    "write `./{name}` for the file, or a less ambiguous revision (`{name}^0`, a commit id) for git"
+                ),
+            ));
+        }
+        let label = Path::new(name).display().to_string();
+        let lock = Lock::load(Path::new(name))
+            .map_err(|e| not_a_lock(&label, e))?
+            .unwrap_or_default();
         return Ok(OldLock {
-            label: file.display().to_string(),
+            label,
             lock,
             absent: false,
         });
     }
     let rev = against.unwrap_or("HEAD");
+    if rev.starts_with('-') {
+        return Err(hinted(
+            format!(
+                "`{}` is neither a lock file nor a git revision",
+                crate::text::escape(rev)
+            ),
+            format!("name a commit or branch (`HEAD~1`, `main`), or a lock file ({instead})"),
+        ));
+    }
     let dir = match lock_path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -47,21 +78,21 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLo
     let output = Command::new("git")
         .arg("-C")
         .arg(dir)
-        .args(["show", "--no-textconv", &spec])
+        .args(["show", "--no-textconv", "--end-of-options", &spec])
         .output();
     let output = match output {
         Ok(o) => o,
         Err(e) => {
             return Err(hinted(
                 format!("cannot run git to read {label}: {e}"),
-                "install git, or compare with a lock file: `imagelock diff OTHER.lock`",
+                format!("install git, or name a lock file: {instead}"),
             ));
         }
     };
     if output.status.success() {
         let text = String::from_utf8(output.stdout)
             .map_err(|_| anyhow::anyhow!("{label} is not UTF-8 text"))?;
-        let lock = Lock::parse(Path::new(&label), &text)?;
+        let lock = Lock::parse(Path::new(&label), &text).map_err(|e| not_a_lock(&label, e))?;
         return Ok(OldLock {
             label,
             lock,
@@ -76,7 +107,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLo
                 "{} is not in a git repository, so there is no {label} to compare with",
                 lock_path.display()
             ),
-            "compare with another lock file instead: `imagelock diff OTHER.lock`",
+            format!("name a lock file instead: {instead}"),
         ));
     }
     // "exists on disk, but not in 'REV'" / "does not exist in 'REV'": the revision is
@@ -91,7 +122,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>) -> anyhow::Result<OldLo
     Err(hinted(
         format!("cannot read {label} with git: {stderr}"),
         format!(
-            "`{rev}` is neither a file nor a git revision: give a commit or branch (`HEAD~1`, `main`) or the path of a lock file"
+            "`{rev}` is neither a file nor a git revision: give a commit or branch (`HEAD~1`, `main`), or a lock file ({instead})"
         ),
     ))
 }

@@ -9,7 +9,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::harness::{
-    LayoutBuilder, Project, Registry, RegistryOptions, git_ok, network_namespaces, peer,
+    LayoutBuilder, Project, Registry, RegistryOptions, example, git_ok, network_namespaces, peer,
     skopeo_push,
 };
 
@@ -310,4 +310,99 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
     .success();
     site.run_without_network(&["verify"]).success();
     drop(registry);
+}
+
+#[test]
+fn since_names_a_lock_never_an_option_and_never_ambiguously() {
+    if !peer("git") {
+        return;
+    }
+    let project = example();
+    project.run(&["sync"]).success();
+    git_ok(&project, &["init", "-q"]);
+    git_ok(&project, &["add", "images.toml", "images.lock"]);
+    git_ok(&project, &["commit", "-qm", "example"]);
+    git_ok(
+        &project,
+        &["commit", "-q", "--allow-empty", "-m", "nothing"],
+    );
+    let out = project.root().join("delta.tar.zst");
+    let out = out.to_str().expect("utf8");
+
+    // A revision that git would read as an option never reaches git.
+    std::fs::create_dir_all(project.root().join("x:.")).expect("mkdir");
+    let run = project
+        .run(&["export", "--since=--output=x", out])
+        .failure(1);
+    assert!(
+        run.stderr
+            .contains("`--output=x` is neither a lock file nor a git revision"),
+        "{}",
+        run.stderr
+    );
+    assert!(!project.root().join("x:./images.lock").exists());
+    assert!(!Path::new(out).exists());
+
+    // A file named like a revision is refused as ambiguous, unless named as a path.
+    project.write("HEAD~1", &project.read("images.lock"));
+    let run = project
+        .run(&["export", "--since", "HEAD~1", out])
+        .failure(1);
+    assert!(
+        run.stderr
+            .contains("`HEAD~1` is both a file and a git revision")
+            && run.stderr.contains("write `./HEAD~1` for the file"),
+        "{}",
+        run.stderr
+    );
+    let run = project
+        .run(&["export", "--since", "./HEAD~1", out])
+        .success();
+    assert!(
+        run.stderr.contains("present in the base ./HEAD~1: saved"),
+        "{}",
+        run.stderr
+    );
+    std::fs::remove_file(project.root().join("HEAD~1")).expect("rm");
+
+    // A revision names its commit; nothing changed since, so nothing is carried.
+    let run = project
+        .run(&["export", "--json", "--since", "HEAD~1", out])
+        .success();
+    assert!(
+        run.stderr
+            .contains("present in the base HEAD~1:images.lock at commit "),
+        "{}",
+        run.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(json["exported"]["blobs"], 0);
+    assert_eq!(
+        json["exported"]["delta"]["omitted_blobs"],
+        digests(&project.read("images.lock")).len()
+    );
+
+    // Not a lock: the hint says what --since takes.
+    let run = project.run(&["export", "--since", out, out]).failure(1);
+    assert!(
+        run.stderr
+            .contains("must be a lock imagelock wrote: name another git revision, or a lock file (`imagelock export --since OLD.lock FILE`)"),
+        "{}",
+        run.stderr
+    );
+    // A revision without a lock: a delta would carry everything.
+    git_ok(&project, &["checkout", "-q", "--orphan", "empty"]);
+    git_ok(
+        &project,
+        &["rm", "-q", "--cached", "-f", "images.lock", "images.toml"],
+    );
+    git_ok(&project, &["commit", "-q", "--allow-empty", "-m", "empty"]);
+    let run = project.run(&["export", "--since", "HEAD", out]).failure(1);
+    assert!(
+        run.stderr.contains(
+            "HEAD:images.lock does not exist, so a delta against it would carry every blob"
+        ),
+        "{}",
+        run.stderr
+    );
 }
