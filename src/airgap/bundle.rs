@@ -64,9 +64,9 @@ const MAX_BASE_LABEL: usize = 1024;
 
 /// The lock a delta is cut against: the side that imports the delta holds its blobs.
 #[derive(Debug)]
-pub struct Base<'a> {
+pub struct Base {
     /// The base lock (with the same `--image`/`--platform` subset as the delta).
-    pub lock: &'a Lock,
+    pub lock: Lock,
     /// Where it came from, for people: `HEAD~1:images.lock (commit 1a2b3c4d5e6f)`.
     pub from: String,
 }
@@ -178,7 +178,7 @@ pub fn export(
     store: &Store,
     lock: &Lock,
     keys: &[(String, PathBuf)],
-    base: Option<&Base<'_>>,
+    base: Option<&Base>,
     out: &Path,
     reporter: &dyn Reporter,
 ) -> anyhow::Result<Exported> {
@@ -210,7 +210,7 @@ pub fn export(
         omitted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
         DeltaExported {
             base: DeltaBase {
-                lock: lock_digest(base.lock),
+                lock: lock_digest(&base.lock),
                 from: base.from.clone(),
             },
             reason: OMITTED_REASON,
@@ -1028,7 +1028,7 @@ mod tests {
         let (new, store) = stored(dir, &[b"a", b"c", b"dd"]);
         let out = dir.join("delta.bundle");
         let base_ref = super::Base {
-            lock: &base,
+            lock: base.clone(),
             from: "the test's base".into(),
         };
         let exported = super::export(

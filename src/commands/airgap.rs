@@ -44,10 +44,6 @@ pub fn export(
     project.check_trusted(&lock, &store, "nothing was exported")?;
     let keys = key_files(&project.manifest);
     let reporter = printer.reporter();
-    let base = base.as_ref().map(|(lock, from)| Base {
-        lock,
-        from: from.clone(),
-    });
     let exported =
         crate::airgap::bundle::export(&store, &lock, &keys, base.as_ref(), file, &*reporter)?;
     let omitted: BTreeSet<&Digest> = exported
@@ -129,7 +125,7 @@ fn delta_base(
     since: &str,
     images: &[String],
     platforms: &[String],
-) -> anyhow::Result<(Lock, String)> {
+) -> anyhow::Result<Base> {
     let old = crate::project::history::old_lock(
         &project.lock_path,
         Some(since),
@@ -154,7 +150,7 @@ fn delta_base(
         None => label,
     };
     let lock = crate::airgap::bundle::base_subset(&old.lock, images, platforms)?;
-    Ok((lock, from))
+    Ok(Base { lock, from })
 }
 
 /// The key files `manifest` trusts, each once, as (name in the bundle, path):
