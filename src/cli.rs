@@ -2,6 +2,10 @@
 //!
 //! Commands receive resolved settings, never clap types; destructuring here
 //! means a new flag that is not handled fails to compile.
+//!
+//! The doc comments here are clap's help texts, written for the terminal: their
+//! `[store]` and `HOST[:PORT][/PATH]` are not rustdoc links.
+#![allow(rustdoc::broken_intra_doc_links)]
 
 use std::path::PathBuf;
 

@@ -1,11 +1,11 @@
 //! Ctrl-C: one watch for the whole process, so a long operation can stop where it
 //! can say what it kept, and the binary ends with exit code 130 either way.
 //!
-//! [`watch`] (called once, by the binary, inside the runtime) takes SIGINT over: the
+//! [`watch()`] (called once, by the binary, inside the runtime) takes SIGINT over: the
 //! first Ctrl-C completes every [`interrupted`] future, and the binary drops the
 //! command and says so. Code that cannot notice (a synchronous step that does not
 //! yield) gets [`GRACE`]; after it, or at a second Ctrl-C, `give_up` ends the
-//! process at once, as the signal itself would have. Without [`watch`], SIGINT
+//! process at once, as the signal itself would have. Without [`watch()`], SIGINT
 //! keeps its default and [`interrupted`] never completes.
 
 use std::future::Future as _;
@@ -38,7 +38,7 @@ pub fn watch(give_up: impl FnOnce() + Send + 'static) {
     });
 }
 
-/// Completes once Ctrl-C was pressed (never, unless [`watch`] was called). Every poll
+/// Completes once Ctrl-C was pressed (never, unless [`watch()`] was called). Every poll
 /// looks at the flag itself, so all of them agree from the moment it is set (a
 /// notification reaches each waiter in turn).
 pub async fn interrupted() {

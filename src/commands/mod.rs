@@ -1,5 +1,5 @@
 //! The commands: one function per command, each a short read top to bottom that loads
-//! what it needs through a [`project::Project`] (images.toml, the lock, the trust policy,
+//! what it needs through a `project::Project` (images.toml, the lock, the trust policy,
 //! the store), calls the pipeline's modules and reports through the
 //! [`Printer`](crate::report::printer::Printer). One submodule per group of commands.
 

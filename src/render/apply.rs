@@ -15,7 +15,7 @@
 //!   `.wh..wh..opq` empties its directory of what lower layers put there; other `.wh..wh.*`
 //!   names (AUFS bookkeeping) are ignored; whiteouts are never written.
 //! - ACI: the images come highest priority first and the first to provide a path wins
-//!   (see [`super::appc`]); a lower image's entry under a higher image's non-directory is
+//!   (see `render::appc`); a lower image's entry under a higher image's non-directory is
 //!   skipped, as rkt's renderer does.
 //! - Sparse files are written sparse: each run of data at its offset, holes left unwritten
 //!   (the file system keeps them as holes where it can), the size set at the end.

@@ -10,7 +10,7 @@
 //!   written. An entry replaces what lower layers had at its path, except that a directory
 //!   over a directory merges.
 //! - **ACIs**: the image and its dependencies as the lock pins them (each by image ID),
-//!   in rkt's reference order: highest priority first, first wins ([`appc`] has the rules,
+//!   in rkt's reference order: highest priority first, first wins (`appc` has the rules,
 //!   including pathWhitelist). Before anything is written, each ACI's manifest is read and
 //!   its name, labels, image ID and dependencies are checked against the lock. (So an ACI is
 //!   read twice: once for its manifest, which may be its last entry, once to extract.)

@@ -3,7 +3,7 @@
 //! types v0.1 to v0.3, Rekor v1 and v2 log entries.
 //!
 //! The checks themselves are `sigstore-verify`'s (with the `ring` and RustCrypto
-//! primitives of [`backend`]); this module decides what is trusted and says in plain words
+//! primitives of `backend`); this module decides what is trusted and says in plain words
 //! what failed. For a keyless bundle: the certificate chains to a Fulcio CA of the trusted
 //! root that was valid at the signing time (the log's integrated time, covered by its
 //! signed entry timestamp, or an RFC 3161 timestamp from a trusted authority), its SCT

@@ -228,7 +228,7 @@ pub struct Listing {
     /// One line per entry below the root (and one for the root), in sorted walk order:
     /// `<path> <type> <mode> <uid> <gid>` and, for regular files, `<size> <mtime>
     /// b3:<BLAKE3 of the content> <b3:BLAKE3 of the xattrs, or ->`; for symlinks the
-    /// target; for device nodes the device number. Paths are escaped ([`escape`]), so lines
+    /// target; for device nodes the device number. Paths are escaped (`escape`), so lines
     /// split on `\n` and fields on ` `. (BLAKE3 rather than SHA-256, the store's digest, for
     /// speed: every warm render reads the whole tree again.)
     pub text: Vec<u8>,
