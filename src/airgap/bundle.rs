@@ -524,6 +524,10 @@ pub struct Imported {
     /// The blobs stored (their signatures are worth re-checking).
     #[serde(skip)]
     pub digests: Vec<Digest>,
+    /// The root digest the bundle's lock pins for each of its images (its claim,
+    /// to compare with the project's lock).
+    #[serde(skip)]
+    pub roots: BTreeMap<String, Digest>,
 }
 
 /// What a delta import relied on.
@@ -811,6 +815,11 @@ fn seal(
     }
     report.lock = Some(lock_digest.clone());
     report.images = lock.images.len();
+    report.roots = lock
+        .images
+        .iter()
+        .map(|(id, image)| (id.clone(), image.root().digest))
+        .collect();
     let carried: Vec<&Blob> = pinned
         .values()
         .filter(|b| !assumed.contains(&b.digest))

@@ -183,6 +183,10 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     let (_, store) = open_store(settings, store_from_manifest_leniently(&settings.manifest))?;
     let _shared = store.lock_shared()?;
     let imported = import_bundle(settings, &store, file).await?;
+    let lock_path = crate::project::lockfile::lock_path_for(&settings.manifest);
+    if let Ok(Some(lock)) = Lock::load(&lock_path) {
+        warn_if_pinned_otherwise(settings, &lock, &lock_path, &imported);
+    }
     // A bundle's own lock names nothing in the store: names come from the
     // project's lock, when sync has checked it against images.toml.
     settings.printer.status(
@@ -252,6 +256,45 @@ fn require_every_blob(lock: &Lock, store: &Store) -> anyhow::Result<()> {
             "run `imagelock sync` first: push copies from the store",
         )),
     }
+}
+
+/// Warns when the bundle's lock pins images at other digests than the project's
+/// `lock` does, or pins images `lock` lacks: the store got the bundle's blobs,
+/// but `sync` names what `lock` pins, so the images carried are not the ones a
+/// sync will use until the project's lock is the one the bundle was cut from.
+pub(super) fn warn_if_pinned_otherwise(
+    settings: &Settings,
+    lock: &Lock,
+    lock_path: &Path,
+    imported: &crate::airgap::bundle::Imported,
+) {
+    let lock_name = lock_path.file_name().map_or_else(
+        || lock_path.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let differing: Vec<String> = imported
+        .roots
+        .iter()
+        .filter_map(|(id, root)| match lock.images.get(id) {
+            None => Some(format!("{} (not in {lock_name})", crate::text::escape(id))),
+            Some(image) if image.root().digest != *root => Some(format!(
+                "{} (bundle {}, {lock_name} {})",
+                crate::text::escape(id),
+                root.short(),
+                image.root().digest.short()
+            )),
+            Some(_) => None,
+        })
+        .collect();
+    if differing.is_empty() {
+        return;
+    }
+    settings.printer.warn(format!(
+        "the bundle's lock pins {} otherwise than {}: {}; sync names what {lock_name} pins, so bring the {lock_name} the bundle was exported with (the commit it was cut from) to use its images",
+        plural(differing.len(), "image"),
+        lock_path.display(),
+        differing.join(", ")
+    ));
 }
 
 /// Imports `bundle` into `store` on a blocking thread, reporting it.

@@ -42,7 +42,8 @@ pub async fn sync(settings: &Settings, options: SyncSettings) -> anyhow::Result<
     let shared = store.lock_shared()?;
     if let Some(bundle) = &options.from {
         // Stores blobs by digest only; the names come from this project's lock, below.
-        import_bundle(settings, &store, bundle).await?;
+        let imported = import_bundle(settings, &store, bundle).await?;
+        super::airgap::warn_if_pinned_otherwise(settings, &lock, &project.lock_path, &imported);
     }
     let plan = crate::sync::plan(&lock, project.lock_dir(), Some(&store))?;
     if options.offline {

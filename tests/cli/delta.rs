@@ -202,21 +202,57 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
         run.stderr
     );
 
-    // The site takes the delta (with the new lock, as it would take the commit).
+    // The site takes the delta before the new lock: the blobs are stored, and
+    // it is told that sync named what its own (old) lock pins.
+    let run = site
+        .run_without_network(&[
+            "sync",
+            "--offline",
+            "--from",
+            delta1.to_str().expect("utf8"),
+        ])
+        .success();
+    assert!(
+        run.stderr.contains(
+            "warning: the bundle's lock pins 1 image otherwise than images.lock: img-7 (bundle "
+        ) && run
+            .stderr
+            .contains("bring the images.lock the bundle was exported with"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("2 blobs (") && run.stderr.contains(" stored, 0 already present"),
+        "{}",
+        run.stderr
+    );
+    // With the new lock (as it would take the commit), the same again names img-7's new pin.
     site.write("images.lock", &lock1);
-    let run = site.run_without_network(&[
-        "sync",
-        "--offline",
-        "--from",
-        delta1.to_str().expect("utf8"),
-    ]);
-    let run = run.success();
+    let run = site
+        .run_without_network(&[
+            "sync",
+            "--offline",
+            "--from",
+            delta1.to_str().expect("utf8"),
+        ])
+        .success();
+    assert!(!run.stderr.contains("warning"), "{}", run.stderr);
+    let index = std::fs::read_to_string(site.store().join("index.json")).expect("index.json");
+    assert!(
+        new1.iter().any(|digest| index.contains(digest.as_str())),
+        "the store names img-7's new manifest: {index}"
+    );
     assert!(
         run.stderr.contains("Imported a delta of 31 images"),
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("2 blobs"), "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("0 blobs (0 B) stored, 2 already present"),
+        "{}",
+        run.stderr
+    );
     site.run_without_network(&["verify"]).success();
     site.assert_store_valid(&site.store());
 
