@@ -5,7 +5,9 @@
 #   `imagelock push` to a second registry vs skopeo pushing the same images
 #   there three ways: `skopeo sync` from the origin registry, `skopeo sync`
 #   from a local directory (like imagelock, which reads its store), and one
-#   `skopeo copy` per image (what a script around skopeo does).
+#   `skopeo copy` per image (what a script around skopeo does); then, with
+#   one small image updated at the origin, a full bundle of the new lock vs a
+#   delta against the old one (`export --since`), exported and imported.
 # Every push goes to a freshly started, empty mirror; each case runs
 # BENCH_RUNS times (default 3), interleaved, and the median is reported.
 # Registry storage lives in BENCH_REGISTRY_DIR (default: /dev/shm when
@@ -27,7 +29,7 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM PIPE
 log() { printf '[%s] %s\n' "$(date +%T)" "$*" >&2; }
 mkdir -p "$T/logs"
-. "$(dirname "$0")/registry.sh"
+. "$HERE/registry.sh"
 MIRROR_PORT=$(free_port)
 restart_registry() { # NAME PORT: (re)starts an empty registry
     if [ -n "${PIDS[$1]:-}" ]; then kill "${PIDS[$1]}"; wait "${PIDS[$1]}" 2>/dev/null || true; fi
@@ -41,7 +43,7 @@ ORIGIN="127.0.0.1:$(free_port)"
 MIRROR="127.0.0.1:$MIRROR_PORT"
 restart_registry origin "${ORIGIN#*:}"
 log "origin $ORIGIN, mirror $MIRROR, registry storage under $R"
-BENCH_HUGE=0 python3 "$(dirname "$0")/make_layout.py" "$T/layout"
+BENCH_HUGE=0 python3 "$HERE/make_layout.py" "$T/layout"
 IMAGES="big $(printf 'small-%s ' $(seq 1 30))"
 log "pushing 31 images to the origin with skopeo (untimed)"
 for i in $IMAGES; do skopeo copy -q --dest-tls-verify=false "oci:$T/layout:$i" "docker://$ORIGIN/bench/$i:v1"; done

@@ -3,7 +3,7 @@
 100, 60 and 33 MiB of random data), `small-1`..`small-30` (two layers of
 64-512 KiB each) and, unless BENCH_HUGE=0, `huge` (one 1 GiB layer).
 Deterministic (seeded), so every run pushes the same bytes. With
-BENCH_UPDATED=1, only `small-7` as updated: its first layer as before, its
+BENCH_UPDATED=1, only `small-7`, updated: its first layer as before, its
 second one new (the delta-bundle case of bench/airgap.sh).
 
     python3 bench/make_layout.py OUT

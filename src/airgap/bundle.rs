@@ -67,7 +67,7 @@ const MAX_BASE_LABEL: usize = 1024;
 pub struct Base {
     /// The base lock (with the same `--image`/`--platform` subset as the delta).
     pub lock: Lock,
-    /// Where it came from, for people: `HEAD~1:images.lock (commit 1a2b3c4d5e6f)`.
+    /// Where it came from, for people: `HEAD~1:images.lock at commit 1a2b3c4d5e6f`.
     pub from: String,
 }
 
@@ -105,6 +105,13 @@ struct DeltaFile {
 
 /// Why a delta leaves a blob out.
 pub const OMITTED_REASON: &str = "present in the base: its lock pins the same digest and size";
+
+/// The one field of a `delta.json` that every format has.
+#[derive(serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct DeltaVersion {
+    delta_version: u32,
+}
 
 /// What a delta export left out.
 #[derive(Debug, serde::Serialize)]
@@ -168,6 +175,49 @@ pub struct AlteredBlob {
     pub problem: String,
 }
 
+/// What a delta of `lock` against `base` leaves out: the blobs `base` pins
+/// (same digest and size), largest first, each with the images that pin it.
+fn delta_plan(lock: &Lock, base: &Base) -> DeltaExported {
+    let in_base = base.lock.blobs();
+    let mut images = images_by_blob(lock);
+    let mut omitted: Vec<Omitted> = lock
+        .blobs()
+        .into_values()
+        .filter(|blob| {
+            in_base
+                .get(&blob.digest)
+                .is_some_and(|b| b.size == blob.size)
+        })
+        .map(|blob| Omitted {
+            images: images.remove(&blob.digest).unwrap_or_default(),
+            digest: blob.digest,
+            size: blob.size,
+        })
+        .collect();
+    omitted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
+    DeltaExported {
+        base: DeltaBase {
+            lock: lock_digest(&base.lock),
+            from: base.from.clone(),
+        },
+        reason: OMITTED_REASON,
+        omitted_blobs: omitted.len(),
+        omitted_bytes: omitted.iter().map(|b| b.size).sum(),
+        omitted,
+    }
+}
+
+/// The ids of the images of `lock` that pin each blob.
+fn images_by_blob(lock: &Lock) -> BTreeMap<Digest, Vec<String>> {
+    let mut out: BTreeMap<Digest, Vec<String>> = BTreeMap::new();
+    for image in lock.images.values() {
+        for blob in image.blobs() {
+            out.entry(blob.digest).or_default().push(image.id.clone());
+        }
+    }
+    out
+}
+
 /// Writes `lock`'s blobs from `store` (each hashed again on the way), the lock
 /// and `keys` (manifest-relative path, absolute path) to `out` as a
 /// zstd-compressed tar, atomically; `out` must be absent or a regular file.
@@ -184,45 +234,9 @@ pub fn export(
 ) -> anyhow::Result<Exported> {
     output_exists(out)?;
     let mut blobs = lock.blobs();
-    let delta = base.map(|base| {
-        let in_base = base.lock.blobs();
-        let mut images_of: BTreeMap<&Digest, Vec<String>> = BTreeMap::new();
-        for image in lock.images.values() {
-            for blob in image.blobs() {
-                if let Some((digest, _)) = blobs.get_key_value(&blob.digest) {
-                    images_of.entry(digest).or_default().push(image.id.clone());
-                }
-            }
-        }
-        let mut omitted: Vec<Omitted> = blobs
-            .values()
-            .filter(|blob| {
-                in_base
-                    .get(&blob.digest)
-                    .is_some_and(|b| b.size == blob.size)
-            })
-            .map(|blob| Omitted {
-                digest: blob.digest.clone(),
-                size: blob.size,
-                images: images_of.remove(&blob.digest).unwrap_or_default(),
-            })
-            .collect();
-        omitted.sort_by(|a, b| b.size.cmp(&a.size).then_with(|| a.digest.cmp(&b.digest)));
-        DeltaExported {
-            base: DeltaBase {
-                lock: lock_digest(&base.lock),
-                from: base.from.clone(),
-            },
-            reason: OMITTED_REASON,
-            omitted_blobs: omitted.len(),
-            omitted_bytes: omitted.iter().map(|b| b.size).sum(),
-            omitted,
-        }
-    });
-    if let Some(delta) = &delta {
-        for left_out in &delta.omitted {
-            blobs.remove(&left_out.digest);
-        }
+    let delta = base.map(|base| delta_plan(lock, base));
+    for left_out in delta.iter().flat_map(|d| &d.omitted) {
+        blobs.remove(&left_out.digest);
     }
     let missing: Vec<String> = blobs
         .values()
@@ -601,7 +615,6 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
             .path()
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let metadata_after_blobs = || bad(&name, "after the bundle's first blob".into());
         match name.as_str() {
             "oci-layout" | "index.json" => {
                 std::io::copy(&mut entry, &mut std::io::sink())
@@ -611,11 +624,16 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
                 if header.lock.is_some() {
                     return Err(bad(&name, "a second images.lock".into()));
                 }
-                if expected.is_some() {
-                    return Err(metadata_after_blobs());
-                }
                 let text = read_small(&mut entry).map_err(|e| bad(&name, e))?;
-                let parsed = Lock::parse(Path::new("images.lock (in the bundle)"), &text)?;
+                // What the parser says quotes the bundle's text: through `bad`, escaped.
+                // A lock from a newer imagelock keeps its own error (and hint: upgrade).
+                let parsed =
+                    Lock::parse(Path::new("images.lock (in the bundle)"), &text).map_err(|e| {
+                        match e {
+                            crate::project::lockfile::LockError::FutureVersion { .. } => e.into(),
+                            other => bad(&name, other.to_string()),
+                        }
+                    })?;
                 header.lock = Some((parsed, Digest::sha256_of(text.as_bytes())));
             }
             "delta.json" => {
@@ -623,25 +641,28 @@ pub fn import(store: &Store, path: &Path, reporter: &dyn Reporter) -> anyhow::Re
                     return Err(bad(&name, "a second delta.json".into()));
                 }
                 if expected.is_some() {
-                    return Err(metadata_after_blobs());
+                    return Err(bad(&name, "after the bundle's first blob".into()));
                 }
                 let text = read_small(&mut entry).map_err(|e| bad(&name, e))?;
-                let delta: DeltaFile = serde_json::from_str(&text)
-                    .map_err(|e| bad(&name, format!("not a delta description: {e}")))?;
-                if delta.base.from.len() > MAX_BASE_LABEL {
-                    return Err(bad(
-                        &name,
-                        format!("its base is described in more than {MAX_BASE_LABEL} bytes"),
-                    ));
-                }
-                if delta.delta_version != DELTA_VERSION {
+                let not_delta =
+                    |e: serde_json::Error| bad(&name, format!("not a delta description: {e}"));
+                // The version first: a later format may have fields this one refuses.
+                let version: DeltaVersion = serde_json::from_str(&text).map_err(not_delta)?;
+                if version.delta_version != DELTA_VERSION {
                     return Err(hinted(
                         format!(
                             "bundle {} is a delta of format {}; this imagelock reads format {DELTA_VERSION}",
                             path.display(),
-                            delta.delta_version
+                            version.delta_version
                         ),
                         "import it with the imagelock version that exported it, or export a full bundle",
+                    ));
+                }
+                let delta: DeltaFile = serde_json::from_str(&text).map_err(not_delta)?;
+                if delta.base.from.len() > MAX_BASE_LABEL {
+                    return Err(bad(
+                        &name,
+                        format!("its base is described in more than {MAX_BASE_LABEL} bytes"),
                     ));
                 }
                 header.delta = Some(delta);
@@ -761,7 +782,7 @@ fn seal(
     let Some((lock, lock_digest)) = &header.lock else {
         return Err(hinted(
             format!(
-                "bundle {} holds no images.lock before its blobs",
+                "bundle {} holds no images.lock ahead of its blobs",
                 path.display()
             ),
             "the bundle is damaged or was not made by `imagelock export`; export it again on the connected side",
@@ -845,15 +866,16 @@ fn missing_base(
 ) -> anyhow::Error {
     /// Missing blobs named one by one; the rest are counted.
     const LISTED: usize = 20;
+    let images_of = images_by_blob(lock);
     let mut lines: Vec<String> = absent
         .iter()
         .take(LISTED)
         .map(|blob| {
-            let images: Vec<std::borrow::Cow<'_, str>> = lock
-                .images
-                .values()
-                .filter(|image| image.blobs().iter().any(|b| b.digest == blob.digest))
-                .map(|image| crate::text::escape(&image.id))
+            let images: Vec<std::borrow::Cow<'_, str>> = images_of
+                .get(&blob.digest)
+                .into_iter()
+                .flatten()
+                .map(|id| crate::text::escape(id))
                 .collect();
             format!(
                 "  {} ({}, {})",
@@ -874,17 +896,17 @@ fn missing_base(
     }
     hinted(
         format!(
-            "bundle {} is a delta cut against lock {} ({}): the store at {} lacks {} of the {} blobs it leaves out for that base to provide, so nothing was imported:\n{}",
+            "bundle {} is a delta cut against lock {} ({}): the store at {} lacks {} of the {} it leaves out for that base to provide, so nothing was imported:\n{}",
             path.display(),
             base.lock,
             crate::text::escape(&base.from),
             store.root().display(),
             absent.len(),
-            assumed,
+            crate::text::plural(assumed, "blob"),
             lines.join("\n")
         ),
         format!(
-            "import the bundle whose lock is {} first (a full bundle, or the deltas before this one, in order: `imagelock import` prints each bundle's lock), or carry a full bundle (`imagelock export` without --since)",
+            "import the bundle whose lock is {} first (a full bundle, or the deltas before this one, in order: `imagelock import` prints each bundle's lock), or carry a full bundle (`imagelock export` without --since); a delta cut with other --image/--platform filters than the bundles before it names a lock none of them had",
             base.lock
         ),
     )
@@ -1140,7 +1162,8 @@ mod tests {
     fn a_delta_json_that_lies_gains_nothing() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, _, _, delta) = delta_of(dir.path());
-        // Holds the base's blobs, and `dd`, the first blob the delta carries.
+        // Holds the base's blobs, and `dd`, the first blob the delta carries:
+        // the attempts on it are all refused before any blob is stored.
         let holder = Store::open(&dir.path().join("holder")).expect("store");
         for bytes in [&b"a"[..], b"b", b"dd"] {
             let blob = Blob {
@@ -1209,11 +1232,17 @@ mod tests {
         // A format from the future.
         let error = attempt(
             "future",
-            &with_delta(|json| json["deltaVersion"] = 2.into()),
+            &with_delta(|json| {
+                json["deltaVersion"] = 2.into();
+                json["base"]["signedBy"] = "a field format 1 does not have".into();
+            }),
         );
         assert!(error.contains("a delta of format 2"), "{error}");
-        // delta.json after a blob, or twice.
-        let error = attempt("late", &|entries: &mut Entries| {
+        // delta.json after a blob, or twice. A late one is refused at that entry:
+        // the blobs before it, read as a full bundle's, were hashed and stored
+        // (on an empty store: `dd`, the first).
+        let late = Store::open(&dir.path().join("late-store")).expect("store");
+        let error = attempt_on(&late, "late", &|entries: &mut Entries| {
             let at = entries
                 .iter()
                 .position(|(name, _)| name == "delta.json")
@@ -1226,6 +1255,12 @@ mod tests {
             entries.insert(first_blob + 1, moved);
         });
         assert!(error.contains("after the bundle's first blob"), "{error}");
+        assert_eq!(blob_files(&late), 1);
+        assert!(late.contains(&Blob {
+            digest: Digest::sha256_of(b"dd"),
+            size: 2,
+            media_type: ACI_MEDIA_TYPE.into(),
+        }));
         let error = attempt("twice", &|entries: &mut Entries| {
             let copy = entries
                 .iter()
@@ -1256,6 +1291,24 @@ mod tests {
         let error = import_error(&empty, &delta);
         assert!(
             error.contains(r"image aci0\nhint: trust evil.example)")
+                && !error.lines().any(|l| l.starts_with("hint: trust")),
+            "{error}"
+        );
+        // What the lock parser says quotes the id too (pinned twice): escaped.
+        rewrite(&delta, |entries| {
+            let lock = entries
+                .iter_mut()
+                .find(|(name, _)| name == "images.lock")
+                .expect("a lock");
+            let text = String::from_utf8(lock.1.clone()).expect("utf8");
+            lock.1 = text
+                .replace(r#"id = "aci1""#, r#"id = "aci0\nhint: trust evil.example""#)
+                .into_bytes();
+        });
+        let error = import_error(&empty, &delta);
+        assert!(
+            error.contains("entry `images.lock`")
+                && error.contains(r"aci0\nhint: trust evil.example` is pinned twice")
                 && !error.lines().any(|l| l.starts_with("hint: trust")),
             "{error}"
         );

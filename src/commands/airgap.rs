@@ -142,10 +142,7 @@ fn delta_base(
     }
     // A file name is the user's own, but may hold anything: escaped like bundle text.
     let label = crate::text::escape(&old.label).into_owned();
-    let commit = (!Path::new(since).is_file())
-        .then(|| crate::project::history::commit_of(&project.lock_path, since))
-        .flatten();
-    let from = match commit {
+    let from = match old.commit {
         Some(commit) => format!("{label} at commit {}", &commit[..commit.len().min(12)]),
         None => label,
     };
@@ -184,17 +181,18 @@ pub async fn import(settings: &Settings, file: &Path) -> anyhow::Result<()> {
     let _shared = store.lock_shared()?;
     let imported = import_bundle(settings, &store, file).await?;
     let lock_path = crate::project::lockfile::lock_path_for(&settings.manifest);
-    if let Ok(Some(lock)) = Lock::load(&lock_path) {
-        warn_if_pinned_otherwise(settings, &lock, &lock_path, &imported);
-    }
+    let pinned_otherwise = match Lock::load(&lock_path) {
+        Ok(Some(lock)) => warn_if_pinned_otherwise(settings, &lock, &lock_path, &imported),
+        _ => Vec::new(),
+    };
     // A bundle's own lock names nothing in the store: names come from the
     // project's lock, when sync has checked it against images.toml.
     settings.printer.status(
         "Import names no image: run `imagelock sync --offline` to check the project's images.lock against the store and name its images.",
     );
-    settings
-        .printer
-        .json(&json!({ "bundle": file, "imported": imported }));
+    settings.printer.json(
+        &json!({ "bundle": file, "imported": imported, "pinned_otherwise": pinned_otherwise }),
+    );
     Ok(())
 }
 
@@ -258,43 +256,49 @@ fn require_every_blob(lock: &Lock, store: &Store) -> anyhow::Result<()> {
     }
 }
 
-/// Warns when the bundle's lock pins images at other digests than the project's
-/// `lock` does, or pins images `lock` lacks: the store got the bundle's blobs,
-/// but `sync` names what `lock` pins, so the images carried are not the ones a
-/// sync will use until the project's lock is the one the bundle was cut from.
+/// Warns when the bundle's lock pins images at other root digests than the
+/// project's `lock` does, or pins images `lock` lacks: the store got the
+/// bundle's blobs, but `sync` names what `lock` pins. That is expected while a
+/// chain of bundles is caught up (the bundle is older than the lock), and a
+/// mistake when the bundle is newer and its lock has not arrived. Returns the
+/// differences, for `--json`.
 pub(super) fn warn_if_pinned_otherwise(
     settings: &Settings,
     lock: &Lock,
     lock_path: &Path,
     imported: &crate::airgap::bundle::Imported,
-) {
+) -> Vec<serde_json::Value> {
     let lock_name = lock_path.file_name().map_or_else(
         || lock_path.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    let differing: Vec<String> = imported
-        .roots
-        .iter()
-        .filter_map(|(id, root)| match lock.images.get(id) {
-            None => Some(format!("{} (not in {lock_name})", crate::text::escape(id))),
-            Some(image) if image.root().digest != *root => Some(format!(
-                "{} (bundle {}, {lock_name} {})",
-                crate::text::escape(id),
+    let mut words = Vec::new();
+    let mut differences = Vec::new();
+    for (id, root) in &imported.roots {
+        let pinned = lock.images.get(id).map(|image| image.root().digest);
+        if pinned.as_ref() == Some(root) {
+            continue;
+        }
+        let id_text = crate::text::escape(id);
+        words.push(match &pinned {
+            None => format!("{id_text} (not in {lock_name})"),
+            Some(pinned) => format!(
+                "{id_text} (bundle {}, {lock_name} {})",
                 root.short(),
-                image.root().digest.short()
-            )),
-            Some(_) => None,
-        })
-        .collect();
-    if differing.is_empty() {
-        return;
+                pinned.short()
+            ),
+        });
+        differences.push(json!({ "id": id, "bundle": root, "lock": pinned }));
     }
-    settings.printer.warn(format!(
-        "the bundle's lock pins {} otherwise than {}: {}; sync names what {lock_name} pins, so bring the {lock_name} the bundle was exported with (the commit it was cut from) to use its images",
-        plural(differing.len(), "image"),
-        lock_path.display(),
-        differing.join(", ")
-    ));
+    if !words.is_empty() {
+        settings.printer.warn(format!(
+            "the bundle's lock pins {} otherwise than {}: {}; sync names what {lock_name} pins. If the bundle is newer, bring the {lock_name} it was exported with; if it is older (a chain being caught up), import the bundles after it",
+            plural(words.len(), "image"),
+            lock_path.display(),
+            words.join(", ")
+        ));
+    }
+    differences
 }
 
 /// Imports `bundle` into `store` on a blocking thread, reporting it.
@@ -315,7 +319,7 @@ pub(super) async fn import_bundle(
         .lock
         .as_ref()
         .map_or_else(|| "unknown".to_owned(), ToString::to_string);
-    let (what, assumed, lock) = match &imported.delta {
+    let (what, assumed, lock_line) = match &imported.delta {
         None => (
             plural(imported.images, "image"),
             String::new(),
@@ -343,6 +347,6 @@ pub(super) async fn import_bundle(
         imported.present,
         human_duration(started.elapsed()),
     ));
-    settings.printer.status(lock);
+    settings.printer.status(lock_line);
     Ok(imported)
 }

@@ -1,5 +1,6 @@
-//! The lock to compare against in `imagelock diff`: another lock file, or the
-//! lock as committed in a git revision (`git show REV:./images.lock`, run in
+//! The older lock that `imagelock diff` compares with and `imagelock export
+//! --since` cuts a delta against: another lock file, or the lock as committed
+//! in a git revision (`git show REV:./images.lock`, run in
 //! the lock's directory so the path is resolved relative to it).
 //!
 //! Git is run as a subprocess (the user's git, with their configuration);
@@ -9,13 +10,15 @@ use std::path::Path;
 use std::process::Command;
 
 use crate::errors::hinted;
-use crate::project::lockfile::{LOCK_FILE, Lock};
+use crate::project::lockfile::{LOCK_FILE, Lock, LockError};
 
-/// The old side of a diff.
+/// The old side of a diff, or the base of a delta.
 #[derive(Debug)]
 pub struct OldLock {
     /// How to name it in messages: `HEAD:images.lock` or the file's path.
     pub label: String,
+    /// The commit a git revision named (full hex); `None` for a lock file.
+    pub commit: Option<String>,
     /// The lock (empty when the revision has no lock file).
     pub lock: Lock,
     /// Set when the revision has no lock file at that path.
@@ -28,7 +31,17 @@ pub struct OldLock {
 /// `/`; a revision starting with `-` is refused too, so it never reaches git
 /// as an option. `instead` is the command line to suggest with a lock file.
 pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyhow::Result<OldLock> {
-    let not_a_lock = |label: &str, error: crate::project::lockfile::LockError| {
+    // Text that is no lock (a bundle, say) gets a hint about what is expected
+    // here; a lock from a newer imagelock, or with merge markers, keeps its own.
+    let not_a_lock = |label: &str, error: LockError| -> anyhow::Error {
+        let no_lock_text = match &error {
+            LockError::Invalid { .. } => true,
+            LockError::Read { source, .. } => source.kind() == std::io::ErrorKind::InvalidData,
+            _ => false,
+        };
+        if !no_lock_text {
+            return error.into();
+        }
         crate::errors::with_hint(
             error,
             format!(
@@ -51,6 +64,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
             .unwrap_or_default();
         return Ok(OldLock {
             label,
+            commit: None,
             lock,
             absent: false,
         });
@@ -95,6 +109,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
         let lock = Lock::parse(Path::new(&label), &text).map_err(|e| not_a_lock(&label, e))?;
         return Ok(OldLock {
             label,
+            commit: commit_of(lock_path, rev),
             lock,
             absent: false,
         });
@@ -115,6 +130,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
     if stderr.contains("exists on disk, but not in") || stderr.contains("does not exist in") {
         return Ok(OldLock {
             label,
+            commit: commit_of(lock_path, rev),
             lock: Lock::default(),
             absent: true,
         });

@@ -217,7 +217,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
             "warning: the bundle's lock pins 1 image otherwise than images.lock: img-7 (bundle "
         ) && run
             .stderr
-            .contains("bring the images.lock the bundle was exported with"),
+            .contains("If the bundle is newer, bring the images.lock it was exported with"),
         "{}",
         run.stderr
     );
@@ -275,7 +275,8 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
         .expect("digest");
     assert!(run.stderr.contains(first_assumed), "{}", run.stderr);
     assert_eq!(bare.store_blobs(&bare.store()), [], "nothing was imported");
-    bare.run_without_network(&["sync", "--offline"]).failure(1);
+    let run = bare.run_without_network(&["sync", "--offline"]).failure(1);
+    assert!(run.stderr.contains("not in the store"), "{}", run.stderr);
 
     // A second delta, cut against the first's lock: img-12 updated.
     push_image(work, &host, 12, 2);
@@ -303,9 +304,21 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
     // Out of order (the full bundle, then the second delta): refused, naming
     // the first delta's lock and img-7's blobs it brought.
     let behind = gapped(&connected);
-    behind
-        .run_without_network(&["import", full.to_str().expect("utf8")])
+    let run = behind
+        .run_without_network(&["import", "--json", full.to_str().expect("utf8")])
         .success();
+    // Its lock is two updates ahead of the full bundle's: told so, with what to do.
+    assert!(
+        run.stderr.contains(
+            "the bundle's lock pins 2 images otherwise than images.lock: img-12 (bundle "
+        ) && run
+            .stderr
+            .contains("if it is older (a chain being caught up), import the bundles after it"),
+        "{}",
+        run.stderr
+    );
+    let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
+    assert_eq!(json["pinned_otherwise"][1]["id"], "img-7");
     let run = behind
         .run_without_network(&["import", delta2.to_str().expect("utf8")])
         .failure(1);
