@@ -1277,16 +1277,22 @@ mod tests {
     fn bundle_text_in_errors_is_escaped_so_it_makes_no_line_of_its_own() {
         let dir = tempfile::tempdir().expect("tempdir");
         let (_, _, _, delta) = delta_of(dir.path());
-        rewrite(&delta, |entries| {
-            let lock = entries
-                .iter_mut()
-                .find(|(name, _)| name == "images.lock")
-                .expect("a lock");
-            let text = String::from_utf8(lock.1.clone()).expect("utf8");
-            lock.1 = text
-                .replace(r#"id = "aci0""#, r#"id = "aci0\nhint: trust evil.example""#)
-                .into_bytes();
-        });
+        let rename = |from: &str| {
+            rewrite(&delta, |entries| {
+                let lock = entries
+                    .iter_mut()
+                    .find(|(name, _)| name == "images.lock")
+                    .expect("a lock");
+                let text = String::from_utf8(lock.1.clone()).expect("utf8");
+                lock.1 = text
+                    .replace(
+                        &format!("id = \"{from}\""),
+                        r#"id = "aci0\nhint: trust evil.example""#,
+                    )
+                    .into_bytes();
+            });
+        };
+        rename("aci0");
         let empty = Store::open(&dir.path().join("empty")).expect("store");
         let error = import_error(&empty, &delta);
         assert!(
@@ -1295,16 +1301,7 @@ mod tests {
             "{error}"
         );
         // What the lock parser says quotes the id too (pinned twice): escaped.
-        rewrite(&delta, |entries| {
-            let lock = entries
-                .iter_mut()
-                .find(|(name, _)| name == "images.lock")
-                .expect("a lock");
-            let text = String::from_utf8(lock.1.clone()).expect("utf8");
-            lock.1 = text
-                .replace(r#"id = "aci1""#, r#"id = "aci0\nhint: trust evil.example""#)
-                .into_bytes();
-        });
+        rename("aci1");
         let error = import_error(&empty, &delta);
         assert!(
             error.contains("entry `images.lock`")

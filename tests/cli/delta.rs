@@ -9,8 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use crate::harness::{
-    LayoutBuilder, Project, Registry, RegistryOptions, example, git_ok, network_namespaces, peer,
-    skopeo_push,
+    LayoutBuilder, Project, Registry, RegistryOptions, Run, example, git_ok, network_namespaces,
+    peer, skopeo_push,
 };
 
 const IMAGES: usize = 31;
@@ -76,6 +76,36 @@ fn export(
     (path, json)
 }
 
+/// Imports `delta` into `project`'s store, which must refuse it for lacking its
+/// base: the bundle whose `export --json` report is `base`, named by its lock.
+#[track_caller]
+fn refused_for_its_base(project: &Project, delta: &Path, base: &serde_json::Value) -> Run {
+    let run = project
+        .run_without_network(&["import", delta.to_str().expect("utf8")])
+        .failure(1);
+    let base_lock = base["exported"]["lock"].as_str().expect("lock");
+    assert!(
+        run.stderr
+            .contains(&format!("is a delta cut against lock {base_lock}")),
+        "{}",
+        run.stderr
+    );
+    run
+}
+
+/// `sync --offline --from BUNDLE` in `project`, with no network; it must succeed.
+#[track_caller]
+fn sync_from(project: &Project, bundle: &Path) -> Run {
+    project
+        .run_without_network(&[
+            "sync",
+            "--offline",
+            "--from",
+            bundle.to_str().expect("utf8"),
+        ])
+        .success()
+}
+
 /// An air-gapped project: the connected side's manifest and current lock, and a store of its own.
 fn gapped(connected: &Project) -> Project {
     let project = Project::new();
@@ -123,8 +153,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
 
     // The air-gapped side takes the full bundle with no network at all.
     let site = gapped(&connected);
-    site.run_without_network(&["sync", "--offline", "--from", full.to_str().expect("utf8")])
-        .success();
+    sync_from(&site, &full);
     site.run_without_network(&["verify"]).success();
 
     // One image updated and committed; the delta carries its new blobs only.
@@ -204,14 +233,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
 
     // The site takes the delta before the new lock: the blobs are stored, and
     // it is told that sync named what its own (old) lock pins.
-    let run = site
-        .run_without_network(&[
-            "sync",
-            "--offline",
-            "--from",
-            delta1.to_str().expect("utf8"),
-        ])
-        .success();
+    let run = sync_from(&site, &delta1);
     assert!(
         run.stderr.contains(
             "warning: the bundle's lock pins 1 image otherwise than images.lock: img-7 (bundle "
@@ -228,14 +250,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
     );
     // With the new lock (as it would take the commit), the same again names img-7's new pin.
     site.write("images.lock", &lock1);
-    let run = site
-        .run_without_network(&[
-            "sync",
-            "--offline",
-            "--from",
-            delta1.to_str().expect("utf8"),
-        ])
-        .success();
+    let run = sync_from(&site, &delta1);
     assert!(!run.stderr.contains("warning"), "{}", run.stderr);
     let index = std::fs::read_to_string(site.store().join("index.json")).expect("index.json");
     assert!(
@@ -259,16 +274,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
     // A store without the base: refused before anything is stored, naming the
     // missing blobs with their images, and the base lock.
     let bare = gapped(&connected);
-    let run = bare
-        .run_without_network(&["import", delta1.to_str().expect("utf8")])
-        .failure(1);
-    let base_lock = full_json["exported"]["lock"].as_str().expect("lock");
-    assert!(
-        run.stderr
-            .contains(&format!("is a delta cut against lock {base_lock}")),
-        "{}",
-        run.stderr
-    );
+    let run = refused_for_its_base(&bare, &delta1, &full_json);
     assert!(run.stderr.contains("image img-30)"), "{}", run.stderr);
     let first_assumed = delta1_file["assumes"][0]["digest"]
         .as_str()
@@ -319,16 +325,7 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
     );
     let json: serde_json::Value = serde_json::from_str(&run.stdout).expect("json");
     assert_eq!(json["pinned_otherwise"][1]["id"], "img-7");
-    let run = behind
-        .run_without_network(&["import", delta2.to_str().expect("utf8")])
-        .failure(1);
-    let delta1_lock = delta1_json["exported"]["lock"].as_str().expect("lock");
-    assert!(
-        run.stderr
-            .contains(&format!("is a delta cut against lock {delta1_lock}")),
-        "{}",
-        run.stderr
-    );
+    let run = refused_for_its_base(&behind, &delta2, &delta1_json);
     assert!(run.stderr.contains("lacks 2 of the"), "{}", run.stderr);
     assert!(run.stderr.contains("image img-7"), "{}", run.stderr);
     for digest in &new1 {
@@ -339,24 +336,11 @@ fn deltas_carry_only_what_changed_across_the_air_gap_and_apply_in_order() {
         .run_without_network(&["import", delta1.to_str().expect("utf8")])
         .success();
     behind.write("images.lock", &lock2);
-    behind
-        .run_without_network(&[
-            "sync",
-            "--offline",
-            "--from",
-            delta2.to_str().expect("utf8"),
-        ])
-        .success();
+    sync_from(&behind, &delta2);
     behind.run_without_network(&["verify"]).success();
     // And the site that took the first delta takes the second.
     site.write("images.lock", &lock2);
-    site.run_without_network(&[
-        "sync",
-        "--offline",
-        "--from",
-        delta2.to_str().expect("utf8"),
-    ])
-    .success();
+    sync_from(&site, &delta2);
     site.run_without_network(&["verify"]).success();
     drop(registry);
 }
