@@ -79,19 +79,13 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
             format!("name a commit or branch (`HEAD~1`, `main`), or a lock file ({instead})"),
         ));
     }
-    let dir = match lock_path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let file_name = lock_path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or(LOCK_FILE);
     let label = format!("{rev}:{file_name}");
     let spec = format!("{rev}:./{file_name}");
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let output = git_in(lock_path)
         .args(["show", "--no-textconv", "--end-of-options", &spec])
         .output();
     let output = match output {
@@ -143,16 +137,22 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
     ))
 }
 
-/// The commit `rev` names in the git repository holding `lock_path` (full hex),
-/// or `None` when `rev` is no git revision there.
-pub fn commit_of(lock_path: &Path, rev: &str) -> Option<String> {
+/// `git -C DIR`, DIR being the lock's directory (so `./images.lock` and
+/// revisions are resolved there).
+fn git_in(lock_path: &Path) -> Command {
     let dir = match lock_path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(dir)
+    let mut git = Command::new("git");
+    git.arg("-C").arg(dir);
+    git
+}
+
+/// The commit `rev` names in the git repository holding `lock_path` (full hex),
+/// or `None` when `rev` is no git revision there.
+pub fn commit_of(lock_path: &Path, rev: &str) -> Option<String> {
+    let output = git_in(lock_path)
         .args(["rev-parse", "--verify", "--quiet", "--end-of-options"])
         .arg(format!("{rev}^{{commit}}"))
         .output()
@@ -167,15 +167,9 @@ pub fn commit_of(lock_path: &Path, rev: &str) -> Option<String> {
 /// conflicted, as committed: index stages 2 ("ours") and 3 ("theirs").
 /// `None` when git is unavailable or the lock is not in a conflicted merge.
 pub fn merge_stages(lock_path: &Path) -> Option<(String, String)> {
-    let dir = match lock_path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
     let file_name = lock_path.file_name()?.to_str()?;
     let stage = |n: u8| -> Option<String> {
-        let output = Command::new("git")
-            .arg("-C")
-            .arg(dir)
+        let output = git_in(lock_path)
             .args(["show", "--no-textconv", &format!(":{n}:./{file_name}")])
             .output()
             .ok()?;
