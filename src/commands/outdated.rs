@@ -8,7 +8,7 @@ use std::sync::Arc;
 use serde_json::json;
 
 use crate::cli::Settings;
-use crate::oci::registry::{RegistryClient, Repository};
+use crate::oci::registry::RegistryClient;
 use crate::oci::tags;
 use crate::project::lockfile::LockedImage;
 use crate::project::manifest::{ImageSpec, Manifest, Source};
@@ -117,10 +117,7 @@ async fn row(
         (Some(_), Ok(_)) => "update available".to_owned(),
         (None, _) if reference.digest().is_some() => "pinned by digest".to_owned(),
         (None, _) => {
-            let repo = Repository {
-                base: crate::resolve::registry_base(manifest, reference.api_host()),
-                path: reference.path().to_owned(),
-            };
+            let repo = crate::resolve::repository(manifest, reference);
             match client.get_manifest(&repo, reference.tag_or_digest()).await {
                 Ok(now) => {
                     let moved = now.digest != locked.root().digest;

@@ -284,6 +284,11 @@ pub fn validate_digest(digest: &str) -> Result<(), ReferenceError> {
     })
 }
 
+/// Whether `tag` is a tag a reference may carry (what [`Reference::with_tag`] accepts).
+pub fn is_valid_tag(tag: &str) -> bool {
+    check_tag(tag).is_ok()
+}
+
 /// Whether `input` (a reference [`Reference::parse`] accepts) writes neither tag nor digest, so `latest` gets defaulted.
 ///
 /// containers/image `reference.IsNameOnly` on the un-defaulted parse: a signed identity must

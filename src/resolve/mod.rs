@@ -131,6 +131,14 @@ fn read_layout_blob(dir: &Path, digest: &Digest, size: Option<u64>) -> anyhow::R
     Ok(bytes)
 }
 
+/// The repository `reference` names, at its registry's endpoint ([`registry_base`]).
+pub fn repository(manifest: &Manifest, reference: &Reference) -> Repository {
+    Repository {
+        base: registry_base(manifest, reference.api_host()),
+        path: reference.path().to_owned(),
+    }
+}
+
 /// The registry endpoint for `host`: HTTPS unless the manifest allows plain HTTP for it.
 pub fn registry_base(manifest: &Manifest, api_host: &str) -> String {
     if manifest.insecure_http(api_host) {
@@ -488,10 +496,7 @@ pub async fn resolve_oci(
     );
     match &spec.source {
         Source::Docker(reference) => {
-            let repo = Repository {
-                base: registry_base(manifest, reference.api_host()),
-                path: reference.path().to_owned(),
-            };
+            let repo = repository(manifest, reference);
             let client = client()?;
             let top = client
                 .get_manifest(&repo, reference.tag_or_digest())

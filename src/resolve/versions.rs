@@ -9,7 +9,7 @@ use anyhow::Context as _;
 
 use crate::errors::hinted;
 use crate::oci::reference::Reference;
-use crate::oci::registry::{RegistryClient, RegistryError, Repository};
+use crate::oci::registry::{RegistryClient, RegistryError};
 use crate::oci::tags::{self, TagPolicy};
 use crate::project::manifest::{ImageSpec, Manifest};
 
@@ -23,10 +23,7 @@ pub async fn list_tags(
     spec: &ImageSpec,
     reference: &Reference,
 ) -> anyhow::Result<Vec<String>> {
-    let repo = Repository {
-        base: super::registry_base(manifest, reference.api_host()),
-        path: reference.path().to_owned(),
-    };
+    let repo = super::repository(manifest, reference);
     let listed = client.list_tags(&repo).await.map_err(|e| {
         let unsupported = matches!(&e, RegistryError::Status { status, .. }
             if matches!(status.as_u16(), 404 | 405 | 501));
@@ -54,7 +51,7 @@ pub async fn list_tags(
     })?;
     Ok(listed
         .into_iter()
-        .filter(|t| reference.with_tag(t).is_ok())
+        .filter(|t| crate::oci::reference::is_valid_tag(t))
         .collect())
 }
 
