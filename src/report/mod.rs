@@ -157,11 +157,16 @@ impl Summary {
             .cloned()
             .chain(self.sigstore_signed_by.iter().map(|s| short_signer(s)))
             .collect();
-        match (all.is_empty(), self.verified) {
-            (false, _) => all.join(", "),
-            (true, true) => "verified".to_owned(),
-            (true, false) => "unverified".to_owned(),
-        }
+        signer_text(&all, self.verified)
+    }
+}
+
+/// The signers, joined; `verified` or `unverified` when there are none.
+fn signer_text(signers: &[String], verified: bool) -> String {
+    match (signers.is_empty(), verified) {
+        (false, _) => signers.join(", "),
+        (true, true) => "verified".to_owned(),
+        (true, false) => "unverified".to_owned(),
     }
 }
 
@@ -437,11 +442,7 @@ pub fn list_table(lock: &Lock, keys: &KnownKeys) -> Vec<String> {
                 .map(|f| keys.short_name(f))
                 .chain(sigstore_signers(image).iter().map(|s| short_signer(s)))
                 .collect();
-            let signer = match (signed_by.is_empty(), image.verified) {
-                (false, _) => signed_by.join(", "),
-                (true, true) => "verified".to_owned(),
-                (true, false) => "unverified".to_owned(),
-            };
+            let signer = signer_text(&signed_by, image.verified);
             let platforms = platforms_of(image);
             [
                 image.id.clone(),
@@ -461,30 +462,29 @@ pub fn list_table(lock: &Lock, keys: &KnownKeys) -> Vec<String> {
             ]
         })
         .collect();
+    aligned(header, &rows)
+}
+
+/// A table: `header` and `rows` in columns as wide as their widest cell, two
+/// spaces apart, with no trailing blanks.
+pub(crate) fn aligned<const N: usize>(header: [&str; N], rows: &[[String; N]]) -> Vec<String> {
     let mut widths = header.map(|h| h.chars().count());
-    for row in &rows {
+    for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
             *w = (*w).max(cell.chars().count());
         }
     }
-    let line = |cells: &[String]| {
+    let line = |cells: &[String; N]| {
         let padded: Vec<String> = cells
             .iter()
             .zip(widths)
-            .enumerate()
-            .map(|(i, (cell, w))| {
-                if i + 1 == cells.len() {
-                    cell.clone()
-                } else {
-                    format!("{cell:<w$}")
-                }
-            })
+            .map(|(cell, w)| format!("{cell:<w$}"))
             .collect();
         padded.join("  ").trim_end().to_owned()
     };
-    let mut out = vec![line(&header.map(str::to_owned))];
-    out.extend(rows.iter().map(|r| line(r)));
-    out
+    std::iter::once(line(&header.map(str::to_owned)))
+        .chain(rows.iter().map(line))
+        .collect()
 }
 
 /// The `list --json` entry for one image.

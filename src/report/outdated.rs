@@ -27,7 +27,7 @@ pub struct OutdatedRow {
 /// The table `outdated` prints: a header and one aligned row per entry.
 pub fn outdated_table(rows: &[OutdatedRow]) -> Vec<String> {
     let dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".to_owned());
-    let header = ["ID", "POLICY", "PINNED", "ALLOWED", "LATEST", "STATUS"].map(str::to_owned);
+    let header = ["ID", "POLICY", "PINNED", "ALLOWED", "LATEST", "STATUS"];
     let cells: Vec<[String; 6]> = rows
         .iter()
         .map(|r| {
@@ -41,23 +41,7 @@ pub fn outdated_table(rows: &[OutdatedRow]) -> Vec<String> {
             ]
         })
         .collect();
-    let mut widths = header.clone().map(|h| h.chars().count());
-    for row in &cells {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |row: &[String; 6]| {
-        let padded: Vec<String> = row
-            .iter()
-            .zip(widths)
-            .map(|(cell, w)| format!("{cell:<w$}"))
-            .collect();
-        padded.join("  ").trim_end().to_owned()
-    };
-    std::iter::once(line(&header))
-        .chain(cells.iter().map(line))
-        .collect()
+    super::aligned(header, &cells)
 }
 
 #[cfg(test)]
