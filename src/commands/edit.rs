@@ -101,13 +101,11 @@ fn plain_http_host((kind, value): &(&'static str, String)) -> anyhow::Result<Str
             .next()
             .filter(|h| !h.is_empty())
             .map(str::to_owned),
-        "url" => reqwest::Url::parse(value).ok().and_then(|url| {
-            let host = url.host_str()?.to_owned();
-            Some(match url.port() {
-                Some(port) => format!("{host}:{port}"),
-                None => host,
-            })
-        }),
+        // The host and port `insecure_http` compares with.
+        "url" => reqwest::Url::parse(value)
+            .ok()
+            .filter(|url| url.host_str().is_some())
+            .map(|url| crate::oci::registry::host_port(&url)),
         _ => None,
     };
     host.ok_or_else(|| {

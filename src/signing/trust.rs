@@ -250,7 +250,7 @@ impl TrustStore {
 }
 
 /// The public-good root, parsed once per process.
-fn public_good() -> anyhow::Result<Arc<sigstore::TrustRoot>> {
+pub(crate) fn public_good() -> anyhow::Result<Arc<sigstore::TrustRoot>> {
     static ROOT: std::sync::OnceLock<Arc<sigstore::TrustRoot>> = std::sync::OnceLock::new();
     if let Some(root) = ROOT.get() {
         return Ok(root.clone());

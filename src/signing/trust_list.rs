@@ -70,14 +70,7 @@ pub fn sigstore_key_files(manifest: &Manifest, prefix: &str) -> Vec<SigstoreKeyF
 
 /// The digest of the Sigstore public-good root built into imagelock.
 pub fn public_good_root_digest() -> Option<Digest> {
-    static DIGEST: std::sync::OnceLock<Option<Digest>> = std::sync::OnceLock::new();
-    DIGEST
-        .get_or_init(|| {
-            sigstore::TrustRoot::public_good()
-                .ok()
-                .map(|r| r.digest().clone())
-        })
-        .clone()
+    super::trust::public_good().ok().map(|r| r.digest().clone())
 }
 
 /// Reads and checks the `trusted_root.json` at `file` (relative to images.toml):
