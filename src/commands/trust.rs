@@ -310,10 +310,7 @@ fn read_trusted_root(path: &Path) -> anyhow::Result<CheckedRoot> {
             hint,
         )
     })?;
-    // The format lets every list be empty; such a root verifies nothing.
-    let json: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_default();
-    let lists = |key: &str| json[key].as_array().is_some_and(|a| !a.is_empty());
-    if !lists("tlogs") && !lists("certificateAuthorities") {
+    if root.lists_nothing() {
         return Err(hinted(
             format!(
                 "{} is not a usable trusted root: it lists no transparency log (`tlogs`) and no certificate authority (`certificateAuthorities`), so it would verify nothing",

@@ -44,6 +44,8 @@ use crate::digest::{Algorithm, Digest};
 pub struct TrustRoot {
     verifier: Verifier,
     digest: Digest,
+    /// Lists neither a transparency log nor a certificate authority.
+    lists_nothing: bool,
 }
 
 impl fmt::Debug for TrustRoot {
@@ -70,7 +72,15 @@ impl TrustRoot {
         Ok(TrustRoot {
             verifier,
             digest: Digest::sha256_of(json),
+            lists_nothing: root.tlogs.is_empty() && root.certificate_authorities.is_empty(),
         })
+    }
+
+    /// Whether the root lists no transparency log (`tlogs`) and no certificate
+    /// authority (`certificateAuthorities`): the format allows it, and such a
+    /// root verifies nothing.
+    pub fn lists_nothing(&self) -> bool {
+        self.lists_nothing
     }
 
     /// The digest of the root's JSON, to pin which root verified a signature.
