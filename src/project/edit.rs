@@ -339,6 +339,16 @@ pub fn add_sigstore_identity(
     prefix: &str,
     identity: &SigstoreIdentity,
 ) -> Result<Option<String>, EditError> {
+    add_to_trust_array(
+        text,
+        prefix,
+        "sigstore-identities",
+        identity_value(identity),
+    )
+}
+
+/// `{ issuer = "…", subject = "…" }` (or `subject-regexp`), as images.toml writes an identity.
+fn identity_value(identity: &SigstoreIdentity) -> toml_edit::Value {
     let mut table = toml_edit::InlineTable::new();
     table.insert("issuer", identity.issuer.as_str().into());
     if let Some(subject) = &identity.subject {
@@ -347,7 +357,7 @@ pub fn add_sigstore_identity(
     if let Some(pattern) = &identity.subject_regexp {
         table.insert("subject-regexp", pattern.as_str().into());
     }
-    add_to_trust_array(text, prefix, "sigstore-identities", table.into())
+    table.into()
 }
 
 /// Sets `[trust."PREFIX"] trusted-root = "FILE"`, creating the table when needed.
@@ -593,9 +603,7 @@ fn with_table_at(doc: &mut DocumentMut, position: isize, f: impl FnOnce(&mut Tab
 /// Removes `files` from `[trust."PREFIX"] keys`, keeping the array's layout
 /// (and its comments) for the keys that stay.
 pub fn remove_trust_keys(text: &str, prefix: &str, files: &[String]) -> Result<String, EditError> {
-    remove_from_trust_array(text, prefix, "keys", |v| {
-        v.as_str().is_some_and(|f| files.iter().any(|r| r == f))
-    })
+    remove_files(text, prefix, "keys", files)
 }
 
 /// Removes `files` from `[trust."PREFIX"] sigstore-keys` (see [`remove_trust_keys`]).
@@ -604,7 +612,17 @@ pub fn remove_sigstore_keys(
     prefix: &str,
     files: &[String],
 ) -> Result<String, EditError> {
-    remove_from_trust_array(text, prefix, "sigstore-keys", |v| {
+    remove_files(text, prefix, "sigstore-keys", files)
+}
+
+/// Removes `files` from the array `key` of `[trust."PREFIX"]`.
+fn remove_files(
+    text: &str,
+    prefix: &str,
+    key: &'static str,
+    files: &[String],
+) -> Result<String, EditError> {
+    remove_from_trust_array(text, prefix, key, |v| {
         v.as_str().is_some_and(|f| files.iter().any(|r| r == f))
     })
 }
@@ -615,17 +633,9 @@ pub fn remove_sigstore_identity(
     prefix: &str,
     identity: &SigstoreIdentity,
 ) -> Result<String, EditError> {
+    let wanted = identity_value(identity);
     remove_from_trust_array(text, prefix, "sigstore-identities", |v| {
-        let Some(t) = v.as_inline_table() else {
-            return false;
-        };
-        let get = |k: &str| t.get(k).and_then(toml_edit::Value::as_str);
-        t.len()
-            == 1 + usize::from(get("subject").is_some())
-                + usize::from(get("subject-regexp").is_some())
-            && get("issuer") == Some(identity.issuer.as_str())
-            && get("subject") == identity.subject.as_deref()
-            && get("subject-regexp") == identity.subject_regexp.as_deref()
+        same_value(v, &wanted)
     })
 }
 
