@@ -123,30 +123,32 @@ pub fn version_of(tag: &str) -> Option<semver::Version> {
     semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
+/// The tags among `tags` that name versions, each with its version, parsed once.
+fn versions<'t>(
+    tags: impl Iterator<Item = &'t str>,
+) -> impl Iterator<Item = (semver::Version, &'t str)> {
+    tags.filter_map(|t| Some((version_of(t)?, t)))
+}
+
 /// The tag naming the highest version among `tags`; ties (`1.2.0`, `v1.2.0`) by name.
 pub fn newest_version<'t>(tags: impl Iterator<Item = &'t str>) -> Option<&'t str> {
-    tags.filter_map(|t| Some((version_of(t)?, t)))
-        .max()
-        .map(|(_, t)| t)
+    versions(tags).max().map(|(_, t)| t)
 }
 
 /// The newest release overall: the highest version among `tags` that is not a pre-release.
 pub fn newest_release(tags: &[String]) -> Option<&str> {
-    newest_version(
-        tags.iter()
-            .map(String::as_str)
-            .filter(|t| version_of(t).is_some_and(|v| v.pre.is_empty())),
-    )
+    versions(tags.iter().map(String::as_str))
+        .filter(|(v, _)| v.pre.is_empty())
+        .max()
+        .map(|(_, t)| t)
 }
 
 /// Up to `n` version tags, newest first, for an error that names what the repository has.
 pub fn newest_versions(tags: &[String], n: usize) -> Vec<&str> {
-    let mut versions: Vec<(semver::Version, &str)> = tags
-        .iter()
-        .filter_map(|t| Some((version_of(t)?, t.as_str())))
-        .collect();
-    versions.sort_by(|a, b| b.cmp(a));
-    versions.into_iter().take(n).map(|(_, t)| t).collect()
+    let mut found: Vec<(semver::Version, &str)> =
+        versions(tags.iter().map(String::as_str)).collect();
+    found.sort_by(|a, b| b.cmp(a));
+    found.into_iter().take(n).map(|(_, t)| t).collect()
 }
 
 #[cfg(test)]
