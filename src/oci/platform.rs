@@ -52,6 +52,16 @@ pub struct PlatformParseError {
 }
 
 impl Platform {
+    /// The platform an image config's JSON names (its `os`, `architecture`, `variant`).
+    pub fn of_config(config: &[u8]) -> serde_json::Result<Platform> {
+        #[derive(Deserialize)]
+        struct ConfigPlatform {
+            #[serde(flatten)]
+            platform: Platform,
+        }
+        serde_json::from_slice::<ConfigPlatform>(config).map(|c| c.platform)
+    }
+
     /// A platform with the given fields and no `os.version` or `os.features`.
     pub fn new(os: &str, architecture: &str, variant: Option<&str>) -> Platform {
         Platform {

@@ -78,14 +78,8 @@ impl Origin {
             }
             Origin::Layout { dir } => read_layout_blob(dir, &config.digest, Some(config.size))?,
         };
-        #[derive(serde::Deserialize)]
-        struct ConfigPlatform {
-            #[serde(flatten)]
-            platform: Platform,
-        }
-        let parsed: ConfigPlatform = serde_json::from_slice(&bytes)
-            .with_context(|| format!("config {} names no platform", config.digest))?;
-        Ok(parsed.platform)
+        Platform::of_config(&bytes)
+            .with_context(|| format!("config {} names no platform", config.digest))
     }
 }
 

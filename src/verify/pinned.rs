@@ -325,18 +325,13 @@ fn check_oci(image: &LockedImage, checker: &Checker<'_>) -> Result<Checked, Fact
     if image.index.is_none() {
         let config = &image.manifests[0].config;
         let bytes = checker.manifest_bytes(config, "config")?;
-        #[derive(serde::Deserialize)]
-        struct ConfigPlatform {
-            #[serde(flatten)]
-            platform: crate::oci::platform::Platform,
-        }
-        let parsed: ConfigPlatform =
-            serde_json::from_slice(&bytes).map_err(|e| FactError::Unusable {
+        let platform =
+            crate::oci::platform::Platform::of_config(&bytes).map_err(|e| FactError::Unusable {
                 what: "config",
                 digest: config.digest.clone(),
                 why: format!("it names no platform (os, architecture): {e}"),
             })?;
-        checked.lone_platform = Some(parsed.platform);
+        checked.lone_platform = Some(platform);
     }
     Ok(checked)
 }
