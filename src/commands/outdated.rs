@@ -35,8 +35,9 @@ pub async fn outdated(settings: &Settings) -> anyhow::Result<()> {
             Ok(row(&manifest, spec, locked, || client.get()).await)
         }
     });
-    let rows = crate::concurrency::run_bounded(crate::concurrency::PARALLEL_RESOLVES, jobs).await?;
-    let mut rows: Vec<(OutdatedRow, Option<String>)> = rows;
+    let mut rows: Vec<(OutdatedRow, Option<String>)> =
+        crate::concurrency::run_bounded(crate::concurrency::PARALLEL_RESOLVES, jobs).await?;
+    // By id, not in the order the registries answered.
     rows.sort_by(|a, b| a.0.id.cmp(&b.0.id));
     for (row, warning) in &rows {
         if let Some(warning) = warning {
