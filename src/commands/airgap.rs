@@ -142,7 +142,11 @@ fn delta_base(
     }
     // A file name is the user's own, but may hold anything: escaped like bundle text.
     let label = crate::text::escape(&old.label).into_owned();
-    let from = match old.commit {
+    let commit = old
+        .revision
+        .as_deref()
+        .and_then(|rev| crate::project::history::commit_of(&project.lock_path, rev));
+    let from = match commit {
         Some(commit) => format!("{label} at commit {}", &commit[..commit.len().min(12)]),
         None => label,
     };

@@ -17,8 +17,8 @@ use crate::project::lockfile::{LOCK_FILE, Lock, LockError};
 pub struct OldLock {
     /// How to name it in messages: `HEAD:images.lock` or the file's path.
     pub label: String,
-    /// The commit a git revision named (full hex); `None` for a lock file.
-    pub commit: Option<String>,
+    /// The git revision it was read from; `None` for a lock file.
+    pub revision: Option<String>,
     /// The lock (empty when the revision has no lock file).
     pub lock: Lock,
     /// Set when the revision has no lock file at that path.
@@ -64,7 +64,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
             .unwrap_or_default();
         return Ok(OldLock {
             label,
-            commit: None,
+            revision: None,
             lock,
             absent: false,
         });
@@ -103,7 +103,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
         let lock = Lock::parse(Path::new(&label), &text).map_err(|e| not_a_lock(&label, e))?;
         return Ok(OldLock {
             label,
-            commit: commit_of(lock_path, rev),
+            revision: Some(rev.to_owned()),
             lock,
             absent: false,
         });
@@ -124,7 +124,7 @@ pub fn old_lock(lock_path: &Path, against: Option<&str>, instead: &str) -> anyho
     if stderr.contains("exists on disk, but not in") || stderr.contains("does not exist in") {
         return Ok(OldLock {
             label,
-            commit: commit_of(lock_path, rev),
+            revision: Some(rev.to_owned()),
             lock: Lock::default(),
             absent: true,
         });
