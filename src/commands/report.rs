@@ -197,7 +197,9 @@ fn certificate(sig: &LockedSigstore, store: Option<&Store>) -> CertificateState 
         Some(Err(error)) => return CertificateState::Unreadable { error },
     };
     let read = match sig.kind {
-        SigstoreKind::Cosign => crate::signing::certificate::of_cosign_layer(&bytes, &sig.layer),
+        SigstoreKind::Cosign => {
+            crate::signing::certificate::of_cosign_layer(&bytes, sig.layer_index, &sig.layer)
+        }
         SigstoreKind::Bundle => crate::signing::certificate::of_bundle(&bytes),
     };
     match read {

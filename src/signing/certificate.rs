@@ -44,27 +44,26 @@ pub fn from_der(der: &[u8]) -> Result<CertificateDetails, String> {
     })
 }
 
-/// The certificate of the cosign signature in layer `layer` of the artifact manifest
-/// `manifest` (its JSON bytes); `None` when the layer carries none (a keyed signature).
+/// The certificate of the cosign signature in layer `index` (digest `layer`) of the
+/// artifact manifest `manifest` (its JSON bytes); `None` when the layer carries none
+/// (a keyed signature). By index: cosign's layers may share a digest (equal payloads)
+/// and differ in their certificates.
 pub fn of_cosign_layer(
     manifest: &[u8],
+    index: usize,
     layer: &Digest,
 ) -> Result<Option<CertificateDetails>, String> {
     let manifest: ImageManifest = serde_json::from_slice(manifest)
         .map_err(|e| format!("the signature manifest is not an OCI manifest: {e}"))?;
-    let Some(descriptor) = manifest.layers.iter().find(|l| &l.digest == layer) else {
-        return Err(format!("the signature manifest has no layer {layer}"));
+    let Some(descriptor) = manifest.layers.get(index).filter(|l| &l.digest == layer) else {
+        return Err(format!(
+            "the signature manifest has no layer {layer} at index {index}"
+        ));
     };
     let Some(pem) = descriptor.annotations.get(cosign::CERTIFICATE_ANNOTATION) else {
         return Ok(None);
     };
-    let der = DerCertificate::from_pem(pem).map_err(|e| {
-        format!(
-            "its `{}` annotation is not a PEM certificate: {e}",
-            cosign::CERTIFICATE_ANNOTATION
-        )
-    })?;
-    from_der(der.as_bytes()).map(Some)
+    from_der(&cosign::pem_certificate(pem)?).map(Some)
 }
 
 /// The signing certificate of a Sigstore bundle (its JSON bytes); `None` for a bundle
@@ -157,19 +156,21 @@ mod tests {
             ],
         })
         .to_string();
-        let details = of_cosign_layer(manifest.as_bytes(), &signed)
+        let details = of_cosign_layer(manifest.as_bytes(), 0, &signed)
             .expect("readable")
             .expect("a certificate");
         assert_eq!(details.subject.as_deref(), Some(BEACON));
-        assert_eq!(of_cosign_layer(manifest.as_bytes(), &keyed), Ok(None));
-        assert!(
-            of_cosign_layer(manifest.as_bytes(), &Digest::sha256_of(b"other"))
-                .expect_err("no such layer")
-                .contains("has no layer")
-        );
+        assert_eq!(of_cosign_layer(manifest.as_bytes(), 1, &keyed), Ok(None));
+        for (index, digest) in [(0, Digest::sha256_of(b"other")), (1, signed.clone())] {
+            assert!(
+                of_cosign_layer(manifest.as_bytes(), index, &digest)
+                    .expect_err("no such layer at that index")
+                    .contains("has no layer")
+            );
+        }
         let broken = manifest.replace("-----BEGIN CERTIFICATE-----", "garbage");
         assert!(
-            of_cosign_layer(broken.as_bytes(), &signed)
+            of_cosign_layer(broken.as_bytes(), 0, &signed)
                 .expect_err("not PEM")
                 .contains("not a PEM certificate")
         );

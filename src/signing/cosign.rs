@@ -486,7 +486,7 @@ fn legacy_bundle(
 }
 
 /// The DER bytes of the one certificate in a PEM text.
-fn pem_certificate(pem: &str) -> Result<Vec<u8>, String> {
+pub(crate) fn pem_certificate(pem: &str) -> Result<Vec<u8>, String> {
     sigstore_verify::types::DerCertificate::from_pem(pem.trim())
         .map(|der| der.as_bytes().to_vec())
         .map_err(|e| format!("its certificate annotation is not a PEM certificate: {e}"))
