@@ -129,7 +129,12 @@ pub fn inspect(settings: &Settings, id: &str) -> anyhow::Result<()> {
         check_before_showing(&lock, &lock_path, image, store, manifest.as_ref())?;
     }
     let state = store_state(image, store_path, store.as_ref());
-    let roots = root_origins(manifest.as_ref());
+    // Reading and parsing every trusted root only when a signature names one.
+    let roots = if image.sigstore.iter().any(|s| s.trusted_root.is_some()) {
+        root_origins(manifest.as_ref())
+    } else {
+        BTreeMap::new()
+    };
     let sigstore: Vec<SigstoreView> = image
         .sigstore
         .iter()
