@@ -134,7 +134,11 @@ pub async fn trust_add(settings: &Settings, request: TrustAddRequest) -> anyhow:
             Some(relative) => relative,
             None => {
                 let hex = fingerprint.strip_prefix("sha256:").unwrap_or(&fingerprint);
-                write_repo_file(&dir, &format!("keys/sigstore-{hex}.pub"), &key.bytes)?
+                crate::signing::trust::write_beside_manifest(
+                    &dir,
+                    &format!("keys/sigstore-{hex}.pub"),
+                    &key.bytes,
+                )?
             }
         };
         let added = text.apply(edit::add_sigstore_key(&text.text, prefix, &file)?);
@@ -167,7 +171,7 @@ pub async fn trust_add(settings: &Settings, request: TrustAddRequest) -> anyhow:
             _ => {
                 let file = match trust::repo_relative(&dir, &root.path) {
                     Some(relative) => relative,
-                    None => write_repo_file(
+                    None => crate::signing::trust::write_beside_manifest(
                         &dir,
                         &format!("keys/trusted_root-{}.json", root.digest.hex()),
                         &root.bytes,
@@ -365,18 +369,6 @@ fn check_lookaside(url: &str) -> anyhow::Result<()> {
         format!("`{}` is not a lookaside URL", crate::text::escape(url)),
         "give the base URL signatures are published under (`<URL>/<repo>@sha256=<hex>/signature-1`), e.g. `--lookaside https://sigs.example.com/sigstore`; plain http:// only to hosts listed with `insecure-http = true`",
     ))
-}
-
-/// Writes `bytes` to `relative` beside images.toml (creating its directory); returns `relative`.
-fn write_repo_file(dir: &Path, relative: &str, bytes: &[u8]) -> anyhow::Result<String> {
-    let path = dir.join(relative);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("cannot create {}", parent.display()))?;
-    }
-    crate::fsutil::write_atomic(&path, bytes)
-        .with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(relative.to_owned())
 }
 
 /// The keys in the file `trust add --key` names.

@@ -360,16 +360,26 @@ pub fn check_usable(key: &openpgp::PublicKey) -> anyhow::Result<()> {
 
 /// Writes `key` to `keys/<FINGERPRINT>.asc` beside the manifest; returns that relative path.
 pub fn write_key_file(dir: &Path, key: &openpgp::PublicKey) -> anyhow::Result<String> {
-    let relative = format!("keys/{}.asc", key.fingerprint());
-    let path = dir.join(&relative);
+    let armored = key.armored()?;
+    write_beside_manifest(
+        dir,
+        &format!("keys/{}.asc", key.fingerprint()),
+        armored.as_bytes(),
+    )
+}
+
+/// Writes `bytes` to `relative` under the manifest's directory `dir` (creating
+/// its directory), atomically; returns `relative`.
+pub fn write_beside_manifest(dir: &Path, relative: &str, bytes: &[u8]) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    let path = dir.join(relative);
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent)
-            .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", parent.display()))?;
+            .with_context(|| format!("cannot create {}", parent.display()))?;
     }
-    let armored = key.armored()?;
-    crate::fsutil::write_atomic(&path, armored.as_bytes())
-        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
-    Ok(relative)
+    crate::fsutil::write_atomic(&path, bytes)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(relative.to_owned())
 }
 
 #[cfg(test)]
