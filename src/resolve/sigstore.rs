@@ -53,6 +53,18 @@ impl Search {
         self.rejected.push(reason);
     }
 
+    /// Counts a candidate against the budget, refused for `reason` before its
+    /// signature could be read.
+    fn refuse_candidate(&mut self, reason: String) {
+        self.candidates_left = self.candidates_left.saturating_sub(1);
+        self.reject(reason);
+    }
+
+    /// Whether the budget has no candidate left, or fewer than `bytes` bytes.
+    fn spent(&self, bytes: u64) -> bool {
+        self.candidates_left == 0 || self.bytes_left < bytes
+    }
+
     /// The rejections for an error: repeated reasons once, with their count, and what
     /// the budget left untried.
     fn into_rejections(self) -> Vec<String> {
@@ -154,7 +166,7 @@ pub async fn search(
     let referrers = bundle_referrers(client, repo, signs).await?;
     let count = referrers.len();
     for (n, referrer) in referrers.into_iter().enumerate() {
-        if found.candidates_left == 0 || found.bytes_left == 0 {
+        if found.spent(1) {
             found.skipped += count - n;
             break;
         }
@@ -164,8 +176,7 @@ pub async fn search(
         {
             Ok(artifact) => artifact,
             Err(e) => {
-                found.candidates_left -= 1;
-                found.reject(format!(
+                found.refuse_candidate(format!(
                     "Sigstore bundle {}: cannot be read: {e}",
                     referrer.digest
                 ));
@@ -234,16 +245,14 @@ async fn try_artifact(t: &Target<'_>, kind: Kind, artifact: FetchedManifest, fou
     let parsed = match oci::parse_image_manifest(&artifact.bytes) {
         Ok(parsed) => parsed,
         Err(e) => {
-            found.candidates_left = found.candidates_left.saturating_sub(1);
-            found.reject(format!("{what}: {e}"));
+            found.refuse_candidate(format!("{what}: {e}"));
             return;
         }
     };
     let layers = match cosign::signature_layers(kind, &parsed, t.signs) {
         Ok(layers) => layers,
         Err(e) => {
-            found.candidates_left = found.candidates_left.saturating_sub(1);
-            found.reject(format!("{what}: {e}"));
+            found.refuse_candidate(format!("{what}: {e}"));
             return;
         }
     };
@@ -253,8 +262,7 @@ async fn try_artifact(t: &Target<'_>, kind: Kind, artifact: FetchedManifest, fou
             Kind::Cosign => format!("{what}, layer {index} ({})", layer.digest),
             Kind::Bundle => what.clone(),
         };
-        if found.candidates_left == 0 || found.bytes_left < layer.size.min(cosign::MAX_LAYER_BYTES)
-        {
+        if found.spent(layer.size.min(cosign::MAX_LAYER_BYTES)) {
             found.skipped += count - n;
             return;
         }
