@@ -211,15 +211,18 @@ fn trust_add_lookaside_is_what_lock_asks_for() {
 
     let before = project.read("images.toml");
     let prefix = format!("{host}/acme/");
-    let run = project
-        .run(&[
-            "trust",
-            "add",
-            &prefix,
-            "--lookaside",
-            "https://sigs.example.com/sigstore",
-        ])
-        .success();
+    let add_lookaside = || {
+        project
+            .run(&[
+                "trust",
+                "add",
+                &prefix,
+                "--lookaside",
+                "https://sigs.example.com/sigstore",
+            ])
+            .success()
+    };
+    let run = add_lookaside();
     snapshot("firsthour_trust_add_lookaside", &project, &run);
     assert_eq!(
         project.read("images.toml"),
@@ -228,15 +231,7 @@ fn trust_add_lookaside_is_what_lock_asks_for() {
             "  # release key\nlookaside = \"https://sigs.example.com/sigstore\"\n"
         )
     );
-    let run = project
-        .run(&[
-            "trust",
-            "add",
-            &prefix,
-            "--lookaside",
-            "https://sigs.example.com/sigstore",
-        ])
-        .success();
+    let run = add_lookaside();
     assert!(
         run.stderr.contains("Already set: lookaside"),
         "{}",

@@ -175,42 +175,28 @@ fn trust_add_list_and_remove_sigstore_signers() {
     assert_eq!(project.read("images.toml"), before);
 
     let regexp = r"^[a-z]+@acme\.com$";
-    let run = project
-        .run(&[
-            "trust",
-            "add",
-            "ghcr.io/acme/",
-            "--sigstore-key",
-            path(&ed25519),
-            "--sigstore-key",
-            path(&rsa),
-            "--identity",
-            GITHUB,
-            BEACON,
-            "--identity-regexp",
-            "https://accounts.google.com",
-            regexp,
-            "--trusted-root",
-            &format!("{FIXTURES}/custom.trusted_root.json"),
-        ])
-        .success();
+    let root = format!("{FIXTURES}/custom.trusted_root.json");
+    let add = ["trust", "add", "ghcr.io/acme/"];
+    let keys = [
+        "--sigstore-key",
+        path(&ed25519),
+        "--sigstore-key",
+        path(&rsa),
+    ];
+    let signers = [
+        "--identity",
+        GITHUB,
+        BEACON,
+        "--identity-regexp",
+        "https://accounts.google.com",
+        regexp,
+        "--trusted-root",
+        &root,
+    ];
+    let run = project.run(&[&add[..], &keys, &signers].concat()).success();
     snapshot("sigstore_trust_add_more", &project, &run);
     let after = project.read("images.toml");
-    let again = project
-        .run(&[
-            "trust",
-            "add",
-            "ghcr.io/acme/",
-            "--identity",
-            GITHUB,
-            BEACON,
-            "--identity-regexp",
-            "https://accounts.google.com",
-            regexp,
-            "--trusted-root",
-            &format!("{FIXTURES}/custom.trusted_root.json"),
-        ])
-        .success();
+    let again = project.run(&[&add[..], &signers].concat()).success();
     assert_eq!(project.read("images.toml"), after, "{}", again.stderr);
     assert_eq!(
         again.stderr.matches("Already trusted").count(),
